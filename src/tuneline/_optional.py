@@ -1,0 +1,31 @@
+"""Lazy imports of optional heavy dependencies with an actionable error when missing."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from tuneline.errors import MissingDependencyError
+
+_EXTRA_OF = {
+    "torch": "train",
+    "transformers": "train",
+    "peft": "train",
+    "gguf": "train",
+    "safetensors": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+}
+
+
+def require(module: str) -> ModuleType:
+    """Import `module`, or raise MissingDependencyError naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        extra = _EXTRA_OF.get(top, "all")
+        raise MissingDependencyError(
+            f"'{top}' is needed here but is not installed ({exc}). "
+            f"Install it with: pip install 'tuneline[{extra}]'"
+        ) from exc

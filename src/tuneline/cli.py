@@ -1,0 +1,196 @@
+"""The `tuneline` command line: the only layer that prints and picks exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tuneline._optional import require
+from tuneline.artifacts import Artifact
+from tuneline.config import PipelineConfig, load_config
+from tuneline.errors import TunelineError
+
+console = Console()
+errors = Console(stderr=True)
+
+_CONFIG_HELP = "YAML config, then dotted overrides such as train.epochs=2 (YAML-parsed values)."
+
+
+def _load(args: tuple[str, ...]) -> PipelineConfig:
+    """First argument is the config file unless it looks like an override."""
+    path = None
+    if args and "=" not in args[0]:
+        path, args = Path(args[0]), args[1:]
+    elif Path("tuneline.yaml").is_file():
+        path = Path("tuneline.yaml")
+    return load_config(path, list(args))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tuneline")
+def cli() -> None:
+    """tuneline: domain data → grounded Q&A → LoRA fine-tune → evaluation → registry → server."""
+
+
+@cli.command(help=f"Run the whole pipeline. {_CONFIG_HELP}")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--force", is_flag=True, help="Rerun every stage even when nothing changed.")
+def run(args: tuple[str, ...], force: bool) -> None:
+    from tuneline.pipeline import STAGES, run_pipeline
+
+    cfg = _load(args)
+    result = run_pipeline(cfg, force=frozenset(STAGES) if force else frozenset(),
+                          on_stage=_print_stage)
+    _print_summary(result.artifacts)
+    _print_serve_hint(cfg, args)
+
+
+def _stage_command(stage: str) -> None:
+    @cli.command(name=stage, help=f"Run the pipeline up to the {stage} stage, rerunning "
+                 f"{stage} when --force is given. {_CONFIG_HELP}")
+    @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+    @click.option("--force", is_flag=True, help=f"Rerun {stage} even when nothing changed.")
+    def command(args: tuple[str, ...], force: bool) -> None:
+        from tuneline.pipeline import run_pipeline
+
+        cfg = _load(args)
+        result = run_pipeline(cfg, until=stage, force=frozenset({stage}) if force else frozenset(),
+                              on_stage=_print_stage)
+        console.print(f"{stage} output: {result.artifacts[stage].path}")
+        if stage in ("evaluate", "register"):
+            _print_metrics(result.artifacts["evaluate"])
+
+
+for _name in ("ingest", "synthesize", "curate", "train", "evaluate", "register"):
+    _stage_command(_name)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--model", "model_ref", default=None,
+              help="Registered 'name' or 'name/version' (default: serve.model or register.name).")
+@click.option("--host", default=None, help="Interface to bind (default: serve.host).")
+@click.option("--port", type=int, default=None, help="Port (default: serve.port).")
+def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
+          port: int | None) -> None:
+    """Serve a registered model over an OpenAI-compatible HTTP API."""
+    from tuneline.registry.local import LocalRegistry
+    from tuneline.serve.app import build_app
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    uvicorn = require("uvicorn")
+    cfg = _load(args)
+    reference = model_ref or cfg.serve.model or cfg.register.name
+    version = LocalRegistry(cfg.register.registry_dir).get(reference)
+    errors.print(f"loading {version.name}/{version.version} "
+                 f"(base {version.meta['base_model']}) ...")
+    engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
+                                     cfg.model.cache_dir, cfg.train.precision)
+    names = {version.name, f"{version.name}/{version.version}"}
+    app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
+    uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
+
+
+@cli.group()
+def models() -> None:
+    """Manage base models."""
+
+
+@models.command("pull")
+@click.argument("name", default="embedded:smollm2-135m-instruct")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+def models_pull(name: str, cache_dir: Path | None) -> None:
+    """Prepare a base model offline (converts an embedded GGUF to safetensors once)."""
+    from tuneline.models.resolve import resolve_model
+
+    console.print(f"{name} → {resolve_model(name, cache_dir)}")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the pipeline config."""
+    click.echo(json.dumps(PipelineConfig.model_json_schema(), indent=2))
+
+
+@config.command("show")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+def config_show(args: tuple[str, ...]) -> None:
+    """Print the resolved config (defaults < YAML < overrides)."""
+    import yaml
+
+    click.echo(yaml.safe_dump(_load(args).model_dump(mode="json"), sort_keys=False))
+
+
+def _print_stage(artifact: Artifact) -> None:
+    status = "[dim]skipped (unchanged)[/dim]" if artifact.skipped else "[green]done[/green]"
+    counts = ", ".join(f"{k}={v}" for k, v in artifact.manifest["counts"].items()
+                       if ":" not in k)
+    console.print(f"[bold]{artifact.stage:<10}[/bold] {status} "
+                  f"{artifact.seconds:7.1f}s  {counts}")
+
+
+def _print_summary(artifacts: dict[str, Artifact]) -> None:
+    table = Table(title="Stages")
+    for column in ("stage", "status", "seconds"):
+        table.add_column(column)
+    for artifact in artifacts.values():
+        table.add_row(artifact.stage, "skipped" if artifact.skipped else "ran",
+                      f"{artifact.seconds:.1f}")
+    console.print(table)
+    if "evaluate" in artifacts:
+        _print_metrics(artifacts["evaluate"])
+
+
+def _print_metrics(evaluated: Artifact) -> None:
+    metrics = json.loads((evaluated.path / "metrics.json").read_text())
+    sets = list(next(iter(metrics.values())))
+    table = Table(title="Accuracy (reference fact in the answer)")
+    table.add_column("variant")
+    for name in sets:
+        table.add_column(name, justify="right")
+    for variant, per_set in metrics.items():
+        table.add_row(variant, *(f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})"
+                                 for s in sets))
+    console.print(table)
+    console.print(f"report: {evaluated.path / 'report.md'}")
+
+
+def _print_serve_hint(cfg: PipelineConfig, args: tuple[str, ...]) -> None:
+    config_arg = args[0] if args and "=" not in args[0] else ""
+    url = f"http://{cfg.serve.host}:{cfg.serve.port}/v1"
+    console.print(f"""
+Serve the tuned model:  tuneline serve {config_arg}
+Query it:  curl -s {url}/chat/completions -H 'Content-Type: application/json' \\
+  -d '{{"model": "{cfg.register.name}", "messages": [{{"role": "user", "content": "..."}}]}}'
+or with the openai client: OpenAI(base_url="{url}", api_key="none")""")
+
+
+def main() -> None:
+    """Console-script entry point: TunelineError → message on stderr and its exit code."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except TunelineError as exc:
+        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        errors.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

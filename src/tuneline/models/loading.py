@@ -1,0 +1,89 @@
+"""Load base models, tokenizers and adapters with transformers/PEFT, offline."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tuneline._optional import require
+from tuneline.errors import ModelError
+from tuneline.models.resolve import resolve_model
+
+
+def pick_device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu'."""
+    torch = require("torch")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for a device."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device == "cuda":
+        return bool(require("torch").cuda.is_bf16_supported())
+    return cpu_supports_bf16()
+
+
+def set_cpu_threads() -> None:
+    """Use every core for intra-op parallelism unless the user set OMP_NUM_THREADS."""
+    torch = require("torch")
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def load_tokenizer(base: str, cache_dir: Path | None = None) -> Any:
+    """Load the tokenizer of a base model (or of an adapter folder that saved one)."""
+    transformers = require("transformers")
+    source = base if Path(base).is_dir() else resolve_model(base, cache_dir)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ModelError(f"cannot load a tokenizer from '{base}': {exc}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ModelError(f"tokenizer of '{base}' has no chat template; use an instruct model")
+    return tokenizer
+
+
+def load_base_model(base: str, cache_dir: Path | None = None, dtype: str = "float32") -> Any:
+    """Load a causal LM from a resolved base reference, offline."""
+    torch = require("torch")
+    transformers = require("transformers")
+    source = resolve_model(base, cache_dir)
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            source, dtype=getattr(torch, dtype)
+        )
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load model '{base}' ({exc}). Without network only local folders, "
+            "models already in the HF cache and 'embedded:' models work."
+        ) from None
+    return model
+
+
+def load_tuned_model(
+    base: str, adapter_dir: Path, cache_dir: Path | None = None, dtype: str = "float32"
+) -> Any:
+    """Load a base model with a LoRA adapter merged in (fastest for inference)."""
+    peft = require("peft")
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter_dir} holds no adapter (adapter_config.json missing)")
+    model = load_base_model(base, cache_dir, dtype)
+    return peft.PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

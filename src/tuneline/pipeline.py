@@ -1,0 +1,52 @@
+"""Run the stages in order, reusing every stage whose fingerprint is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuneline.artifacts import Artifact
+from tuneline.config import PipelineConfig, save_config
+from tuneline.stages import curate, evaluate, ingest, register, synthesize, train
+
+STAGES = ("ingest", "synthesize", "curate", "train", "evaluate", "register")
+
+
+@dataclass
+class PipelineResult:
+    """The artifacts produced (or reused) by a pipeline run, by stage name."""
+
+    run_dir: Path
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    until: str = STAGES[-1],
+    force: frozenset[str] = frozenset(),
+    on_stage: Callable[[Artifact], None] | None = None,
+) -> PipelineResult:
+    """Run stages up to and including `until`; stages named in `force` rerun regardless."""
+    run_dir = cfg.run.runs_dir / cfg.run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    result = PipelineResult(run_dir)
+    a = result.artifacts
+
+    steps: dict[str, Callable[[], Artifact]] = {
+        "ingest": lambda: ingest.run(cfg, run_dir / "ingest", "ingest" in force),
+        "synthesize": lambda: synthesize.run(cfg, a["ingest"], run_dir / "synthesize",
+                                             "synthesize" in force),
+        "curate": lambda: curate.run(cfg, a["synthesize"], run_dir / "curate", "curate" in force),
+        "train": lambda: train.run(cfg, a["curate"], run_dir / "train", "train" in force),
+        "evaluate": lambda: evaluate.run(cfg, a["curate"], a["train"], run_dir / "evaluate",
+                                         "evaluate" in force),
+        "register": lambda: register.run(cfg, a["curate"], a["train"], a["evaluate"],
+                                         run_dir / "register", "register" in force),
+    }
+    for name in STAGES[: STAGES.index(until) + 1]:
+        a[name] = steps[name]()
+        if on_stage is not None:
+            on_stage(a[name])
+    return result

@@ -1,0 +1,61 @@
+"""Stage 3, curate: split by fact and export chat JSONL plus the recall/heldout eval sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
+from tuneline.config import PipelineConfig
+from tuneline.data.export import chat_examples, eval_items
+from tuneline.data.split import split_by_fact
+from tuneline.errors import ConfigError
+from tuneline.stages.synthesize import load_facts
+
+TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
+EVAL_DIR = "eval"
+EVAL_SETS = ("recall", "heldout")
+
+
+def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False) -> Artifact:
+    """Write train/val/test chat JSONL and `eval/{recall,heldout}.jsonl` into `out_dir`."""
+    config_hash = cfg.section_hash("curate", "run")
+
+    def work(tmp: Path) -> StageResult:
+        facts = load_facts(synthesized)
+        n_recall = cfg.curate.recall_phrasings
+        too_few = sorted({f.template for f in facts if len(f.questions) <= n_recall})
+        if too_few:
+            raise ConfigError([
+                f"synthesize.templates ({name}): needs more than curate.recall_phrasings="
+                f"{n_recall} questions so some are left to train on" for name in too_few
+            ])
+        split = split_by_fact(facts, cfg.curate.heldout_fraction, cfg.curate.val_fraction,
+                              cfg.run.seed)
+        trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
+        (tmp / EVAL_DIR).mkdir()
+        counts = {
+            "facts_train": len(split.train),
+            "facts_val": len(split.val),
+            "facts_heldout": len(split.heldout),
+            "train": write_jsonl(tmp / TRAIN, chat_examples(split.train, trained)),
+            "val": write_jsonl(tmp / VAL, chat_examples(split.val, trained)),
+            "test": write_jsonl(tmp / TEST, chat_examples(split.heldout, slice(None))),
+            "recall": write_jsonl(tmp / EVAL_DIR / "recall.jsonl",
+                                  eval_items(split.train, recall_only, "recall")),
+            "heldout": write_jsonl(tmp / EVAL_DIR / "heldout.jsonl",
+                                   eval_items(split.heldout, recall_only, "heldout")),
+        }
+        return StageResult(counts=counts)
+
+    return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
+                     work, force)
+
+
+def load_eval_set(curated: Artifact, name: str) -> list[dict]:
+    """One evaluation set written by curate."""
+    return read_jsonl(curated.path / EVAL_DIR / f"{name}.jsonl")
+
+
+def load_chat(curated: Artifact, split: str) -> list[dict]:
+    """Chat examples of one split ('train', 'val' or 'test')."""
+    return read_jsonl(curated.path / f"{split}.jsonl")

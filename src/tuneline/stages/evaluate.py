@@ -1,0 +1,100 @@
+"""Stage 5, evaluate: base vs tuned answers on the recall and heldout sets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from tuneline._optional import require
+from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic, write_jsonl
+from tuneline.config import PipelineConfig
+from tuneline.evaluation.metrics import accuracy, contains_fact
+from tuneline.evaluation.report import render_report
+from tuneline.stages.curate import EVAL_SETS, load_eval_set
+from tuneline.stages.train import ADAPTER_DIR
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.jsonl"
+REPORT = "report.md"
+VARIANTS = ("base", "tuned")
+
+
+def run(
+    cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False
+) -> Artifact:
+    """Write `metrics.json` ({variant: {set: {accuracy, n}}}), predictions and a report."""
+    config_hash = cfg.section_hash("evaluate", "model")
+    inputs = {"curate": curated.output_hash, "train": trained.output_hash}
+    return run_stage("evaluate", out_dir, config_hash, inputs,
+                     lambda tmp: _evaluate(cfg, curated, trained, tmp), force)
+
+
+def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact, tmp: Path) -> StageResult:
+    items = [item for name in EVAL_SETS
+             for item in load_eval_set(curated, name)[: cfg.evaluate.max_examples]]
+    answers: dict[str, list[str]] = {}
+    speed: dict[str, float] = {}
+    for variant in VARIANTS:
+        answers[variant], speed[variant] = _answer_all(cfg, trained.path / ADAPTER_DIR, variant,
+                                                       items)
+    predictions = [
+        {**item, **{f"{v}_answer": answers[v][i] for v in VARIANTS},
+         **{f"{v}_correct": contains_fact(answers[v][i], item["fact"]) for v in VARIANTS}}
+        for i, item in enumerate(items)
+    ]
+    metrics = _metrics(predictions)
+    write_json_atomic(tmp / METRICS, metrics)
+    write_jsonl(tmp / PREDICTIONS, predictions)
+    (tmp / REPORT).write_text(render_report(metrics, predictions), encoding="utf-8")
+    return StageResult(counts={"questions": len(items)},
+                       details={"generation_tokens_per_second": speed})
+
+
+def _metrics(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for variant in VARIANTS:
+        metrics[variant] = {}
+        for name in EVAL_SETS:
+            rows = [p for p in predictions if p["set"] == name]
+            acc, n = accuracy(p[f"{variant}_correct"] for p in rows)
+            metrics[variant][name] = {"accuracy": acc, "n": n}
+    return metrics
+
+
+def _answer_all(
+    cfg: PipelineConfig, adapter_dir: Path, variant: str, items: list[dict[str, Any]]
+) -> tuple[list[str], float]:
+    from tuneline.models.generation import generate_all
+    from tuneline.models.loading import (
+        load_base_model, load_tokenizer, load_tuned_model, pick_device, set_cpu_threads, use_bf16,
+    )
+
+    torch = require("torch")
+    set_cpu_threads()
+    device = pick_device()
+    dtype = torch.bfloat16 if use_bf16(cfg.train.precision, device) else torch.float32
+    # The tuned variant uses the tokenizer and chat template saved with the adapter.
+    tokenizer = load_tokenizer(str(adapter_dir) if variant == "tuned" else cfg.model.base,
+                               cfg.model.cache_dir)
+    if variant == "tuned":
+        model = load_tuned_model(cfg.model.base, adapter_dir, cfg.model.cache_dir)
+    else:
+        model = load_base_model(cfg.model.base, cfg.model.cache_dir)
+    model = model.to(device=device, dtype=dtype).eval()
+    conversations = [[{"role": "user", "content": item["question"]}] for item in items]
+    bar = tqdm(total=len(items), desc=f"evaluate {variant}", unit="q", dynamic_ncols=True)
+    started, tokens = time.perf_counter(), 0
+
+    def progress(n_done: int, n_tokens: int) -> None:
+        nonlocal tokens
+        tokens += n_tokens
+        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - started):,.0f}")
+        bar.update(n_done)
+
+    generations = generate_all(model, tokenizer, conversations, cfg.evaluate.max_new_tokens,
+                               cfg.evaluate.batch_size, progress)
+    bar.close()
+    return [g.text for g in generations], tokens / max(time.perf_counter() - started, 1e-9)
