@@ -1,0 +1,110 @@
+"""Shared fixtures: a tiny offline chat model and a small CSV dataset, built once per session."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+CAPITALS = [
+    ("France", "Paris", "Europe"), ("Spain", "Madrid", "Europe"), ("Italy", "Rome", "Europe"),
+    ("Germany", "Berlin", "Europe"), ("Poland", "Warsaw", "Europe"),
+    ("Portugal", "Lisbon", "Europe"), ("Greece", "Athens", "Europe"),
+    ("Norway", "Oslo", "Europe"), ("Sweden", "Stockholm", "Europe"),
+    ("Finland", "Helsinki", "Europe"), ("Japan", "Tokyo", "Asia"), ("China", "Beijing", "Asia"),
+    ("India", "New Delhi", "Asia"), ("Thailand", "Bangkok", "Asia"),
+    ("Vietnam", "Hanoi", "Asia"), ("Egypt", "Cairo", "Africa"), ("Kenya", "Nairobi", "Africa"),
+    ("Ghana", "Accra", "Africa"), ("Peru", "Lima", "America"), ("Chile", "Santiago", "America"),
+]
+
+
+def _corpus() -> list[str]:
+    lines = [f"The capital of {c} is {k}. {c} is in {r}." for c, k, r in CAPITALS]
+    lines += ["What is the capital city of", "Which continent is", "Name the capital of",
+              "user assistant system ? . , : ' \" 0123456789 abcdefghijklmnopqrstuvwxyz"]
+    return lines * 4
+
+
+def build_tiny_chat_model(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer and ChatML template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", bos_token=None)
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def write_capitals_csv(path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["country", "capital", "region"])
+        writer.writerows(CAPITALS)
+    return path
+
+
+def tiny_pipeline_config(root: Path, model_dir: Path) -> dict:
+    """A config dict for the whole pipeline on the capitals table and the tiny model."""
+    data = write_capitals_csv(root / "capitals.csv")
+    return {
+        "run": {"name": "tiny", "runs_dir": str(root / "runs"), "seed": 0},
+        "model": {"base": str(model_dir)},
+        "ingest": {"sources": [{"name": "capitals", "path": str(data)}]},
+        "synthesize": {"templates": [{
+            "name": "capital",
+            "source": "capitals",
+            "key": "{country}",
+            "questions": ["What is the capital of {country}?",
+                          "Name the capital city of {country}.",
+                          "Which city is the capital of {country}?"],
+            "answer": "The capital of {country} is {capital}.",
+            "fact": "{capital}",
+        }]},
+        "curate": {"heldout_fraction": 0.1, "val_fraction": 0.1},
+        "train": {"epochs": 4, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32"},
+        "evaluate": {"max_new_tokens": 12, "batch_size": 8},
+        "register": {"name": "capitals", "registry_dir": str(root / "registry")},
+    }
+
+
+def write_config(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
