@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import read_json, tiny_pipeline_config, write_config
 
 pytest.importorskip("torch")

@@ -14,7 +14,7 @@ TEMPLATE = TemplateConfig(
 
 
 def _records(rows):
-    return [Record("t", "t.csv", i + 2, dict(zip(("country", "capital"), row)))
+    return [Record("t", "t.csv", i + 2, dict(zip(("country", "capital"), row, strict=True)))
             for i, row in enumerate(rows)]
 
 

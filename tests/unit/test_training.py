@@ -37,7 +37,7 @@ def test_lora_training_lowers_loss_and_leaves_the_base_untouched(tiny_model_dir)
     batch = _batch(tiny_model_dir)
     examples = [TokenizedExample(ids[m.bool()].tolist(), lab[m.bool()].tolist())
                 for ids, lab, m in zip(batch["input_ids"], batch["labels"],
-                                       batch["attention_mask"])]
+                                       batch["attention_mask"], strict=True)]
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     cfg = TrainConfig(epochs=30, batch_size=3, learning_rate=1e-2, warmup_ratio=0.0)

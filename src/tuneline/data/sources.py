@@ -55,7 +55,8 @@ def read_csv(
                         f"({', '.join(columns[:4])}...), got {len(fields)}; "
                         "check quoting and the delimiter"
                     )
-                yield Record(name, str(path), reader.line_num, dict(zip(columns, fields)))
+                row = dict(zip(columns, fields, strict=True))
+                yield Record(name, str(path), reader.line_num, row)
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{path}: bytes at offset {exc.start} are not valid {encoding} ({exc.reason}); "

@@ -55,7 +55,7 @@ def generate_batch(
     prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
     return [
         _decode(tokenizer, row[prompt_width:].tolist(), int(n_prompt))
-        for row, n_prompt in zip(output, prompt_lengths)
+        for row, n_prompt in zip(output, prompt_lengths, strict=True)
     ]
 
 
@@ -84,7 +84,7 @@ def generate_all(
         chunk = order[start : start + batch_size]
         outputs = generate_batch(model, tokenizer, [conversations[i] for i in chunk],
                                  max_new_tokens)
-        for index, generation in zip(chunk, outputs):
+        for index, generation in zip(chunk, outputs, strict=True):
             results[index] = generation
         if progress is not None:
             progress(len(chunk), sum(g.completion_tokens for g in outputs))

@@ -1,4 +1,4 @@
-"""Resolve a base-model reference to a local HF model folder (embedded GGUF → cached safetensors)."""
+"""Resolve a base-model reference to a local HF model folder (embedded GGUF → safetensors)."""
 
 from __future__ import annotations
 

@@ -69,7 +69,12 @@ def _answer_all(
 ) -> tuple[list[str], float]:
     from tuneline.models.generation import generate_all
     from tuneline.models.loading import (
-        load_base_model, load_tokenizer, load_tuned_model, pick_device, set_cpu_threads, use_bf16,
+        load_base_model,
+        load_tokenizer,
+        load_tuned_model,
+        pick_device,
+        set_cpu_threads,
+        use_bf16,
     )
 
     torch = require("torch")

@@ -14,7 +14,7 @@ TRAIN_LOG = "train_log.jsonl"
 
 
 def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False) -> Artifact:
-    """Train a LoRA adapter; write it (with the tokenizer and chat template) to `out_dir/adapter`."""
+    """Train a LoRA adapter; write it with the tokenizer and chat template to `out_dir/adapter`."""
     config_hash = cfg.section_hash("train", "model", "run")
     return run_stage("train", out_dir, config_hash, {"curate": curated.output_hash},
                      lambda tmp: _train(cfg, curated, tmp), force)
@@ -22,7 +22,11 @@ def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = Fal
 
 def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path) -> StageResult:
     from tuneline.models.loading import (
-        load_base_model, load_tokenizer, pick_device, set_cpu_threads, use_bf16,
+        load_base_model,
+        load_tokenizer,
+        pick_device,
+        set_cpu_threads,
+        use_bf16,
     )
     from tuneline.training.loop import attach_lora, train_loop
     from tuneline.training.tokenize import tokenize_chat

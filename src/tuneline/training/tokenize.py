@@ -37,7 +37,8 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) 
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    answer_ids = answer_ids[: answer_ids.index(eos) + 1] if eos in answer_ids else [*answer_ids, eos]
+    end = answer_ids.index(eos) + 1 if eos in answer_ids else None
+    answer_ids = answer_ids[:end] if end else [*answer_ids, eos]
     input_ids = (prompt_ids + answer_ids)[:max_len]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_len]
     return TokenizedExample(input_ids, labels)

@@ -24,7 +24,11 @@ class TransformersEngine:
              precision: str = "auto") -> TransformersEngine:
         """Load the base model (merging the adapter when given) on the best device."""
         from tuneline.models.loading import (
-            load_base_model, load_tokenizer, load_tuned_model, pick_device, set_cpu_threads,
+            load_base_model,
+            load_tokenizer,
+            load_tuned_model,
+            pick_device,
+            set_cpu_threads,
             use_bf16,
         )
 

@@ -1,0 +1,118 @@
+"""The real SmolLM2 through every stage; then `tuneline serve` answers the openai client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+torch = pytest.importorskip("torch")
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "paris2024"
+SMALL_SLICE = [
+    "synthesize.max_facts_per_template=8",
+    "train.epochs=2",
+    "evaluate.max_new_tokens=16",
+    "evaluate.max_examples=6",
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("smollm2")
+    shutil.copytree(EXAMPLE, root / "paris2024")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_weights() -> Path:
+    from tuneline.models.resolve import resolve_model
+
+    return Path(resolve_model("embedded:smollm2-135m-instruct")) / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def pipeline(workdir, base_weights):
+    from tuneline.artifacts import hash_file
+    from tuneline.config import load_config
+    from tuneline.pipeline import run_pipeline
+
+    before = hash_file(base_weights)
+    cfg = load_config(workdir / "paris2024" / "tuneline.yaml",
+                      [*SMALL_SLICE, f"run.runs_dir={workdir / 'runs'}",
+                       f"register.registry_dir={workdir / 'registry'}"])
+    return cfg, run_pipeline(cfg), before
+
+
+def test_training_lowers_loss_and_changes_only_the_adapter(pipeline, base_weights):
+    from safetensors.torch import load_file
+
+    from tuneline.artifacts import hash_file
+
+    cfg, result, base_hash_before = pipeline
+    details = result.artifacts["train"].manifest["details"]
+    assert details["loss_last"] < details["loss_first"]
+    assert details["val_loss_after"] < details["val_loss_before"]
+    adapter = load_file(result.artifacts["train"].path / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)
+    assert hash_file(base_weights) == base_hash_before
+
+
+def test_evaluation_compares_base_and_tuned(pipeline):
+    import json
+
+    _, result, _ = pipeline
+    metrics = json.loads((result.artifacts["evaluate"].path / "metrics.json").read_text())
+    assert metrics["base"]["recall"]["n"] == metrics["tuned"]["recall"]["n"] == 6
+    predictions = (result.artifacts["evaluate"].path / "predictions.jsonl").read_text()
+    assert predictions.count("tuned_answer") >= 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
+    from openai import OpenAI
+
+    cfg, _, _ = pipeline
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuneline.cli", "serve",
+         str(workdir / "paris2024" / "tuneline.yaml"),
+         f"register.registry_dir={cfg.register.registry_dir}", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+    )
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        deadline = time.time() + 120
+        while True:
+            try:
+                client.models.list()
+                break
+            except Exception:
+                if server.poll() is not None or time.time() > deadline:
+                    output = server.stdout.read() if server.poll() is not None else ""
+                    raise AssertionError(f"server did not start:\n{output}") from None
+                time.sleep(0.5)
+        reply = client.chat.completions.create(
+            model="paris2024",
+            messages=[{"role": "user", "content": "Which country did LEDECKY Katie represent "
+                                                  "at the Paris 2024 Olympics?"}],
+            max_tokens=24,
+        )
+        assert reply.choices[0].message.content.strip()
+        assert reply.usage.completion_tokens > 0
+    finally:
+        server.terminate()
+        server.wait(30)
