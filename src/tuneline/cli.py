@@ -133,19 +133,21 @@ def config_show(args: tuple[str, ...]) -> None:
 
 
 def _print_stage(artifact: Artifact) -> None:
-    status = "[dim]skipped (unchanged)[/dim]" if artifact.skipped else "[green]done[/green]"
     counts = ", ".join(f"{k}={v}" for k, v in artifact.manifest["counts"].items()
                        if ":" not in k)
-    console.print(f"[bold]{artifact.stage:<10}[/bold] {status} "
-                  f"{artifact.seconds:7.1f}s  {counts}")
+    if artifact.skipped:
+        status = f"[dim]skipped (unchanged; took {artifact.seconds:.1f}s when it ran)[/dim]"
+    else:
+        status = f"[green]done[/green] {artifact.seconds:7.1f}s"
+    console.print(f"[bold]{artifact.stage:<10}[/bold] {status}  {counts}")
 
 
 def _print_summary(artifacts: dict[str, Artifact]) -> None:
     table = Table(title="Stages")
-    for column in ("stage", "status", "seconds"):
+    for column in ("stage", "status", "seconds when it ran"):
         table.add_column(column)
     for artifact in artifacts.values():
-        table.add_row(artifact.stage, "skipped" if artifact.skipped else "ran",
+        table.add_row(artifact.stage, "skipped (unchanged)" if artifact.skipped else "ran",
                       f"{artifact.seconds:.1f}")
     console.print(table)
     if "evaluate" in artifacts:

@@ -134,5 +134,5 @@ def test_cli_serve_hint_and_stage_verbs(tiny_run):
     proc = subprocess.run([sys.executable, "-m", "tuneline.cli", "run", str(config_path)],
                           capture_output=True, text=True, cwd=Path(config_path).parent)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("skipped (unchanged)") == 6
+    assert proc.stdout.count("skipped (unchanged; took") == 6
     assert "tuneline serve" in proc.stdout and "chat/completions" in proc.stdout
