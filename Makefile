@@ -30,7 +30,6 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
 
 serve: $(VENV)/.installed-all
 	$(BIN)/tuneline serve examples/paris2024/tuneline.yaml

@@ -87,3 +87,23 @@ def load_tuned_model(
         raise ModelError(f"{adapter_dir} holds no adapter (adapter_config.json missing)")
     model = load_base_model(base, cache_dir, dtype)
     return peft.PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+
+def load_for_inference(
+    base: str, adapter_dir: Path | None, cache_dir: Path | None = None, precision: str = "auto"
+) -> tuple[Any, Any]:
+    """(model, tokenizer) ready to generate on the best device, the adapter merged when given.
+
+    A tuned model uses the tokenizer and chat template saved with its adapter.
+    """
+    torch = require("torch")
+    set_cpu_threads()
+    device = pick_device()
+    dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
+    if adapter_dir is not None:
+        tokenizer = load_tokenizer(str(adapter_dir), cache_dir)
+        model = load_tuned_model(base, adapter_dir, cache_dir)
+    else:
+        tokenizer = load_tokenizer(base, cache_dir)
+        model = load_base_model(base, cache_dir)
+    return model.to(device=device, dtype=dtype).eval(), tokenizer

@@ -8,7 +8,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from tuneline._optional import require
 from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig
 from tuneline.evaluation.metrics import accuracy, contains_fact
@@ -68,27 +67,12 @@ def _answer_all(
     cfg: PipelineConfig, adapter_dir: Path, variant: str, items: list[dict[str, Any]]
 ) -> tuple[list[str], float]:
     from tuneline.models.generation import generate_all
-    from tuneline.models.loading import (
-        load_base_model,
-        load_tokenizer,
-        load_tuned_model,
-        pick_device,
-        set_cpu_threads,
-        use_bf16,
-    )
+    from tuneline.models.loading import load_for_inference
 
-    torch = require("torch")
-    set_cpu_threads()
-    device = pick_device()
-    dtype = torch.bfloat16 if use_bf16(cfg.train.precision, device) else torch.float32
-    # The tuned variant uses the tokenizer and chat template saved with the adapter.
-    tokenizer = load_tokenizer(str(adapter_dir) if variant == "tuned" else cfg.model.base,
-                               cfg.model.cache_dir)
-    if variant == "tuned":
-        model = load_tuned_model(cfg.model.base, adapter_dir, cfg.model.cache_dir)
-    else:
-        model = load_base_model(cfg.model.base, cfg.model.cache_dir)
-    model = model.to(device=device, dtype=dtype).eval()
+    model, tokenizer = load_for_inference(
+        cfg.model.base, adapter_dir if variant == "tuned" else None, cfg.model.cache_dir,
+        cfg.train.precision,
+    )
     conversations = [[{"role": "user", "content": item["question"]}] for item in items]
     bar = tqdm(total=len(items), desc=f"evaluate {variant}", unit="q", dynamic_ncols=True)
     started, tokens = time.perf_counter(), 0

@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tuneline._optional import require
 from tuneline.models.generation import Generation, generate_batch, render_prompt
 
 
@@ -23,26 +22,9 @@ class TransformersEngine:
     def load(cls, base: str, adapter_dir: Path | None, cache_dir: Path | None = None,
              precision: str = "auto") -> TransformersEngine:
         """Load the base model (merging the adapter when given) on the best device."""
-        from tuneline.models.loading import (
-            load_base_model,
-            load_tokenizer,
-            load_tuned_model,
-            pick_device,
-            set_cpu_threads,
-            use_bf16,
-        )
+        from tuneline.models.loading import load_for_inference
 
-        torch = require("torch")
-        set_cpu_threads()
-        device = pick_device()
-        dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
-        if adapter_dir is not None:
-            tokenizer = load_tokenizer(str(adapter_dir), cache_dir)
-            model = load_tuned_model(base, adapter_dir, cache_dir)
-        else:
-            tokenizer = load_tokenizer(base, cache_dir)
-            model = load_base_model(base, cache_dir)
-        return cls(model.to(device=device, dtype=dtype).eval(), tokenizer)
+        return cls(*load_for_inference(base, adapter_dir, cache_dir, precision))
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         prompt = render_prompt(self.tokenizer, messages)
