@@ -99,6 +99,10 @@ def server(tiny_run):
 def test_openai_client_gets_a_chat_completion(server):
     from openai import OpenAI
 
+    import httpx
+
+    health = httpx.get(server.removesuffix("/v1") + "/health").json()
+    assert health == {"status": "ok", "models": ["capitals", "capitals/1"]}
     client = OpenAI(base_url=server, api_key="none")
     assert {m.id for m in client.models.list()} == {"capitals", "capitals/1"}
     reply = client.chat.completions.create(
