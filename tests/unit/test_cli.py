@@ -31,3 +31,16 @@ def test_core_imports_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_data_validate_exit_codes_and_lines(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"messages": [{"role": "user", "content": "a"},
+                                             {"role": "assistant", "content": "b"}]}) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "a"}]}\n')
+    assert _tuneline("data", "validate", str(good)).returncode == 0
+    proc = _tuneline("data", "validate", str(good), str(bad))
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == (f"{bad}:1: example_missing_assistant_message: "
+                                   "no message has role 'assistant'")

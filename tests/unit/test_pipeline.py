@@ -97,9 +97,8 @@ def server(tiny_run):
 
 
 def test_openai_client_gets_a_chat_completion(server):
-    from openai import OpenAI
-
     import httpx
+    from openai import OpenAI
 
     health = httpx.get(server.removesuffix("/v1") + "/health").json()
     assert health == {"status": "ok", "models": ["capitals", "capitals/1"]}

@@ -89,3 +89,13 @@ def generate_all(
         if progress is not None:
             progress(len(chunk), sum(g.completion_tokens for g in outputs))
     return [r for r in results if r is not None]
+
+
+def chat_token_counter(tokenizer: Any) -> Any:
+    """A function giving the number of tokens a whole conversation takes under the chat template."""
+
+    def count(messages: Sequence[dict[str, str]]) -> int:
+        text = tokenizer.apply_chat_template(list(messages), tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count

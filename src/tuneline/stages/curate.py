@@ -8,7 +8,8 @@ from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, wri
 from tuneline.config import PipelineConfig
 from tuneline.data.export import chat_examples, eval_items
 from tuneline.data.split import split_by_fact
-from tuneline.errors import ConfigError
+from tuneline.data.validate import validate_file
+from tuneline.errors import ConfigError, DataError
 from tuneline.stages.synthesize import load_facts
 
 TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
@@ -45,6 +46,8 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
             "heldout": write_jsonl(tmp / EVAL_DIR / "heldout.jsonl",
                                    eval_items(split.heldout, recall_only, "heldout")),
         }
+        for name in (TRAIN, VAL, TEST):
+            _check_format(tmp / name)
         return StageResult(counts=counts)
 
     return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
@@ -59,3 +62,13 @@ def load_eval_set(curated: Artifact, name: str) -> list[dict]:
 def load_chat(curated: Artifact, split: str) -> list[dict]:
     """Chat examples of one split ('train', 'val' or 'test')."""
     return read_jsonl(curated.path / f"{split}.jsonl")
+
+
+def _check_format(path: Path) -> None:
+    """Refuse to hand the trainer a file that OpenAI's format rules reject."""
+    report = validate_file(path)
+    report.problems = [p for p in report.problems if p.rule != "empty_file"]
+    if not report.ok:
+        shown = "\n".join(p.render(path.name) for p in report.problems[:5])
+        raise DataError(f"curate wrote {len(report.bad_lines)} invalid chat example(s); check "
+                        f"the synthesize templates:\n{shown}")
