@@ -15,6 +15,8 @@ _EXTRA_OF = {
     "safetensors": "train",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "sqlalchemy": "sql",
+    "psycopg": "sql",
 }
 
 

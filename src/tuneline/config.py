@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tuneline.errors import ConfigError
 
@@ -39,16 +47,41 @@ class ModelConfig(_Section):
     )
 
 
+SourceFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "sql"]
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
+                     ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
 class SourceConfig(_Section):
     name: str = Field(description="Table name that templates refer to.")
-    path: Path = Field(description="CSV file (relative paths resolve from the config file).")
-    format: Literal["csv"] = Field("csv", description="File format.")
-    delimiter: str = Field(",", description="Field delimiter.")
-    encoding: str = Field("utf-8", description="Text encoding of the file.")
+    path: Path | None = Field(
+        None, description="Data file (relative paths resolve from the config file)."
+    )
+    format: SourceFormat = Field(
+        "auto", description="File format; 'auto' picks it from the file extension."
+    )
+    delimiter: str | None = Field(
+        None, description="CSV field delimiter; default: sniffed from the file (',' ';' tab '|')."
+    )
+    encoding: str = Field(
+        "auto", description="Text encoding; 'auto' reads UTF-8 (with or without BOM) and "
+        "otherwise detects it."
+    )
+    url: str | None = Field(
+        None, description="SQLAlchemy database URL for format 'sql', e.g. sqlite:///data.db or "
+        "postgresql+psycopg://user@host/db. Use ${ENV_VAR} for secrets."
+    )
+    query: str | None = Field(None, description="SQL query to run (format 'sql').")
+    table: str | None = Field(None, description="Table to read whole (format 'sql').")
+    key: str | None = Field(
+        None, description="Column that identifies a row in provenance (default: row number)."
+    )
 
     @field_validator("path")
     @classmethod
-    def _resolve_and_check(cls, path: Path, info: ValidationInfo) -> Path:
+    def _resolve_and_check(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
         base_dir = (info.context or {}).get("base_dir")
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
@@ -56,10 +89,33 @@ class SourceConfig(_Section):
             raise ValueError(f"file not found: {path}")
         return path
 
+    @model_validator(mode="after")
+    def _check_kind(self) -> SourceConfig:
+        if self.url is not None or self.format == "sql":
+            if self.url is None:
+                raise ValueError("format 'sql' needs a `url`")
+            if (self.query is None) == (self.table is None):
+                raise ValueError("a SQL source needs exactly one of `query` or `table`")
+            if self.path is not None:
+                raise ValueError("give either `path` (a file) or `url` (a database), not both")
+            self.format = "sql"
+            return self
+        if self.path is None:
+            raise ValueError("needs `path` (a data file) or `url` (a database)")
+        if self.format == "auto":
+            suffix = self.path.suffix.lower()
+            if suffix not in _FORMAT_BY_SUFFIX:
+                raise ValueError(f"cannot tell the format of '{self.path.name}' from its "
+                                 f"extension; set format to one of csv, tsv, json, jsonl")
+            self.format = _FORMAT_BY_SUFFIX[suffix]  # type: ignore[assignment]
+        return self
+
 
 class IngestConfig(_Section):
     sources: list[SourceConfig] = Field(
-        default_factory=list, description="Tables to read, each becoming named records."
+        default_factory=list,
+        description="Tables to read (CSV, TSV, JSON, JSONL files or SQL); each row becomes "
+        "a record that keeps its provenance."
     )
 
 

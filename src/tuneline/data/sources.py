@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneline.artifacts import hash_file
+from tuneline.config import SourceConfig
 from tuneline.errors import DataError
 
 csv.field_size_limit(16 * 1024 * 1024)
@@ -21,24 +26,33 @@ class Record:
     file: str
     line: int
     data: dict[str, str]
+    key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "file": self.file, "line": self.line, "data": self.data}
+        return {"source": self.source, "file": self.file, "line": self.line, "key": self.key,
+                "data": self.data}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Record:
-        return cls(source=obj["source"], file=obj["file"], line=obj["line"], data=obj["data"])
+        return cls(source=obj["source"], file=obj["file"], line=obj["line"], data=obj["data"],
+                   key=obj.get("key"))
 
 
 def read_csv(
-    name: str, path: Path, delimiter: str = ",", encoding: str = "utf-8"
+    name: str, path: Path, delimiter: str | None = ",", encoding: str = "utf-8"
 ) -> Iterator[Record]:
-    """Yield one Record per CSV row; raise DataError naming file:line on malformed input."""
+    """Yield one Record per CSV row; raise DataError naming file:line on malformed input.
+
+    `delimiter=None` sniffs it from the first lines; `encoding="auto"` detects the encoding.
+    """
+    encoding = resolve_encoding(path, encoding)
     try:
         handle = path.open(encoding=encoding, newline="")
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
     with handle:
+        if delimiter is None:
+            delimiter = sniff_delimiter(path, handle)
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
             header = next(reader, None)
@@ -60,7 +74,7 @@ def read_csv(
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{path}: bytes at offset {exc.start} are not valid {encoding} ({exc.reason}); "
-                f"set ingest.sources[].encoding to the file's encoding"
+                "set ingest.sources[].encoding to the file's encoding"
             ) from None
         except csv.Error as exc:
             raise DataError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
@@ -74,3 +88,149 @@ def _check_header(path: Path, columns: list[str]) -> None:
         if column in seen:
             raise DataError(f"{path}:1: column name '{column}' appears twice")
         seen.add(column)
+
+
+_DELIMITERS = ",;\t|"
+_SAMPLE_BYTES = 64 * 1024
+
+
+def sniff_delimiter(path: Path, handle: Any) -> str:
+    """The delimiter of a CSV file, from its first 64 KiB; the handle is rewound."""
+    sample = handle.read(_SAMPLE_BYTES)
+    handle.seek(0)
+    if not sample.strip():
+        return ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0]
+        counts = {d: header.count(d) for d in _DELIMITERS}
+        best = max(counts, key=counts.__getitem__)
+        return best if counts[best] else ","
+
+
+def resolve_encoding(path: Path, encoding: str) -> str:
+    """`encoding` itself, or for 'auto': utf-8-sig when the file decodes as UTF-8, else a guess."""
+    if encoding != "auto":
+        return encoding
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
+    if b"\x00" in raw[:_SAMPLE_BYTES] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: looks like a binary file (NUL bytes), not text; "
+                        "check the path")
+    try:
+        raw.decode("utf-8-sig")
+        return "utf-8-sig"
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        from_bytes = None
+    guess = from_bytes(raw).best() if from_bytes is not None else None
+    if guess is None:
+        raise DataError(f"{path}: not UTF-8 (byte {first_bad}) and the encoding could not be "
+                        "detected; set ingest.sources[].encoding, e.g. cp1252")
+    return str(guess.encoding)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _row(path: Path | str, where: int | str, obj: Any) -> dict[str, str]:
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{where}: expected a JSON object per record, got "
+                        f"{type(obj).__name__}")
+    return {str(k): _cell(v) for k, v in obj.items()}
+
+
+def read_jsonl(name: str, path: Path, encoding: str = "auto") -> Iterator[Record]:
+    """One Record per JSON line (objects only); DataError names the line of bad JSON."""
+    encoding = resolve_encoding(path, encoding)
+    try:
+        with path.open(encoding=encoding) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column "
+                                    f"{exc.colno})") from None
+                yield Record(name, str(path), number, _row(path, number, obj))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: bytes at offset {exc.start} are not valid {encoding}; "
+                        "set ingest.sources[].encoding") from None
+
+
+def read_json(name: str, path: Path, encoding: str = "auto") -> Iterator[Record]:
+    """Records from a JSON array of objects (or an object holding exactly one such array).
+
+    The record's `line` is the 1-based position in the array.
+    """
+    encoding = resolve_encoding(path, encoding)
+    try:
+        data = json.loads(path.read_text(encoding=encoding))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column "
+                        f"{exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: bytes at offset {exc.start} are not valid {encoding}; "
+                        "set ingest.sources[].encoding") from None
+    if isinstance(data, dict):
+        arrays = [v for v in data.values() if isinstance(v, list)]
+        if len(arrays) != 1:
+            raise DataError(f"{path}: expected a JSON array of records, or an object with "
+                            f"exactly one array; found {len(arrays)} arrays")
+        data = arrays[0]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
+    for index, obj in enumerate(data, start=1):
+        yield Record(name, str(path), index, _row(path, f"record {index}", obj))
+
+
+def read_source(source: SourceConfig) -> Iterator[Record]:
+    """Records of one configured source, whatever its kind, keyed by `source.key` when set."""
+    for record in _read_any(source):
+        if source.key is not None:
+            if source.key not in record.data:
+                raise DataError(f"{record.file}:{record.line}: key column '{source.key}' of "
+                                f"source '{source.name}' is missing (columns: "
+                                f"{sorted(record.data)})")
+            record = dataclasses.replace(record, key=record.data[source.key])
+        yield record
+
+
+def _read_any(source: SourceConfig) -> Iterator[Record]:
+    if source.format == "sql":
+        from tuneline.data.sql import read_sql
+
+        yield from read_sql(source)
+        return
+    assert source.path is not None  # guaranteed by SourceConfig's validation
+    if source.format in ("csv", "tsv"):
+        delimiter = source.delimiter
+        if source.format == "tsv" and delimiter is None:
+            delimiter = "\t"
+        yield from read_csv(source.name, source.path, delimiter, source.encoding)
+    elif source.format == "jsonl":
+        yield from read_jsonl(source.name, source.path, source.encoding)
+    else:
+        yield from read_json(source.name, source.path, source.encoding)
+
+
+def source_fingerprint(source: SourceConfig) -> str:
+    """Content hash of a source: the file's bytes, or for SQL the rows the query returns now."""
+    if source.path is not None:
+        return hash_file(source.path)
+    digest = hashlib.sha256()
+    for record in read_source(source):
+        digest.update(json.dumps(record.data, sort_keys=True).encode())
+    return digest.hexdigest()
