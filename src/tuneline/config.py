@@ -243,7 +243,11 @@ def apply_override(data: dict[str, Any], dotted: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError([f"override '{dotted}': '{part}' is not a section"])
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"override '{key}': the value is not valid YAML "
+                           f"({getattr(exc, 'problem', exc)}); quote it"]) from None
 
 
 def _format_error(err: dict[str, Any]) -> str:

@@ -49,6 +49,8 @@ def test_invalid_yaml_names_line_and_column(tmp_path):
 def test_malformed_override_is_a_config_error():
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(None, ["train.epochs"])
+    with pytest.raises(ConfigError, match="override 'run.name': the value is not valid YAML"):
+        load_config(None, ["run.name=[unclosed"])
     with pytest.raises(ConfigError, match="'epochs' is not a section"):
         load_config(None, ["train.epochs=2", "train.epochs.x=1"])
 
