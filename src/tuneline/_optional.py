@@ -17,6 +17,8 @@ _EXTRA_OF = {
     "uvicorn": "serve",
     "sqlalchemy": "sql",
     "psycopg": "sql",
+    "phonenumbers": "data",
+    "datasketch": "data",
 }
 
 

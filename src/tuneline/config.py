@@ -148,7 +148,32 @@ class SynthesizeConfig(_Section):
     )
 
 
+class PiiConfig(_Section):
+    enabled: bool = Field(True, description="Mask PII in questions and answers.")
+    entities: list[Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS"]] = Field(
+        default_factory=lambda: ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS"],
+        description="Entity types to mask (each becomes <TYPE> in the text).",
+    )
+    default_region: str = Field(
+        "US", description="Region for phone numbers written without a +country code."
+    )
+
+
+class DedupConfig(_Section):
+    exact: bool = Field(True, description="Drop facts whose question + answer repeat another's.")
+    near: bool = Field(True, description="Drop near-duplicate facts (MinHash LSH).")
+    threshold: float = Field(
+        0.85, gt=0, le=1, description="Estimated Jaccard similarity (word 3-grams) above which "
+        "two facts count as near-duplicates."
+    )
+
+
 class CurateConfig(_Section):
+    normalize: bool = Field(
+        True, description="Unicode NFKC, strip control characters, collapse whitespace."
+    )
+    pii: PiiConfig = Field(default_factory=PiiConfig, description="PII redaction.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate removal.")
     heldout_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of facts never trained on (the 'heldout' eval set)."
     )

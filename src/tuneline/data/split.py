@@ -43,3 +43,22 @@ def _share(total: int, fraction: float) -> int:
     if fraction <= 0:
         return 0
     return max(1 if total > 2 else 0, round(total * fraction))
+
+
+def drop_leaks(split: FactSplit, threshold: float) -> int:
+    """Remove val/heldout facts that nearly duplicate a training fact; returns how many.
+
+    Splitting by fact keeps each fact's phrasings on one side, but two rows can still state
+    near-identical facts under different keys; evaluating on one after training on the other
+    would overstate what the model generalises.
+    """
+    from tuneline.data.clean import fact_text
+    from tuneline.data.dedup import NearDuplicateIndex
+
+    index = NearDuplicateIndex(threshold)
+    for fact in split.train:
+        index.add(fact_text(fact))
+    before = len(split.val) + len(split.heldout)
+    split.val = [f for f in split.val if not index.query(fact_text(f))]
+    split.heldout = [f for f in split.heldout if not index.query(fact_text(f))]
+    return before - len(split.val) - len(split.heldout)

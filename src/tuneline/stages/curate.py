@@ -1,4 +1,4 @@
-"""Stage 3, curate: split by fact and export chat JSONL plus the recall/heldout eval sets."""
+"""Stage 3, curate: normalise, redact PII, dedup, split by fact; export chat JSONL and eval sets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
 from tuneline.config import PipelineConfig
+from tuneline.data.clean import clean_facts
 from tuneline.data.export import chat_examples, eval_items
-from tuneline.data.split import split_by_fact
+from tuneline.data.split import drop_leaks, split_by_fact
 from tuneline.data.validate import validate_file
 from tuneline.errors import ConfigError, DataError
 from tuneline.stages.synthesize import load_facts
@@ -22,7 +23,7 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
     config_hash = cfg.section_hash("curate", "run")
 
     def work(tmp: Path) -> StageResult:
-        facts = load_facts(synthesized)
+        facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
         n_recall = cfg.curate.recall_phrasings
         too_few = sorted({f.template for f in facts if len(f.questions) <= n_recall})
         if too_few:
@@ -32,9 +33,12 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
             ])
         split = split_by_fact(facts, cfg.curate.heldout_fraction, cfg.curate.val_fraction,
                               cfg.run.seed)
+        leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
         (tmp / EVAL_DIR).mkdir()
         counts = {
+            **cleaning,
+            "dropped:near_duplicate_of_train": leaks,
             "facts_train": len(split.train),
             "facts_val": len(split.val),
             "facts_heldout": len(split.heldout),

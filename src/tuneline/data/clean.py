@@ -1,0 +1,63 @@
+"""Text normalisation applied before dedup and training (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tuneline.config import CurateConfig
+    from tuneline.data.templates import Fact
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, no control or zero-width characters, single spaces, at most one blank line."""
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def clean_facts(facts: list[Fact], cfg: CurateConfig) -> tuple[list[Fact], dict[str, int]]:
+    """Normalise and redact every text of every fact, then drop exact and near duplicates.
+
+    Returns the kept facts and counts: `pii:<TYPE>` masked, `dropped:exact_duplicate`,
+    `dropped:near_duplicate`.
+    """
+    from tuneline.data.dedup import exact_duplicates, near_duplicates
+    from tuneline.data.pii import Redactor
+
+    redactor = Redactor(tuple(cfg.pii.entities), cfg.pii.default_region) if cfg.pii.enabled \
+        else None
+
+    def clean(text: str) -> str:
+        text = normalize_text(text) if cfg.normalize else text
+        return redactor.redact(text) if redactor is not None else text
+
+    cleaned = [dataclasses.replace(f, fact=clean(f.fact), answer=clean(f.answer),
+                                   questions=[clean(q) for q in f.questions]) for f in facts]
+    counts = {f"pii:{entity}": n for entity, n in sorted((redactor.counts if redactor else
+                                                          {}).items())}
+    texts = [fact_text(f) for f in cleaned]
+    drop: set[int] = set()
+    if cfg.dedup.exact:
+        exact = exact_duplicates(texts)
+        drop.update(exact)
+        counts["dropped:exact_duplicate"] = len(exact)
+    if cfg.dedup.near:
+        remaining = [i for i in range(len(texts)) if i not in drop]
+        near = near_duplicates([texts[i] for i in remaining], cfg.dedup.threshold)
+        drop.update(remaining[i] for i in near)
+        counts["dropped:near_duplicate"] = len(near)
+    return [f for i, f in enumerate(cleaned) if i not in drop], counts
+
+
+def fact_text(fact: Fact) -> str:
+    """The text that identifies a fact for duplicate checks: its first question and its answer."""
+    return f"{fact.questions[0]}\n{fact.answer}"
