@@ -82,3 +82,16 @@ def test_drop_leaks_removes_heldout_near_copies_of_train():
                                _fact(2, "Who won the 100m?", "Noah LYLES won.")])
     assert drop_leaks(split, 0.7) == 1
     assert [f.fact_id for f in split.heldout] == ["f2"]
+
+
+def test_the_ascii_fast_path_agrees_with_full_normalisation():
+    import random
+
+    from tuneline.data.clean import _normalize_full
+
+    rng = random.Random(1)
+    alphabet = "ab \n\t\r.\x07-"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+               for _ in range(3000)]
+    for text in samples:
+        assert normalize_text(text) == _normalize_full(text), repr(text)

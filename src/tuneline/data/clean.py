@@ -16,10 +16,23 @@ _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+# ASCII text without any of these is already normal (NFKC leaves ASCII alone).
+_NEEDS_WORK = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|  | \n|\n |\n\n\n")
+
+
 def normalize_text(text: str) -> str:
     """NFKC, no control or zero-width characters, single spaces, at most one blank line."""
-    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
+    if text.isascii() and not _NEEDS_WORK.search(text):
+        return text.strip()
+    return _normalize_full(text)
+
+
+def _normalize_full(text: str) -> str:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if "\n" not in text:
+        return _SPACES.sub(" ", text).strip()
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from tuneline._optional import require
 
 _WORD = re.compile(r"\w+")
+_NON_WORD = re.compile(r"[\W_]+")
 
 
-def exact_key(text: str) -> str:
+def exact_key(text: str) -> bytes:
     """Hash of the case-folded words: texts differing only in case, spacing or punctuation match."""
-    return hashlib.blake2b(" ".join(_WORD.findall(text.casefold())).encode(),
-                           digest_size=16).hexdigest()
+    words = _NON_WORD.sub(" ", text.casefold()).strip()
+    return hashlib.blake2b(words.encode(), digest_size=16).digest()
 
 
 def exact_duplicates(texts: Sequence[str]) -> list[int]:
     """Indices of texts whose exact key was already seen earlier in the sequence."""
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     repeats = []
     for index, text in enumerate(texts):
         key = exact_key(text)
@@ -42,36 +44,47 @@ class NearDuplicateIndex:
 
     def __init__(self, threshold: float = 0.85, num_perm: int = 128, shingle_size: int = 3):
         datasketch = require("datasketch")
-        self._datasketch = datasketch
+        self._minhash = datasketch.MinHash
         self.num_perm = num_perm
         self.shingle_size = shingle_size
         self._lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._count = 0
 
-    def signature(self, text: str):  # noqa: ANN201 - datasketch type
-        minhash = self._datasketch.MinHash(num_perm=self.num_perm)
-        minhash.update_batch(list(shingles(text, self.shingle_size)))
-        return self._datasketch.LeanMinHash(minhash)
+    def signatures(self, texts: Sequence[str]) -> list[Any]:
+        """MinHash signatures of many texts (bulk: the hash permutations are built once)."""
+        return self._minhash.bulk([list(shingles(t, self.shingle_size)) for t in texts],
+                                  num_perm=self.num_perm)
 
-    def add(self, text: str) -> int:
-        """Index `text`; returns its id."""
+    def add(self, text: str, signature: Any = None) -> int:
+        """Index `text` (or its precomputed signature); returns its id."""
         key = self._count
-        self._lsh.insert(key, self.signature(text), check_duplication=False)
+        signature = signature if signature is not None else self.signatures([text])[0]
+        self._lsh.insert(key, signature, check_duplication=False)
         self._count += 1
         return key
 
-    def query(self, text: str) -> list[int]:
+    def query(self, text: str, signature: Any = None) -> list[int]:
         """Ids of indexed texts whose estimated Jaccard similarity is above the threshold."""
-        return sorted(self._lsh.query(self.signature(text)))
+        signature = signature if signature is not None else self.signatures([text])[0]
+        return sorted(self._lsh.query(signature))
+
+
+_CHUNK = 10_000
 
 
 def near_duplicates(texts: Sequence[str], threshold: float = 0.85) -> list[int]:
-    """Indices of texts that nearly repeat an earlier text (the first of a cluster is kept)."""
+    """Indices of texts that nearly repeat an earlier text (the first of a cluster is kept).
+
+    MinHash LSH makes this roughly linear in the number of texts, not quadratic.
+    """
     index = NearDuplicateIndex(threshold)
     repeats = []
-    for position, text in enumerate(texts):
-        if index.query(text):
-            repeats.append(position)
-        else:
-            index.add(text)
+    for start in range(0, len(texts), _CHUNK):
+        chunk = texts[start : start + _CHUNK]
+        for offset, (text, signature) in enumerate(zip(chunk, index.signatures(chunk),
+                                                       strict=True)):
+            if index.query(text, signature):
+                repeats.append(start + offset)
+            else:
+                index.add(text, signature)
     return repeats

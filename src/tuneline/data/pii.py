@@ -70,7 +70,13 @@ def _emails(text: str, _: str) -> list[Span]:
     return [Span("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
 
 
+# libphonenumber's matcher is slow; only texts with a run of 7+ digits can hold a number.
+_PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
+
+
 def _phones(text: str, region: str) -> list[Span]:
+    if not _PHONE_HINT.search(text):
+        return []
     phonenumbers = require("phonenumbers")
     matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
     return [Span("PHONE", m.start, m.end) for m in matcher]
