@@ -19,7 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-WORDS = ["order", "refund", "printer", "vpn", "password", "badge", "laptop", "screen", "cracked", "arrived", "late", "account", "locked", "invoice", "shipping", "delayed", "tracking", "number", "warranty", "replacement", "charger", "battery", "login", "error", "timeout", "mailbox", "sync", "calendar", "meeting", "license", "expired", "renewal"]
+WORDS = [
+    "order", "refund", "printer", "vpn", "password", "badge", "laptop", "screen", "cracked",
+    "arrived", "late", "account", "locked", "invoice", "shipping", "delayed", "tracking",
+    "number", "warranty", "replacement", "charger", "battery", "login", "error", "timeout",
+    "mailbox", "sync", "calendar", "meeting", "license", "expired", "renewal",
+]
 
 
 def synthetic_tickets(n: int, seed: int = 0) -> list[str]:
