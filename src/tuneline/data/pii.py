@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tuneline._optional import require
 
 ENTITIES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS")
+_PRIORITY = {"EMAIL": 0, "IBAN": 1, "CREDIT_CARD": 2, "IP_ADDRESS": 3, "PHONE": 4}
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![\w-])")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -45,7 +46,8 @@ class Redactor:
         spans: list[Span] = []
         for entity in self.entities:
             spans += _FINDERS[entity](text, self.default_region)
-        spans.sort(key=lambda s: (s.start, -(s.end - s.start)))
+        # On equal spans the stricter format wins: "240.224.44.66" parses as a US phone number.
+        spans.sort(key=lambda s: (s.start, -(s.end - s.start), _PRIORITY[s.entity]))
         kept: list[Span] = []
         for span in spans:
             if not kept or span.start >= kept[-1].end:
