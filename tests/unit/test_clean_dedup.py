@@ -95,3 +95,18 @@ def test_the_ascii_fast_path_agrees_with_full_normalisation():
                for _ in range(3000)]
     for text in samples:
         assert normalize_text(text) == _normalize_full(text), repr(text)
+
+
+def test_the_ascii_exact_key_agrees_with_the_unicode_path():
+    import hashlib
+    import random
+
+    from tuneline.data.dedup import _NON_WORD, exact_key
+
+    rng = random.Random(2)
+    alphabet = "aZ9_ -.,!\t\n'"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        words = _NON_WORD.sub(" ", text.casefold()).strip().encode()
+        assert exact_key(text) == hashlib.blake2b(words, digest_size=16).digest(), repr(text)
+    assert exact_key("Crème BRÛLÉE!") == exact_key("crème brûlée")

@@ -13,10 +13,17 @@ _WORD = re.compile(r"\w+")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+# ASCII letters and digits kept, every other byte a separator: the bytes version of _NON_WORD.
+_ASCII_WORD_BYTES = bytes(c if chr(c).isalnum() else 32 for c in range(128)) + b" " * 128
+
+
 def exact_key(text: str) -> bytes:
     """Hash of the case-folded words: texts differing only in case, spacing or punctuation match."""
-    words = _NON_WORD.sub(" ", text.casefold()).strip()
-    return hashlib.blake2b(words.encode(), digest_size=16).digest()
+    if text.isascii():
+        words = b" ".join(text.lower().encode().translate(_ASCII_WORD_BYTES).split())
+    else:
+        words = _NON_WORD.sub(" ", text.casefold()).strip().encode()
+    return hashlib.blake2b(words, digest_size=16).digest()
 
 
 def exact_duplicates(texts: Sequence[str]) -> list[int]:
