@@ -19,6 +19,7 @@ _EXTRA_OF = {
     "psycopg": "sql",
     "phonenumbers": "data",
     "datasketch": "data",
+    "pyarrow": "data",
 }
 
 

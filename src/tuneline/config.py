@@ -47,9 +47,10 @@ class ModelConfig(_Section):
     )
 
 
-SourceFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "sql"]
+SourceFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "sql"]
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
-                     ".jsonl": "jsonl", ".ndjson": "jsonl"}
+                     ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+                     ".pq": "parquet"}
 
 
 class SourceConfig(_Section):
@@ -106,7 +107,7 @@ class SourceConfig(_Section):
             suffix = self.path.suffix.lower()
             if suffix not in _FORMAT_BY_SUFFIX:
                 raise ValueError(f"cannot tell the format of '{self.path.name}' from its "
-                                 f"extension; set format to one of csv, tsv, json, jsonl")
+                                 f"extension; set format to one of csv, tsv, json, jsonl, parquet")
             self.format = _FORMAT_BY_SUFFIX[suffix]  # type: ignore[assignment]
         return self
 
@@ -114,7 +115,7 @@ class SourceConfig(_Section):
 class IngestConfig(_Section):
     sources: list[SourceConfig] = Field(
         default_factory=list,
-        description="Tables to read (CSV, TSV, JSON, JSONL files or SQL); each row becomes "
+        description="Tables to read (CSV, TSV, JSON, JSONL, Parquet files or SQL); each row becomes "
         "a record that keeps its provenance."
     )
 

@@ -146,3 +146,19 @@ def test_source_config_problems(tmp_path, source, message):
     config.write_text(json.dumps({"ingest": {"sources": [source]}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_config(config)
+
+
+def test_parquet_rows_stream_with_row_numbers(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    table = pa.table({"code": ["USA", "FRA"], "gold": [40, 16], "note": [None, "host"]})
+    pq.write_table(table, path)
+    records = list(read_source(_source(path=str(path), key="code")))
+    assert [r.data for r in records] == [{"code": "USA", "gold": "40", "note": ""},
+                                         {"code": "FRA", "gold": "16", "note": "host"}]
+    assert [(r.line, r.key) for r in records] == [(1, "USA"), (2, "FRA")]
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match=r"t\.parquet: not a readable Parquet file"):
+        list(read_source(_source(path=str(path))))

@@ -222,6 +222,8 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         yield from read_csv(source.name, source.path, delimiter, source.encoding)
     elif source.format == "jsonl":
         yield from read_jsonl(source.name, source.path, source.encoding)
+    elif source.format == "parquet":
+        yield from read_parquet(source.name, source.path)
     else:
         yield from read_json(source.name, source.path, source.encoding)
 
@@ -234,3 +236,19 @@ def source_fingerprint(source: SourceConfig) -> str:
     for record in read_source(source):
         digest.update(json.dumps(record.data, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def read_parquet(name: str, path: Path) -> Iterator[Record]:
+    """One Record per Parquet row, streamed in batches; `line` is the 1-based row number."""
+    from tuneline._optional import require
+
+    parquet = require("pyarrow.parquet")
+    try:
+        handle = parquet.ParquetFile(path)
+    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    number = 0
+    for batch in handle.iter_batches(batch_size=10_000):
+        for row in batch.to_pylist():
+            number += 1
+            yield Record(name, str(path), number, {str(k): _cell(v) for k, v in row.items()})
