@@ -115,8 +115,8 @@ class SourceConfig(_Section):
 class IngestConfig(_Section):
     sources: list[SourceConfig] = Field(
         default_factory=list,
-        description="Tables to read (CSV, TSV, JSON, JSONL, Parquet files or SQL); each row becomes "
-        "a record that keeps its provenance."
+        description="Tables to read (CSV, TSV, JSON, JSONL, Parquet files or SQL); each row "
+        "becomes a record that keeps its provenance."
     )
 
 
