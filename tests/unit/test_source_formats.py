@@ -162,3 +162,13 @@ def test_parquet_rows_stream_with_row_numbers(tmp_path):
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match=r"t\.parquet: not a readable Parquet file"):
         list(read_source(_source(path=str(path))))
+
+
+def test_utf8_check_spans_chunk_boundaries(tmp_path):
+    from tuneline.data.sources import resolve_encoding
+
+    path = tmp_path / "big.csv"
+    path.write_bytes(("a\n" + "é€\n" * 400_000).encode("utf-8"))  # multi-byte chars cross 1 MiB
+    assert resolve_encoding(path, "auto") == "utf-8-sig"
+    path.write_bytes(("a\n" + "é€\n" * 400_000).encode("utf-8") + b"\xff\n")
+    assert resolve_encoding(path, "auto") != "utf-8-sig"

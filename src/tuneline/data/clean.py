@@ -56,8 +56,8 @@ def clean_facts(facts: list[Fact], cfg: CurateConfig) -> tuple[list[Fact], dict[
 
     cleaned = [dataclasses.replace(f, fact=clean(f.fact), answer=clean(f.answer),
                                    questions=[clean(q) for q in f.questions]) for f in facts]
-    counts = {f"pii:{entity}": n for entity, n in sorted((redactor.counts if redactor else
-                                                          {}).items())}
+    masked = redactor.counts if redactor is not None else {}
+    counts = {f"pii:{entity}": n for entity, n in sorted(masked.items())}
     texts = [fact_text(f) for f in cleaned]
     drop: set[int] = set()
     if cfg.dedup.exact:

@@ -52,15 +52,18 @@ class NearDuplicateIndex:
     def __init__(self, threshold: float = 0.85, num_perm: int = 128, shingle_size: int = 3):
         datasketch = require("datasketch")
         self._minhash = datasketch.MinHash
+        # Building the hash permutations dominates the cost of a small batch; build them once.
+        template = datasketch.MinHash(num_perm=num_perm)
+        self._permutations = {"permutations": template.permutations, "scheme": template.scheme}
         self.num_perm = num_perm
         self.shingle_size = shingle_size
         self._lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._count = 0
 
     def signatures(self, texts: Sequence[str]) -> list[Any]:
-        """MinHash signatures of many texts (bulk: the hash permutations are built once)."""
+        """MinHash signatures of many texts."""
         return self._minhash.bulk([list(shingles(t, self.shingle_size)) for t in texts],
-                                  num_perm=self.num_perm)
+                                  num_perm=self.num_perm, **self._permutations)
 
     def add(self, text: str, signature: Any = None) -> int:
         """Index `text` (or its precomputed signature); returns its id."""

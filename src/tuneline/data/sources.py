@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
@@ -52,7 +53,7 @@ def read_csv(
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
     with handle:
         if delimiter is None:
-            delimiter = sniff_delimiter(path, handle)
+            delimiter = sniff_delimiter(handle)
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
             header = next(reader, None)
@@ -94,7 +95,7 @@ _DELIMITERS = ",;\t|"
 _SAMPLE_BYTES = 64 * 1024
 
 
-def sniff_delimiter(path: Path, handle: Any) -> str:
+def sniff_delimiter(handle: Any) -> str:
     """The delimiter of a CSV file, from its first 64 KiB; the handle is rewound."""
     sample = handle.read(_SAMPLE_BYTES)
     handle.seek(0)
@@ -110,30 +111,49 @@ def sniff_delimiter(path: Path, handle: Any) -> str:
 
 
 def resolve_encoding(path: Path, encoding: str) -> str:
-    """`encoding` itself, or for 'auto': utf-8-sig when the file decodes as UTF-8, else a guess."""
+    """`encoding` itself, or for 'auto': utf-8-sig when the file decodes as UTF-8, else a guess.
+
+    The UTF-8 check reads the file in 1 MiB chunks, so a large UTF-8 file is never held whole.
+    """
     if encoding != "auto":
         return encoding
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            sample = handle.read(_SAMPLE_BYTES)
+            if b"\x00" in sample and not sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise DataError(f"{path}: looks like a binary file (NUL bytes), not text; "
+                                "check the path")
+            handle.seek(0)
+            first_bad = _first_non_utf8_offset(handle)
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
-    if b"\x00" in raw[:_SAMPLE_BYTES] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path}: looks like a binary file (NUL bytes), not text; "
-                        "check the path")
-    try:
-        raw.decode("utf-8-sig")
+    if first_bad is None:
         return "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        first_bad = exc.start
     try:
-        from charset_normalizer import from_bytes
+        from charset_normalizer import from_path
     except ImportError:
-        from_bytes = None
-    guess = from_bytes(raw).best() if from_bytes is not None else None
+        from_path = None
+    guess = from_path(path).best() if from_path is not None else None
     if guess is None:
         raise DataError(f"{path}: not UTF-8 (byte {first_bad}) and the encoding could not be "
                         "detected; set ingest.sources[].encoding, e.g. cp1252")
     return str(guess.encoding)
+
+
+def _first_non_utf8_offset(handle: Any) -> int | None:
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
+    while chunk := handle.read(1 << 20):
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            return offset + exc.start
+        offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return offset
+    return None
 
 
 def _cell(value: Any) -> str:

@@ -56,9 +56,16 @@ def drop_leaks(split: FactSplit, threshold: float) -> int:
     from tuneline.data.dedup import NearDuplicateIndex
 
     index = NearDuplicateIndex(threshold)
-    for fact in split.train:
-        index.add(fact_text(fact))
+    train_texts = [fact_text(f) for f in split.train]
+    for text, signature in zip(train_texts, index.signatures(train_texts), strict=True):
+        index.add(text, signature)
+
+    def unseen(facts: list[Fact]) -> list[Fact]:
+        texts = [fact_text(f) for f in facts]
+        return [fact for fact, text, signature in zip(facts, texts, index.signatures(texts),
+                                                       strict=True)
+                if not index.query(text, signature)]
+
     before = len(split.val) + len(split.heldout)
-    split.val = [f for f in split.val if not index.query(fact_text(f))]
-    split.heldout = [f for f in split.heldout if not index.query(fact_text(f))]
+    split.val, split.heldout = unseen(split.val), unseen(split.heldout)
     return before - len(split.val) - len(split.heldout)

@@ -62,8 +62,7 @@ def check_example(
     """(rule, detail) for every rule `example` breaks; empty when it is a valid chat example."""
     if not isinstance(example, dict):
         return [("data_type", f"each line must be a JSON object, got {type(example).__name__}")]
-    problems = [("unknown_key", f"top-level key '{k}' is not one of {sorted(EXAMPLE_KEYS)}")
-                for k in example if k not in EXAMPLE_KEYS]
+    problems = _unknown_keys(example, EXAMPLE_KEYS, "unknown_key", "top-level key")
     messages = example.get("messages")
     if messages is None:
         return [*problems, ("missing_messages_list", "no 'messages' key")]
@@ -86,11 +85,17 @@ def check_example(
     return problems
 
 
+def _unknown_keys(
+    obj: dict[str, Any], allowed: frozenset[str], rule: str, what: str
+) -> list[tuple[str, str]]:
+    return [(rule, f"{what} '{k}' is not one of {sorted(allowed)}") for k in obj
+            if k not in allowed]
+
+
 def _check_message(message: Any) -> list[tuple[str, str]]:
     if not isinstance(message, dict):
         return [("message_not_dict", f"a message must be an object, got {type(message).__name__}")]
-    problems = [("message_unrecognized_key", f"key '{k}' is not one of {sorted(MESSAGE_KEYS)}")
-                for k in message if k not in MESSAGE_KEYS]
+    problems = _unknown_keys(message, MESSAGE_KEYS, "message_unrecognized_key", "key")
     role = message.get("role")
     if role is None:
         problems.append(("message_missing_key", "no 'role'"))
