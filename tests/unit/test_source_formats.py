@@ -171,4 +171,5 @@ def test_utf8_check_spans_chunk_boundaries(tmp_path):
     path.write_bytes(("a\n" + "é€\n" * 400_000).encode("utf-8"))  # multi-byte chars cross 1 MiB
     assert resolve_encoding(path, "auto") == "utf-8-sig"
     path.write_bytes(("a\n" + "é€\n" * 400_000).encode("utf-8") + b"\xff\n")
-    assert resolve_encoding(path, "auto") != "utf-8-sig"
+    with pytest.raises(DataError, match=r"not UTF-8 \(byte 2400002\)"):
+        resolve_encoding(path, "auto")
