@@ -20,6 +20,7 @@ _EXTRA_OF = {
     "phonenumbers": "data",
     "datasketch": "data",
     "pyarrow": "data",
+    "httpx": "llm",
 }
 
 

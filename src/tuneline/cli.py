@@ -77,8 +77,11 @@ for _name in ("ingest", "synthesize", "curate", "train", "evaluate", "register")
               help="Registered 'name' or 'name/version' (default: serve.model or register.name).")
 @click.option("--host", default=None, help="Interface to bind (default: serve.host).")
 @click.option("--port", type=int, default=None, help="Port (default: serve.port).")
+@click.option("--base", "base_model", default=None,
+              help="Serve this base model untuned instead of a registered one (e.g. "
+              "embedded:smollm2-135m-instruct, a model folder); its name is the reference given.")
 def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
-          port: int | None) -> None:
+          port: int | None, base_model: str | None) -> None:
     """Serve a registered model over an OpenAI-compatible HTTP API."""
     from tuneline.registry.local import LocalRegistry
     from tuneline.serve.app import build_app
@@ -86,13 +89,19 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
 
     uvicorn = require("uvicorn")
     cfg = _load(args)
-    reference = model_ref or cfg.serve.model or cfg.register.name
-    version = LocalRegistry(cfg.register.registry_dir).get(reference)
-    errors.print(f"loading {version.name}/{version.version} "
-                 f"(base {version.meta['base_model']}) ...")
-    engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
-                                     cfg.model.cache_dir, cfg.train.precision)
-    names = {version.name, f"{version.name}/{version.version}"}
+    if base_model is not None:
+        errors.print(f"loading base model {base_model} ...")
+        engine = TransformersEngine.load(base_model, None, cfg.model.cache_dir,
+                                         cfg.train.precision)
+        names = {base_model}
+    else:
+        reference = model_ref or cfg.serve.model or cfg.register.name
+        version = LocalRegistry(cfg.register.registry_dir).get(reference)
+        errors.print(f"loading {version.name}/{version.version} "
+                     f"(base {version.meta['base_model']}) ...")
+        engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
+                                         cfg.model.cache_dir, cfg.train.precision)
+        names = {version.name, f"{version.name}/{version.version}"}
     app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
     uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
 

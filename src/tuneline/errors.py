@@ -50,3 +50,9 @@ class QualityGateFailed(TunelineError):
     """A trained model did not pass the configured quality gate."""
 
     exit_code = 7
+
+
+class LlmEndpointError(TunelineError):
+    """An LLM endpoint refused every request (bad URL, model or key) or cannot be reached."""
+
+    exit_code = 8

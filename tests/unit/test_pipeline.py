@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import read_json, tiny_pipeline_config, write_config
+from conftest import read_json, serve_in_thread, tiny_pipeline_config, write_config
 
 pytest.importorskip("torch")
 
@@ -65,16 +62,8 @@ def test_registered_version_records_lineage(tiny_run):
     assert version.meta["metrics"] == read_json(result.artifacts["evaluate"].path / "metrics.json")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    import uvicorn
-
     from tuneline.registry.local import LocalRegistry
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
@@ -84,16 +73,8 @@ def server(tiny_run):
     engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
                                      precision="fp32")
     app = build_app({"capitals": engine, "capitals/1": engine}, default_max_tokens=8)
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    uv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as base_url:
+        yield base_url
 
 
 def test_openai_client_gets_a_chat_completion(server):

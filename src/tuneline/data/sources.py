@@ -1,4 +1,4 @@
-"""Read tabular sources into records that remember their file and line."""
+"""Read tabular sources (and, via documents, text chunks) into records that keep file and line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.artifacts import hash_file
-from tuneline.config import SourceConfig
+from tuneline.config import DOCUMENT_FORMATS, SourceConfig
 from tuneline.errors import DataError
 
 csv.field_size_limit(16 * 1024 * 1024)
@@ -235,7 +235,11 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         yield from read_sql(source)
         return
     assert source.path is not None  # guaranteed by SourceConfig's validation
-    if source.format in ("csv", "tsv"):
+    if source.format in DOCUMENT_FORMATS:
+        from tuneline.data.documents import read_documents
+
+        yield from read_documents(source)
+    elif source.format in ("csv", "tsv"):
         delimiter = source.delimiter
         if source.format == "tsv" and delimiter is None:
             delimiter = "\t"
@@ -249,7 +253,12 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
 
 
 def source_fingerprint(source: SourceConfig) -> str:
-    """Content hash of a source: the file's bytes, or for SQL the rows the query returns now."""
+    """Content hash of a source: the file's bytes, every document in a folder, or for SQL the
+    rows the query returns now."""
+    if source.path is not None and source.path.is_dir():
+        from tuneline.data.documents import documents_fingerprint
+
+        return documents_fingerprint(source.path, source.format)
     if source.path is not None:
         return hash_file(source.path)
     digest = hashlib.sha256()

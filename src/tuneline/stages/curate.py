@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
-from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
-from tuneline.config import PipelineConfig
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    hash_tree,
+    read_jsonl,
+    run_stage,
+    write_jsonl,
+)
+from tuneline.config import CurateConfig, PipelineConfig
 from tuneline.data.clean import clean_facts
-from tuneline.data.export import chat_examples, eval_items
-from tuneline.data.split import drop_leaks, split_by_fact
+from tuneline.data.export import (
+    bedrock_problems,
+    bedrock_record,
+    chat_examples,
+    eval_items,
+    write_hf_dataset,
+)
+from tuneline.data.split import FactSplit, drop_leaks, split_by_fact
 from tuneline.data.validate import validate_file
 from tuneline.errors import ConfigError, DataError
 from tuneline.stages.synthesize import load_facts
@@ -16,10 +31,11 @@ from tuneline.stages.synthesize import load_facts
 TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
 EVAL_DIR = "eval"
 EVAL_SETS = ("recall", "heldout")
+BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 
 def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False) -> Artifact:
-    """Write train/val/test chat JSONL and `eval/{recall,heldout}.jsonl` into `out_dir`."""
+    """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card."""
     config_hash = cfg.section_hash("curate", "run")
 
     def work(tmp: Path) -> StageResult:
@@ -34,25 +50,26 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
         split = split_by_fact(facts, cfg.curate.heldout_fraction, cfg.curate.val_fraction,
                               cfg.run.seed)
         leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
+        shaped, details = _shape_training(split, cfg.curate, cfg.run.seed)
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
-        (tmp / EVAL_DIR).mkdir()
+        chats = {"train": chat_examples(split.train, trained),
+                 "val": chat_examples(split.val, trained),
+                 "test": chat_examples(split.heldout, slice(None))}
+        eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
+                     "heldout": eval_items(split.heldout, recall_only, "heldout")}
         counts = {
             **cleaning,
             "dropped:near_duplicate_of_train": leaks,
+            **shaped,
             "facts_train": len(split.train),
             "facts_val": len(split.val),
             "facts_heldout": len(split.heldout),
-            "train": write_jsonl(tmp / TRAIN, chat_examples(split.train, trained)),
-            "val": write_jsonl(tmp / VAL, chat_examples(split.val, trained)),
-            "test": write_jsonl(tmp / TEST, chat_examples(split.heldout, slice(None))),
-            "recall": write_jsonl(tmp / EVAL_DIR / "recall.jsonl",
-                                  eval_items(split.train, recall_only, "recall")),
-            "heldout": write_jsonl(tmp / EVAL_DIR / "heldout.jsonl",
-                                   eval_items(split.heldout, recall_only, "heldout")),
+            **_write_openai(tmp, chats, eval_sets),
         }
-        for name in (TRAIN, VAL, TEST):
-            _check_format(tmp / name)
-        return StageResult(counts=counts)
+        counts.update(_write_exports(tmp, chats, eval_sets, cfg.curate, details))
+        if cfg.curate.card:
+            details["card"] = _write_card(tmp, cfg, synthesized, split, counts, details)
+        return StageResult(counts=counts, details=details)
 
     return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
                      work, force)
@@ -66,6 +83,102 @@ def load_eval_set(curated: Artifact, name: str) -> list[dict]:
 def load_chat(curated: Artifact, split: str) -> list[dict]:
     """Chat examples of one split ('train', 'val' or 'test')."""
     return read_jsonl(curated.path / f"{split}.jsonl")
+
+
+def _shape_training(
+    split: FactSplit, cfg: CurateConfig, seed: int
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Select, then balance, the training facts in place; eval and val sets stay as they are.
+
+    Balancing runs last so its per-category cap holds on the facts actually trained on.
+    """
+    from tuneline.data.select import balance_categories, select_informative
+
+    counts: dict[str, int] = {}
+    details: dict[str, Any] = {}
+    if cfg.select.enabled:
+        before = len(split.train)
+        split.train, details["select"] = select_informative(split.train, cfg.select, seed)
+        counts["dropped:select"] = before - len(split.train)
+    if cfg.balance.enabled:
+        before = len(split.train)
+        split.train, details["balance"] = balance_categories(split.train, cfg.balance, seed)
+        counts["dropped:balance"] = before - len(split.train)
+    return counts, details
+
+
+def _write_openai(
+    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]]
+) -> dict[str, int]:
+    """The files the trainer and evaluator read: OpenAI chat JSONL per split, eval sets."""
+    counts = {name: write_jsonl(tmp / f"{name}.jsonl", rows) for name, rows in chats.items()}
+    (tmp / EVAL_DIR).mkdir()
+    for name, rows in eval_sets.items():
+        counts[name] = write_jsonl(tmp / EVAL_DIR / f"{name}.jsonl", rows)
+    for name in (TRAIN, VAL, TEST):
+        _check_format(tmp / name)
+    return counts
+
+
+def _write_exports(
+    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]],
+    cfg: CurateConfig, details: dict[str, Any],
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if "bedrock" in cfg.exports:
+        counts.update(_write_bedrock(tmp / BEDROCK_DIR, chats, cfg, details))
+    if "hf" in cfg.exports:
+        (tmp / HF_DIR).mkdir()
+        rows = write_hf_dataset(tmp / HF_DIR, chats, eval_sets)
+        counts.update({f"hf:{name}": n for name, n in rows.items()})
+    return counts
+
+
+def _write_bedrock(
+    folder: Path, chats: dict[str, list[dict]], cfg: CurateConfig, details: dict[str, Any]
+) -> dict[str, int]:
+    """Bedrock fine-tuning files (train, and validation when there is any), limits checked."""
+    folder.mkdir()
+    fmt = cfg.bedrock_format
+    counts: dict[str, int] = {}
+    problems: list[tuple[str, str]] = []
+    for name, split in (("train", "train"), ("validation", "val")):
+        records = [bedrock_record(example, fmt) for example in chats[split]]
+        if name == "validation" and not records:
+            continue  # the validation file is optional, and Bedrock rejects an empty one
+        counts[f"bedrock:{name}"] = write_jsonl(folder / f"{name}.jsonl", records)
+        problems += bedrock_problems(records, fmt, name)
+    if problems and cfg.bedrock_strict:
+        shown = "\n".join(message for _, message in problems[:5])
+        raise DataError(f"the Bedrock export breaks {len(problems)} documented Bedrock "
+                        f"limit(s) (curate.bedrock_strict is on):\n{shown}")
+    for rule, _ in problems:
+        counts[f"bedrock_warning:{rule}"] = counts.get(f"bedrock_warning:{rule}", 0) + 1
+    details["bedrock"] = {"format": fmt, "problems": [m for _, m in problems[:20]]}
+    return counts
+
+
+def _write_card(
+    tmp: Path, cfg: PipelineConfig, synthesized: Artifact, split: FactSplit,
+    counts: dict[str, int], details: dict[str, Any],
+) -> dict[str, Any]:
+    from tuneline.data.card import CardInputs, write_card
+
+    started = time.perf_counter()
+    written = ["train", "val", "test", *EVAL_SETS]
+    card = CardInputs(
+        title=cfg.run.name,
+        facts={"train": split.train, "val": split.val, "heldout": split.heldout},
+        rows={name: counts[name] for name in written},
+        counts=counts,
+        config={"curate": cfg.curate.model_dump(mode="json"), "run": {"seed": cfg.run.seed}},
+        data_hash=hash_tree(tmp),
+        upstream_hash=synthesized.output_hash,
+        upstream_skipped=synthesized.manifest.get("details", {}).get("skipped", {}),
+        details=dict(details),
+    )
+    files = write_card(tmp, card)
+    return {"files": files, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _check_format(path: Path) -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
 from tuneline.config import PipelineConfig
+from tuneline.data.llm_synth import generate_facts
 from tuneline.data.sources import Record
 from tuneline.data.templates import Fact, check_columns, facts_from_records
 from tuneline.errors import ConfigError
+from tuneline.models.resolve import cache_root
 from tuneline.stages.ingest import RECORDS, TABLES
 
 FACTS = "facts.jsonl"
@@ -19,8 +21,9 @@ FACTS = "facts.jsonl"
 
 def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
     """Write `out_dir/facts.jsonl`: one line per fact with all its question phrasings."""
-    if not cfg.synthesize.templates:
-        raise ConfigError(["synthesize.templates: no templates configured"])
+    if not cfg.synthesize.templates and not cfg.synthesize.llm.enabled:
+        raise ConfigError(["synthesize.templates: no templates configured (and synthesize.llm "
+                           "is not enabled)"])
     config_hash = cfg.section_hash("synthesize", "run")
 
     def work(tmp: Path) -> StageResult:
@@ -42,9 +45,18 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
             all_facts += facts
             counts[f"facts:{template.name}"] = len(facts)
             skipped[template.name] = dict(report.skipped)
+        details: dict[str, object] = {"skipped": skipped}
+        if cfg.synthesize.llm.enabled:
+            llm_facts, report, usage = generate_facts(
+                cfg.synthesize.llm, _known_sources(cfg, tables, records),
+                cfg.curate.recall_phrasings + 1, cfg.run.seed, cache_root(cfg.model.cache_dir)
+                / "llm-responses")
+            all_facts += llm_facts
+            counts["facts:llm"] = len(llm_facts)
+            details["llm"] = {**report.to_json(), "usage": usage.to_json()}
         counts["facts"] = write_jsonl(tmp / FACTS, (f.to_json() for f in all_facts))
         counts["questions"] = sum(len(f.questions) for f in all_facts)
-        return StageResult(counts=counts, details={"skipped": skipped})
+        return StageResult(counts=counts, details=details)
 
     return run_stage("synthesize", out_dir, config_hash, {"ingest": ingested.output_hash}, work,
                      force)
@@ -61,6 +73,15 @@ def _records_by_source(path: Path) -> dict[str, list[Record]]:
         record = Record.from_json(row)
         grouped[record.source].append(record)
     return grouped
+
+
+def _known_sources(cfg: PipelineConfig, tables: dict, records: dict[str, list[Record]]
+                   ) -> dict[str, list[Record]]:
+    unknown = sorted(set(cfg.synthesize.llm.sources) - set(tables))
+    if unknown:
+        raise ConfigError([f"synthesize.llm.sources: {unknown} are not ingest sources "
+                           f"(sources: {sorted(tables)})"])
+    return {name: records.get(name, []) for name in tables}
 
 
 def _sample(facts: list[Fact], limit: int | None, rng: random.Random) -> list[Fact]:
