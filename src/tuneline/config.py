@@ -398,6 +398,10 @@ class SynthesizeConfig(_Section):
     max_facts_per_template: int | None = Field(
         None, ge=1, description="Sample at most this many facts per template (seeded)."
     )
+    auto_templates: bool = Field(
+        False, description="When true, tables that no template names get suggested templates "
+        "(the ones `tuneline synthesize --suggest` prints)."
+    )
     llm: LlmSynthesisConfig = Field(
         default_factory=LlmSynthesisConfig,
         description="LLM-written Q&A pairs from batches of rows, grounding-checked.",

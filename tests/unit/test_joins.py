@@ -82,6 +82,7 @@ def test_duplicate_right_keys_are_refused(tmp_path):
 
 
 def test_composite_keys_chained_joins_and_a_sql_lookup(tmp_path):
+    pytest.importorskip("sqlalchemy")
     with sqlite3.connect(tmp_path / "geo.db") as db:
         db.execute("CREATE TABLE continents (country TEXT, continent TEXT)")
         db.executemany("INSERT INTO continents VALUES (?, ?)",

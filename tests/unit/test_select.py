@@ -148,12 +148,12 @@ def test_curate_shapes_only_the_training_facts(tmp_path):
                        tmp_path / "plain")
     shaped_cfg = PipelineConfig.model_validate({"curate": {
         **base_cfg, "select": {"enabled": True, "fraction": 0.8},
-        "balance": {"enabled": True, "max_per_category": 9}}})
+        "balance": {"enabled": True, "max_per_category": 8}}})
     shaped = curate.run(shaped_cfg, synthesized, tmp_path / "shaped")
     before, after = plain.manifest["counts"], shaped.manifest["counts"]
     assert after["dropped:select"] == before["facts_train"] - round(before["facts_train"] * 0.8)
-    assert shaped.manifest["details"]["balance"]["after"] == {"capital": 9, "region": 9}
-    assert after["facts_train"] == 18 == after["recall"]
-    assert after["train"] == 18 * 1  # one trained phrasing each; the last probes recall
+    assert shaped.manifest["details"]["balance"]["after"] == {"capital": 8, "region": 8}
+    assert after["facts_train"] == 16 == after["recall"]
+    assert after["train"] == 16  # one trained phrasing each; the last probes recall
     for name in ("val.jsonl", "test.jsonl", "eval/heldout.jsonl"):
         assert (plain.path / name).read_bytes() == (shaped.path / name).read_bytes()

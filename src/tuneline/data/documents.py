@@ -134,7 +134,8 @@ def markdown_sections(text: str, name: str) -> list[tuple[str, int, int]]:
     lines = _LineIndex(text)
     tokens = markdown_it.MarkdownIt("commonmark").parse(text)
     trail: list[tuple[int, str]] = []
-    sections, title, start = [], name, 0
+    sections: list[tuple[str, int, int]] = []
+    title, start = name, 0
     for position, token in enumerate(tokens):
         if token.type != "heading_open" or token.level != 0 or token.map is None:
             continue

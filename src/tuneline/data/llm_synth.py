@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -20,6 +19,7 @@ from tuneline.data.llm_client import LlmClient, UsageTotals
 from tuneline.data.sources import Record
 from tuneline.data.templates import Fact
 from tuneline.errors import LlmEndpointError
+from tuneline.evaluation.metrics import contains_fact, normalize
 
 SYSTEM_PROMPT = """\
 You write training data for a question-answering assistant from rows of the table "{table}".
@@ -154,33 +154,23 @@ def _shape_problem(obj: Any) -> str | None:
     return None
 
 
-def norm(text: str) -> str:
-    """Casefolded NFKC text with punctuation turned into single spaces (for matching)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[^\w%.]+|(?<!\d)\.|\.(?!\d)", " ", text).split())
-
-
 def matches_cell(claim: str, cell: str, min_ratio: float) -> bool:
     """Is the claimed value this cell (normalised equality, number equality, or fuzzy)?"""
-    a, b = norm(claim), norm(cell)
+    a, b = normalize(claim), normalize(cell)
     if not a or not b:
         return False
-    if a == b or _same_number(a, b):
+    if a == b or _same_number(claim, cell):
         return True
     return SequenceMatcher(None, a, b).ratio() >= min_ratio
 
 
 def _same_number(a: str, b: str) -> bool:
     try:
-        return float(a.replace(" ", "")) == float(b.replace(" ", ""))
+        return float(a.strip().rstrip(".")) == float(b.strip())
     except ValueError:
         return False
 
 
-def contains(haystack: str, needle: str) -> bool:
-    """Word-boundary containment after normalisation."""
-    h, n = norm(haystack), norm(needle)
-    return bool(n) and f" {n} " in f" {h} "
 
 
 def ground_pair(pair: dict[str, Any], batch: list[Record], min_ratio: float,
@@ -189,18 +179,19 @@ def ground_pair(pair: dict[str, Any], batch: list[Record], min_ratio: float,
     record, cell = _supporting_cell(pair, batch, min_ratio)
     if record is None:
         return None, "row_out_of_range" if cell == "bad_row" else "fact_not_in_row"
-    if not contains(pair["answer"], pair["fact"]) and not contains(pair["answer"], cell):
+    if not contains_fact(pair["answer"], pair["fact"]) and not contains_fact(pair["answer"], cell):
         return None, "fact_not_in_answer"
-    entities = [v for k, v in record.data.items() if v.strip() and v != cell and len(norm(v)) > 2]
+    entities = [v for v in record.data.values()
+                if v.strip() and v != cell and len(normalize(v)) > 2]
     questions = [q.strip() for q in dict.fromkeys(pair["questions"]) if q.strip()]
-    with_entity = [q for q in questions if any(contains(q, e) for e in entities)]
+    with_entity = [q for q in questions if any(contains_fact(q, e) for e in entities)]
     if questions and not with_entity:
         return None, "entity_not_in_question"
-    if len(norm(pair["fact"])) > 3:
-        with_entity = [q for q in with_entity if not contains(q, pair["fact"])]
+    if len(normalize(pair["fact"])) > 3:
+        with_entity = [q for q in with_entity if not contains_fact(q, pair["fact"])]
     if len(with_entity) < min_questions:
         return None, "too_few_phrasings"
-    subject = next(e for e in entities if contains(with_entity[0], e))
+    subject = next(e for e in entities if contains_fact(with_entity[0], e))
     return _fact(record, subject, pair["fact"], pair["answer"], with_entity), None
 
 
@@ -223,7 +214,7 @@ def _fact(record: Record, subject: str, fact: str, answer: str, questions: list[
     template = f"llm:{record.source}"
     key = f"{subject} | {questions[0]}"
     return Fact(
-        fact_id=hash_strings(template, record.file, str(record.line), norm(questions[0])),
+        fact_id=hash_strings(template, record.file, str(record.line), normalize(questions[0])),
         template=template, key=key, fact=fact, answer=answer, questions=questions,
         source={"source": record.source, "file": record.file, "line": record.line},
     )

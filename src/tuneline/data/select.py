@@ -105,11 +105,11 @@ def _cover(
     while heap and len(chosen) < limit:
         stale_gain, rank, index = heapq.heappop(heap)
         gain = len(rare_terms[index] - covered)
-        if gain == 0:
-            break
         if gain < -stale_gain:
             heapq.heappush(heap, (-gain, rank, index))
             continue
+        if gain == 0:  # an up-to-date best gain of 0: nothing left covers a new rare term
+            break
         chosen.append(index)
         covered |= rare_terms[index]
     return chosen

@@ -22,7 +22,8 @@ _URL = re.compile(r"^(https?://|www\.|/[\w.-]+/)\S*$", re.IGNORECASE)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.\w+$")
 _DATE = re.compile(
     r"^(\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
-    r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2} [A-Za-z]{3,9}\.? \d{4}|[A-Za-z]{3,9}\.? \d{1,2}, \d{4})$"
+    r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2}-[A-Za-z]{3}-\d{2,4}"
+    r"|\d{1,2} [A-Za-z]{3,9}\.? \d{4}|[A-Za-z]{3,9}\.? \d{1,2}, \d{4})$"
 )
 _INT = re.compile(r"^[+-]?\d+$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -46,7 +47,8 @@ _UNITS = {"usd": "USD", "eur": "EUR", "gbp": "GBP", "jpy": "JPY", "chf": "CHF", 
           "cm": "cm", "mm": "mm", "mi": "miles", "ft": "feet", "s": "seconds", "sec": "seconds",
           "secs": "seconds", "seconds": "seconds", "ms": "milliseconds", "min": "minutes",
           "mins": "minutes", "minutes": "minutes", "h": "hours", "hr": "hours", "hrs": "hours",
-          "hours": "hours", "days": "days", "percent": "%", "mb": "MB", "gb": "GB", "kwh": "kWh"}
+          "hours": "hours", "days": "days", "percent": "%", "mb": "MB", "gb": "GB", "kwh": "kWh",
+          "km2": "km²", "m2": "m²", "sqkm": "km²"}
 _PARTICIPLES = {"birth": "born", "born": "born", "death": "died", "launch": "launched",
                 "release": "released", "publication": "published", "publish": "published",
                 "founding": "founded", "founded": "founded", "foundation": "founded",
@@ -95,6 +97,10 @@ _PHRASES: dict[str, tuple[tuple[str, ...], str]] = {
     "count": (("How many {plural} does {e} have?", "What is the number of {plural} for {the_e}?",
                "What is the {singular} count of {e}?", "How many {plural} are recorded for {e}?"),
               "{e} has a {singular} count of {v}."),
+    "number": (("What is the number of {label} for {e}?",
+                "How many {label} are recorded for {the_e}?",
+                "What number of {label} is listed for {e}?", "Give the number of {label} for {e}."),
+               "The number of {label} for {e} is {v}."),
     "price": (("How much does {e} cost?", "What is the {label} of {the_e}{in_u}?",
                "What does {e} cost{in_u}?", "What is the {label} of {e}?"),
               "The {label} of {e} is {v}{u}."),
@@ -107,6 +113,9 @@ _PHRASES: dict[str, tuple[tuple[str, ...], str]] = {
     "person": (("Who is the {label} of {e}?", "Name the {label} of {the_e}.",
                 "Which person is the {label} of {e}?", "Who is listed as the {label} of {e}?"),
                "The {label} of {e} is {v}."),
+    "located": (("Which {label} is {e} in?", "In which {label} is {the_e} located?",
+                 "What is the {label} of {e}?", "{e} lies in which {label}?"),
+                "{e} is in {v}."),
     "place": (("Which {label} is {e} from?", "What is the {label} of {the_e}?",
                "What {label} does {e} come from?", "From which {label} is {e}?"),
               "{e} is from {v}."),
@@ -242,7 +251,11 @@ def _text_kind(id_named: bool, distinct: list[str], filled: int, avg_len: float)
 
 def _key_score(p: ColumnProfile) -> float | None:
     """How well a column names the entity a row is about; None when it cannot."""
-    if p.kind not in ("text", "categorical", "identifier") or p.blank_share > 0.2:
+    if p.blank_share > 0.2:
+        return None
+    if p.kind == "date":  # a time series: "the close of msft on 2003-09-19"
+        return 2 * p.uniqueness - 2.5 if p.uniqueness >= 0.95 else None
+    if p.kind not in ("text", "categorical", "identifier"):
         return None
     if p.distinct < 2 or p.avg_len > 60:
         return None
@@ -279,7 +292,7 @@ def key_candidates(
     singles = [(n,) for _, n in scored if profiles[n].uniqueness >= 0.5]
     pairs = []
     # Codes and slugs may name an entity alone but read badly (and leak answers) beside another.
-    readable = [n for _, n in scored if profiles[n].kind != "identifier"]
+    readable = [n for _, n in scored if profiles[n].kind not in ("identifier", "date")]
     for a, b in combinations(readable[:5], 2):
         pair_u = _uniqueness(rows, (a, b))
         if pair_u >= 0.9 and pair_u >= max(profiles[a].uniqueness, profiles[b].uniqueness) + 0.05:
@@ -489,9 +502,9 @@ def build_template(
     Returns:
         A template with four phrasings, a full-sentence answer, `fact: "{column}"` and the key.
     """
-    family, parts = _family(table, p)
-    entity = "{" + key[0] + "}" + "".join(f" ({{{c}}})" for c in key[1:])
-    noun = _entity_noun(table, profiles[key[0]])
+    entity, noun = _entity(table, key, profiles)
+    family, parts = _family(table, p, noun)
+    parts = {k: _restore_case(v, p.name) for k, v in parts.items()}
     parts |= {"e": entity, "the_e": f"the {noun} {entity}" if noun else entity,
               "v": "{" + p.name + "}"}
     questions, answer = _PHRASES[family]
@@ -508,6 +521,22 @@ def build_template(
 def _fill(pattern: str, parts: dict[str, str]) -> str:
     # str.format does not re-read what it substitutes, so "{name}" placeholders survive.
     return pattern.format_map(parts)
+
+
+def _entity(
+    table: str, key: tuple[str, ...], profiles: dict[str, ColumnProfile]
+) -> tuple[str, str]:
+    """How questions name the entity ('{name} ({event})') and what kind of thing it is."""
+    if profiles[key[0]].kind == "date":
+        return f"{' '.join(humanize(table)[0])} on {{{key[0]}}}", ""
+    entity = "{" + key[0] + "}" + "".join(f" ({{{c}}})" for c in key[1:])
+    return entity, _entity_noun(table, profiles[key[0]])
+
+
+def _restore_case(text: str, column: str) -> str:
+    """Put acronyms back in upper case: 'gdp per capita' → 'GDP per capita'."""
+    acronyms = {a.lower(): a for a in re.findall(r"[A-Z]{2,}(?![a-z])", column)}
+    return " ".join(acronyms.get(word, word) for word in text.split(" "))
 
 
 def _entity_noun(table: str, key: ColumnProfile) -> str:
@@ -530,10 +559,12 @@ def _label_words(table: str, p: ColumnProfile) -> list[str]:
         words = words[1:]
     if words in (["total"], ["count"], ["number"], ["amount"]) and len(table_words) > 1:
         words = [w for w in table_words if w != words[0]] + words  # "medals total"
+    if len(words) > 1 and words[-1] == "name":
+        words = words[:-1]  # "manager name" → "manager"
     return words
 
 
-def _family(table: str, p: ColumnProfile) -> tuple[str, dict[str, str]]:
+def _family(table: str, p: ColumnProfile, noun: str) -> tuple[str, dict[str, str]]:
     """Pick the phrasing for an attribute from its kind and words; return it with its parts."""
     words = _label_words(table, p)
     label = " ".join(words)
@@ -545,7 +576,7 @@ def _family(table: str, p: ColumnProfile) -> tuple[str, dict[str, str]]:
         return _year_family(words, parts)
     if p.kind in ("integer", "float"):
         return _number_family(table, p, words, parts)
-    return _text_family(set(words), parts), parts
+    return _text_family(words, noun), parts
 
 
 def _event_word(words: list[str], drop: set[str]) -> tuple[list[str], str | None]:
@@ -581,21 +612,24 @@ def _number_family(
     if words[-1] in _ADJECTIVES:
         return "measure", parts | {"adj": _ADJECTIVES[words[-1]]}
     noun = [w for w in words if w not in _COUNT_WORDS | {"of"}]
-    counted = bool(set(words) & _COUNT_WORDS) or bool(noun) and (
-        _is_plural(noun[-1]) or _plural(noun[-1]) in humanize(table)[0])
-    if p.kind == "integer" and p.unit is None and noun and counted:
+    if p.kind != "integer" or p.unit is not None or not noun:
+        return "plain_measure", parts
+    if set(words) & _COUNT_WORDS or _is_plural(noun[-1]) or _plural(noun[-1]) in table.lower():
         singular = noun[:-1] + [_singular(noun[-1])]
         plural = noun[:-1] + [_plural(singular[-1])]
         return "count", parts | {"singular": " ".join(singular), "plural": " ".join(plural)}
+    if any(map(_is_plural, noun)):  # "units sold"
+        return "number", parts
     return "plain_measure", parts
 
 
-def _text_family(words: set[str], parts: dict[str, str]) -> str:
-    if words & _PERSON_WORDS:
+def _text_family(words: list[str], noun: str) -> str:
+    if words[-1] in _PERSON_WORDS:
         return "person"
-    if words & _PLACE_WORDS and "code" not in words:
-        return "place"
-    if words & _GROUP_WORDS:
+    if len(words) == 1 and words[0] in _PLACE_WORDS:
+        # A country lies *in* a continent; a person or product comes *from* a country.
+        return "located" if noun.split(" ")[-1] in _PLACE_WORDS else "place"
+    if words[-1] in _GROUP_WORDS:
         return "group"
     return "generic"
 
