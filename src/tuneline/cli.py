@@ -57,18 +57,110 @@ def _stage_command(stage: str) -> None:
     @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
     @click.option("--force", is_flag=True, help=f"Rerun {stage} even when nothing changed.")
     def command(args: tuple[str, ...], force: bool) -> None:
-        from tuneline.pipeline import run_pipeline
-
-        cfg = _load(args)
-        result = run_pipeline(cfg, until=stage, force=frozenset({stage}) if force else frozenset(),
-                              on_stage=_print_stage)
-        console.print(f"{stage} output: {result.artifacts[stage].path}")
-        if stage in ("evaluate", "register"):
-            _print_metrics(result.artifacts["evaluate"])
+        _run_until(stage, args, force)
 
 
-for _name in ("ingest", "synthesize", "curate", "train", "evaluate", "register"):
+def _run_until(stage: str, args: tuple[str, ...], force: bool) -> None:
+    from tuneline.pipeline import run_pipeline
+
+    cfg = _load(args)
+    result = run_pipeline(cfg, until=stage, force=frozenset({stage}) if force else frozenset(),
+                          on_stage=_print_stage)
+    console.print(f"{stage} output: {result.artifacts[stage].path}")
+    if stage in ("evaluate", "register"):
+        _print_metrics(result.artifacts["evaluate"])
+
+
+for _name in ("ingest", "curate", "train", "evaluate", "register"):
     _stage_command(_name)
+
+
+@cli.command(help="Run the pipeline up to the synthesize stage, rerunning synthesize when "
+             f"--force is given. {_CONFIG_HELP} With --suggest, run ingest only and print "
+             "templates suggested from each table's columns, as YAML for synthesize.templates.")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--force", is_flag=True,
+              help="Rerun synthesize (with --suggest: ingest) even when nothing changed.")
+@click.option("--suggest", is_flag=True,
+              help="Print templates suggested from the ingested tables instead of synthesizing.")
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="With --suggest: only this ingest source (repeatable; default: every one).")
+@click.option("--max", "max_templates", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --suggest: at most N templates per table, the most useful first.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="With --suggest: write the YAML to FILE instead of stdout.")
+def synthesize(args: tuple[str, ...], force: bool, suggest: bool, sources: tuple[str, ...],
+               max_templates: int | None, output: Path | None) -> None:
+    if suggest:
+        _suggest(args, force, sources, max_templates, output)
+        return
+    if sources or max_templates is not None or output is not None:
+        raise click.UsageError("--source, --max and --output only apply with --suggest")
+    _run_until("synthesize", args, force)
+
+
+def _suggest(args: tuple[str, ...], force: bool, sources: tuple[str, ...],
+             max_templates: int | None, output: Path | None) -> None:
+    """Ingest (or reuse the ingest artifact), then print or write suggested templates."""
+    from tuneline.artifacts import write_text_atomic
+    from tuneline.data.suggest import plan_templates, render_yaml
+    from tuneline.pipeline import run_pipeline
+
+    cfg = _load(args)
+    known = [s.name for s in cfg.ingest.sources]
+    unknown = [name for name in sources if name not in known]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))} is not an ingest source of "
+                                 f"this config (sources: {', '.join(known) or 'none'})",
+                                 param_hint="--source")
+    ingested = run_pipeline(cfg, until="ingest", force=frozenset({"ingest"} if force else ()),
+                            on_stage=lambda a: _print_stage(a, errors)).artifacts["ingest"]
+    tables, rows = _ingested_tables(ingested)
+    suggestions = [plan_templates(name, tables[name]["columns"], rows.get(name, []),
+                                  max_templates) for name in (sources or list(tables))]
+    text = render_yaml(suggestions, _suggest_header(args, suggestions))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_text_atomic(output, text)
+    _print_suggestions(suggestions, output)
+
+
+def _ingested_tables(ingested: Artifact) -> tuple[dict, dict[str, list[dict[str, str]]]]:
+    from tuneline.artifacts import read_jsonl
+    from tuneline.stages.ingest import RECORDS, TABLES
+
+    tables = json.loads((ingested.path / TABLES).read_text(encoding="utf-8"))
+    rows: dict[str, list[dict[str, str]]] = {}
+    for record in read_jsonl(ingested.path / RECORDS):
+        rows.setdefault(record["source"], []).append(record["data"])
+    return tables, rows
+
+
+def _suggest_header(args: tuple[str, ...], suggestions: list) -> list[str]:
+    config_arg = args[0] if args and "=" not in args[0] else "tuneline.yaml"
+    return [
+        f"Templates suggested by `tuneline synthesize {config_arg} --suggest` from the columns "
+        f"of: {', '.join(s.table for s in suggestions)}.",
+        "Review the wording, then merge this `synthesize:` section into the config (or set",
+        "synthesize.auto_templates: true to use suggestions for tables no template names).",
+        "Above each template: the column's type, the key, the facts it yields and the share of",
+        "rows dropped as ambiguous (their key has several values).",
+    ]
+
+
+def _print_suggestions(suggestions: list, output: Path | None) -> None:
+    table = Table(title="Suggested templates")
+    for column in ("table", "key", "templates", "skipped columns"):
+        table.add_column(column)
+    for s in suggestions:
+        skipped = "\n".join(f"{name}: {reason}" for name, reason in s.skipped.items()
+                            if reason != "the entity key")
+        table.add_row(s.table, " + ".join(s.key) or "(none)", str(len(s.templates)),
+                      escape(skipped) or "-")
+    errors.print(table)
+    if output is not None:
+        errors.print(f"wrote {output}")
 
 
 @cli.command()
@@ -178,14 +270,14 @@ def config_show(args: tuple[str, ...]) -> None:
     click.echo(yaml.safe_dump(_load(args).model_dump(mode="json"), sort_keys=False))
 
 
-def _print_stage(artifact: Artifact) -> None:
+def _print_stage(artifact: Artifact, out: Console = console) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in artifact.manifest["counts"].items()
                        if ":" not in k)
     if artifact.skipped:
         status = f"[dim]skipped (unchanged; took {artifact.seconds:.1f}s when it ran)[/dim]"
     else:
         status = f"[green]done[/green] {artifact.seconds:7.1f}s"
-    console.print(f"[bold]{artifact.stage:<10}[/bold] {status}  {counts}")
+    out.print(f"[bold]{artifact.stage:<10}[/bold] {status}  {counts}")
 
 
 def _print_summary(artifacts: dict[str, Artifact]) -> None:

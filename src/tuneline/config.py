@@ -391,6 +391,25 @@ class LlmSynthesisConfig(_Section):
         return self
 
 
+class UnanswerableConfig(_Section):
+    per_template: int = Field(
+        0, ge=0, description="Questions per template about invented entities that the table "
+        "does not contain (keys recombined from real values); 0 turns them off.",
+    )
+    answer: str = Field(
+        "I don't have information about that in my data.",
+        description="The abstention answer trained and expected for them.",
+    )
+
+
+class ParaphraseConfig(_Section):
+    per_template: int = Field(
+        0, ge=0, le=20,
+        description="Extra question phrasings per template written by the synthesize.llm "
+        "endpoint (one request per template; {placeholders} must survive intact); 0: off.",
+    )
+
+
 class SynthesizeConfig(_Section):
     templates: list[TemplateConfig] = Field(
         default_factory=list, description="Question/answer templates over ingested tables."
@@ -402,10 +421,25 @@ class SynthesizeConfig(_Section):
         False, description="When true, tables that no template names get suggested templates "
         "(the ones `tuneline synthesize --suggest` prints)."
     )
+    paraphrase: ParaphraseConfig = Field(
+        default_factory=ParaphraseConfig,
+        description="LLM-written question phrasings added to each template.",
+    )
+    unanswerable: UnanswerableConfig = Field(
+        default_factory=UnanswerableConfig,
+        description="Abstention examples: template questions about entities not in the data.",
+    )
     llm: LlmSynthesisConfig = Field(
         default_factory=LlmSynthesisConfig,
         description="LLM-written Q&A pairs from batches of rows, grounding-checked.",
     )
+
+    @model_validator(mode="after")
+    def _paraphrase_needs_endpoint(self) -> SynthesizeConfig:
+        if self.paraphrase.per_template and self.llm.endpoint is None:
+            raise ValueError("paraphrase.per_template needs synthesize.llm.endpoint to write "
+                             "the phrasings")
+        return self
 
 
 class PiiConfig(_Section):
@@ -459,8 +493,9 @@ class BalanceConfig(_Section):
     enabled: bool = Field(
         False, description="Cap the training facts per category so no category dominates."
     )
-    by: Literal["template", "source"] = Field(
-        "template", description="Category of a fact: its template or its ingest source."
+    by: Literal["template", "source", "kind"] = Field(
+        "template", description="Category of a fact: its template, its ingest source, or its "
+        "kind (answerable 'qa' or 'unanswerable')."
     )
     max_per_category: int | None = Field(
         None, ge=1, description="Keep at most this many training facts per category (seeded "

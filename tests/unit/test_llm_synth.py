@@ -257,3 +257,29 @@ def test_synthesize_stage_against_our_own_server(tiny_model_dir, tmp_path, monke
         usage = again.artifacts["synthesize"].manifest["details"]["llm"]["usage"]
         assert usage["cached"] == 3 and usage["cost_usd"] == 0
         assert load_artifact("synthesize", first.path) is not None
+
+
+def test_paraphrases_keep_placeholders_and_sit_before_the_recall_phrasing():
+    from collections import Counter
+
+    from tuneline.config import TemplateConfig
+    from tuneline.data.paraphrase import accept_paraphrases, paraphrase_templates
+
+    template = TemplateConfig(name="champion", source="medallists", key="{event}",
+                              questions=["Who won the {event}?", "Name the {event} champion."],
+                              answer="{name} won the {event}.", fact="{name}")
+    reply = "\n".join(["1. Which athlete won the {event}?", "- Who was the winner of {event}?",
+                       "Who won the {evnt}?", "Who won the {event}?", "{event}?",
+                       "Who won the {event?", "Which athlete won the {event}?"])
+    rejected: Counter[str] = Counter()
+    kept = accept_paraphrases(template, reply, 5, rejected)
+    assert kept == ["Which athlete won the {event}?", "Who was the winner of {event}?"]
+    assert rejected == {"placeholders_changed": 1, "duplicate": 2, "bad_length": 1,
+                        "broken_braces": 1}
+
+    provider = _FakeProvider([], reply=lambda body: reply)
+    endpoint = LlmEndpointConfig(base_url=provider.url, model="m")
+    (out,), report = paraphrase_templates([template], 1, endpoint, None, keep_last=1)
+    assert out.questions == ["Who won the {event}?", "Which athlete won the {event}?",
+                             "Name the {event} champion."]
+    assert report["added"] == {"champion": 1} and report["usage"]["requests"] == 1

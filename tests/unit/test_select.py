@@ -109,6 +109,17 @@ def test_balance_equal_and_by_source():
     assert sources["after"] == {"src1": 6, "src2": 6}
 
 
+def test_balance_by_kind():
+    facts = _by_template({"a": 6})
+    for fact in facts[:2]:
+        fact.kind = "unanswerable"
+    cfg = BalanceConfig(enabled=True, by="kind", strategy="equal")
+    kept, details = balance_categories(facts, cfg, 0)
+    assert details["before"] == {"qa": 4, "unanswerable": 2}
+    assert details["after"] == {"qa": 2, "unanswerable": 2}
+    assert facts[0] in kept and facts[1] in kept
+
+
 def test_config_needs_sizes_when_enabled():
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["curate.select.enabled=true", "curate.balance.enabled=true"])

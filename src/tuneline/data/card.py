@@ -93,10 +93,16 @@ def top_terms(facts: list[Fact], limit: int = TOP_TERMS) -> list[tuple[str, int]
     return sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
-def categories(facts: dict[str, list[Fact]]) -> dict[str, dict[str, int]]:
-    """Facts per template, per split."""
-    names = sorted({f.template for group in facts.values() for f in group})
-    return {name: {split: sum(f.template == name for f in group)
+def categories(
+    facts: dict[str, list[Fact]], attribute: str = "template"
+) -> dict[str, dict[str, int]]:
+    """Facts per value of `attribute` ('template' or 'kind'), per split."""
+
+    def value(fact: Fact) -> str:
+        return str(getattr(fact, attribute, "qa"))
+
+    names = sorted({value(f) for group in facts.values() for f in group})
+    return {name: {split: sum(value(f) == name for f in group)
                    for split, group in facts.items()} for name in names}
 
 
@@ -132,8 +138,12 @@ def _categories_section(card: CardInputs, plots: dict[str, str] | None) -> str:
     table = categories(card.facts)
     splits = list(card.facts)
     rows = [[name, *(per[s] for s in splits)] for name, per in table.items()]
-    return ("## Facts per template\n\n" + _table(["template", *splits], rows)
-            + _image(plots, "categories", "facts per template"))
+    text = "## Facts per template\n\n" + _table(["template", *splits], rows)
+    kinds = categories(card.facts, "kind")
+    if len(kinds) > 1:  # answerable and unanswerable facts side by side
+        rows = [[name, *(per[s] for s in splits)] for name, per in kinds.items()]
+        text += "\n" + _table(["kind", *splits], rows)
+    return text + _image(plots, "categories", "facts per template")
 
 
 def _drops_section(card: CardInputs, plots: dict[str, str] | None) -> str:

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from tuneline.config import BalanceConfig, SelectConfig
     from tuneline.data.templates import Fact
 
-# What a fact is grouped by when balancing. A new fact attribute (e.g. a `kind`) is one more
-# entry here plus the matching choice in BalanceConfig.by.
+# What a fact is grouped by when balancing; each key is a choice of BalanceConfig.by.
 CATEGORY_OF: dict[str, Callable[[Fact], str]] = {
     "template": lambda fact: fact.template,
     "source": lambda fact: str(fact.source.get("source", "")),
+    "kind": lambda fact: str(getattr(fact, "kind", "qa")),
 }
 
 

@@ -300,12 +300,24 @@ def key_candidates(
     return singles + [pair for _, pair in sorted(pairs, key=lambda x: -x[0])[:3]]
 
 
-def _entity_key(candidates: list[tuple[str, ...]], profiles: dict[str, ColumnProfile]):
-    singles = [c for c in candidates if len(c) == 1]
-    if singles and profiles[singles[0][0]].uniqueness >= 0.8:
-        return singles[0]
-    pairs = [c for c in candidates if len(c) > 1]
-    return (pairs or singles or [()])[0]
+def _entity_key(
+    candidates: list[tuple[str, ...]], profiles: dict[str, ColumnProfile],
+    rows: list[dict[str, str]],
+) -> tuple[str, ...]:
+    """The key that best names what a row is about: (nearly) unique and name-like.
+
+    A pair of name-like columns (discipline + event) beats a unique column that is not
+    name-like (winner), which then becomes an attribute of the pair.
+    """
+    def score(key: tuple[str, ...]) -> float:
+        if len(key) == 1:
+            p = profiles[key[0]]
+            return (_key_score(p) or 0.0) if p.uniqueness >= 0.8 else -1.0
+        hints = sum(2.0 for c in key if set(profiles[c].words) & _NAME_WORDS)
+        return 2 * _uniqueness(rows, key) + hints - 1.0
+
+    ranked = sorted(candidates, key=score, reverse=True)
+    return ranked[0] if ranked else ()
 
 
 def ambiguity(rows: list[dict[str, str]], key: tuple[str, ...], column: str) -> _Choice:
@@ -347,17 +359,19 @@ def _choose_key(
 def _static_skip(p: ColumnProfile) -> str | None:
     """Why a column is not worth asking about, judged from the column alone."""
     if not _placeholder_ok(p.name):
-        return "its name cannot be a {placeholder} (it has . : ! [ or is a number)"
+        return "its name cannot be a {placeholder} (has . : ! [ or is a number)"
     if p.blank_share > MAX_BLANK:
         return f"mostly empty ({p.blank_share:.0%} blank)"
     if p.distinct < 2 or p.top_count >= 0.98 * p.filled:
-        return f"near-constant ('{_clip(p.top)}' in {p.top_count / p.filled:.0%} of filled rows)"
+        return f"near-constant ('{_clip(p.top)}' in {p.top_count / p.filled:.0%} of rows)"
     reasons = {
-        "url": "URLs", "email": "email addresses (personal data, masked by curate)",
-        "identifier": f"an identifier or code (e.g. '{_clip(p.top)}'), not a fact to ask about",
-        "free_text": f"long free text (~{p.avg_len:.0f} characters), not a short fact",
-        "boolean": "a yes/no flag: the answer would be a guessable true/false",
+        "url": "URLs", "email": "email addresses (personal data)",
+        "identifier": f"identifier or code (e.g. '{_clip(p.top)}')",
+        "free_text": f"long free text (~{p.avg_len:.0f} characters)",
+        "boolean": "yes/no flag (a guessable true/false answer)",
     }
+    if p.kind == "float" and p.avg_len > 12:
+        return f"high-precision numbers (e.g. '{_clip(p.top, 12)}'); round them first"
     return reasons.get(p.kind)
 
 
@@ -399,7 +413,7 @@ def plan_templates(
     rows = _sample(rows)
     profiles = {c: profile_column(c, [str(r.get(c) or "") for r in rows]) for c in columns}
     candidates = key_candidates(profiles, rows)
-    suggestion = TableSuggestion(table, _entity_key(candidates, profiles))
+    suggestion = TableSuggestion(table, _entity_key(candidates, profiles, rows))
     if not rows:
         suggestion.skipped = dict.fromkeys(columns, "the table has no rows")
         return suggestion
@@ -409,7 +423,7 @@ def plan_templates(
         suggestion.templates.append(template)
         suggestion.notes[template.name] = note
     for _, template, _ in ranked[max_templates:] if max_templates is not None else []:
-        suggestion.skipped[_fact_column(template)] = f"over --max {max_templates}"
+        suggestion.skipped[_fact_column(template)] = f"ranked below the top {max_templates}"
     return suggestion
 
 
@@ -424,7 +438,7 @@ def _attribute_templates(
         reason = _static_skip(p) if name not in suggestion.key else "the entity key"
         other = None if reason else _repeats(rows, name, kept)
         if other:
-            reason = f"repeats '{other}' in at least 95% of rows"
+            reason = f"repeats '{other}' (same value in ≥95% of rows)"
         choice, best = (None, None) if reason else _choose_key(rows, name, candidates)
         if choice is None:
             suggestion.skipped[name] = reason or _no_key_reason(best)
@@ -441,8 +455,8 @@ def _attribute_templates(
 def _no_key_reason(best: _Choice | None) -> str:
     if best is None:
         return "no column identifies the rows it describes"
-    return (f"not a function of any key: {' + '.join(best.key)} leaves "
-            f"{best.ambiguous:.0%} of rows ambiguous")
+    return (f"not a function of any key ({' + '.join(best.key)} leaves "
+            f"{best.ambiguous:.0%} of rows ambiguous)")
 
 
 def _mark_key_parts(suggestion: TableSuggestion, templates: list[TemplateConfig]) -> None:
@@ -450,7 +464,7 @@ def _mark_key_parts(suggestion: TableSuggestion, templates: list[TemplateConfig]
     for template in templates:
         for column in _placeholder_names(template.key or ""):
             if suggestion.skipped.get(column, "").startswith(("not a function", "no column")):
-                suggestion.skipped[column] = f"part of the key {template.key}"
+                suggestion.skipped[column] = f"part of the key {_key_text(template)}"
 
 
 def _usefulness(p: ColumnProfile, choice: _Choice, rows: int) -> float:
@@ -476,6 +490,10 @@ def _used_names(ranked: list[tuple[float, TemplateConfig, str]]) -> set[str]:
 
 def _placeholder_names(text: str) -> list[str]:
     return re.findall(r"\{([^{}]+)\}", text)
+
+
+def _key_text(template: TemplateConfig) -> str:
+    return " + ".join(_placeholder_names(template.key or ""))
 
 
 def _fact_column(template: TemplateConfig) -> str:

@@ -25,6 +25,7 @@ class Fact:
     answer: str
     questions: list[str]
     source: dict[str, Any]
+    kind: str = "qa"  # "qa", or "unanswerable": about an entity the data lacks; answer abstains
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,15 +58,20 @@ def check_columns(template: TemplateConfig, columns: Iterable[str]) -> None:
         )
 
 
+def template_key(template: TemplateConfig) -> str:
+    """What a template's question is about: its `key`, else all its questions' placeholders."""
+    return template.key or " | ".join(
+        "{" + name + "}" for name in dict.fromkeys(p for q in template.questions
+                                                     for p in placeholders(q))
+    )
+
+
 def facts_from_records(
     template: TemplateConfig, records: list[Record]
 ) -> tuple[list[Fact], TemplateReport]:
     """Render a template over records; drop rows with empty fields and ambiguous keys."""
     report = TemplateReport()
-    key_template = template.key or " | ".join(
-        "{" + name + "}" for name in dict.fromkeys(p for q in template.questions
-                                                     for p in placeholders(q))
-    )
+    key_template = template_key(template)
     used = {p for t in [*template.questions, template.answer, template.fact, key_template]
             for p in placeholders(t)}
     by_key: dict[str, list[Fact]] = defaultdict(list)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig
-from tuneline.evaluation.metrics import accuracy, contains_fact
+from tuneline.evaluation.metrics import accuracy, is_abstention, is_correct
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
 from tuneline.stages.train import ADAPTER_DIR
@@ -41,7 +41,8 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact, tmp: Pa
                                                        items)
     predictions = [
         {**item, **{f"{v}_answer": answers[v][i] for v in VARIANTS},
-         **{f"{v}_correct": contains_fact(answers[v][i], item["fact"]) for v in VARIANTS}}
+         **{f"{v}_correct": is_correct(answers[v][i], item) for v in VARIANTS},
+         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in VARIANTS}}
         for i, item in enumerate(items)
     ]
     metrics = _metrics(predictions)
@@ -58,8 +59,11 @@ def _metrics(predictions: list[dict[str, Any]]) -> dict[str, Any]:
         metrics[variant] = {}
         for name in EVAL_SETS:
             rows = [p for p in predictions if p["set"] == name]
+            if not rows:
+                continue
             acc, n = accuracy(p[f"{variant}_correct"] for p in rows)
-            metrics[variant][name] = {"accuracy": acc, "n": n}
+            abstained, _ = accuracy(p[f"{variant}_abstained"] for p in rows)
+            metrics[variant][name] = {"accuracy": acc, "abstention_rate": abstained, "n": n}
     return metrics
 
 

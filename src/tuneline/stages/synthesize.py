@@ -12,6 +12,7 @@ from tuneline.config import PipelineConfig
 from tuneline.data.llm_synth import generate_facts
 from tuneline.data.sources import Record
 from tuneline.data.templates import Fact, check_columns, facts_from_records
+from tuneline.data.unanswerable import unanswerable_facts
 from tuneline.errors import ConfigError
 from tuneline.models.resolve import cache_root
 from tuneline.stages.ingest import RECORDS, TABLES
@@ -44,6 +45,12 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
             facts = _sample(facts, cfg.synthesize.max_facts_per_template, rng)
             all_facts += facts
             counts[f"facts:{template.name}"] = len(facts)
+            invented = unanswerable_facts(template, records[template.source],
+                                          cfg.synthesize.unanswerable.per_template,
+                                          cfg.synthesize.unanswerable.answer, rng)
+            all_facts += invented
+            if invented:
+                counts[f"unanswerable:{template.name}"] = len(invented)
             skipped[template.name] = dict(report.skipped)
         details: dict[str, object] = {"skipped": skipped}
         if cfg.synthesize.llm.enabled:
