@@ -21,6 +21,8 @@ _EXTRA_OF = {
     "datasketch": "data",
     "pyarrow": "data",
     "httpx": "llm",
+    "sklearn": "data",
+    "matplotlib": "report",
 }
 
 

@@ -525,6 +525,11 @@ class CurateConfig(_Section):
     val_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of facts kept for validation loss."
     )
+    unanswerable_train_fraction: float = Field(
+        0.5, ge=0, lt=1,
+        description="Share of the unanswerable questions (synthesize.unanswerable) trained on, "
+        "teaching abstention; the rest form the 'unanswerable' eval set.",
+    )
     recall_phrasings: int = Field(
         1, ge=1, description="Phrasings per fact reserved for the 'recall' eval set."
     )

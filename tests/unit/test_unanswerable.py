@@ -53,3 +53,27 @@ def test_same_seed_same_questions_and_zero_means_none():
     second = unanswerable_facts(template, records, 5, "x", random.Random(3))
     assert [f.key for f in first] == [f.key for f in second]
     assert unanswerable_facts(template, records, 0, "x", random.Random(3)) == []
+
+
+def test_curate_trains_on_some_abstentions_and_holds_out_the_rest(tmp_path):
+    from conftest import tiny_pipeline_config
+    from tuneline.config import PipelineConfig
+    from tuneline.pipeline import run_pipeline
+    from tuneline.stages.curate import load_chat, load_eval_set
+
+    data = tiny_pipeline_config(tmp_path, tmp_path)
+    data["synthesize"]["unanswerable"] = {"per_template": 10, "answer": "No idea, sorry."}
+    data["curate"]["unanswerable_train_fraction"] = 0.4
+    result = run_pipeline(PipelineConfig.model_validate(data), until="curate")
+    curated = result.artifacts["curate"]
+    counts = curated.manifest["counts"]
+    assert result.artifacts["synthesize"].manifest["counts"]["unanswerable:capital"] == 10
+    assert counts["facts_unanswerable_train"] == 4 and counts["facts_unanswerable_eval"] == 6
+    held = load_eval_set(curated, "unanswerable")
+    assert len(held) == 6 and all(i["expect"] == "abstain" for i in held)
+    trained = [ex["messages"] for ex in load_chat(curated, "train")]
+    abstentions = [m for m in trained if m[1]["content"] == "No idea, sorry."]
+    assert len(abstentions) == 4 * 2  # two trained phrasings each, the third probes
+    trained_questions = {m[0]["content"] for m in trained}
+    assert not any(i["question"] in trained_questions for i in held)
+    assert all(i["fact"] for i in load_eval_set(curated, "recall"))

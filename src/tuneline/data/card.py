@@ -31,7 +31,7 @@ _STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 # Which facts each written file draws on (eval sets added later show "-").
 _FACTS_OF = {"train": "train", "val": "val", "test": "heldout", "recall": "train",
-             "heldout": "heldout"}
+             "heldout": "heldout", "unanswerable": "unanswerable"}
 _FIGURE_SIZE = {"terms": (6.4, 4.8)}
 
 
@@ -234,6 +234,7 @@ def _plot_splits(figure: Any, card: CardInputs) -> bool:
     axes = figure.subplots(gridspec_kw=_margins(figure, []))
     bars = axes.bar(list(card.rows), list(card.rows.values()), color="#4C72B0")
     axes.bar_label(bars)
+    axes.margins(y=0.12)  # room for the bar labels
     figure.suptitle("Examples per split")
     axes.set(ylabel="examples")
     return True

@@ -150,7 +150,8 @@ def write_hf_dataset(
     front = yaml.safe_dump({"configs": configs}, sort_keys=False)
     (folder / "README.md").write_text(
         f"---\n{front}---\n\n# Fine-tuning data\n\nChat examples (`messages`) per split, and "
-        "evaluation questions (config `eval`). See `../dataset_card.md` for how they were made.\n",
+        "evaluation questions (config `eval`). `../dataset_card.md`, when curate wrote one, "
+        "says how they were made.\n",
         encoding="utf-8",
     )
     return rows

@@ -30,7 +30,7 @@ from tuneline.stages.synthesize import load_facts
 
 TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
 EVAL_DIR = "eval"
-EVAL_SETS = ("recall", "heldout")
+EVAL_SETS = ("recall", "heldout", "unanswerable")
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 
@@ -47,16 +47,21 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
                 f"synthesize.templates ({name}): needs more than curate.recall_phrasings="
                 f"{n_recall} questions so some are left to train on" for name in too_few
             ])
-        split = split_by_fact(facts, cfg.curate.heldout_fraction, cfg.curate.val_fraction,
-                              cfg.run.seed)
+        invented = [f for f in facts if f.kind == "unanswerable"]
+        split = split_by_fact([f for f in facts if f.kind != "unanswerable"],
+                              cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed)
+        abstain = split_by_fact(invented, 1 - cfg.curate.unanswerable_train_fraction, 0.0,
+                                cfg.run.seed)
         leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
         shaped, details = _shape_training(split, cfg.curate, cfg.run.seed)
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
-        chats = {"train": chat_examples(split.train, trained),
+        chats = {"train": chat_examples(split.train + abstain.train, trained),
                  "val": chat_examples(split.val, trained),
                  "test": chat_examples(split.heldout, slice(None))}
         eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
-                     "heldout": eval_items(split.heldout, recall_only, "heldout")}
+                     "heldout": eval_items(split.heldout, recall_only, "heldout"),
+                     "unanswerable": [{**item, "expect": "abstain"} for item in
+                                      eval_items(abstain.heldout, recall_only, "unanswerable")]}
         counts = {
             **cleaning,
             "dropped:near_duplicate_of_train": leaks,
@@ -64,11 +69,14 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
             "facts_train": len(split.train),
             "facts_val": len(split.val),
             "facts_heldout": len(split.heldout),
+            "facts_unanswerable_train": len(abstain.train),
+            "facts_unanswerable_eval": len(abstain.heldout),
             **_write_openai(tmp, chats, eval_sets),
         }
         counts.update(_write_exports(tmp, chats, eval_sets, cfg.curate, details))
         if cfg.curate.card:
-            details["card"] = _write_card(tmp, cfg, synthesized, split, counts, details)
+            details["card"] = _write_card(tmp, cfg, synthesized, split, abstain, counts,
+                                          details)
         return StageResult(counts=counts, details=details)
 
     return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
@@ -160,7 +168,7 @@ def _write_bedrock(
 
 def _write_card(
     tmp: Path, cfg: PipelineConfig, synthesized: Artifact, split: FactSplit,
-    counts: dict[str, int], details: dict[str, Any],
+    abstain: FactSplit, counts: dict[str, int], details: dict[str, Any],
 ) -> dict[str, Any]:
     from tuneline.data.card import CardInputs, write_card
 
@@ -168,7 +176,8 @@ def _write_card(
     written = ["train", "val", "test", *EVAL_SETS]
     card = CardInputs(
         title=cfg.run.name,
-        facts={"train": split.train, "val": split.val, "heldout": split.heldout},
+        facts={"train": split.train, "val": split.val, "heldout": split.heldout,
+               "unanswerable": abstain.heldout},
         rows={name: counts[name] for name in written},
         counts=counts,
         config={"curate": cfg.curate.model_dump(mode="json"), "run": {"seed": cfg.run.seed}},
