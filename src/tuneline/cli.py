@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -15,6 +16,9 @@ from tuneline._optional import require
 from tuneline.artifacts import Artifact
 from tuneline.config import PipelineConfig, load_config
 from tuneline.errors import TunelineError
+
+if TYPE_CHECKING:
+    from tuneline.data.suggest import TableSuggestion
 
 console = Console()
 errors = Console(stderr=True)
@@ -137,11 +141,11 @@ def _ingested_tables(ingested: Artifact) -> tuple[dict, dict[str, list[dict[str,
     return tables, rows
 
 
-def _suggest_header(args: tuple[str, ...], suggestions: list) -> list[str]:
+def _suggest_header(args: tuple[str, ...], suggestions: list[TableSuggestion]) -> list[str]:
     config_arg = args[0] if args and "=" not in args[0] else "tuneline.yaml"
     return [
-        f"Templates suggested by `tuneline synthesize {config_arg} --suggest` from the columns "
-        f"of: {', '.join(s.table for s in suggestions)}.",
+        f"Templates suggested by `tuneline synthesize {config_arg} --suggest`",
+        f"from the columns of: {', '.join(s.table for s in suggestions)}.",
         "Review the wording, then merge this `synthesize:` section into the config (or set",
         "synthesize.auto_templates: true to use suggestions for tables no template names).",
         "Above each template: the column's type, the key, the facts it yields and the share of",
@@ -149,7 +153,7 @@ def _suggest_header(args: tuple[str, ...], suggestions: list) -> list[str]:
     ]
 
 
-def _print_suggestions(suggestions: list, output: Path | None) -> None:
+def _print_suggestions(suggestions: list[TableSuggestion], output: Path | None) -> None:
     table = Table(title="Suggested templates")
     for column in ("table", "key", "templates", "skipped columns"):
         table.add_column(column)

@@ -245,6 +245,7 @@ def test_synthesize_stage_against_our_own_server(tiny_model_dir, tmp_path, monke
             "enabled": True, "rows_per_prompt": 4, "pairs_per_prompt": 2, "max_prompts": 3,
             "endpoint": {"base_url": base_url, "model": "tiny", "max_tokens": 24,
                          "concurrency": 3, "output_price_per_mtok": 1.0}}
+        data["synthesize"]["paraphrase"] = {"per_template": 2}
         cfg = PipelineConfig.model_validate(data)
         first = run_pipeline(cfg, until="synthesize").artifacts["synthesize"]
         llm = first.manifest["details"]["llm"]
@@ -253,9 +254,13 @@ def test_synthesize_stage_against_our_own_server(tiny_model_dir, tmp_path, monke
         assert llm["accepted"] + sum(llm["rejected"].values()) == llm["pairs"]
         assert first.manifest["counts"]["facts:llm"] == llm["accepted"]
         assert first.manifest["counts"]["facts:capital"] > 0  # templates still run alongside
+        paraphrase = first.manifest["details"]["paraphrase"]
+        assert paraphrase["usage"]["requests"] == 1 and "capital" in paraphrase["added"]
         again = run_pipeline(cfg, until="synthesize", force=frozenset({"synthesize"}))
         usage = again.artifacts["synthesize"].manifest["details"]["llm"]["usage"]
         assert usage["cached"] == 3 and usage["cost_usd"] == 0
+        assert again.artifacts["synthesize"].manifest["details"]["paraphrase"]["usage"][
+            "cached"] == 1
         assert load_artifact("synthesize", first.path) is not None
 
 

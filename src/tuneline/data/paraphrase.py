@@ -60,10 +60,13 @@ def _problem(line: str, wanted: set[str], seen: set[str]) -> str | None:
     return None
 
 
-def paraphrase_templates(templates: list[TemplateConfig], count: int, endpoint: LlmEndpointConfig,
-                         cache_dir: Path | None, keep_last: int) -> tuple[list[TemplateConfig], dict]:
-    """Templates with up to `count` new phrasings each, inserted before the last `keep_last`
-    (the phrasings curate reserves to probe recall stay the hand-written ones)."""
+def paraphrase_templates(templates: list[TemplateConfig], count: int,
+                         endpoint: LlmEndpointConfig, cache_dir: Path | None,
+                         keep_last: int) -> tuple[list[TemplateConfig], dict]:
+    """Templates with up to `count` new phrasings each, inserted before the last `keep_last`.
+
+    The phrasings curate reserves to probe recall stay the hand-written ones.
+    """
     client = LlmClient(endpoint, cache_dir)
     rejected: Counter[str] = Counter()
     try:

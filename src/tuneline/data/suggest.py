@@ -177,14 +177,15 @@ def plan_templates(
     Args:
         table: The ingest source name (the templates' `source`).
         columns: The table's columns, in order.
-        rows: The rows as column → value; an even sample of at most SAMPLE_ROWS is profiled.
+        rows: The rows as column → value; an even sample of at most SAMPLE_ROWS distinct
+            rows is profiled.
         max_templates: Keep at most this many templates, the most useful first.
 
     Returns:
         The entity key, the templates ranked by usefulness, a note per template (type, key,
         facts, ambiguity) and a reason for every column that got no template.
     """
-    rows = _sample(rows)
+    rows = _sample(_distinct(rows, columns))
     profiles = {c: _profile(c, [str(r.get(c) or "") for r in rows]) for c in columns}
     candidates = _key_candidates(profiles, rows)
     suggestion = TableSuggestion(table, _entity_key(candidates, profiles, rows))
@@ -269,6 +270,12 @@ def _dump(template: TemplateConfig) -> str:
     order = ("name", "source", "where", "key", "fact", "questions", "answer")
     return yaml.safe_dump([{k: data[k] for k in order if k in data}], sort_keys=False,
                           allow_unicode=True, width=100)
+
+
+def _distinct(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """The rows without exact repeats, which say nothing about what identifies a row."""
+    unique = {tuple(str(row.get(c) or "").strip() for c in columns): row for row in rows}
+    return list(unique.values())
 
 
 def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,11 +6,14 @@ import json
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
-from tuneline.config import PipelineConfig
+from tuneline.config import PipelineConfig, TemplateConfig
 from tuneline.data.llm_synth import generate_facts
+from tuneline.data.paraphrase import paraphrase_templates
 from tuneline.data.sources import Record
+from tuneline.data.suggest import auto_templates_for
 from tuneline.data.templates import Fact, check_columns, facts_from_records
 from tuneline.data.unanswerable import unanswerable_facts
 from tuneline.errors import ConfigError
@@ -22,51 +25,73 @@ FACTS = "facts.jsonl"
 
 def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
     """Write `out_dir/facts.jsonl`: one line per fact with all its question phrasings."""
-    if not cfg.synthesize.templates and not cfg.synthesize.llm.enabled:
-        raise ConfigError(["synthesize.templates: no templates configured (and synthesize.llm "
-                           "is not enabled)"])
+    syn = cfg.synthesize
+    if not (syn.templates or syn.auto_templates or syn.llm.enabled):
+        raise ConfigError(["synthesize.templates: no templates configured (set "
+                           "synthesize.auto_templates: true, or enable synthesize.llm)"])
     config_hash = cfg.section_hash("synthesize", "run")
 
     def work(tmp: Path) -> StageResult:
         tables = json.loads((ingested.path / TABLES).read_text(encoding="utf-8"))
         records = _records_by_source(ingested.path / RECORDS)
-        all_facts: list[Fact] = []
-        counts: dict[str, int] = {}
-        skipped: dict[str, dict[str, int]] = {}
-        rng = random.Random(cfg.run.seed)
-        for index, template in enumerate(cfg.synthesize.templates):
-            if template.source not in tables:
-                raise ConfigError([
-                    f"synthesize.templates.{index}.source: '{template.source}' is not an "
-                    f"ingest source (sources: {sorted(tables)})"
-                ])
-            check_columns(template, tables[template.source]["columns"])
-            facts, report = facts_from_records(template, records[template.source])
-            facts = _sample(facts, cfg.synthesize.max_facts_per_template, rng)
-            all_facts += facts
-            counts[f"facts:{template.name}"] = len(facts)
-            invented = unanswerable_facts(template, records[template.source],
-                                          cfg.synthesize.unanswerable.per_template,
-                                          cfg.synthesize.unanswerable.answer, rng)
-            all_facts += invented
-            if invented:
-                counts[f"unanswerable:{template.name}"] = len(invented)
-            skipped[template.name] = dict(report.skipped)
-        details: dict[str, object] = {"skipped": skipped}
-        if cfg.synthesize.llm.enabled:
+        _check_sources(syn.templates, tables)
+        templates = list(syn.templates)
+        if syn.auto_templates:
+            templates += auto_templates_for(tables, records, {t.source for t in templates})
+        details: dict[str, Any] = {"auto_templates": [t.name for t in
+                                                      templates[len(syn.templates):]]}
+        llm_cache = cache_root(cfg.model.cache_dir) / "llm-responses"
+        if syn.paraphrase.per_template and templates:
+            assert syn.llm.endpoint is not None  # enforced by the config
+            templates, details["paraphrase"] = paraphrase_templates(
+                templates, syn.paraphrase.per_template, syn.llm.endpoint, llm_cache,
+                keep_last=cfg.curate.recall_phrasings)
+        facts, counts, details["skipped"] = _template_facts(cfg, templates, tables, records)
+        if syn.llm.enabled:
             llm_facts, report, usage = generate_facts(
-                cfg.synthesize.llm, _known_sources(cfg, tables, records),
-                cfg.curate.recall_phrasings + 1, cfg.run.seed, cache_root(cfg.model.cache_dir)
-                / "llm-responses")
-            all_facts += llm_facts
+                syn.llm, _known_sources(cfg, tables, records), cfg.curate.recall_phrasings + 1,
+                cfg.run.seed, llm_cache)
+            facts += llm_facts
             counts["facts:llm"] = len(llm_facts)
             details["llm"] = {**report.to_json(), "usage": usage.to_json()}
-        counts["facts"] = write_jsonl(tmp / FACTS, (f.to_json() for f in all_facts))
-        counts["questions"] = sum(len(f.questions) for f in all_facts)
+        counts["facts"] = write_jsonl(tmp / FACTS, (f.to_json() for f in facts))
+        counts["questions"] = sum(len(f.questions) for f in facts)
         return StageResult(counts=counts, details=details)
 
     return run_stage("synthesize", out_dir, config_hash, {"ingest": ingested.output_hash}, work,
                      force)
+
+
+def _template_facts(
+    cfg: PipelineConfig, templates: list[TemplateConfig], tables: dict[str, Any],
+    records: dict[str, list[Record]],
+) -> tuple[list[Fact], dict[str, int], dict[str, dict[str, int]]]:
+    """Facts (sampled) and unanswerable questions of every template, with counts and skips."""
+    rng = random.Random(cfg.run.seed)
+    unanswerable = cfg.synthesize.unanswerable
+    facts: list[Fact] = []
+    counts: dict[str, int] = {}
+    skipped: dict[str, dict[str, int]] = {}
+    for template in templates:
+        check_columns(template, tables[template.source]["columns"])
+        found, report = facts_from_records(template, records[template.source])
+        found = _sample(found, cfg.synthesize.max_facts_per_template, rng)
+        counts[f"facts:{template.name}"] = len(found)
+        invented = unanswerable_facts(template, records[template.source],
+                                      unanswerable.per_template, unanswerable.answer, rng)
+        if invented:
+            counts[f"unanswerable:{template.name}"] = len(invented)
+        facts += found + invented
+        skipped[template.name] = dict(report.skipped)
+    return facts, counts, skipped
+
+
+def _check_sources(templates: list[TemplateConfig], tables: dict[str, Any]) -> None:
+    problems = [f"synthesize.templates.{i}.source: '{t.source}' is not an ingest source "
+                f"(sources: {sorted(tables)})" for i, t in enumerate(templates)
+                if t.source not in tables]
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_facts(artifact: Artifact) -> list[Fact]:
