@@ -52,10 +52,10 @@ def read_csv(
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
     with handle:
-        if delimiter is None:
-            delimiter = sniff_delimiter(handle)
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
+            if delimiter is None:
+                delimiter = sniff_delimiter(handle)
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
             header = next(reader, None)
             if not header or not any(h.strip() for h in header):
                 raise DataError(f"{path}:1: empty file or empty header row; expected column names")
@@ -73,12 +73,17 @@ def read_csv(
                 row = dict(zip(columns, fields, strict=True))
                 yield Record(name, str(path), reader.line_num, row)
         except UnicodeDecodeError as exc:
+            with path.open("rb") as raw:  # exc.start counts from the decoder's chunk, not the file
+                offset = _first_bad_offset(raw, encoding)
             raise DataError(
-                f"{path}: bytes at offset {exc.start} are not valid {encoding} ({exc.reason}); "
-                "set ingest.sources[].encoding to the file's encoding"
+                f"{path}: bytes at offset {offset if offset is not None else exc.start} are not "
+                f"valid {encoding} ({exc.reason}); set ingest.sources[].encoding to the file's "
+                "encoding"
             ) from None
         except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+            hint = ("; a field this large usually means an unclosed quote above this line"
+                    if "field larger than field limit" in str(exc) else "")
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV: {exc}{hint}") from None
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
@@ -124,7 +129,7 @@ def resolve_encoding(path: Path, encoding: str) -> str:
                 raise DataError(f"{path}: looks like a binary file (NUL bytes), not text; "
                                 "check the path")
             handle.seek(0)
-            first_bad = _first_non_utf8_offset(handle)
+            first_bad = _first_bad_offset(handle)
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror})") from None
     if first_bad is None:
@@ -140,8 +145,9 @@ def resolve_encoding(path: Path, encoding: str) -> str:
     return str(guess.encoding)
 
 
-def _first_non_utf8_offset(handle: Any) -> int | None:
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+def _first_bad_offset(handle: Any, encoding: str = "utf-8-sig") -> int | None:
+    """Byte offset of the first byte `encoding` cannot decode, reading 1 MiB at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     while chunk := handle.read(1 << 20):
         try:
