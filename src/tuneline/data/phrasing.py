@@ -12,11 +12,11 @@ if TYPE_CHECKING:
     from tuneline.data.suggest import ColumnProfile
 
 ID_WORDS = {"id", "uuid", "guid", "sku", "code", "slug", "hash", "key", "ref", "isbn", "ean",
-             "upc"}
+            "upc"}
 NAME_WORDS = {"name", "title", "label", "event", "country", "city", "product", "model",
-               "player", "athlete", "company", "team", "person", "item", "term", "song", "film",
-               "movie", "book", "game", "station", "brand", "place", "venue", "species",
-               "element", "state", "airport", "building", "drug", "course"}
+              "player", "athlete", "company", "team", "person", "item", "term", "song", "film",
+              "movie", "book", "game", "station", "brand", "place", "venue", "species",
+              "element", "state", "airport", "building", "drug", "course"}
 _NOT_NOUN = {"name", "title", "label", "full", "first", "last", "display", "short", "official"}
 _GENERIC_TABLES = {"data", "table", "sheet", "export", "records", "rows", "dataset", "items"}
 _ALIASES = {"dob": "date of birth", "qty": "quantity", "num": "number", "amt": "amount",
@@ -44,8 +44,8 @@ _PRICE_WORDS = {"price", "cost", "fee", "msrp"}
 _PLACE_WORDS = {"country", "nation", "city", "town", "region", "state", "province",
                 "continent", "origin", "location", "birthplace", "hometown"}
 GROUP_WORDS = {"category", "genre", "group", "sport", "discipline", "department", "division",
-                "league", "section", "family", "segment", "tier", "series", "brand", "team",
-                "club", "party", "band", "conference"}
+               "league", "section", "family", "segment", "tier", "series", "brand", "team",
+               "club", "party", "band", "conference"}
 _PERSON_WORDS = {"author", "director", "winner", "champion", "ceo", "founder", "manager",
                  "owner", "artist", "captain", "coach", "president", "leader", "composer",
                  "inventor", "designer", "architect", "creator", "mayor"}
@@ -104,6 +104,9 @@ _PHRASES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+# -- column names -------------------------------------------------------------------------------
+
+
 def humanize(column: str) -> tuple[list[str], str | None]:
     """Split a column name into lower-case words and a unit suffix.
 
@@ -119,6 +122,9 @@ def humanize(column: str) -> tuple[list[str], str | None]:
     words = [part for w in words for part in _ALIASES.get(w, w).split()]
     unit = _UNITS[words.pop()] if len(words) > 1 and words[-1] in _UNITS else None
     return words or [column.lower()], unit
+
+
+# -- templates ----------------------------------------------------------------------------------
 
 
 def build_template(
@@ -170,7 +176,7 @@ def _entity(
 
 def _entity_noun(table: str, key: ColumnProfile) -> str:
     """'country' for country_code, 'event' for event, 'product' for the name in products."""
-    words = [w for w in key.words if w not in _NOT_NOUN | _ID_WORDS]
+    words = [w for w in key.words if w not in _NOT_NOUN | ID_WORDS]
     if words:
         return " ".join(words)
     table_words = humanize(table)[0]
@@ -257,7 +263,7 @@ def _text_family(words: list[str], noun: str) -> str:
     if len(words) == 1 and words[0] in _PLACE_WORDS:
         # A country lies *in* a continent; a person or a product comes *from* a country.
         return "located" if noun.split(" ")[-1] in _PLACE_WORDS else "place"
-    return "group" if words[-1] in _GROUP_WORDS else "generic"
+    return "group" if words[-1] in GROUP_WORDS else "generic"
 
 
 def _is_plural(word: str) -> bool:

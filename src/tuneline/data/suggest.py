@@ -443,3 +443,4 @@ def _usefulness(p: ColumnProfile, fit: KeyFit, rows: int) -> float:
     unguessable = 1 - 1 / p.distinct
     simple = 1.0 if len(fit.key) == 1 else 0.8
     return coverage * unguessable * (1 - fit.ambiguous) * simple * _KIND_WEIGHT.get(p.kind, 0.9)
+
