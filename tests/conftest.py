@@ -139,3 +139,35 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def tuneline_serve(*args: str, timeout_s: float = 120) -> Iterator[str]:
+    """Start `tuneline serve ARGS --port P` as a real process; yields its /v1 base URL."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuneline.cli", "serve", *args, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                httpx.get(f"{base_url}/models", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if server.poll() is not None or time.time() > deadline:
+                    output = server.stdout.read() if server.poll() is not None else ""
+                    raise AssertionError(f"tuneline serve did not start:\n{output}") from None
+                time.sleep(0.3)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(30)

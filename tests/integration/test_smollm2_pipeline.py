@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from conftest import tuneline_serve
 
 pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
@@ -76,35 +73,13 @@ def test_evaluation_compares_base_and_tuned(pipeline):
     assert predictions.count("tuned_answer") >= 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
     from openai import OpenAI
 
     cfg, _, _ = pipeline
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tuneline.cli", "serve",
-         str(workdir / "paris2024" / "tuneline.yaml"),
-         f"register.registry_dir={cfg.register.registry_dir}", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
-    )
-    try:
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-        deadline = time.time() + 120
-        while True:
-            try:
-                client.models.list()
-                break
-            except Exception:
-                if server.poll() is not None or time.time() > deadline:
-                    output = server.stdout.read() if server.poll() is not None else ""
-                    raise AssertionError(f"server did not start:\n{output}") from None
-                time.sleep(0.5)
+    with tuneline_serve(str(workdir / "paris2024" / "tuneline.yaml"),
+                        f"register.registry_dir={cfg.register.registry_dir}") as base_url:
+        client = OpenAI(base_url=base_url, api_key="none", max_retries=0)
         reply = client.chat.completions.create(
             model="paris2024",
             messages=[{"role": "user", "content": "Which country did LEDECKY Katie represent "
@@ -113,6 +88,3 @@ def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
         )
         assert reply.choices[0].message.content.strip()
         assert reply.usage.completion_tokens > 0
-    finally:
-        server.terminate()
-        server.wait(30)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import serve_in_thread, tiny_pipeline_config
+from conftest import tiny_pipeline_config, tuneline_serve
 from tuneline.config import LlmEndpointConfig, LlmSynthesisConfig
 from tuneline.data.llm_client import LlmClient
 from tuneline.data.llm_synth import (
@@ -227,23 +227,21 @@ def test_a_run_where_every_request_fails_names_the_first_error():
 
 
 def test_synthesize_stage_against_our_own_server(tiny_model_dir, tmp_path, monkeypatch):
-    """Real HTTP to `tuneline`'s server on a tiny random model: its replies are noise, so every
-    line must be counted as bad (never crash), usage comes from the server, and a rerun of the
-    stage is served from the response cache."""
+    """`tuneline serve --base` (a real process) on a tiny random model: its replies are noise, so
+    every line must be counted as bad (never crash), usage comes from the server, and a rerun of
+    the stage is served from the response cache."""
     pytest.importorskip("fastapi")
     from tuneline.artifacts import load_artifact
     from tuneline.config import PipelineConfig
     from tuneline.pipeline import run_pipeline
-    from tuneline.serve.app import build_app
-    from tuneline.serve.engines.transformers_engine import TransformersEngine
 
     monkeypatch.setenv("TUNELINE_CACHE", str(tmp_path / "cache"))
-    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
-    with serve_in_thread(build_app({"tiny": engine})) as base_url:
+    with tuneline_serve(f"model.base={tiny_model_dir}", "train.precision=fp32",
+                        "--base", str(tiny_model_dir)) as base_url:
         data = tiny_pipeline_config(tmp_path, tiny_model_dir)
         data["synthesize"]["llm"] = {
             "enabled": True, "rows_per_prompt": 4, "pairs_per_prompt": 2, "max_prompts": 3,
-            "endpoint": {"base_url": base_url, "model": "tiny", "max_tokens": 24,
+            "endpoint": {"base_url": base_url, "model": str(tiny_model_dir), "max_tokens": 24,
                          "concurrency": 3, "output_price_per_mtok": 1.0}}
         data["synthesize"]["paraphrase"] = {"per_template": 2}
         cfg = PipelineConfig.model_validate(data)

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import importlib
+import random
 import re
 import statistics
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tuneline.artifacts import load_artifact
+
 if TYPE_CHECKING:
+    from tuneline.artifacts import Artifact
     from tuneline.data.templates import Fact
 
 CARD = "dataset_card.md"
 PLOTS_DIR = "card"
 TOP_TERMS = 20
+SAMPLES = 3  # per template and kind (train) or per template and set (eval)
+_CELL_CHARS = 160
 _WORD = re.compile(r"\w\w+")
 # Function words that would top every term list and say nothing about the data.
 _STOP_TEXT = (
@@ -36,8 +44,22 @@ _FIGURE_SIZE = {"terms": (6.4, 4.8)}
 
 
 @dataclass
+class Lengths:
+    """Length of every chat example per split: tokens as the trainer sees them, else words."""
+
+    unit: str  # "tokens" or "words"
+    per_split: dict[str, list[int]]
+    cutoff: int | None = None  # train.max_seq_len; None when lengths are in words
+    source: str = ""  # the base model that counted tokens, or why tokens were not counted
+
+
+@dataclass
 class CardInputs:
-    """Everything the card reports about one curate run."""
+    """Everything the card reports about one curate run.
+
+    `facts['train']` holds every trained fact, abstention facts included; `stages` holds the
+    manifest counts of the upstream stages by stage name.
+    """
 
     title: str
     facts: dict[str, list[Fact]]
@@ -48,6 +70,10 @@ class CardInputs:
     upstream_hash: str
     upstream_skipped: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    lengths: Lengths | None = None
+    eval_sets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    seed: int = 0
 
 
 def write_card(folder: Path, card: CardInputs) -> list[str]:
@@ -57,8 +83,9 @@ def write_card(folder: Path, card: CardInputs) -> list[str]:
     """
     plots = draw_plots(folder / PLOTS_DIR, card)
     sections = [
-        _header(card), _splits_section(card, plots), _categories_section(card, plots),
-        _drops_section(card, plots), _lengths_section(card, plots), _terms_section(card, plots),
+        _header(card), _stages_section(card), _splits_section(card, plots),
+        _categories_section(card, plots), _drops_section(card, plots),
+        _lengths_section(card, plots), _samples_section(card), _terms_section(card, plots),
         _shaping_section(card), _provenance_section(card), _config_section(card),
     ]
     if plots is None:
@@ -78,10 +105,106 @@ def drops(card: CardInputs) -> dict[str, int]:
     return found
 
 
-def lengths(facts: list[Fact]) -> tuple[list[int], list[int]]:
-    """Word counts of every question phrasing and of every answer (words stand in for tokens)."""
-    questions = [len(q.split()) for f in facts for q in f.questions]
-    return questions, [len(f.answer.split()) for f in facts]
+def measure_lengths(
+    chats: dict[str, list[dict[str, Any]]], base: str, cache_dir: Path | None, cutoff: int
+) -> Lengths:
+    """Tokens of every chat example per split, with the base model's tokenizer and chat template.
+
+    Falls back to word counts, saying why, when transformers is missing or the tokenizer cannot
+    be loaded offline: the card reports on the data and must never fail curate.
+    """
+    try:
+        count = token_counter(base, cache_dir)
+        tokens = {split: [count(ex["messages"]) for ex in rows] for split, rows in chats.items()}
+    except Exception as exc:  # any failure (import, resolution, template) only costs the tokens
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        words = {split: [sum(len(m["content"].split()) for m in ex["messages"]) for ex in rows]
+                 for split, rows in chats.items()}
+        return Lengths("words", words, None, reason)
+    return Lengths("tokens", tokens, cutoff, base)
+
+
+def token_counter(base: str, cache_dir: Path | None) -> Callable[[list[dict[str, str]]], int]:
+    """Tokens one chat example takes in training, before truncation (loads the tokenizer once).
+
+    Counts what `tokenize_chat` feeds the model: the templated prompt, the answer and its
+    end-of-turn token.
+    """
+    from tuneline._optional import require
+    from tuneline.models.resolve import resolve_model
+    from tuneline.training.tokenize import tokenize_chat
+
+    auto = require("transformers").AutoTokenizer
+    tokenizer = auto.from_pretrained(resolve_model(base, cache_dir), local_files_only=True)
+    return lambda messages: len(tokenize_chat(tokenizer, messages, sys.maxsize).input_ids)
+
+
+def over_cutoff(lengths: Lengths) -> tuple[int, int]:
+    """(examples longer than the cutoff, all examples); (0, n) when there is no cutoff."""
+    values = [v for per in lengths.per_split.values() for v in per]
+    cutoff = lengths.cutoff
+    return (sum(v > cutoff for v in values) if cutoff is not None else 0), len(values)
+
+
+def upstream_counts(synthesized: Artifact) -> dict[str, dict[str, int]]:
+    """Manifest counts of synthesize and, when found next to it, of the ingest output it read."""
+    found = {"synthesize": dict(synthesized.manifest.get("counts", {}))}
+    ingested = load_artifact("ingest", synthesized.path.parent / "ingest")
+    read = synthesized.manifest.get("inputs", {}).get("ingest")
+    if ingested is not None and read and ingested.manifest.get("output_hash") == read:
+        found = {"ingest": dict(ingested.manifest.get("counts", {})), **found}
+    return found
+
+
+def stage_counts(card: CardInputs) -> list[list[Any]]:
+    """Rows (stage, count, n): upstream manifest counts, then the facts curate kept and dropped."""
+    rows = [[stage, key, n] for stage, found in card.stages.items() for key, n in found.items()]
+    skipped = sum(n for reasons in card.upstream_skipped.values() for n in reasons.values())
+    if skipped:
+        rows.append(["synthesize", "rows skipped (all templates)", skipped])
+    dropped = sum(n for key, n in card.counts.items() if key.startswith("dropped:"))
+    kept = sum(len(group) for group in card.facts.values())
+    return [*rows, ["curate", "facts kept", kept], ["curate", "facts dropped", dropped]]
+
+
+def samples(card: CardInputs, per_group: int = SAMPLES) -> list[list[str]]:
+    """Seeded sample rows (group, question, answer or reference).
+
+    Trained phrasings per template and kind, then eval questions per set and template.
+    """
+    rng = random.Random(card.seed)
+    rows = []
+    trained = _groups(card.facts.get("train", []), lambda f: f"train / {f.template} / {f.kind}")
+    for group, facts in trained.items():
+        # The first phrasing is always trained; the last ones probe recall.
+        rows += [[group, f.questions[0], f.answer] for f in _pick(rng, facts, per_group)]
+    evals = _groups((item for items in card.eval_sets.values() for item in items),
+                    lambda i: f"{i.get('set', 'eval')} / {i.get('template', '')}")
+    for group, items in evals.items():
+        rows += [[group, i["question"], i["reference"]] for i in _pick(rng, items, per_group)]
+    return rows
+
+
+def _groups(items: Iterable[Any], key: Callable[[Any], str]) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for item in items:
+        found.setdefault(key(item), []).append(item)
+    return dict(sorted(found.items()))
+
+
+def _pick(rng: random.Random, items: list[Any], n: int) -> list[Any]:
+    return rng.sample(items, min(n, len(items)))
+
+
+def escape_cell(text: str, limit: int = _CELL_CHARS) -> str:
+    """Text safe inside a markdown table cell: shortened, pipes escaped, line breaks kept."""
+    text = str(text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    for raw, safe in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), ("\r\n", "<br>"),
+                      ("\n", "<br>")):
+        text = text.replace(raw, safe)
+    return text
 
 
 def top_terms(facts: list[Fact], limit: int = TOP_TERMS) -> list[tuple[str, int]]:
@@ -126,9 +249,24 @@ def _header(card: CardInputs) -> str:
             f"- Built from the synthesize output `{card.upstream_hash}`\n")
 
 
+def _stages_section(card: CardInputs) -> str:
+    note = ("" if "ingest" in card.stages or not card.stages else
+            "\nThe ingest manifest that synthesize read was not found next to it.\n")
+    return ("## Counts per stage\n\n" + _table(["stage", "count", "n"], stage_counts(card))
+            + note)
+
+
+def _fact_count(card: CardInputs, name: str) -> int | str:
+    facts = card.facts.get(_FACTS_OF.get(name, ""))
+    if facts is None:
+        return "-"
+    if name == "recall":  # abstention facts are trained, but recall asks answerable ones only
+        facts = [f for f in facts if f.kind != "unanswerable"]
+    return len(facts)
+
+
 def _splits_section(card: CardInputs, plots: dict[str, str] | None) -> str:
-    rows = [[name, len(card.facts[_FACTS_OF[name]]) if _FACTS_OF.get(name) in card.facts
-             else "-", n] for name, n in card.rows.items()]
+    rows = [[name, _fact_count(card, name), n] for name, n in card.rows.items()]
     return ("## Splits\n\nEvery phrasing of a fact stays on one side. `recall` asks the trained "
             "facts with phrasings never trained on; `heldout` asks facts never trained on.\n\n"
             + _table(["split", "facts", "examples"], rows) + _image(plots, "splits", "splits"))
@@ -157,16 +295,34 @@ def _drops_section(card: CardInputs, plots: dict[str, str] | None) -> str:
 
 
 def _lengths_section(card: CardInputs, plots: dict[str, str] | None) -> str:
-    rows = []
-    for split, facts in card.facts.items():
-        for kind, values in zip(("question", "answer"), lengths(facts), strict=True):
-            if values:
-                rows.append([split, kind, len(values), min(values),
-                             statistics.median(values), max(values)])
-    return ("## Lengths\n\nIn words (whitespace-separated), a rough stand-in for tokens; "
-            "questions count every phrasing.\n\n"
-            + _table(["split", "text", "n", "min", "median", "max"], rows)
-            + _image(plots, "lengths", "length histograms"))
+    found = card.lengths
+    if found is None:
+        return ""
+    over, total = over_cutoff(found)
+    rows = [[split, len(v), min(v), statistics.median(v), max(v),
+             sum(x > found.cutoff for x in v) if found.cutoff is not None else "-"]
+            for split, v in found.per_split.items() if v]
+    if found.unit == "tokens":
+        intro = (f"Tokens per chat example as the trainer sees them: the tokenizer and chat "
+                 f"template of `{found.source}`, prompt, answer and end-of-turn token. "
+                 f"**{over} of {total} examples ({over / max(total, 1):.1%}) are longer than "
+                 f"`train.max_seq_len` = {found.cutoff} tokens** and get truncated in training.")
+    else:
+        intro = (f"In words (whitespace-separated, question and answer): tokens could not be "
+                 f"counted ({escape_cell(found.source, 300)}). `train.max_seq_len` counts "
+                 f"tokens, so examples are not compared with it.")
+    return ("## Example lengths\n\n" + intro + "\n\n"
+            + _table(["split", "examples", "min", "median", "max", "over max_seq_len"], rows)
+            + _image(plots, "lengths", "example length histogram"))
+
+
+def _samples_section(card: CardInputs) -> str:
+    rows = [[escape_cell(cell) for cell in row] for row in samples(card)]
+    if not rows:
+        return ""
+    return (f"## Samples\n\nUp to {SAMPLES} per group, drawn with the run seed; train rows "
+            "show a trained phrasing and its answer, eval rows a question and its reference.\n\n"
+            + _table(["group", "question", "answer"], rows))
 
 
 def _terms_section(card: CardInputs, plots: dict[str, str] | None) -> str:
@@ -271,24 +427,28 @@ def _plot_drops(figure: Any, card: CardInputs) -> bool:
 
 
 def _plot_lengths(figure: Any, card: CardInputs) -> bool:
-    per_split = {split: lengths(facts) for split, facts in card.facts.items() if facts}
-    if not per_split:
+    found = card.lengths
+    per_split = {split: v for split, v in (found.per_split if found else {}).items() if v}
+    if found is None or not per_split:
         return False
-    grid = figure.subplots(1, 2, gridspec_kw={**_margins(figure, []), "wspace": 0.3})
-    for axes, index, label in zip(grid, (0, 1), ("questions", "answers"),
-                                  strict=True):
-        values = [v[index] for v in per_split.values()]
-        axes.hist(values, label=list(per_split), bins=_word_bins(values))
-        axes.set(title=f"{label} (words)", xlabel="words", ylabel="count")
-    figure.axes[1].legend(loc="upper center", fontsize=8)
+    axes = figure.subplots(gridspec_kw=_margins(figure, []))
+    values = list(per_split.values())
+    axes.hist(values, label=list(per_split), bins=_bins(values, found.cutoff), stacked=True)
+    if found.cutoff is not None:
+        axes.axvline(found.cutoff, color="#C44E52", linestyle="--",
+                     label=f"train.max_seq_len = {found.cutoff}")
+    figure.suptitle(f"Chat example lengths ({found.unit})")
+    axes.set(xlabel=found.unit, ylabel="examples")
+    axes.legend(fontsize=8)
     return True
 
 
-def _word_bins(values: list[list[int]]) -> Any:
-    """One bin per word count while that stays readable, else 30 bins."""
-    low = min(min(v) for v in values if v)
-    high = max(max(v) for v in values if v)
-    return range(low, high + 2) if high - low < 40 else 30
+def _bins(values: list[list[int]], cutoff: int | None) -> Any:
+    """One bin per length while that stays readable, else 40 bins; the cutoff inside the range."""
+    ends = [*(x for v in values for x in (min(v), max(v))), *([cutoff] if cutoff else [])]
+    low, high = min(ends), max(ends) + 1
+    return range(low, high + 1) if high - low < 60 else [low + i * (high - low) / 40
+                                                         for i in range(41)]
 
 
 def _plot_terms(figure: Any, card: CardInputs) -> bool:

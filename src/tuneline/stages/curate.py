@@ -36,7 +36,9 @@ BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False) -> Artifact:
     """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card."""
-    config_hash = cfg.section_hash("curate", "run")
+    # The card counts tokens with the base model's tokenizer against train.max_seq_len.
+    config_hash = (f"{cfg.section_hash('curate', 'run', 'model')}:{cfg.train.max_seq_len}"
+                   if cfg.curate.card else cfg.section_hash("curate", "run"))
 
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
@@ -75,8 +77,8 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
         }
         counts.update(_write_exports(tmp, chats, eval_sets, cfg.curate, details))
         if cfg.curate.card:
-            details["card"] = _write_card(tmp, cfg, synthesized, split, abstain, counts,
-                                          details)
+            details["card"] = _write_card(tmp, cfg, synthesized, split, abstain, chats,
+                                          eval_sets, counts, details)
         return StageResult(counts=counts, details=details)
 
     return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
@@ -167,27 +169,36 @@ def _write_bedrock(
 
 
 def _write_card(
-    tmp: Path, cfg: PipelineConfig, synthesized: Artifact, split: FactSplit,
-    abstain: FactSplit, counts: dict[str, int], details: dict[str, Any],
+    tmp: Path, cfg: PipelineConfig, synthesized: Artifact, split: FactSplit, abstain: FactSplit,
+    chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]], counts: dict[str, int],
+    details: dict[str, Any],
 ) -> dict[str, Any]:
-    from tuneline.data.card import CardInputs, write_card
+    from tuneline.data.card import CardInputs, measure_lengths, upstream_counts, write_card
 
     started = time.perf_counter()
     written = ["train", "val", "test", *EVAL_SETS]
+    lengths = measure_lengths(chats, cfg.model.base, cfg.model.cache_dir, cfg.train.max_seq_len)
     card = CardInputs(
         title=cfg.run.name,
-        facts={"train": split.train, "val": split.val, "heldout": split.heldout,
+        facts={"train": split.train + abstain.train, "val": split.val, "heldout": split.heldout,
                "unanswerable": abstain.heldout},
         rows={name: counts[name] for name in written},
         counts=counts,
-        config={"curate": cfg.curate.model_dump(mode="json"), "run": {"seed": cfg.run.seed}},
+        config={"curate": cfg.curate.model_dump(mode="json"), "run": {"seed": cfg.run.seed},
+                "model": {"base": cfg.model.base},
+                "train": {"max_seq_len": cfg.train.max_seq_len}},
         data_hash=hash_tree(tmp),
         upstream_hash=synthesized.output_hash,
         upstream_skipped=synthesized.manifest.get("details", {}).get("skipped", {}),
         details=dict(details),
+        lengths=lengths,
+        eval_sets=eval_sets,
+        stages=upstream_counts(synthesized),
+        seed=cfg.run.seed,
     )
     files = write_card(tmp, card)
-    return {"files": files, "seconds": round(time.perf_counter() - started, 3)}
+    return {"files": files, "lengths": lengths.unit,
+            "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _check_format(path: Path) -> None:
