@@ -23,6 +23,8 @@ _EXTRA_OF = {
     "httpx": "llm",
     "sklearn": "data",
     "matplotlib": "report",
+    "presidio_analyzer": "pii",
+    "tldextract": "pii",
 }
 
 

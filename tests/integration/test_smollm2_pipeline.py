@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "paris2024"
 SMALL_SLICE = [
     "synthesize.max_facts_per_template=8",
+    "synthesize.unanswerable.per_template=4",
     "train.epochs=2",
     "evaluate.max_new_tokens=16",
     "evaluate.max_examples=6",
@@ -69,6 +70,7 @@ def test_evaluation_compares_base_and_tuned(pipeline):
     _, result, _ = pipeline
     metrics = json.loads((result.artifacts["evaluate"].path / "metrics.json").read_text())
     assert metrics["base"]["recall"]["n"] == metrics["tuned"]["recall"]["n"] == 6
+    assert metrics["tuned"]["unanswerable"]["n"] == 4  # 2 of 4 per template held out
     predictions = (result.artifacts["evaluate"].path / "predictions.jsonl").read_text()
     assert predictions.count("tuned_answer") >= 6
 

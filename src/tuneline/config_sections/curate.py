@@ -18,6 +18,10 @@ class PiiConfig(_Section):
     default_region: str = Field(
         "US", description="Region for phone numbers written without a +country code."
     )
+    engine: Literal["builtin", "presidio", "auto"] = Field(
+        "builtin", description="Recognisers: builtin patterns, Microsoft Presidio's pattern "
+        "recognisers (no NLP model; needs tuneline[pii]), or auto (presidio when installed)."
+    )
 
 
 class DedupConfig(_Section):

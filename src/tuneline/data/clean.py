@@ -45,10 +45,10 @@ def clean_facts(facts: list[Fact], cfg: CurateConfig) -> tuple[list[Fact], dict[
     `dropped:near_duplicate`.
     """
     from tuneline.data.dedup import exact_duplicates, near_duplicates
-    from tuneline.data.pii import Redactor
+    from tuneline.data.pii import make_redactor
 
-    redactor = Redactor(tuple(cfg.pii.entities), cfg.pii.default_region) if cfg.pii.enabled \
-        else None
+    redactor = make_redactor(tuple(cfg.pii.entities), cfg.pii.default_region, cfg.pii.engine) \
+        if cfg.pii.enabled else None
 
     def clean(text: str) -> str:
         text = normalize_text(text) if cfg.normalize else text

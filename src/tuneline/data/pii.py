@@ -2,15 +2,18 @@
 
 Recognisers: EMAIL, PHONE (libphonenumber, any region with a leading +, else `default_region`),
 CREDIT_CARD (13-19 digits, Luhn), IBAN (ISO 13616 mod-97), IP_ADDRESS (v4 and v6, parsed).
-Microsoft Presidio's default setup downloads a spaCy model, so it is not used here.
+`engine="presidio"` swaps in Microsoft Presidio's predefined pattern recognisers for the same
+types, run with Presidio's NoOpNlpEngine: its default setup would download a spaCy model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from tuneline._optional import require
 
@@ -43,9 +46,7 @@ class Redactor:
 
     def find(self, text: str) -> list[Span]:
         """Non-overlapping spans, longest first where two recognisers overlap."""
-        spans: list[Span] = []
-        for entity in self.entities:
-            spans += _FINDERS[entity](text, self.default_region)
+        spans = self._candidates(text)
         # On equal spans the stricter format wins: "240.224.44.66" parses as a US phone number.
         spans.sort(key=lambda s: (s.start, -(s.end - s.start), _PRIORITY[s.entity]))
         kept: list[Span] = []
@@ -66,6 +67,73 @@ class Redactor:
             self.counts[span.entity] += 1
         parts.append(text[position:])
         return "".join(parts)
+
+    def _candidates(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        for entity in self.entities:
+            spans += _FINDERS[entity](text, self.default_region)
+        return spans
+
+
+_PRESIDIO_NAMES = {"EMAIL": "EMAIL_ADDRESS", "PHONE": "PHONE_NUMBER", "CREDIT_CARD": "CREDIT_CARD",
+                   "IBAN": "IBAN_CODE", "IP_ADDRESS": "IP_ADDRESS"}
+_OUR_NAMES = {presidio: ours for ours, presidio in _PRESIDIO_NAMES.items()}
+
+
+@dataclass
+class PresidioRedactor(Redactor):
+    """Redactor whose candidate spans come from Presidio; same overlap rule, masks and counts."""
+
+    _analyzer: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._analyzer = _presidio_analyzer(self.entities, self.default_region)
+
+    def _candidates(self, text: str) -> list[Span]:
+        wanted = [_PRESIDIO_NAMES[entity] for entity in self.entities]
+        results = self._analyzer.analyze(text, language="en", entities=wanted)
+        return [Span(_OUR_NAMES[r.entity_type], r.start, r.end) for r in results]
+
+
+def make_redactor(
+    entities: tuple[str, ...] = ENTITIES,
+    default_region: str = "US",
+    engine: Literal["builtin", "presidio", "auto"] = "builtin",
+) -> Redactor:
+    """The redactor for `engine`; `auto` is Presidio when it is installed, else the builtin one.
+
+    Raises:
+        MissingDependencyError: `engine="presidio"` without presidio-analyzer installed.
+    """
+    if engine == "auto":
+        engine = "presidio" if importlib.util.find_spec("presidio_analyzer") else "builtin"
+    kind = PresidioRedactor if engine == "presidio" else Redactor
+    return kind(tuple(entities), default_region)
+
+
+def _presidio_analyzer(entities: tuple[str, ...], region: str) -> Any:
+    """An AnalyzerEngine with only Presidio's pattern recognisers for `entities`, no NLP model."""
+    analyzer = require("presidio_analyzer")
+    predefined = require("presidio_analyzer.predefined_recognizers")
+    nlp_engine = require("presidio_analyzer.nlp_engine")
+    tldextract = require("tldextract")
+    email = predefined.EmailRecognizer()
+    # tldextract's default extractor fetches the public suffix list over HTTP on first use;
+    # validate against the snapshot bundled with the package instead.
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    email.validate_result = lambda candidate: offline(candidate).fqdn != ""
+    # As in the builtin, `default_region` decides how numbers without a +code are read
+    # (Presidio's default tries eight fixed regions); +code numbers match in any region.
+    by_entity = {
+        "EMAIL": email,
+        "PHONE": predefined.PhoneRecognizer(supported_regions=(region,)),
+        "CREDIT_CARD": predefined.CreditCardRecognizer(),
+        "IBAN": predefined.IbanRecognizer(),
+        "IP_ADDRESS": predefined.IpRecognizer(),
+    }
+    registry = analyzer.RecognizerRegistry(recognizers=[by_entity[e] for e in entities])
+    no_nlp = nlp_engine.NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+    return analyzer.AnalyzerEngine(registry=registry, nlp_engine=no_nlp)
 
 
 def _emails(text: str, _: str) -> list[Span]:
