@@ -299,7 +299,8 @@ def _print_summary(artifacts: dict[str, Artifact]) -> None:
 def _print_metrics(evaluated: Artifact) -> None:
     metrics = json.loads((evaluated.path / "metrics.json").read_text())
     sets = list(next(iter(metrics.values())))
-    table = Table(title="Accuracy (reference fact in the answer)")
+    table = Table(title="Accuracy: the reference fact is in the answer (unanswerable: the model "
+                  "declines)")
     table.add_column("variant")
     for name in sets:
         table.add_column(name, justify="right")

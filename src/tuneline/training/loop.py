@@ -6,6 +6,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,11 @@ def attach_lora(model: Any, cfg: TrainConfig) -> Any:
         target_modules=cfg.lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft calls transformers' deprecated `is_gradient_checkpointing`; not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        return peft.get_peft_model(model, lora)
 
 
 def train_loop(
