@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneline.artifacts import hash_file
 from tuneline.config import SourceConfig
-from tuneline.data.sources import Record, resolve_encoding
+from tuneline.data.sources import Record, resolve_encoding, undecodable
 from tuneline.errors import DataError
 
 SUFFIXES = {"text": (".txt",), "markdown": (".md", ".markdown")}
@@ -93,9 +93,7 @@ def read_text(path: Path, encoding: str = "auto") -> str:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: bytes at offset {exc.start} are not valid {encoding} "
-                        f"({exc.reason}); set ingest.sources[].encoding to the file's "
-                        "encoding") from None
+        raise undecodable(path, encoding, exc.start, exc.reason) from None
     except LookupError:
         raise DataError(f"{path}: unknown encoding '{encoding}'; use a Python codec name "
                         "such as utf-8 or cp1252") from None

@@ -75,15 +75,18 @@ def read_csv(
         except UnicodeDecodeError as exc:
             with path.open("rb") as raw:  # exc.start counts from the decoder's chunk, not the file
                 offset = _first_bad_offset(raw, encoding)
-            raise DataError(
-                f"{path}: bytes at offset {offset if offset is not None else exc.start} are not "
-                f"valid {encoding} ({exc.reason}); set ingest.sources[].encoding to the file's "
-                "encoding"
-            ) from None
+            raise undecodable(path, encoding, exc.start if offset is None else offset,
+                              exc.reason) from None
         except csv.Error as exc:
             hint = ("; a field this large usually means an unclosed quote above this line"
                     if "field larger than field limit" in str(exc) else "")
             raise DataError(f"{path}:{reader.line_num}: malformed CSV: {exc}{hint}") from None
+
+
+def undecodable(path: Path, encoding: str, offset: int, reason: str) -> DataError:
+    """The error for bytes that `encoding` cannot decode, at their offset in the file."""
+    return DataError(f"{path}: bytes at offset {offset} are not valid {encoding} ({reason}); "
+                     "set ingest.sources[].encoding to the file's encoding")
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
