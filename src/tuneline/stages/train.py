@@ -21,6 +21,10 @@ def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = Fal
 
 
 def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path) -> StageResult:
+    if cfg.train.backend != "local":
+        from tuneline.training.managed import run_managed_job
+
+        return run_managed_job(cfg, curated, tmp)
     from tuneline.models.loading import (
         load_base_model,
         load_tokenizer,
