@@ -26,8 +26,12 @@ def run_pipeline(
     until: str = STAGES[-1],
     force: frozenset[str] = frozenset(),
     on_stage: Callable[[Artifact], None] | None = None,
+    resume: bool = False,
 ) -> PipelineResult:
-    """Run stages up to and including `until`; stages named in `force` rerun regardless."""
+    """Run stages up to and including `until`; stages named in `force` rerun regardless.
+
+    `resume` insists that training continues from a checkpoint (it does so anyway when one
+    of the same run exists)."""
     run_dir = cfg.run.runs_dir / cfg.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -39,7 +43,8 @@ def run_pipeline(
         "synthesize": lambda: synthesize.run(cfg, a["ingest"], run_dir / "synthesize",
                                              "synthesize" in force),
         "curate": lambda: curate.run(cfg, a["synthesize"], run_dir / "curate", "curate" in force),
-        "train": lambda: train.run(cfg, a["curate"], run_dir / "train", "train" in force),
+        "train": lambda: train.run(cfg, a["curate"], run_dir / "train", "train" in force,
+                                   resume),
         "evaluate": lambda: evaluate.run(cfg, a["curate"], a["train"], run_dir / "evaluate",
                                          "evaluate" in force),
         "register": lambda: register.run(cfg, a["curate"], a["train"], a["evaluate"],

@@ -68,3 +68,12 @@ def test_section_hash_changes_only_with_its_sections():
     c = load_config(DEMO, ["train.epochs=1"])
     assert a.section_hash("train") == b.section_hash("train")
     assert a.section_hash("train") != c.section_hash("train")
+
+
+def test_a_saved_resolved_config_loads_again(tmp_path):
+    from tuneline.config import load_config, save_config
+
+    example = Path(__file__).parents[2] / "examples" / "paris2024" / "tuneline.yaml"
+    cfg = load_config(example, [])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml", []) == cfg

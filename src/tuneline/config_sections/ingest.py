@@ -172,7 +172,10 @@ class SourceConfig(_Section):
                              "folders: set format to text or markdown, or point path at a file")
 
     def _check_chunking(self) -> None:
-        chunking = {"chunk_size", "chunk_overlap"} & self.model_fields_set
+        # Only values that differ from the defaults: a saved resolved config must load again.
+        chunking = {name for name in ("chunk_size", "chunk_overlap")
+                    if name in self.model_fields_set
+                    and getattr(self, name) != type(self).model_fields[name].default}
         if chunking and self.format not in DOCUMENT_FORMATS:
             raise ValueError(f"{' and '.join(sorted(chunking))} apply to text and markdown "
                              f"sources only, not '{self.format}'; remove it")

@@ -61,14 +61,17 @@ def load_tokenizer(base: str, cache_dir: Path | None = None) -> Any:
     return tokenizer
 
 
-def load_base_model(base: str, cache_dir: Path | None = None, dtype: str = "float32") -> Any:
-    """Load a causal LM from a resolved base reference, offline."""
+def load_base_model(base: str, cache_dir: Path | None = None, dtype: str = "float32",
+                    **from_pretrained: Any) -> Any:
+    """Load a causal LM from a resolved base reference, offline.
+
+    Extra keyword arguments (e.g. a quantization_config) go to `from_pretrained`."""
     torch = require("torch")
     transformers = require("transformers")
     source = resolve_model(base, cache_dir)
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, dtype=getattr(torch, dtype)
+            source, dtype=getattr(torch, dtype), **from_pretrained
         )
     except OSError as exc:
         raise ModelError(
@@ -89,18 +92,27 @@ def load_tuned_model(
     return peft.PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
 
 
+def is_full_model(folder: Path) -> bool:
+    """True for a fully fine-tuned model folder, False for a LoRA adapter folder."""
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
 def load_for_inference(
     base: str, adapter_dir: Path | None, cache_dir: Path | None = None, precision: str = "auto"
 ) -> tuple[Any, Any]:
     """(model, tokenizer) ready to generate on the best device, the adapter merged when given.
 
-    A tuned model uses the tokenizer and chat template saved with its adapter.
+    `adapter_dir` may also be a fully fine-tuned model folder. A tuned model uses the tokenizer
+    and chat template saved with it.
     """
     torch = require("torch")
     set_cpu_threads()
     device = pick_device()
     dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
-    if adapter_dir is not None:
+    if adapter_dir is not None and is_full_model(adapter_dir):
+        tokenizer = load_tokenizer(str(adapter_dir), cache_dir)
+        model = load_base_model(str(adapter_dir), cache_dir)
+    elif adapter_dir is not None:
         tokenizer = load_tokenizer(str(adapter_dir), cache_dir)
         model = load_tuned_model(base, adapter_dir, cache_dir)
     else:

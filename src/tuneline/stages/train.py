@@ -1,71 +1,89 @@
-"""Stage 4, train: LoRA fine-tuning of the base model on the curated chat examples."""
+"""Stage 4, train: fine-tune the base model on the curated chats (LoRA, QLoRA or full), locally
+in one or several processes, or through a provider's managed fine-tuning job."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-from tuneline.artifacts import Artifact, StageResult, run_stage, write_jsonl
+from tuneline.artifacts import Artifact, StageResult, fingerprint, run_stage
 from tuneline.config import PipelineConfig
-from tuneline.errors import DataError
-from tuneline.stages.curate import load_chat
+from tuneline.errors import ConfigError
+from tuneline.training.methods import ADAPTER_DIR, MODEL_DIR
 
-ADAPTER_DIR = "adapter"
-TRAIN_LOG = "train_log.jsonl"
+__all__ = ["ADAPTER_DIR", "MODEL_DIR", "checkpoint_dir", "run", "weights_dir"]
 
-
-def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False) -> Artifact:
-    """Train a LoRA adapter; write it with the tokenizer and chat template to `out_dir/adapter`."""
-    config_hash = cfg.section_hash("train", "model", "run")
-    return run_stage("train", out_dir, config_hash, {"curate": curated.output_hash},
-                     lambda tmp: _train(cfg, curated, tmp), force)
+# Settings that change how training runs, not what it produces: a checkpoint written under
+# one of them resumes under another.
+_OPERATIONAL = ("num_processes", "accelerate_config", "tracking", "checkpoint_every",
+                "keep_checkpoints")
 
 
-def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path) -> StageResult:
+def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False,
+        resume: bool = False) -> Artifact:
+    """Train and write the adapter (or full model) with its tokenizer and chat template.
+
+    A crashed run leaves checkpoints; the next run with the same inputs resumes from the latest
+    one. `resume=True` insists on one; `force=True` discards them and starts over.
+    """
+    inputs = {"curate": curated.output_hash}
+    config_hash = _train_hash(cfg)
+    checkpoints = checkpoint_dir(cfg, fingerprint("train", config_hash, inputs))
+    if force and resume:
+        raise ConfigError(["train: --force starts over and --resume continues; pick one"])
+    if force:
+        _remove(checkpoints)
+    elif resume and not _has_checkpoint(checkpoints):
+        raise ConfigError([f"train --resume: no checkpoint of this run under {checkpoints} "
+                           "(was the config or the data changed since?)"])
+    artifact = run_stage("train", out_dir, config_hash, inputs,
+                         lambda tmp: _train(cfg, curated, tmp, checkpoints), force)
+    if not artifact.skipped:
+        _remove(checkpoints)
+    return artifact
+
+
+def weights_dir(trained: Artifact) -> Path:
+    """The trained adapter folder (LoRA/QLoRA) or full model folder of a train artifact."""
+    name = trained.manifest.get("details", {}).get("weights_dir", ADAPTER_DIR)
+    return trained.path / name
+
+
+def checkpoint_dir(cfg: PipelineConfig, train_fingerprint: str) -> Path:
+    """Checkpoints live outside the stage folder so that they survive a crash."""
+    return cfg.run.runs_dir / cfg.run.name / "checkpoints" / f"train-{train_fingerprint}"
+
+
+def _train_hash(cfg: PipelineConfig) -> str:
+    train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
+    payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
+               "run": cfg.run.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name.startswith("step-") for p in folder.iterdir())
+
+
+def _remove(folder: Path) -> None:
+    from tuneline.training.checkpoint import CheckpointStore
+
+    CheckpointStore(folder).remove()
+
+
+def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path) -> StageResult:
     if cfg.train.backend != "local":
         from tuneline.training.managed import run_managed_job
 
         return run_managed_job(cfg, curated, tmp)
-    from tuneline.models.loading import (
-        load_base_model,
-        load_tokenizer,
-        pick_device,
-        set_cpu_threads,
-        use_bf16,
-    )
-    from tuneline.training.loop import attach_lora, train_loop
-    from tuneline.training.tokenize import tokenize_chat
+    from tuneline.training.job import REPORT_FILE, TrainJob, launch, run_job
 
-    set_cpu_threads()
-    tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
-    max_len = cfg.train.max_seq_len
-    train_set = [tokenize_chat(tokenizer, ex["messages"], max_len)
-                 for ex in load_chat(curated, "train")]
-    val_set = [tokenize_chat(tokenizer, ex["messages"], max_len)
-               for ex in load_chat(curated, "val")]
-    if not train_set:
-        raise DataError(f"{curated.path / 'train.jsonl'}: no training examples")
-    device = pick_device()
-    bf16 = use_bf16(cfg.train.precision, device)
-    model = attach_lora(load_base_model(cfg.model.base, cfg.model.cache_dir).to(device),
-                        cfg.train)
-    report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id,
-                        cfg.run.seed, bf16)
-    model.save_pretrained(tmp / ADAPTER_DIR)
-    tokenizer.save_pretrained(tmp / ADAPTER_DIR)
-    write_jsonl(tmp / TRAIN_LOG, ({"step": i + 1, "loss": loss}
-                                  for i, loss in enumerate(report.losses)))
-    window = max(1, min(10, len(report.losses) // 5))
-    return StageResult(
-        counts={"examples": len(train_set), "steps": report.steps, "tokens": report.tokens},
-        details={
-            "base_model": cfg.model.base,
-            "device": device,
-            "bf16_autocast": bf16,
-            "loss_first": sum(report.losses[:window]) / window,
-            "loss_last": sum(report.losses[-window:]) / window,
-            "val_loss_before": report.val_loss_before,
-            "val_loss_after": report.val_loss_after,
-            "tokens_per_second": report.tokens_per_second,
-            "train_seconds": report.seconds,
-        },
-    )
+    job = TrainJob(config_path=tmp / ".job-config.yaml", curated_dir=curated.path, out_dir=tmp,
+                   checkpoint_dir=checkpoints)
+    if cfg.train.num_processes > 1 or cfg.train.accelerate_config is not None:
+        result = launch(cfg, job)
+    else:
+        result = run_job(cfg, job)
+    (tmp / REPORT_FILE).unlink(missing_ok=True)
+    return StageResult(counts=result["counts"], details=result["details"])

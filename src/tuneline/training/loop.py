@@ -1,4 +1,11 @@
-"""A plain PyTorch LoRA training loop: length-grouped batches, bf16 autocast, progress."""
+"""The training loop: plain PyTorch driven through HF accelerate.
+
+One code path serves a single CPU process, data-parallel processes (gloo on CPU, NCCL on GPU),
+and FSDP / DeepSpeed when launched with an accelerate config. Each optimizer step takes one
+global batch; every process trains on its share, split into gradient-accumulation micro-batches.
+The loss is normalised by the global batch's answer-token count, so the gradient (and the loss)
+is the same however the batch is split across processes and micro-batches.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,6 @@ import contextlib
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +21,23 @@ from tqdm.auto import tqdm
 
 from tuneline._optional import require
 from tuneline.config import TrainConfig
-from tuneline.training.tokenize import TokenizedExample, collate, length_grouped_batches
+from tuneline.errors import ConfigError
+from tuneline.training import checkpoint as ckpt
+from tuneline.training.checkpoint import CheckpointStore, LoopState
+from tuneline.training.methods import attach_lora, load_trainable_state, trainable_state
+from tuneline.training.tokenize import (
+    IGNORE_INDEX,
+    TokenizedExample,
+    collate,
+    collate_packed,
+    length_grouped_batches,
+)
+
+torch = require("torch")
+
+__all__ = ["TrainReport", "answer_loss", "attach_lora", "train_loop"]
+
+LogFn = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -23,33 +45,84 @@ class TrainReport:
     """What happened during training, for the manifest and the tests."""
 
     steps: int = 0
+    total_steps: int = 0
     tokens: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
     val_loss_before: float | None = None
     val_loss_after: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    resumed_from_step: int | None = None
     bf16: bool = False
+    processes: int = 1
+    full_state_dict: dict[str, Any] | None = None
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def attach_lora(model: Any, cfg: TrainConfig) -> Any:
-    """Wrap a base model with trainable LoRA adapters; base weights stay frozen."""
-    peft = require("peft")
-    lora = peft.LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    with warnings.catch_warnings():
-        # peft calls transformers' deprecated `is_gradient_checkpointing`; not ours to fix.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
-                                category=FutureWarning)
-        return peft.get_peft_model(model, lora)
+class AnswerLossModule(torch.nn.Module):
+    """A causal LM whose forward returns (summed answer-token loss, answer-token count).
+
+    Data-parallel wrappers (DDP, FSDP) must see the whole forward, so the loss lives inside it.
+    """
+
+    def __init__(self, lm: Any) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: Any, labels: Any, attention_mask: Any = None,
+                position_ids: Any = None) -> tuple[Any, Any]:
+        return answer_loss_sum(self.lm, input_ids, labels, attention_mask, position_ids)
+
+
+def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any = None,
+                    position_ids: Any = None) -> tuple[Any, Any]:
+    """Summed next-token loss over labelled positions, projecting only those onto the vocabulary.
+
+    Computing the LM head over every position costs as much as the rest of a 135M model
+    (49k vocabulary) while prompts carry no loss; gathering the labelled hidden states first
+    skips that work. Falls back to the model's own loss for models without a split head.
+    """
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    count = keep.sum()
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(causal_lm, "model", None)
+    head = causal_lm.get_output_embeddings()
+    if decoder is None or head is None:
+        out = model(input_ids=input_ids, attention_mask=attention_mask,
+                    position_ids=position_ids, labels=labels, use_cache=False)
+        return out.loss * count, count
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                     position_ids=position_ids, use_cache=False).last_hidden_state
+    logits = head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum"), count
+
+
+def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean next-token loss over the labelled positions of a collated batch."""
+    total, count = answer_loss_sum(model, batch["input_ids"], batch["labels"],
+                                   batch.get("attention_mask"), batch.get("position_ids"))
+    return total / count.clamp(min=1)
+
+
+def make_accelerator() -> Any:
+    """This process's Accelerator: plain, or distributed when `accelerate launch` started it."""
+    accelerate = require("accelerate")
+    return accelerate.Accelerator(cpu=not torch.cuda.is_available())
+
+
+def epoch_batches(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                  epoch: int, min_size: int) -> list[list[TokenizedExample]]:
+    """The global batches of one epoch: a pure function of (seed, epoch), so resuming can
+    recompute the order and skip what was already trained. Batches too small to give every
+    process and micro-batch an example are dropped."""
+    rng = random.Random(f"{seed}:{epoch}")
+    return [b for b in length_grouped_batches(train_set, batch_size, rng) if len(b) >= min_size]
 
 
 def train_loop(
@@ -60,101 +133,274 @@ def train_loop(
     pad_id: int,
     seed: int,
     bf16: bool,
-    on_step: Callable[[int, float], None] | None = None,
+    *,
+    accelerator: Any = None,
+    store: CheckpointStore | None = None,
+    on_log: LogFn | None = None,
 ) -> TrainReport:
-    """Train `model` in place for `cfg.epochs` passes and report losses and throughput."""
-    torch = require("torch")
-    transformers = require("transformers")
-    rng = random.Random(seed)
+    """Train `model` in place and report losses and throughput.
+
+    With a checkpoint `store`, resumes from its latest checkpoint and writes one every
+    `cfg.checkpoint_every` steps.
+    """
+    accelerator = accelerator or make_accelerator()
+    world = accelerator.num_processes
+    micro_batches = cfg.gradient_accumulation_steps
+    _check_batch_split(cfg, world)
+    min_size = world * micro_batches
+    steps_per_epoch = len(epoch_batches(train_set, cfg.batch_size, seed, 0, min_size))
+    if steps_per_epoch == 0:
+        raise ConfigError([f"train.batch_size: {len(train_set)} examples are fewer than the "
+                           f"{min_size} needed to give each process and micro-batch one"])
+    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+
+    random.seed(seed)
     torch.manual_seed(seed)
-    batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_steps = max(1, math.ceil(batches_per_epoch * cfg.epochs))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = transformers.get_cosine_schedule_with_warmup(
-        optimizer, int(total_steps * cfg.warmup_ratio), total_steps
-    )
-    report = TrainReport(bf16=bf16)
-    report.val_loss_before = evaluate_loss(model, val_set, cfg.batch_size, pad_id, bf16)
-    model.train()
-    bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True)
-    started = time.perf_counter()
-    step = 0
-    while step < total_steps:
-        for batch in length_grouped_batches(train_set, cfg.batch_size, rng):
-            if step >= total_steps:
-                break
-            loss, n_tokens = _train_step(model, collate(batch, pad_id), bf16, model.device)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            report.steps, report.tokens = step, report.tokens + n_tokens
-            report.losses.append(loss)
-            report.seconds = time.perf_counter() - started
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{report.tokens_per_second:,.0f}")
-            bar.update(1)
-            if on_step is not None:
-                on_step(step, loss)
+    state = LoopState()
+    latest = store.latest() if store else None
+    sharded = _is_sharded(accelerator)
+    if latest is not None and not sharded:
+        load_trainable_state(model, ckpt.read_tensors(latest, ckpt.WEIGHTS_FILE))
+    wrapped = accelerator.prepare(AnswerLossModule(model))
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    optimizer = accelerator.prepare(
+        torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay))
+    scheduler = require("transformers").get_scheduler(
+        _scheduler_name(cfg.lr_scheduler), optimizer,
+        num_warmup_steps=int(total_steps * cfg.warmup_ratio), num_training_steps=total_steps)
+    best_weights: dict[str, Any] | None = None
+    report = TrainReport(total_steps=total_steps, bf16=bf16, processes=world)
+    if latest is not None:
+        state, best_weights = _resume(latest, accelerator, optimizer, scheduler, sharded)
+        report.resumed_from_step = state.step
+        report.val_loss_before = _first(state.log, "val_loss_before")
+    else:
+        report.val_loss_before = validation_loss(wrapped, val_set, cfg, pad_id, bf16,
+                                                 accelerator)
+        state.log.append({"step": 0, "val_loss_before": report.val_loss_before})
+    if on_log and report.val_loss_before is not None and latest is None:
+        on_log(0, {"val_loss": report.val_loss_before})
+
+    wrapped.train()
+    bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step",
+               dynamic_ncols=True, disable=not accelerator.is_main_process)
+    plan = epoch_batches(train_set, cfg.batch_size, seed, state.epoch, min_size)
+    while state.step < total_steps and not state.stopped_early:
+        if state.batch_in_epoch >= len(plan):
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            plan = epoch_batches(train_set, cfg.batch_size, seed, state.epoch, min_size)
+        batch = plan[state.batch_in_epoch]
+        started = time.perf_counter()
+        loss, tokens, grad_norm = _optimizer_step(wrapped, optimizer, scheduler, params, batch,
+                                                  cfg, pad_id, bf16, accelerator)
+        state.seconds += time.perf_counter() - started
+        state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
+        state.tokens += tokens
+        row = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0],
+               "grad_norm": grad_norm, "tokens": state.tokens}
+        state.log.append(row)
+        tok_s = state.tokens / state.seconds if state.seconds else 0.0
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
+        bar.update(1)
+        if on_log:
+            on_log(state.step, {"loss": loss, "lr": row["lr"], "grad_norm": grad_norm,
+                                "tokens_per_second": tok_s})
+        if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < total_steps:
+            best_weights = _validate(wrapped, val_set, cfg, pad_id, bf16, accelerator, state,
+                                     best_weights, on_log)
+        if (store and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+                and state.step < total_steps and not state.stopped_early):
+            save_checkpoint(store, state, wrapped, optimizer, scheduler, accelerator,
+                            best_weights, sharded)
     bar.close()
-    report.val_loss_after = evaluate_loss(model, val_set, cfg.batch_size, pad_id, bf16)
+
+    report.val_loss_after = validation_loss(wrapped, val_set, cfg, pad_id, bf16, accelerator)
+    if report.val_loss_after is not None:
+        state.log.append({"step": state.step, "val_loss": report.val_loss_after})
+        if on_log:
+            on_log(state.step, {"val_loss": report.val_loss_after})
+    if (cfg.early_stopping_patience and best_weights is not None
+            and state.best_val_loss is not None and report.val_loss_after is not None
+            and state.best_val_loss < report.val_loss_after):
+        load_trainable_state(_lm(wrapped, accelerator), best_weights)
+        report.val_loss_after = state.best_val_loss
+    else:
+        state.best_step = state.step if cfg.early_stopping_patience else state.best_step
+    if sharded:
+        # Shards live on different processes; gather the whole state to save a plain model.
+        gathered = accelerator.get_state_dict(wrapped)
+        report.full_state_dict = {k.removeprefix("lm."): v for k, v in gathered.items()}
+    report.steps, report.tokens, report.seconds = state.step, state.tokens, state.seconds
+    report.log = state.log
+    report.losses = [r["loss"] for r in state.log if "loss" in r]
+    report.best_step, report.stopped_early = state.best_step, state.stopped_early
     return report
 
 
+def _check_batch_split(cfg: TrainConfig, world: int) -> None:
+    per_step = world * cfg.gradient_accumulation_steps
+    if cfg.batch_size % per_step:
+        raise ConfigError([
+            f"train.batch_size: {cfg.batch_size} examples per step do not split evenly over "
+            f"{world} process(es) x {cfg.gradient_accumulation_steps} accumulation step(s); "
+            f"use a multiple of {per_step}"
+        ])
+
+
+def _scheduler_name(name: str) -> str:
+    return {"constant": "constant_with_warmup"}.get(name, name)
+
+
+def _is_sharded(accelerator: Any) -> bool:
+    kind = str(accelerator.distributed_type)
+    return "FSDP" in kind or "DEEPSPEED" in kind
+
+
+def _lm(wrapped: Any, accelerator: Any) -> Any:
+    return accelerator.unwrap_model(wrapped).lm
+
+
 def _autocast(bf16: bool, device: Any) -> Any:
-    torch = require("torch")
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=str(device).split(":")[0], dtype=torch.bfloat16)
 
 
-def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean next-token loss over labelled positions, projecting only those onto the vocabulary.
+def _inputs(examples: list[TokenizedExample], cfg: TrainConfig, pad_id: int,
+            device: Any) -> dict[str, Any]:
+    batch = collate_packed(examples) if cfg.packing else collate(examples, pad_id)
+    return {k: v.to(device) for k, v in batch.items()}
 
-    Computing the LM head over every position costs as much as the rest of a 135M model
-    (49k vocabulary) while prompts carry no loss; gathering the labelled hidden states first
-    skips that work. Falls back to the model's own loss for models without a split head.
+
+def _optimizer_step(wrapped: Any, optimizer: Any, scheduler: Any, params: list[Any],
+                    batch: list[TokenizedExample], cfg: TrainConfig, pad_id: int, bf16: bool,
+                    accelerator: Any) -> tuple[float, int, float]:
+    """One optimizer step on a global batch; returns (mean answer loss, real tokens, grad norm)."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    n_targets = sum(e.n_targets for e in batch)
+    shard = batch[rank::world]
+    parts = [p for p in _split(shard, cfg.gradient_accumulation_steps) if p]
+    loss_sum, tokens = 0.0, 0
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        sync = contextlib.nullcontext() if last else accelerator.no_sync(wrapped)
+        with sync:
+            with _autocast(bf16, accelerator.device):
+                summed, _ = wrapped(**_inputs(part, cfg, pad_id, accelerator.device))
+            # DDP averages gradients over processes; scaling by `world` makes it a sum.
+            accelerator.backward(summed * (world / n_targets))
+        loss_sum += float(summed.detach())
+        tokens += sum(len(e.input_ids) for e in part)
+    grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    totals = torch.tensor([loss_sum, float(tokens)], device=accelerator.device)
+    if world > 1:
+        totals = accelerator.reduce(totals, reduction="sum")
+    return float(totals[0]) / n_targets, int(totals[1]), float(grad_norm)
+
+
+def _split(items: list[Any], n: int) -> list[list[Any]]:
+    """`items` in n contiguous parts whose sizes differ by at most one."""
+    size, extra = divmod(len(items), n)
+    parts, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        parts.append(items[start:end])
+        start = end
+    return parts
+
+
+def validation_loss(wrapped: Any, examples: list[TokenizedExample], cfg: TrainConfig,
+                    pad_id: int, bf16: bool, accelerator: Any) -> float | None:
+    """Mean answer-token loss over `examples`, shared out over the processes (None if empty).
+
+    Every process runs the same number of forwards (sharded models need all of them), padding
+    its share with a zero-weighted example where the shares are uneven.
     """
-    torch = require("torch")
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(causal_lm, "model", None)
-    head = causal_lm.get_output_embeddings()
-    if decoder is None or head is None:
-        return model(**batch).loss
-    hidden = decoder(input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"]).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    keep = targets != -100
-    logits = head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
-
-
-def _train_step(model: Any, batch: dict[str, Any], bf16: bool, device: Any) -> tuple[float, int]:
-    batch = {k: v.to(device) for k, v in batch.items()}
-    with _autocast(bf16, device):
-        loss = answer_loss(model, batch)
-    loss.backward()
-    return float(loss.detach()), int(batch["attention_mask"].sum())
-
-
-def evaluate_loss(
-    model: Any, examples: list[TokenizedExample], batch_size: int, pad_id: int, bf16: bool
-) -> float | None:
-    """Mean token loss over `examples` (None when there are none)."""
-    torch = require("torch")
     if not examples:
         return None
-    model.eval()
-    total, weight = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            batch = collate(examples[start : start + batch_size], pad_id)
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            n_targets = int((batch["labels"][:, 1:] != -100).sum())
-            with _autocast(bf16, model.device):
-                loss = answer_loss(model, batch)
-            total += float(loss) * n_targets
-            weight += n_targets
-    model.train()
-    return total / weight if weight else None
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro = max(1, cfg.batch_size // (world * cfg.gradient_accumulation_steps))
+    shard = examples[rank::world]
+    n_batches = math.ceil(math.ceil(len(examples) / world) / micro)
+    totals = torch.zeros(2, device=accelerator.device)
+    wrapped.eval()
+    with torch.no_grad():
+        for i in range(n_batches):
+            part = shard[i * micro : (i + 1) * micro]
+            weight = 1.0 if part else 0.0
+            with _autocast(bf16, accelerator.device):
+                summed, count = wrapped(**_inputs(part or examples[:1], cfg, pad_id,
+                                                  accelerator.device))
+            totals += torch.stack([summed.float(), count.float()]) * weight
+    wrapped.train()
+    if world > 1:
+        totals = accelerator.reduce(totals, reduction="sum")
+    return float(totals[0] / totals[1]) if totals[1] else None
+
+
+def _validate(wrapped: Any, val_set: list[TokenizedExample], cfg: TrainConfig, pad_id: int,
+              bf16: bool, accelerator: Any, state: LoopState,
+              best_weights: dict[str, Any] | None, on_log: LogFn | None) -> dict[str, Any] | None:
+    """Validation every `eval_every` steps, with early-stopping bookkeeping."""
+    val = validation_loss(wrapped, val_set, cfg, pad_id, bf16, accelerator)
+    if val is None:
+        return best_weights
+    state.log.append({"step": state.step, "val_loss": val})
+    if on_log:
+        on_log(state.step, {"val_loss": val})
+    if state.best_val_loss is None or val < state.best_val_loss - cfg.early_stopping_min_delta:
+        state.best_val_loss, state.best_step, state.evals_without_improvement = val, state.step, 0
+        if cfg.early_stopping_patience:
+            best_weights = trainable_state(_lm(wrapped, accelerator))
+    else:
+        state.evals_without_improvement += 1
+        patience = cfg.early_stopping_patience
+        state.stopped_early = bool(patience and state.evals_without_improvement >= patience)
+    return best_weights
+
+
+def save_checkpoint(store: CheckpointStore, state: LoopState, wrapped: Any, optimizer: Any,
+                    scheduler: Any, accelerator: Any, best_weights: dict[str, Any] | None,
+                    sharded: bool) -> None:
+    """Write a checkpoint atomically; every process writes its RNG state, the main one the rest."""
+    if accelerator.is_main_process:
+        staging = store.begin(state.step)
+    accelerator.wait_for_everyone()
+    staging = store.staging_dir(state.step)
+    if sharded:
+        accelerator.save_state(str(staging / "accelerate"))
+    ckpt.write_tensors(staging, ckpt.rng_file(accelerator.process_index), ckpt.rng_states())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if not sharded:
+            ckpt.write_tensors(staging, ckpt.WEIGHTS_FILE, trainable_state(_lm(wrapped,
+                                                                              accelerator)))
+            ckpt.write_tensors(staging, ckpt.OPTIMIZER_FILE, optimizer.state_dict())
+        ckpt.write_tensors(staging, ckpt.SCHEDULER_FILE, scheduler.state_dict())
+        if best_weights is not None:
+            ckpt.write_tensors(staging, ckpt.BEST_WEIGHTS_FILE, best_weights)
+        ckpt.write_loop_state(staging, state)
+        store.commit(state.step)
+    accelerator.wait_for_everyone()
+
+
+def _resume(latest: Any, accelerator: Any, optimizer: Any, scheduler: Any,
+            sharded: bool) -> tuple[LoopState, dict[str, Any] | None]:
+    if sharded:
+        accelerator.load_state(str(latest / "accelerate"))
+    else:
+        optimizer.load_state_dict(ckpt.read_tensors(latest, ckpt.OPTIMIZER_FILE))
+    scheduler.load_state_dict(ckpt.read_tensors(latest, ckpt.SCHEDULER_FILE))
+    rng = latest / ckpt.rng_file(accelerator.process_index)
+    if rng.is_file():
+        ckpt.restore_rng_states(ckpt.read_tensors(latest, rng.name))
+    best = latest / ckpt.BEST_WEIGHTS_FILE
+    best_weights = ckpt.read_tensors(latest, best.name) if best.is_file() else None
+    return ckpt.read_loop_state(latest), best_weights
+
+
+def _first(rows: list[dict[str, Any]], key: str) -> Any:
+    return next((row[key] for row in rows if key in row), None)

@@ -1,4 +1,4 @@
-"""Tokenize chat examples with loss only on the assistant answer and its end-of-turn token."""
+"""Tokenize chats with loss only on assistant turns; batch them padded or packed padding-free."""
 
 from __future__ import annotations
 
@@ -19,29 +19,54 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
 
+    @property
+    def n_targets(self) -> int:
+        """Positions that carry loss: labels shifted by one, as the causal LM loss sees them."""
+        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
+
 
 def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> TokenizedExample:
-    """Tokenize a conversation whose last message is the assistant answer to learn.
+    """Tokenize a conversation through the model's own chat template, learning every assistant turn.
 
-    The prompt (everything up to the assistant header) is masked out. Labels cover the answer
-    and the end-of-turn token, so the model learns to stop; text the template adds after that
-    token (e.g. a newline) is dropped.
+    Everything the template renders before an assistant turn (system, user, the assistant header)
+    is masked out. Labels cover each answer and its end-of-turn token, so the model learns to
+    stop; text the template adds after that token (e.g. a newline) is masked too.
     """
     if not messages or messages[-1]["role"] != "assistant":
         raise DataError("a training example must end with an assistant message")
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False,
-                                           add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise DataError("the chat template renders the prompt differently inside the full chat")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    input_ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""
+    for turn, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(messages[:turn], tokenize=False,
+                                               add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages[: turn + 1], tokenize=False)
+        if not prompt.startswith(rendered) or not full.startswith(prompt):
+            raise DataError("the chat template renders earlier turns differently inside the "
+                            "longer chat; cannot mask the prompt reliably")
+        context_ids = _ids(tokenizer, prompt[len(rendered):])
+        answer_text = full[len(prompt):]
+        answer_ids = _answer_ids(tokenizer, answer_text)
+        input_ids += context_ids + answer_ids
+        labels += [IGNORE_INDEX] * len(context_ids) + answer_ids
+        # What follows the end-of-turn token (a newline) belongs to the next turn's context.
+        end = answer_text.find(tokenizer.eos_token) if tokenizer.eos_token else -1
+        rendered = prompt + (answer_text[: end + len(tokenizer.eos_token)] if end >= 0
+                             else answer_text)
+    return TokenizedExample(input_ids[:max_len], labels[:max_len])
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def _answer_ids(tokenizer: Any, answer_text: str) -> list[int]:
+    """The answer's ids up to and including the end-of-turn token (appended when missing)."""
+    ids = _ids(tokenizer, answer_text)
     eos = tokenizer.eos_token_id
-    end = answer_ids.index(eos) + 1 if eos in answer_ids else None
-    answer_ids = answer_ids[:end] if end else [*answer_ids, eos]
-    input_ids = (prompt_ids + answer_ids)[:max_len]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_len]
-    return TokenizedExample(input_ids, labels)
+    return ids[: ids.index(eos) + 1] if eos in ids else [*ids, eos]
 
 
 def length_grouped_batches(
@@ -73,3 +98,23 @@ def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def collate_packed(batch: list[TokenizedExample]) -> dict[str, Any]:
+    """Flatten a batch into one padding-free row.
+
+    Position ids restart at 0 for each example; with no attention mask, transformers derives a
+    block-diagonal causal mask from them (varlen kernels on FlashAttention), so no token attends
+    across examples. The first label of each example is masked so no loss predicts one example
+    from the end of the previous one.
+    """
+    torch = require("torch")
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for example in batch:
+        ids += example.input_ids
+        labels += [IGNORE_INDEX, *example.labels[1:]]
+        positions += range(len(example.input_ids))
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions])}
