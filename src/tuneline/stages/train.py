@@ -38,7 +38,7 @@ def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = Fal
         raise ConfigError([f"train --resume: no checkpoint of this run under {checkpoints} "
                            "(was the config or the data changed since?)"])
     artifact = run_stage("train", out_dir, config_hash, inputs,
-                         lambda tmp: _train(cfg, curated, tmp, checkpoints), force)
+                         lambda tmp: _train(cfg, curated, tmp, checkpoints), force or resume)
     if not artifact.skipped:
         _remove(checkpoints)
     return artifact

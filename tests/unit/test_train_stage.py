@@ -1,0 +1,112 @@
+"""The train stage through the real CLI: crash safety under SIGKILL, and 2 data-parallel CPU
+processes (gloo) against 1."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import read_json, tiny_pipeline_config, write_config  # noqa: E402
+from tuneline.artifacts import read_jsonl  # noqa: E402
+
+
+def _tuneline(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tuneline.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _adapter(train_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(train_dir / "adapter" / "adapter_model.safetensors")
+
+
+def _losses(train_dir: Path) -> list[float]:
+    return [row["loss"] for row in read_jsonl(train_dir / "train_log.jsonl") if "loss" in row]
+
+
+@pytest.fixture
+def config(tmp_path, tiny_model_dir):
+    def make(**train) -> Path:
+        data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+        data["train"].update(train)
+        return write_config(tmp_path / "tuneline.yaml", data)
+    return make
+
+
+def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(config, tmp_path):
+    cfg = config(max_steps=60, batch_size=4, checkpoint_every=3, keep_checkpoints=2,
+                 lora={"dropout": 0.1})
+    train_dir = tmp_path / "runs" / "tiny" / "train"
+    _finish(_tuneline("train", str(cfg)))
+    expected_losses, expected_adapter = _losses(train_dir), _adapter(train_dir)
+    assert len(expected_losses) == 60
+
+    finished = read_json(train_dir / "manifest.json")
+    kill_after = random.Random(time.time_ns()).choice(range(6, 46, 3))
+    print(f"killing after checkpoint step {kill_after}")
+    proc = _tuneline("train", str(cfg), "--force")
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(int(p.name.split("-")[1]) >= kill_after
+                  for p in checkpoints.glob("train-*/step-*")):
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert read_json(train_dir / "manifest.json") == finished, "a stage swaps in only when done"
+
+    out = _finish(_tuneline("train", str(cfg), "--resume"))
+    resumed_from = read_json(train_dir / "manifest.json")["details"]["resumed_from_step"]
+    assert resumed_from is not None and resumed_from >= kill_after, out[-2000:]
+    assert _losses(train_dir) == pytest.approx(expected_losses, rel=1e-5)
+    adapter = _adapter(train_dir)
+    assert adapter.keys() == expected_adapter.keys()
+    for name, value in expected_adapter.items():
+        assert torch.allclose(adapter[name], value, atol=1e-5), name
+    assert not list(checkpoints.glob("train-*/step-*")), "checkpoints are removed after success"
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(config):
+    proc = _tuneline("train", str(config(max_steps=2)), "--resume")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out
+    assert "no checkpoint of this run" in out
+
+
+def test_two_gloo_processes_match_one_process(config, tmp_path):
+    cfg = config(max_steps=6, batch_size=8, gradient_accumulation_steps=2, checkpoint_every=0)
+    train_dir = tmp_path / "runs" / "tiny" / "train"
+    _finish(_tuneline("train", str(cfg)))
+    single_losses, single_adapter = _losses(train_dir), _adapter(train_dir)
+    single = read_json(train_dir / "manifest.json")
+    shutil.rmtree(train_dir)
+
+    _finish(_tuneline("train", str(cfg), "--num-processes", "2"))
+    double = read_json(train_dir / "manifest.json")
+    assert double["details"]["processes"] == 2 and single["details"]["processes"] == 1
+    assert double["counts"]["tokens"] == single["counts"]["tokens"]
+    assert _losses(train_dir) == pytest.approx(single_losses, rel=1e-5)
+    assert double["details"]["val_loss_after"] == pytest.approx(
+        single["details"]["val_loss_after"], rel=1e-5)
+    for name, value in _adapter(train_dir).items():
+        assert torch.allclose(value, single_adapter[name], atol=1e-5), name
