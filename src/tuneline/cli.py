@@ -64,19 +64,33 @@ def _stage_command(stage: str) -> None:
         _run_until(stage, args, force)
 
 
-def _run_until(stage: str, args: tuple[str, ...], force: bool) -> None:
+def _run_until(stage: str, args: tuple[str, ...], force: bool, resume: bool = False) -> None:
     from tuneline.pipeline import run_pipeline
 
     cfg = _load(args)
     result = run_pipeline(cfg, until=stage, force=frozenset({stage}) if force else frozenset(),
-                          on_stage=_print_stage)
+                          on_stage=_print_stage, resume=resume)
     console.print(f"{stage} output: {result.artifacts[stage].path}")
     if stage in ("evaluate", "register"):
         _print_metrics(result.artifacts["evaluate"])
 
 
-for _name in ("ingest", "curate", "train", "evaluate", "register"):
+for _name in ("ingest", "curate", "evaluate", "register"):
     _stage_command(_name)
+
+
+@cli.command(help="Run the pipeline up to the train stage. A crashed training run resumes from "
+             f"its latest checkpoint by itself. {_CONFIG_HELP}")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--force", is_flag=True, help="Retrain from scratch, discarding checkpoints.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the latest checkpoint; fail when there is none.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=None,
+              help="Data-parallel processes through accelerate (overrides train.num_processes).")
+def train(args: tuple[str, ...], force: bool, resume: bool, num_processes: int | None) -> None:
+    if num_processes is not None:
+        args = (*args, f"train.num_processes={num_processes}")
+    _run_until("train", args, force, resume)
 
 
 @cli.command(help="Run the pipeline up to the synthesize stage, rerunning synthesize when "
@@ -200,6 +214,60 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
         names = {version.name, f"{version.name}/{version.version}"}
     app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
     uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--model", "model_ref", default=None, metavar="NAME[/VERSION]",
+              help="Export this registered version (registry: register.registry_dir).")
+@click.option("--adapter", "adapter_dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR", help="Export this adapter folder (e.g. runs/<run>/train/adapter).")
+@click.option("--output", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder to create; it appears complete or not at all.")
+@click.option("--merge", is_flag=True,
+              help="Merge the LoRA adapter into its base: a plain HF model folder (safetensors, "
+              "config, tokenizer, chat template). Without it, the adapter alone is copied.")
+@click.option("--base", "base_model", default=None,
+              help="With --merge: the base to merge into (default: the registered version's "
+              "base, else base_model_name_or_path in adapter_config.json).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+              default="float32", show_default=True, help="With --merge: weight dtype written.")
+@click.option("--force", is_flag=True, help="Replace --output when it exists.")
+def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | None,
+           output: Path, merge: bool, base_model: str | None, dtype: str, force: bool) -> None:
+    """Export a tuned model: its LoRA adapter, or (--merge) the base with the adapter merged in.
+
+    The adapter loads in plain PEFT; the merged folder in plain transformers
+    (AutoModelForCausalLM.from_pretrained), neither needing tuneline.
+    """
+    from tuneline.errors import ModelError
+    from tuneline.models.export import adapter_base, export_adapter, export_merged
+
+    if (model_ref is None) == (adapter_dir is None):
+        raise click.UsageError("give exactly one of --model NAME[/VERSION] and --adapter DIR")
+    if not merge and (base_model is not None or dtype != "float32"):
+        raise click.UsageError("--base and --dtype only apply with --merge")
+    cfg = _load(args)
+    base = base_model
+    if model_ref is not None:
+        from tuneline.registry.local import LocalRegistry
+
+        version = LocalRegistry(cfg.register.registry_dir).get(model_ref)
+        adapter_dir = version.adapter_dir
+        if not adapter_dir.is_dir():
+            raise ModelError(f"{version.reference} has no local adapter to export (a model "
+                             "trained by a managed backend lives with its provider)")
+        base = base or version.meta.get("base_model")
+        errors.print(f"exporting {version.reference} ({adapter_dir})")
+    assert adapter_dir is not None
+    if not merge:
+        written = export_adapter(adapter_dir, output, overwrite=force)
+        console.print(f"adapter → {written}")
+        return
+    base = base or adapter_base(adapter_dir)
+    errors.print(f"merging {adapter_dir} into {base} ...")
+    written = export_merged(adapter_dir, base, output, dtype, cfg.model.cache_dir, overwrite=force)
+    console.print(f"merged model ({dtype}) → {written}")
 
 
 @cli.group()

@@ -146,7 +146,7 @@ def train_loop(
     accelerator = accelerator or make_accelerator()
     world = accelerator.num_processes
     micro_batches = cfg.gradient_accumulation_steps
-    _check_batch_split(cfg, world)
+    _check_batch_split(cfg, world, accelerator)
     min_size = world * micro_batches
     steps_per_epoch = len(epoch_batches(train_set, cfg.batch_size, seed, 0, min_size))
     if steps_per_epoch == 0:
@@ -161,10 +161,12 @@ def train_loop(
     sharded = _is_sharded(accelerator)
     if latest is not None and not sharded:
         load_trainable_state(model, ckpt.read_tensors(latest, ckpt.WEIGHTS_FILE))
-    wrapped = accelerator.prepare(AnswerLossModule(model))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # One prepare call for both: DeepSpeed builds its engine from the pair, FSDP re-points the
+    # optimizer at the sharded parameters.
+    wrapped, optimizer = accelerator.prepare(AnswerLossModule(model), optimizer)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = accelerator.prepare(
-        torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay))
     scheduler = require("transformers").get_scheduler(
         _scheduler_name(cfg.lr_scheduler), optimizer,
         num_warmup_steps=int(total_steps * cfg.warmup_ratio), num_training_steps=total_steps)
@@ -237,7 +239,12 @@ def train_loop(
     return report
 
 
-def _check_batch_split(cfg: TrainConfig, world: int) -> None:
+def _check_batch_split(cfg: TrainConfig, world: int, accelerator: Any) -> None:
+    if "DEEPSPEED" in str(accelerator.distributed_type) and cfg.gradient_accumulation_steps > 1:
+        raise ConfigError([
+            "train.gradient_accumulation_steps: under DeepSpeed set it in the DeepSpeed config "
+            "(deepspeed_config.gradient_accumulation_steps) and keep this at 1"
+        ])
     per_step = world * cfg.gradient_accumulation_steps
     if cfg.batch_size % per_step:
         raise ConfigError([
@@ -298,7 +305,8 @@ def _optimizer_step(wrapped: Any, optimizer: Any, scheduler: Any, params: list[A
     totals = torch.tensor([loss_sum, float(tokens)], device=accelerator.device)
     if world > 1:
         totals = accelerator.reduce(totals, reduction="sum")
-    return float(totals[0]) / n_targets, int(totals[1]), float(grad_norm)
+    norm = float(grad_norm) if grad_norm is not None else math.nan  # DeepSpeed clips inside
+    return float(totals[0]) / n_targets, int(totals[1]), norm
 
 
 def _split(items: list[Any], n: int) -> list[list[Any]]:
