@@ -129,6 +129,7 @@ def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: 
             "weights_dir": folder,
             "device": device,
             "processes": report.processes,
+            "distributed": report.distributed,
             "bf16_autocast": bf16,
             "packing": cfg.train.packing,
             "total_steps": report.total_steps,
@@ -192,8 +193,9 @@ def launch(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
         # --multi_gpu picks torchrun; without GPUs accelerate then runs MULTI_CPU over gloo.
         cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
                 "--dynamo_backend", "no"]
-    cmd += ["--num_processes", str(train.num_processes), "-m", "tuneline.training.job",
-            str(job_file)]
+    if train.accelerate_config is None or train.num_processes > 1:
+        cmd += ["--num_processes", str(train.num_processes)]
+    cmd += ["-m", "tuneline.training.job", str(job_file)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // train.num_processes)))
     completed = subprocess.run(cmd, env=env, check=False)

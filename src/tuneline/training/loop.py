@@ -57,6 +57,7 @@ class TrainReport:
     resumed_from_step: int | None = None
     bf16: bool = False
     processes: int = 1
+    distributed: str = "NO"
     full_state_dict: dict[str, Any] | None = None
 
     @property
@@ -171,7 +172,8 @@ def train_loop(
         _scheduler_name(cfg.lr_scheduler), optimizer,
         num_warmup_steps=int(total_steps * cfg.warmup_ratio), num_training_steps=total_steps)
     best_weights: dict[str, Any] | None = None
-    report = TrainReport(total_steps=total_steps, bf16=bf16, processes=world)
+    report = TrainReport(total_steps=total_steps, bf16=bf16, processes=world,
+                         distributed=str(accelerator.distributed_type).rsplit(".", 1)[-1])
     if latest is not None:
         state, best_weights = _resume(latest, accelerator, optimizer, scheduler, sharded)
         report.resumed_from_step = state.step
