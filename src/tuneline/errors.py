@@ -56,3 +56,9 @@ class LlmEndpointError(TunelineError):
     """An LLM endpoint refused every request (bad URL, model or key) or cannot be reached."""
 
     exit_code = 8
+
+
+class ManagedJobError(TunelineError):
+    """A provider's fine-tuning job (OpenAI, Bedrock) failed, was refused or timed out."""
+
+    exit_code = 9

@@ -17,6 +17,7 @@ from typing import Any
 from tuneline.errors import RegistryError
 
 VERSION_FILE = "version.json"
+REMOTE_MODEL_FILE = "remote_model.json"  # a provider-hosted model (train.backend: openai|bedrock)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -32,6 +33,13 @@ class ModelVersion:
     @property
     def adapter_dir(self) -> Path:
         return self.path / "adapter"
+
+    @property
+    def remote_model(self) -> dict[str, Any] | None:
+        """The provider-hosted model this version records (provider, model_id, job_id, ...),
+        or None when the version holds a local adapter."""
+        path = self.path / REMOTE_MODEL_FILE
+        return dict(json.loads(path.read_text())) if path.is_file() else None
 
     @property
     def reference(self) -> str:

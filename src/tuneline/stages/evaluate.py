@@ -14,6 +14,7 @@ from tuneline.evaluation.metrics import accuracy, is_abstention, is_correct
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
 from tuneline.stages.train import ADAPTER_DIR
+from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.jsonl"
@@ -35,27 +36,34 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact, tmp: Pa
     items = [item for name in EVAL_SETS
              for item in load_eval_set(curated, name)[: cfg.evaluate.max_examples]]
     answers: dict[str, list[str]] = {}
-    speed: dict[str, float] = {}
-    for variant in VARIANTS:
-        answers[variant], speed[variant] = _answer_all(cfg, trained.path / ADAPTER_DIR, variant,
-                                                       items)
+    details: dict[str, Any]
+    if (trained.path / REMOTE_MODEL).is_file():
+        answers, details = _answer_remote(cfg, trained, items)
+    else:
+        speed: dict[str, float] = {}
+        for variant in VARIANTS:
+            answers[variant], speed[variant] = _answer_all(cfg, trained.path / ADAPTER_DIR,
+                                                           variant, items)
+        details = {"generation_tokens_per_second": speed}
+    variants = [v for v in VARIANTS if v in answers]
     predictions = [
-        {**item, **{f"{v}_answer": answers[v][i] for v in VARIANTS},
-         **{f"{v}_correct": is_correct(answers[v][i], item) for v in VARIANTS},
-         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in VARIANTS}}
+        {**item, **{f"{v}_answer": answers[v][i] for v in variants},
+         **{f"{v}_correct": is_correct(answers[v][i], item) for v in variants},
+         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in variants}}
         for i, item in enumerate(items)
     ]
-    metrics = _metrics(predictions)
+    metrics = _metrics(predictions, variants)
     write_json_atomic(tmp / METRICS, metrics)
     write_jsonl(tmp / PREDICTIONS, predictions)
-    (tmp / REPORT).write_text(render_report(metrics, predictions), encoding="utf-8")
-    return StageResult(counts={"questions": len(items)},
-                       details={"generation_tokens_per_second": speed})
+    report = (render_report(metrics, predictions) if variants == list(VARIANTS)
+              else _partial_report(metrics, details.get("skipped", {})))
+    (tmp / REPORT).write_text(report, encoding="utf-8")
+    return StageResult(counts={"questions": len(items)}, details=details)
 
 
-def _metrics(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
-    for variant in VARIANTS:
+    for variant in variants:
         metrics[variant] = {}
         for name in EVAL_SETS:
             rows = [p for p in predictions if p["set"] == name]
@@ -91,3 +99,37 @@ def _answer_all(
                                cfg.evaluate.batch_size, progress)
     bar.close()
     return [g.text for g in generations], tokens / max(time.perf_counter() - started, 1e-9)
+
+
+def _answer_remote(
+    cfg: PipelineConfig, trained: Artifact, items: list[dict[str, Any]]
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Both variants through the provider: the fine-tuned model id, and its base model id.
+
+    A variant the provider cannot answer (Bedrock without Converse access to the custom
+    model) is left out of the metrics, with the reason under details["skipped"].
+    """
+    from tuneline.training.managed.remote import answer_remote
+
+    remote = read_remote_model(trained.path) or {}
+    questions = [item["question"] for item in items]
+    answers: dict[str, list[str]] = {}
+    details: dict[str, Any] = {"provider": remote["provider"], "models": {}, "skipped": {}}
+    for variant in VARIANTS:
+        result = answer_remote(cfg, remote, variant, questions)
+        details["models"][variant] = result.model_id
+        if result.answers is None:
+            details["skipped"][variant] = result.skipped
+        else:
+            answers[variant] = result.answers
+    return answers, details
+
+
+def _partial_report(metrics: dict[str, Any], skipped: dict[str, str]) -> str:
+    lines = ["# Evaluation report", ""]
+    for variant, per_set in metrics.items():
+        cells = ", ".join(f"{name} {m['accuracy']:.1%} (n={m['n']})"
+                          for name, m in per_set.items())
+        lines.append(f"- {variant}: {cells}")
+    lines += [f"- {variant}: not evaluated: {reason}" for variant, reason in skipped.items()]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Stage 6, register: record the adapter, config, data hash and metrics as a registry version."""
+"""Stage 6, register: record the adapter (or remote model id), config, data hash and metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from tuneline.config import PipelineConfig, save_config
 from tuneline.registry.local import LocalRegistry
 from tuneline.stages.evaluate import METRICS, REPORT
 from tuneline.stages.train import ADAPTER_DIR
+from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 REGISTRATION = "registration.json"
 
@@ -29,12 +30,13 @@ def run(
     def work(tmp: Path) -> StageResult:
         save_config(cfg, tmp / "config.yaml")
         registry = LocalRegistry(cfg.register.registry_dir)
+        model_files, model_meta = _trained_model(cfg, trained)
         version = registry.register(
             cfg.register.name,
-            files={"adapter": trained.path / ADAPTER_DIR, "config.yaml": tmp / "config.yaml",
+            files={**model_files, "config.yaml": tmp / "config.yaml",
                    "metrics.json": evaluated.path / METRICS, "report.md": evaluated.path / REPORT},
             meta={
-                "base_model": cfg.model.base,
+                **model_meta,
                 "run": cfg.run.name,
                 "data_hash": curated.output_hash,
                 "adapter_hash": trained.output_hash,
@@ -48,3 +50,19 @@ def run(
                            details={"model": f"{version.name}/{version.version}"})
 
     return run_stage("register", out_dir, cfg.section_hash("register"), inputs, work, force)
+
+
+def _trained_model(cfg: PipelineConfig, trained: Artifact) -> tuple[dict[str, Path], dict]:
+    """What the train stage made: a local adapter folder, or a provider's model id.
+
+    A managed backend's `remote_model.json` is stored in the version as is; the version's
+    meta names the provider, the model id to call, the job and the provider's base model.
+    """
+    remote = read_remote_model(trained.path)
+    if remote is None:
+        return {"adapter": trained.path / ADAPTER_DIR}, {"base_model": cfg.model.base}
+    meta = {"base_model": remote["base_model"], "provider": remote["provider"],
+            "model_id": remote["model_id"], "job_id": remote["job_id"]}
+    if remote.get("provisioned_model_arn"):
+        meta["provisioned_model_arn"] = remote["provisioned_model_arn"]
+    return {REMOTE_MODEL: trained.path / REMOTE_MODEL}, meta

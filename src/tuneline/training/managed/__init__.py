@@ -10,4 +10,12 @@ from tuneline.config import PipelineConfig
 
 def run_managed_job(cfg: PipelineConfig, curated: Artifact, tmp: Path) -> StageResult:
     """Run `cfg.train.backend`'s fine-tuning job on the curated data; write remote_model.json."""
-    raise NotImplementedError(cfg.train.backend)
+    if cfg.train.backend == "openai":
+        from tuneline.training.managed.openai_job import run_openai_job
+
+        return run_openai_job(cfg, curated, tmp)
+    if cfg.train.backend == "bedrock":
+        from tuneline.training.managed.bedrock_job import run_bedrock_job
+
+        return run_bedrock_job(cfg, curated, tmp)
+    raise ValueError(f"not a managed backend: {cfg.train.backend!r}")

@@ -1,0 +1,1 @@
+"""Local fakes of cloud APIs that tests cannot reach (OpenAI fine-tuning, Bedrock extras)."""
