@@ -15,7 +15,7 @@ from rich.table import Table
 from tuneline._optional import require
 from tuneline.artifacts import Artifact
 from tuneline.config import PipelineConfig, load_config
-from tuneline.errors import TunelineError
+from tuneline.errors import ModelError, TunelineError
 
 if TYPE_CHECKING:
     from tuneline.data.suggest import TableSuggestion
@@ -207,9 +207,14 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
     else:
         reference = model_ref or cfg.serve.model or cfg.register.name
         version = LocalRegistry(cfg.register.registry_dir).get(reference)
+        if version.remote_model is not None:
+            remote = version.remote_model
+            raise ModelError(f"{version.reference} is hosted by {remote['provider']} as "
+                             f"'{remote['model_id']}'; call it through the provider's API, "
+                             "tuneline serves local models only")
         errors.print(f"loading {version.name}/{version.version} "
                      f"(base {version.meta['base_model']}) ...")
-        engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
+        engine = TransformersEngine.load(version.meta["base_model"], version.weights_dir,
                                          cfg.model.cache_dir, cfg.train.precision)
         names = {version.name, f"{version.name}/{version.version}"}
     app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
@@ -240,7 +245,6 @@ def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | Non
     The adapter loads in plain PEFT; the merged folder in plain transformers
     (AutoModelForCausalLM.from_pretrained), neither needing tuneline.
     """
-    from tuneline.errors import ModelError
     from tuneline.models.export import adapter_base, export_adapter, export_merged
 
     if (model_ref is None) == (adapter_dir is None):
@@ -366,6 +370,9 @@ def _print_summary(artifacts: dict[str, Artifact]) -> None:
 
 def _print_metrics(evaluated: Artifact) -> None:
     metrics = json.loads((evaluated.path / "metrics.json").read_text())
+    if not metrics:
+        console.print(f"no variant could be evaluated; see {evaluated.path / 'report.md'}")
+        return
     sets = list(next(iter(metrics.values())))
     table = Table(title="Accuracy: the reference fact is in the answer (unanswerable: the model "
                   "declines)")

@@ -110,3 +110,26 @@ def test_two_gloo_processes_match_one_process(config, tmp_path):
         single["details"]["val_loss_after"], rel=1e-5)
     for name, value in _adapter(train_dir).items():
         assert torch.allclose(value, single_adapter[name], atol=1e-5), name
+
+
+def test_full_fine_tuning_runs_through_evaluate_register_and_loads_for_serving(config):
+    from tuneline.config import load_config
+    from tuneline.models.loading import load_for_inference
+    from tuneline.pipeline import run_pipeline
+    from tuneline.registry.local import LocalRegistry
+
+    cfg = load_config(config(method="full", max_steps=3, learning_rate=1e-3), [])
+    result = run_pipeline(cfg)
+    trained = result.artifacts["train"]
+    assert trained.manifest["details"]["weights_dir"] == "model"
+    assert (trained.path / "model" / "model.safetensors").is_file()
+    assert "tuned" in read_json(result.artifacts["evaluate"].path / "metrics.json")
+    version = LocalRegistry(cfg.register.registry_dir).get(cfg.register.name)
+    assert version.weights_dir.name == "model"
+    model, tokenizer = load_for_inference(cfg.model.base, version.weights_dir, precision="fp32")
+    from safetensors.torch import load_file
+
+    saved = load_file(version.weights_dir / "model.safetensors")
+    name = next(n for n in saved if "q_proj" in n)
+    assert torch.equal(model.state_dict()[name], saved[name])
+    assert tokenizer.chat_template

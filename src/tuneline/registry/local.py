@@ -35,6 +35,12 @@ class ModelVersion:
         return self.path / "adapter"
 
     @property
+    def weights_dir(self) -> Path:
+        """The LoRA adapter folder, or the full model folder of a fully fine-tuned version."""
+        full = self.path / "model"
+        return full if full.is_dir() and not self.adapter_dir.is_dir() else self.adapter_dir
+
+    @property
     def remote_model(self) -> dict[str, Any] | None:
         """The provider-hosted model this version records (provider, model_id, job_id, ...),
         or None when the version holds a local adapter."""

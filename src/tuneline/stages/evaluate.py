@@ -13,7 +13,7 @@ from tuneline.config import PipelineConfig
 from tuneline.evaluation.metrics import accuracy, is_abstention, is_correct
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
-from tuneline.stages.train import ADAPTER_DIR
+from tuneline.stages.train import weights_dir
 from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 METRICS = "metrics.json"
@@ -42,7 +42,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact, tmp: Pa
     else:
         speed: dict[str, float] = {}
         for variant in VARIANTS:
-            answers[variant], speed[variant] = _answer_all(cfg, trained.path / ADAPTER_DIR,
+            answers[variant], speed[variant] = _answer_all(cfg, weights_dir(trained),
                                                            variant, items)
         details = {"generation_tokens_per_second": speed}
     variants = [v for v in VARIANTS if v in answers]

@@ -9,7 +9,7 @@ from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atom
 from tuneline.config import PipelineConfig, save_config
 from tuneline.registry.local import LocalRegistry
 from tuneline.stages.evaluate import METRICS, REPORT
-from tuneline.stages.train import ADAPTER_DIR
+from tuneline.stages.train import weights_dir
 from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 REGISTRATION = "registration.json"
@@ -60,7 +60,8 @@ def _trained_model(cfg: PipelineConfig, trained: Artifact) -> tuple[dict[str, Pa
     """
     remote = read_remote_model(trained.path)
     if remote is None:
-        return {"adapter": trained.path / ADAPTER_DIR}, {"base_model": cfg.model.base}
+        weights = weights_dir(trained)  # adapter/ (LoRA, QLoRA) or model/ (full fine-tuning)
+        return {weights.name: weights}, {"base_model": cfg.model.base}
     meta = {"base_model": remote["base_model"], "provider": remote["provider"],
             "model_id": remote["model_id"], "job_id": remote["job_id"]}
     if remote.get("provisioned_model_arn"):

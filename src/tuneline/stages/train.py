@@ -56,9 +56,16 @@ def checkpoint_dir(cfg: PipelineConfig, train_fingerprint: str) -> Path:
 
 
 def _train_hash(cfg: PipelineConfig) -> str:
-    train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
-    payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
-               "run": cfg.run.model_dump(mode="json")}
+    if cfg.train.backend != "local":
+        # A managed job is paid for: only what the provider's job sees may trigger a new one.
+        backend = cfg.train.backend
+        train = cfg.train.model_dump(mode="json", include={
+            "backend", "epochs", "batch_size", "learning_rate", backend})
+        payload = {"train": train, "seed": cfg.run.seed}
+    else:
+        train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
+        payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
+                   "run": cfg.run.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
