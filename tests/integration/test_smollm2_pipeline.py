@@ -86,7 +86,10 @@ def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
             model="paris2024",
             messages=[{"role": "user", "content": "Which country did LEDECKY Katie represent "
                                                   "at the Paris 2024 Olympics?"}],
-            max_tokens=24,
+            max_tokens=64,
         )
         assert reply.choices[0].message.content.strip()
         assert reply.usage.completion_tokens > 0
+        # The end-of-turn token was trained: the tuned model stops by itself, well before 64.
+        assert reply.choices[0].finish_reason == "stop"
+        assert reply.usage.completion_tokens < 48

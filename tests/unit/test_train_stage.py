@@ -133,3 +133,23 @@ def test_full_fine_tuning_runs_through_evaluate_register_and_loads_for_serving(c
     name = next(n for n in saved if "q_proj" in n)
     assert torch.equal(model.state_dict()[name], saved[name])
     assert tokenizer.chat_template
+
+
+def test_the_stage_reports_to_tensorboard_and_mlflow_and_plots_the_loss(config, tmp_path):
+    from tuneline.config import load_config
+    from tuneline.pipeline import run_pipeline
+
+    cfg = load_config(config(max_steps=4, eval_every=2, checkpoint_every=0,
+                             tracking={"report_to": ["tensorboard", "mlflow"]}), [])
+    trained = run_pipeline(cfg, until="train").artifacts["train"]
+    assert list((trained.path / "tensorboard").glob("events.out.tfevents.*"))
+    png = (trained.path / "loss_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=str(tmp_path / "runs" / "mlruns"))
+    [run] = client.search_runs(client.get_experiment_by_name("tuneline").experiment_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3  # 0, 2 and 4
+    assert trained.manifest["details"]["peak_rss_mib"] > 0
