@@ -177,11 +177,13 @@ def train_loop(
     if latest is not None:
         state, best_weights = _resume(latest, accelerator, optimizer, scheduler, sharded)
         report.resumed_from_step = state.step
-        report.val_loss_before = _first(state.log, "val_loss_before")
+        report.val_loss_before = next((row["val_loss"] for row in state.log
+                                       if row["step"] == 0 and "val_loss" in row), None)
     else:
         report.val_loss_before = validation_loss(wrapped, val_set, cfg, pad_id, bf16,
                                                  accelerator)
-        state.log.append({"step": 0, "val_loss_before": report.val_loss_before})
+        if report.val_loss_before is not None:
+            state.log.append({"step": 0, "val_loss": report.val_loss_before})
     if on_log and report.val_loss_before is not None and latest is None:
         on_log(0, {"val_loss": report.val_loss_before})
 
@@ -411,6 +413,3 @@ def _resume(latest: Any, accelerator: Any, optimizer: Any, scheduler: Any,
     best_weights = ckpt.read_tensors(latest, best.name) if best.is_file() else None
     return ckpt.read_loop_state(latest), best_weights
 
-
-def _first(rows: list[dict[str, Any]], key: str) -> Any:
-    return next((row[key] for row in rows if key in row), None)
