@@ -38,6 +38,14 @@ def test_every_stage_writes_its_artifacts(tiny_run):
     metrics = read_json(a["evaluate"].path / "metrics.json")
     assert set(metrics) == {"base", "tuned"}
     assert metrics["tuned"]["recall"]["n"] == curated["recall"]
+    recall = metrics["tuned"]["recall"]
+    for key in ("accuracy", "abstention_rate", "exact_match", "token_f1", "hallucination_rate",
+                "mean_answer_words"):
+        lo, hi = recall["ci95"][key]
+        assert lo <= recall[key] <= hi
+    assert sum(c["n"] for c in recall["by_category"].values()) == recall["n"]
+    assert "## Metrics (95% bootstrap intervals)" in (
+        a["evaluate"].path / "report.md").read_text()
     assert (result.run_dir / "config.yaml").is_file()
 
 

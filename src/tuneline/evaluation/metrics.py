@@ -1,10 +1,14 @@
-"""Answer scoring: normalised fact containment and accuracy per set (pure, torch-free)."""
+"""Answer scoring (pure, torch-free): normalised fact containment, SQuAD-style exact match and
+token F1, hallucination and abstention rates, bootstrap confidence intervals."""
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -50,3 +54,138 @@ def is_correct(answer: str, item: dict) -> bool:
     if item.get("expect") == "abstain":
         return is_abstention(answer, item.get("reference"))
     return contains_fact(answer, item["fact"])
+
+
+# --- Answer-level scores beyond containment (SQuAD-style exact match and token F1) ----------
+
+_ARTICLES = frozenset({"a", "an", "the"})
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+RATES = ("accuracy", "exact_match", "token_f1", "hallucination_rate", "abstention_rate",
+         "mean_answer_words")
+
+
+def _tokens(text: str) -> list[str]:
+    """SQuAD normalisation on top of `normalize`: words, articles dropped."""
+    return [t for t in normalize(text).split() if t not in _ARTICLES]
+
+
+def gold_answers(item: dict) -> list[str]:
+    """What an answer is compared with: the reference answer and, for answerable items, the
+    bare fact (the short span), whichever are non-empty."""
+    golds = [item.get("reference") or ""]
+    if item.get("expect") != "abstain":
+        golds.append(item.get("fact") or "")
+    return [g for g in golds if _tokens(g)]
+
+
+def exact_match(answer: str, golds: Iterable[str]) -> bool:
+    """The normalised answer equals a non-empty normalised gold answer."""
+    tokens = _tokens(answer)
+    return bool(tokens) and any(tokens == _tokens(g) for g in golds)
+
+
+def token_f1(answer: str, gold: str) -> float:
+    """SQuAD token F1: harmonic mean of token precision and recall (multiset overlap)."""
+    pred, ref = _tokens(answer), _tokens(gold)
+    if not pred or not ref:
+        return 0.0
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_token_f1(answer: str, golds: Iterable[str]) -> float:
+    """Token F1 against the closest gold answer (SQuAD takes the max over references)."""
+    return max((token_f1(answer, g) for g in golds), default=0.0)
+
+
+def is_hallucination(answer: str, item: dict) -> bool:
+    """A confident wrong answer: not empty, not correct, not an abstention.
+
+    For an unanswerable item (`expect: "abstain"`) that is any answer that does not decline.
+    An empty answer asserts nothing, so it is neither a hallucination nor an abstention.
+    """
+    if not normalize(answer) or is_correct(answer, item):
+        return False
+    trained = item.get("reference") if item.get("expect") == "abstain" else None
+    return not is_abstention(answer, trained)
+
+
+def score(answer: str, item: dict) -> dict[str, float]:
+    """Every per-answer score for one eval item, as numbers (booleans as 0/1)."""
+    golds = gold_answers(item)
+    return {
+        "accuracy": float(is_correct(answer, item)),
+        "exact_match": float(exact_match(answer, golds)),
+        "token_f1": best_token_f1(answer, golds),
+        "hallucination_rate": float(is_hallucination(answer, item)),
+        "abstention_rate": float(is_abstention(answer)),
+        "mean_answer_words": float(len(answer.split())),
+    }
+
+
+def bootstrap_ci(
+    values: Sequence[float], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of `values`; deterministic given `seed`."""
+    return _bootstrap({"v": values}, n_resamples, seed, confidence)["v"]
+
+
+def _bootstrap(
+    columns: dict[str, Sequence[float]], n_resamples: int, seed: int, confidence: float
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals for the mean of each column, resampling rows jointly."""
+    n = len(next(iter(columns.values()), []))
+    if n == 0:
+        return {k: (0.0, 0.0) for k in columns}
+    rng = random.Random(seed)
+    indices = range(n)
+    means: dict[str, list[float]] = {k: [] for k in columns}
+    for _ in range(n_resamples):
+        sample = rng.choices(indices, k=n)
+        for k, col in columns.items():
+            means[k].append(sum(col[i] for i in sample) / n)
+    tail = (1 - confidence) / 2
+    out = {}
+    for k, ms in means.items():
+        ms.sort()
+        lo = ms[int(tail * (n_resamples - 1))]
+        hi = ms[int(round((1 - tail) * (n_resamples - 1)))]
+        out[k] = (lo, hi)
+    return out
+
+
+def summarize(
+    scores: list[dict[str, float]], n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """Means of `score` rows, with `n` and a bootstrap 95% interval (`ci95`) for each."""
+    columns = {k: [s[k] for s in scores] for k in RATES}
+    n = len(scores)
+    summary: dict[str, Any] = {k: (sum(col) / n if n else 0.0) for k, col in columns.items()}
+    summary["n"] = n
+    summary["ci95"] = {k: list(v) for k, v in
+                       _bootstrap(columns, n_resamples, seed, 0.95).items()}
+    return summary
+
+
+def summarize_items(
+    answers: Sequence[str], items: Sequence[dict], category_key: str = "template",
+    n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """`summarize` over all items, plus `by_category` (per `category_key` value) when the items
+    carry that key."""
+    scores = [score(a, item) for a, item in zip(answers, items, strict=True)]
+    summary = summarize(scores, n_resamples, seed)
+    groups: dict[str, list[dict[str, float]]] = {}
+    for s, item in zip(scores, items, strict=True):
+        if item.get(category_key) is not None:
+            groups.setdefault(str(item[category_key]), []).append(s)
+    if groups:
+        summary["by_category"] = {name: summarize(rows, n_resamples, seed)
+                                  for name, rows in sorted(groups.items())}
+    return summary

@@ -15,6 +15,7 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
     for variant, per_set in metrics.items():
         cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" for s in sets]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += _detail_table(metrics)
     for name in sets:
         lines += ["", f"## Samples: {name}", ""]
         for p in [p for p in predictions if p["set"] == name][:SAMPLES_PER_SET]:
@@ -25,6 +26,28 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
                 f"  - tuned ({_mark(p['tuned_correct'])}): {p['tuned_answer']}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _detail_table(metrics: dict[str, Any]) -> list[str]:
+    """Every metric per variant and set, rates with their bootstrap 95% interval."""
+    rows = [(variant, name, m) for variant, per_set in metrics.items()
+            for name, m in per_set.items() if "ci95" in m]
+    if not rows:
+        return []
+    lines = ["", "## Metrics (95% bootstrap intervals)", "",
+             "| variant | set | accuracy | exact match | token F1 | hallucination | abstention "
+             "| answer words |", "|---|---|---|---|---|---|---|---|"]
+    for variant, name, m in rows:
+        cells = [_with_ci(m, k) for k in ("accuracy", "exact_match", "token_f1",
+                                          "hallucination_rate", "abstention_rate")]
+        lines.append(f"| {variant} | {name} | " + " | ".join(cells)
+                     + f" | {m['mean_answer_words']:.1f} |")
+    return lines
+
+
+def _with_ci(m: dict[str, Any], key: str) -> str:
+    lo, hi = m["ci95"][key]
+    return f"{m[key]:.1%} [{lo:.1%}, {hi:.1%}]"
 
 
 def _mark(correct: bool) -> str:

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig
-from tuneline.evaluation.metrics import accuracy, is_abstention, is_correct
+from tuneline.evaluation.metrics import is_abstention, is_correct, summarize_items
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
 from tuneline.stages.train import weights_dir
@@ -25,7 +25,12 @@ VARIANTS = ("base", "tuned")
 def run(
     cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False
 ) -> Artifact:
-    """Write `metrics.json` ({variant: {set: {accuracy, n}}}), predictions and a report."""
+    """Write `metrics.json`, predictions and a report.
+
+    metrics.json is {variant: {set: {accuracy, exact_match, token_f1, hallucination_rate,
+    abstention_rate, mean_answer_words, n, ci95: {metric: [lo, hi]}, by_category: {template:
+    {...same fields}}}}}; see `tuneline.evaluation.metrics.summarize_items`.
+    """
     config_hash = cfg.section_hash("evaluate", "model")
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}
     return run_stage("evaluate", out_dir, config_hash, inputs,
@@ -69,9 +74,7 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
             rows = [p for p in predictions if p["set"] == name]
             if not rows:
                 continue
-            acc, n = accuracy(p[f"{variant}_correct"] for p in rows)
-            abstained, _ = accuracy(p[f"{variant}_abstained"] for p in rows)
-            metrics[variant][name] = {"accuracy": acc, "abstention_rate": abstained, "n": n}
+            metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows)
     return metrics
 
 
