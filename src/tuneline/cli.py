@@ -19,6 +19,7 @@ from tuneline.errors import ModelError, TunelineError
 
 if TYPE_CHECKING:
     from tuneline.data.suggest import TableSuggestion
+    from tuneline.evaluation.gate import GateResult
 
 console = Console()
 errors = Console(stderr=True)
@@ -52,6 +53,7 @@ def run(args: tuple[str, ...], force: bool) -> None:
     result = run_pipeline(cfg, force=frozenset(STAGES) if force else frozenset(),
                           on_stage=_print_stage)
     _print_summary(result.artifacts)
+    _print_gate(result.gate)
     _print_serve_hint(cfg, args)
 
 
@@ -73,6 +75,7 @@ def _run_until(stage: str, args: tuple[str, ...], force: bool, resume: bool = Fa
     console.print(f"{stage} output: {result.artifacts[stage].path}")
     if stage in ("evaluate", "register"):
         _print_metrics(result.artifacts["evaluate"])
+        _print_gate(result.gate)
 
 
 for _name in ("ingest", "curate", "evaluate", "register"):
@@ -384,6 +387,12 @@ def _print_metrics(evaluated: Artifact) -> None:
                                  for s in sets))
     console.print(table)
     console.print(f"report: {evaluated.path / 'report.md'}")
+
+
+def _print_gate(gate: GateResult | None) -> None:
+    if gate is not None:
+        checks = f"{len(gate.checks)} check(s)" if gate.checks else "no thresholds configured"
+        console.print(f"quality gate: [green]passed[/green] ({checks})")
 
 
 def _print_serve_hint(cfg: PipelineConfig, args: tuple[str, ...]) -> None:

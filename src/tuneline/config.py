@@ -19,6 +19,7 @@ from tuneline.config_sections.curate import (
     PiiConfig,
     SelectConfig,
 )
+from tuneline.config_sections.gate import GateConfig
 from tuneline.config_sections.ingest import (
     DOCUMENT_FORMATS,
     IngestConfig,
@@ -53,6 +54,7 @@ __all__ = [
     "DedupConfig",
     "EMBEDDED_MODEL",
     "EvaluateConfig",
+    "GateConfig",
     "IngestConfig",
     "JoinConfig",
     "LlmEndpointConfig",
@@ -92,6 +94,10 @@ class PipelineConfig(_Section):
     curate: CurateConfig = Field(default_factory=CurateConfig, description="Split and export.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
+    gate: GateConfig = Field(
+        default_factory=GateConfig,
+        description="Quality gate checked after evaluate; a failing model is not registered.",
+    )
     register: RegisterConfig = Field(default_factory=RegisterConfig, description="Registry.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving.")
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneline.artifacts import Artifact
+from tuneline.artifacts import Artifact, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
+from tuneline.errors import QualityGateFailed
+from tuneline.evaluation.gate import GateResult, check_gate
 from tuneline.stages import curate, evaluate, ingest, register, synthesize, train
 
 STAGES = ("ingest", "synthesize", "curate", "train", "evaluate", "register")
+GATE = "gate.json"
 
 
 @dataclass
@@ -19,6 +23,7 @@ class PipelineResult:
 
     run_dir: Path
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    gate: GateResult | None = None
 
 
 def run_pipeline(
@@ -54,4 +59,25 @@ def run_pipeline(
         a[name] = steps[name]()
         if on_stage is not None:
             on_stage(a[name])
+        if name == "evaluate":
+            result.gate = apply_gate(cfg, a[name], run_dir)
     return result
+
+
+def apply_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:
+    """Check evaluate's metrics against `cfg.gate`, write `<run>/gate.json`, raise on failure.
+
+    Raises:
+        QualityGateFailed: naming every failed threshold with its value; the pipeline stops
+            there, so a failing model is never registered.
+    """
+    metrics = json.loads((evaluated.path / "metrics.json").read_text(encoding="utf-8"))
+    gate = check_gate(cfg.gate, metrics)
+    write_json_atomic(run_dir / GATE, gate.to_dict())
+    if not gate.passed:
+        lines = "\n".join(f"  - {check.message}" for check in gate.failures)
+        raise QualityGateFailed(
+            f"quality gate failed ({len(gate.failures)} of {len(gate.checks)} check(s)); "
+            f"the model is not registered:\n{lines}\nsee {run_dir / GATE}; the thresholds "
+            "are under `gate:` in the config")
+    return gate
