@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from tuneline.artifacts import Artifact, StageResult, fingerprint, run_stage
@@ -74,9 +75,7 @@ def _has_checkpoint(folder: Path) -> bool:
 
 
 def _remove(folder: Path) -> None:
-    from tuneline.training.checkpoint import CheckpointStore
-
-    CheckpointStore(folder).remove()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path) -> StageResult:

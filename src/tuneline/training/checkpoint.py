@@ -97,9 +97,6 @@ class CheckpointStore:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 def write_tensors(folder: Path, name: str, obj: Any) -> None:
     require("torch").save(obj, folder / name)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneline._optional import require
 from tuneline.artifacts import read_jsonl, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig, load_config, save_config
 from tuneline.errors import DataError, ModelError
@@ -61,7 +62,6 @@ def tokenized_split(tokenizer: Any, curated_dir: Path, split: str,
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     """Train per `cfg`; the main process saves the result and returns its details."""
-    from tuneline._optional import require
     from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads, use_bf16
     from tuneline.training.checkpoint import CheckpointStore
     from tuneline.training.loop import make_accelerator, train_loop
@@ -118,7 +118,7 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
 
 def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: str,
              n_examples: int, dropped: int, peak_rss_mib: float) -> dict[str, Any]:
-    torch = __import__("torch")
+    torch = require("torch")
     window = max(1, min(10, len(report.losses) // 5))
     return {
         "counts": {"examples": n_examples, "dropped_no_answer_tokens": dropped,
@@ -151,7 +151,7 @@ def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: 
 
 def _peak_rss_mib(accelerator: Any) -> float:
     """Peak resident memory of the training processes (the largest one), in MiB."""
-    torch = __import__("torch")
+    torch = require("torch")
     peak = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0],
                         device=accelerator.device)
     if accelerator.num_processes > 1:
@@ -171,10 +171,9 @@ def _open_tracker(cfg: PipelineConfig, job: TrainJob, main: bool) -> Any:
 
 
 def _plot(log: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    try:
-        from tuneline.training.tracking import plot_loss_curve
-    except ImportError:
-        return None
+    """The loss curve PNG, or None without matplotlib."""
+    from tuneline.training.tracking import plot_loss_curve
+
     return plot_loss_curve(log, path, f"{title}: training loss")
 
 

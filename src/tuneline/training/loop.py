@@ -225,13 +225,14 @@ def train_loop(
         state.log.append({"step": state.step, "val_loss": report.val_loss_after})
         if on_log:
             on_log(state.step, {"val_loss": report.val_loss_after})
-    if (cfg.early_stopping_patience and best_weights is not None
-            and state.best_val_loss is not None and report.val_loss_after is not None
-            and state.best_val_loss < report.val_loss_after):
-        load_trainable_state(_lm(wrapped, accelerator), best_weights)
-        report.val_loss_after = state.best_val_loss
-    else:
-        state.best_step = state.step if cfg.early_stopping_patience else state.best_step
+    if cfg.early_stopping_patience:
+        # The final weights compete with the best validated ones; the better ones are kept.
+        if (best_weights is not None and report.val_loss_after is not None
+                and state.best_val_loss < report.val_loss_after):
+            load_trainable_state(_lm(wrapped, accelerator), best_weights)
+            report.val_loss_after = state.best_val_loss
+        else:
+            state.best_step = state.step
     if sharded:
         # Shards live on different processes; gather the whole state to save a plain model.
         gathered = accelerator.get_state_dict(wrapped)
