@@ -17,6 +17,7 @@ _EXTRA_OF = {
     "bitsandbytes": "qlora",
     "tensorboard": "track",
     "mlflow": "track",
+    "alembic": "registry",  # the MLflow SQL stores (the default registry)
     "openai": "openai",
     "boto3": "bedrock",
     "fastapi": "serve",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,11 +52,29 @@ def run(args: tuple[str, ...], force: bool) -> None:
     from tuneline.pipeline import STAGES, run_pipeline
 
     cfg = _load(args)
-    result = run_pipeline(cfg, force=frozenset(STAGES) if force else frozenset(),
-                          on_stage=_print_stage)
-    _print_summary(result.artifacts)
+    with _metrics_on_gate_failure(cfg):
+        result = run_pipeline(cfg, force=frozenset(STAGES) if force else frozenset(),
+                              on_stage=_print_stage)
+    _print_summary(result.artifacts, result.report)
     _print_gate(result.gate)
+    _print_registration(result.artifacts.get("register"))
     _print_serve_hint(cfg, args)
+
+
+@contextlib.contextmanager
+def _metrics_on_gate_failure(cfg: PipelineConfig) -> Iterator[None]:
+    """A failed gate still shows the table it was judged on before the error."""
+    from tuneline.errors import QualityGateFailed
+    from tuneline.stages.evaluate import METRICS
+
+    try:
+        yield
+    except QualityGateFailed:
+        run_dir = cfg.run.runs_dir / cfg.run.name
+        evaluated = run_dir / "evaluate"
+        if (evaluated / METRICS).is_file():
+            _print_metrics(Artifact("evaluate", evaluated, {}), run_dir / "report.html")
+        raise
 
 
 def _stage_command(stage: str) -> None:
@@ -70,12 +90,15 @@ def _run_until(stage: str, args: tuple[str, ...], force: bool, resume: bool = Fa
     from tuneline.pipeline import run_pipeline
 
     cfg = _load(args)
-    result = run_pipeline(cfg, until=stage, force=frozenset({stage}) if force else frozenset(),
-                          on_stage=_print_stage, resume=resume)
+    with _metrics_on_gate_failure(cfg):
+        result = run_pipeline(cfg, until=stage,
+                              force=frozenset({stage}) if force else frozenset(),
+                              on_stage=_print_stage, resume=resume)
     console.print(f"{stage} output: {result.artifacts[stage].path}")
     if stage in ("evaluate", "register"):
-        _print_metrics(result.artifacts["evaluate"])
+        _print_metrics(result.artifacts["evaluate"], result.report)
         _print_gate(result.gate)
+        _print_registration(result.artifacts.get("register"))
 
 
 for _name in ("ingest", "curate", "evaluate", "register"):
@@ -187,7 +210,8 @@ def _print_suggestions(suggestions: list[TableSuggestion], output: Path | None) 
 @cli.command()
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--model", "model_ref", default=None,
-              help="Registered 'name' or 'name/version' (default: serve.model or register.name).")
+              help="Registered 'name' (latest), 'name/version' or 'name@alias' (e.g. "
+              "name@champion; default: serve.model or register.name).")
 @click.option("--host", default=None, help="Interface to bind (default: serve.host).")
 @click.option("--port", type=int, default=None, help="Port (default: serve.port).")
 @click.option("--base", "base_model", default=None,
@@ -196,7 +220,7 @@ def _print_suggestions(suggestions: list[TableSuggestion], output: Path | None) 
 def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
           port: int | None, base_model: str | None) -> None:
     """Serve a registered model over an OpenAI-compatible HTTP API."""
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
 
@@ -209,7 +233,8 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
         names = {base_model}
     else:
         reference = model_ref or cfg.serve.model or cfg.register.name
-        version = LocalRegistry(cfg.register.registry_dir).get(reference)
+        registry = open_registry(cfg.register)
+        version = registry.materialize(registry.get(reference))
         if version.remote_model is not None:
             remote = version.remote_model
             raise ModelError(f"{version.reference} is hosted by {remote['provider']} as "
@@ -219,15 +244,16 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
                      f"(base {version.meta['base_model']}) ...")
         engine = TransformersEngine.load(version.meta["base_model"], version.weights_dir,
                                          cfg.model.cache_dir, cfg.train.precision)
-        names = {version.name, f"{version.name}/{version.version}"}
+        names = {reference, version.name, version.reference,
+                 *(f"{version.name}@{alias}" for alias in version.aliases)}
     app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
     uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
 
 
 @cli.command()
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
-@click.option("--model", "model_ref", default=None, metavar="NAME[/VERSION]",
-              help="Export this registered version (registry: register.registry_dir).")
+@click.option("--model", "model_ref", default=None, metavar="NAME[/VERSION|@ALIAS]",
+              help="Export this registered version (from the configured registry).")
 @click.option("--adapter", "adapter_dir", type=click.Path(path_type=Path), default=None,
               metavar="DIR", help="Export this adapter folder (e.g. runs/<run>/train/adapter).")
 @click.option("--output", type=click.Path(path_type=Path), required=True, metavar="DIR",
@@ -257,9 +283,10 @@ def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | Non
     cfg = _load(args)
     base = base_model
     if model_ref is not None:
-        from tuneline.registry.local import LocalRegistry
+        from tuneline.registry import open_registry
 
-        version = LocalRegistry(cfg.register.registry_dir).get(model_ref)
+        registry = open_registry(cfg.register)
+        version = registry.materialize(registry.get(model_ref))
         adapter_dir = version.adapter_dir
         if not adapter_dir.is_dir():
             raise ModelError(f"{version.reference} has no local adapter to export (a model "
@@ -275,6 +302,80 @@ def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | Non
     errors.print(f"merging {adapter_dir} into {base} ...")
     written = export_merged(adapter_dir, base, output, dtype, cfg.model.cache_dir, overwrite=force)
     console.print(f"merged model ({dtype}) → {written}")
+
+
+@cli.group()
+def registry() -> None:
+    """List, inspect, promote and roll back registered model versions."""
+
+
+def _open_registry(args: tuple[str, ...]):  # -> Registry (lazy import)
+    from tuneline.registry import open_registry
+
+    return open_registry(_load(args).register)
+
+
+@registry.command("list")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--name", default=None, help="Only this model (default: every registered one).")
+def registry_list(args: tuple[str, ...], name: str | None) -> None:
+    """Every version with its aliases, gate and headline accuracy."""
+    store = _open_registry(args)
+    table = Table(title=f"Registered models ({store.location})")
+    for column in ("model", "aliases", "gate", "base model", "run", "data hash", "code"):
+        table.add_column(column)
+    for model in [name] if name else store.names():
+        for version in store.versions(model):
+            gate = version.meta.get("gate")
+            passed = gate.get("passed") if isinstance(gate, dict) else None
+            table.add_row(version.reference, ", ".join(f"@{a}" for a in version.aliases),
+                          {True: "passed", False: "failed", None: "-"}[passed],
+                          str(version.meta.get("base_model", "-")),
+                          str(version.meta.get("run", "-")),
+                          str(version.meta.get("data_hash", "-"))[:12],
+                          str(version.meta.get("code_version", "-")))
+    console.print(table)
+
+
+@registry.command("show")
+@click.argument("reference", metavar="NAME[/VERSION|@ALIAS]")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+def registry_show(reference: str, args: tuple[str, ...]) -> None:
+    """A version's lineage, gate checks, aliases and where its files are."""
+    from tuneline.registry.base import iter_meta_lines
+
+    store = _open_registry(args)
+    version = store.get(reference)
+    console.print(f"[bold]{version.reference}[/bold]  "
+                  f"{' '.join('@' + a for a in version.aliases) or '(no aliases)'}")
+    for key, value in iter_meta_lines(version):
+        console.print(f"  {key:<13} {escape(value)}")
+    console.print(f"  {'files':<13} {version.meta.get('source') or version.path}")
+    gate = version.meta.get("gate")
+    for check in gate.get("checks", []) if isinstance(gate, dict) else []:
+        console.print(f"    {'✓' if check['passed'] else '✗'} {escape(check['message'])}")
+    history = store.history(version.name)
+    if history:
+        console.print("  champion history (oldest first): "
+                      + " → ".join(f"{version.name}/{v}" for v, _ in history))
+
+
+@registry.command("promote")
+@click.argument("reference", metavar="NAME/VERSION|NAME@ALIAS")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+def registry_promote(reference: str, args: tuple[str, ...]) -> None:
+    """Make a version the champion (it must have passed its quality gate)."""
+    champion = _open_registry(args).promote(reference)
+    console.print(f"{champion.reference} is now @champion")
+
+
+@registry.command("rollback")
+@click.argument("name")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+def registry_rollback(name: str, args: tuple[str, ...]) -> None:
+    """Move @champion back to the version promoted before the current one."""
+    champion = _open_registry(args).rollback(name)
+    console.print(f"{champion.reference} is @champion again")
 
 
 @cli.group()
@@ -359,7 +460,7 @@ def _print_stage(artifact: Artifact, out: Console = console) -> None:
     out.print(f"[bold]{artifact.stage:<10}[/bold] {status}  {counts}")
 
 
-def _print_summary(artifacts: dict[str, Artifact]) -> None:
+def _print_summary(artifacts: dict[str, Artifact], report: Path | None = None) -> None:
     table = Table(title="Stages")
     for column in ("stage", "status", "seconds when it ran"):
         table.add_column(column)
@@ -368,31 +469,54 @@ def _print_summary(artifacts: dict[str, Artifact]) -> None:
                       f"{artifact.seconds:.1f}")
     console.print(table)
     if "evaluate" in artifacts:
-        _print_metrics(artifacts["evaluate"])
+        _print_metrics(artifacts["evaluate"], report)
 
 
-def _print_metrics(evaluated: Artifact) -> None:
+def _print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
     metrics = json.loads((evaluated.path / "metrics.json").read_text())
+    judge = metrics.pop("judge", None)
     if not metrics:
         console.print(f"no variant could be evaluated; see {evaluated.path / 'report.md'}")
         return
-    sets = list(next(iter(metrics.values())))
-    table = Table(title="Accuracy: the reference fact is in the answer (unanswerable: the model "
-                  "declines)")
+    sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
+    table = Table(title="Accuracy [95% interval]: the reference fact is in the answer "
+                  "(unanswerable: the model declines)")
     table.add_column("variant")
     for name in sets:
         table.add_column(name, justify="right")
     for variant, per_set in metrics.items():
-        table.add_row(variant, *(f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})"
-                                 for s in sets))
+        table.add_row(variant, *(_accuracy_cell(per_set.get(s)) for s in sets))
     console.print(table)
-    console.print(f"report: {evaluated.path / 'report.md'}")
+    if isinstance(judge, dict) and judge.get("win_rate") is not None:
+        lo, hi = judge["ci95"]
+        console.print(f"LLM judge ({judge.get('judge_model')}): {judge['challenger']} vs "
+                      f"{judge['champion']} win rate {judge['win_rate']:.1%} [{lo:.1%}, {hi:.1%}] "
+                      f"({judge['wins']} wins, {judge['losses']} losses, {judge['ties']} ties, "
+                      f"{judge['invalid']} invalid)")
+    console.print(f"report: {report or evaluated.path / 'report.md'}")
+
+
+def _accuracy_cell(m: dict | None) -> str:
+    if not m:
+        return "-"
+    ci = m.get("ci95", {}).get("accuracy")
+    interval = f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else ""
+    return f"{m['accuracy']:.1%}{interval} n={m['n']}"
 
 
 def _print_gate(gate: GateResult | None) -> None:
     if gate is not None:
         checks = f"{len(gate.checks)} check(s)" if gate.checks else "no thresholds configured"
         console.print(f"quality gate: [green]passed[/green] ({checks})")
+
+
+def _print_registration(registered: Artifact | None) -> None:
+    if registered is None:
+        return
+    record = json.loads((registered.path / "registration.json").read_text())
+    reference = f"{record['name']}/{record['version']}"
+    console.print(f"registered {reference} (@candidate) in {record.get('registry', '')}; "
+                  f"make it the champion: tuneline registry promote {reference}")
 
 
 def _print_serve_hint(cfg: PipelineConfig, args: tuple[str, ...]) -> None:

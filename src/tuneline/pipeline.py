@@ -11,10 +11,11 @@ from tuneline.artifacts import Artifact, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
 from tuneline.errors import QualityGateFailed
 from tuneline.evaluation.gate import GateResult, check_gate
-from tuneline.stages import curate, evaluate, ingest, register, synthesize, train
+from tuneline.stages import curate, evaluate, ingest, register, synthesize, track, train
 
 STAGES = ("ingest", "synthesize", "curate", "train", "evaluate", "register")
 GATE = "gate.json"
+REPORT_HTML = "report.html"
 
 
 @dataclass
@@ -24,6 +25,7 @@ class PipelineResult:
     run_dir: Path
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     gate: GateResult | None = None
+    report: Path | None = None
 
 
 def run_pipeline(
@@ -53,31 +55,52 @@ def run_pipeline(
         "evaluate": lambda: evaluate.run(cfg, a["curate"], a["train"], run_dir / "evaluate",
                                          "evaluate" in force),
         "register": lambda: register.run(cfg, a["curate"], a["train"], a["evaluate"],
-                                         run_dir / "register", "register" in force),
+                                         gate_of(result), a.get("track"), run_dir / "register",
+                                         "register" in force),
     }
     for name in STAGES[: STAGES.index(until) + 1]:
         a[name] = steps[name]()
         if on_stage is not None:
             on_stage(a[name])
         if name == "evaluate":
-            result.gate = apply_gate(cfg, a[name], run_dir)
+            _after_evaluate(cfg, result, force, on_stage)
     return result
 
 
-def apply_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:
-    """Check evaluate's metrics against `cfg.gate`, write `<run>/gate.json`, raise on failure.
+def gate_of(result: PipelineResult) -> GateResult:
+    assert result.gate is not None, "the gate is checked right after evaluate"
+    return result.gate
 
-    Raises:
-        QualityGateFailed: naming every failed threshold with its value; the pipeline stops
-            there, so a failing model is never registered.
-    """
+
+def _after_evaluate(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
+                    on_stage: Callable[[Artifact], None] | None) -> None:
+    """Gate, HTML report, MLflow run (every run, passing or not); then stop on a failed gate."""
+    from tuneline.evaluation.html_report import write_html_report
+
+    a, run_dir = result.artifacts, result.run_dir
+    result.gate = check_and_record_gate(cfg, a["evaluate"], run_dir)
+    result.report = write_html_report(run_dir)
+    if cfg.register.backend == "mlflow":
+        a["track"] = track.run(cfg, a, result.gate, run_dir, "evaluate" in force)
+        if on_stage is not None:
+            on_stage(a["track"])
+    if not result.gate.passed:
+        raise_gate_failure(result.gate, run_dir)
+
+
+def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:
+    """Check evaluate's metrics against `cfg.gate` and write `<run>/gate.json`."""
     metrics = json.loads((evaluated.path / "metrics.json").read_text(encoding="utf-8"))
     gate = check_gate(cfg.gate, metrics)
     write_json_atomic(run_dir / GATE, gate.to_dict())
-    if not gate.passed:
-        lines = "\n".join(f"  - {check.message}" for check in gate.failures)
-        raise QualityGateFailed(
-            f"quality gate failed ({len(gate.failures)} of {len(gate.checks)} check(s)); "
-            f"the model is not registered:\n{lines}\nsee {run_dir / GATE}; the thresholds "
-            "are under `gate:` in the config")
     return gate
+
+
+def raise_gate_failure(gate: GateResult, run_dir: Path) -> None:
+    """Raises QualityGateFailed naming every failed threshold with its value; the pipeline
+    stops there, so a failing model is never registered."""
+    lines = "\n".join(f"  - {check.message}" for check in gate.failures)
+    raise QualityGateFailed(
+        f"quality gate failed ({len(gate.failures)} of {len(gate.checks)} check(s)); "
+        f"the model is not registered:\n{lines}\nsee {run_dir / GATE} and "
+        f"{run_dir / REPORT_HTML}; the thresholds are under `gate:` in the config")

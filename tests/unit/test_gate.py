@@ -120,6 +120,7 @@ def test_config_rejects_rates_outside_0_1(tmp_path):
 def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path):
     pytest.importorskip("torch")
     from tuneline.pipeline import run_pipeline
+    from tuneline.registry import open_registry
 
     data = tiny_pipeline_config(tmp_path, tiny_model_dir)
     data["gate"] = {"min_accuracy": {"heldout": 1.0}}
@@ -137,7 +138,17 @@ def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path
     assert f"min_accuracy.heldout: tuned accuracy {reached:.3f}, required >= 1.000" in proc.stderr
     assert (run_dir / "evaluate" / "metrics.json").is_file()
     assert not (run_dir / "register").exists()
-    assert not (tmp_path / "registry").exists()
+    assert (run_dir / "report.html").is_file()
+    assert "report.html" in proc.stderr.replace("\n", "")  # rich wraps long lines
+    assert "Accuracy" in proc.stdout and "report:" in proc.stdout
+    # Tracked in MLflow as a failed-gate run, but never registered as a model version.
+    cfg = load_config(config_path)
+    registry = open_registry(cfg.register)
+    assert registry.names() == []
+    tracked = read_json(run_dir / "track" / "tracking.json")
+    run = registry.client.get_run(tracked["run_id"])
+    assert run.data.tags["gate"] == "failed"
+    assert run.data.metrics["tuned.heldout.accuracy"] == pytest.approx(reached)
 
     # Thresholds the model reached: the same run reuses every stage and registers.
     cfg = load_config(config_path, [f"gate.min_accuracy.heldout={reached}",
@@ -148,3 +159,7 @@ def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path
     assert not result.artifacts["register"].skipped
     assert read_json(run_dir / "gate.json")["passed"] is True
     assert (run_dir / "register").is_dir()
+    version = registry.get(f"{cfg.register.name}@candidate")
+    assert version.meta["gate"]["passed"] is True
+    assert version.meta["run_id"] != tracked["run_id"]  # the passing gate is a new run
+    assert (version.adapter_dir / "adapter_config.json").is_file()

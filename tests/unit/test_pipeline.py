@@ -25,7 +25,8 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 def test_every_stage_writes_its_artifacts(tiny_run):
     cfg, _, result = tiny_run
     a = result.artifacts
-    assert list(a) == ["ingest", "synthesize", "curate", "train", "evaluate", "register"]
+    assert list(a) == ["ingest", "synthesize", "curate", "train", "evaluate", "track",
+                       "register"]
     assert not any(art.skipped for art in a.values())
     assert a["ingest"].manifest["counts"]["records"] == 20
     curated = a["curate"].manifest["counts"]
@@ -38,6 +39,8 @@ def test_every_stage_writes_its_artifacts(tiny_run):
     metrics = read_json(a["evaluate"].path / "metrics.json")
     assert set(metrics) == {"base", "tuned"}
     assert metrics["tuned"]["recall"]["n"] == curated["recall"]
+    general = metrics["tuned"]["general"]  # the packaged forgetting probe
+    assert general["n"] == 40 and {"geography", "instruction"} <= set(general["by_category"])
     recall = metrics["tuned"]["recall"]
     for key in ("accuracy", "abstention_rate", "exact_match", "token_f1", "hallucination_rate",
                 "mean_answer_words"):
@@ -59,25 +62,39 @@ def test_second_run_reuses_every_stage(tiny_run):
 
 
 def test_registered_version_records_lineage(tiny_run):
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
 
     cfg, _, result = tiny_run
-    version = LocalRegistry(cfg.register.registry_dir).get("capitals")
-    assert version.version == 1
+    registry = open_registry(cfg.register)
+    version = registry.get("capitals@candidate")
+    assert version.version == 1 and version.aliases == ("candidate",)
     assert version.meta["base_model"] == cfg.model.base
     assert version.meta["data_hash"] == result.artifacts["curate"].output_hash
+    assert version.meta["gate"]["passed"] is True
+    assert version.meta["code_version"].startswith("0.")
+    assert version.tags["gate"] == "passed"
+    assert version.tags["data_hash"] == version.meta["data_hash"]
     assert (version.adapter_dir / "adapter_config.json").is_file()
-    assert version.meta["metrics"] == read_json(result.artifacts["evaluate"].path / "metrics.json")
+    assert read_json(version.path / "metrics.json") == read_json(
+        result.artifacts["evaluate"].path / "metrics.json")
+    for name in ("report.html", "dataset_card.md", "config.yaml", "gate.json"):
+        assert (version.path / name).is_file(), name
+    # The version's MLflow run: config params, per-step training loss, evaluation metrics.
+    run = registry.client.get_run(version.meta["run_id"])
+    assert run.data.params["train.learning_rate"] == str(cfg.train.learning_rate)
+    steps = registry.client.get_metric_history(run.info.run_id, "train.loss")
+    assert [m.step for m in steps] == list(range(1, len(steps) + 1)) and len(steps) > 1
+    assert "tuned.recall.accuracy" in run.data.metrics
 
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
 
     cfg, _, _ = tiny_run
-    version = LocalRegistry(cfg.register.registry_dir).get("capitals")
+    version = open_registry(cfg.register).get("capitals")
     engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
                                      precision="fp32")
     app = build_app({"capitals": engine, "capitals/1": engine}, default_max_tokens=8)
@@ -126,5 +143,36 @@ def test_cli_serve_hint_and_stage_verbs(tiny_run):
     proc = subprocess.run([sys.executable, "-m", "tuneline.cli", "run", str(config_path)],
                           capture_output=True, text=True, cwd=Path(config_path).parent)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("skipped (unchanged; took") == 6
+    assert proc.stdout.count("skipped (unchanged; took") == 7
     assert "tuneline serve" in proc.stdout and "chat/completions" in proc.stdout
+
+
+def test_cli_registry_promote_then_serve_champion(tiny_run):
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import tuneline_serve
+
+    _, config_path, _ = tiny_run
+    folder = Path(config_path).parent
+
+    def tuneline(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tuneline.cli", *args],
+                              capture_output=True, text=True, cwd=folder)
+
+    listed = tuneline("registry", "list", str(config_path))
+    assert listed.returncode == 0, listed.stderr
+    assert "capitals/1" in listed.stdout and "@candidate" in listed.stdout
+    no_champion = tuneline("registry", "rollback", "capitals", str(config_path))
+    assert no_champion.returncode == 6 and "no earlier champion" in no_champion.stderr
+    promoted = tuneline("registry", "promote", "capitals@candidate", str(config_path))
+    assert promoted.returncode == 0, promoted.stderr
+    assert "capitals/1 is now @champion" in promoted.stdout
+    shown = tuneline("registry", "show", "capitals@champion", str(config_path))
+    assert "@champion" in shown.stdout and "data_hash" in shown.stdout
+    assert "gate" in shown.stdout and "passed" in shown.stdout
+    with tuneline_serve(str(config_path), "--model", "capitals@champion") as base_url:
+        names = {m["id"] for m in httpx.get(f"{base_url}/models").json()["data"]}
+    assert {"capitals@champion", "capitals/1"} <= names

@@ -139,11 +139,36 @@ class EvaluateConfig(_Section):
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate at most this many questions per set."
     )
+    general_probe: bool = Field(
+        True, description="Also ask the packaged `general` set (everyday knowledge and "
+        "instructions) to detect forgetting; gate it with gate.max_regression.general.",
+    )
+    general_probe_file: Path | None = Field(
+        None, description="A JSONL probe set replacing the packaged one (fields: question, "
+        "reference, fact, optional aliases and template).",
+    )
+    compare_champion: bool = Field(
+        True, description="When the registry has a champion of register.name with local "
+        "weights, answer with it too (variant 'champion'): the gate's max_regression then "
+        "also holds against it, and the judge compares tuned with it.",
+    )
 
 
 class RegisterConfig(_Section):
     name: str = Field("tuneline-model", description="Registered model name.")
-    registry_dir: Path = Field(Path("registry"), description="Local registry folder.")
+    backend: Literal["mlflow", "local"] = Field(
+        "mlflow", description="'mlflow': an MLflow tracking server and model registry (runs, "
+        "lineage tags, aliases; see tracking_uri); 'local': plain folders under registry_dir.",
+    )
+    registry_dir: Path = Field(
+        Path("registry"), description="Registry folder: the 'local' backend's versions, and "
+        "the default MLflow store (mlflow.db, mlartifacts/).",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI, e.g. http://mlflow:5000. Default: "
+        "$MLFLOW_TRACKING_URI, else sqlite:///<registry_dir>/mlflow.db.",
+    )
+    experiment: str = Field("tuneline", description="MLflow experiment the runs are logged to.")
 
 
 class ServeConfig(_Section):

@@ -49,11 +49,11 @@ def is_abstention(answer: str, trained_abstention: str | None = None) -> bool:
 
 
 def is_correct(answer: str, item: dict) -> bool:
-    """An eval item is answered right when its fact is contained, or, for an item that expects
-    an abstention (`expect: "abstain"`), when the answer declines."""
+    """An eval item is answered right when its fact (or one of its `aliases`) is contained, or,
+    for an item that expects an abstention (`expect: "abstain"`), when the answer declines."""
     if item.get("expect") == "abstain":
         return is_abstention(answer, item.get("reference"))
-    return contains_fact(answer, item["fact"])
+    return any(contains_fact(answer, fact) for fact in (item["fact"], *item.get("aliases", ())))
 
 
 # --- Answer-level scores beyond containment (SQuAD-style exact match and token F1) ----------
@@ -72,10 +72,10 @@ def _tokens(text: str) -> list[str]:
 
 def gold_answers(item: dict) -> list[str]:
     """What an answer is compared with: the reference answer and, for answerable items, the
-    bare fact (the short span), whichever are non-empty."""
+    bare fact (the short span) and its aliases, whichever are non-empty."""
     golds = [item.get("reference") or ""]
     if item.get("expect") != "abstain":
-        golds.append(item.get("fact") or "")
+        golds += [item.get("fact") or "", *item.get("aliases", ())]
     return [g for g in golds if _tokens(g)]
 
 

@@ -1,134 +1,106 @@
-"""A local, file-based model registry: `<root>/<name>/<version>/` folders with version.json."""
+"""A file-based registry: `<root>/<name>/<version>/` folders with version.json, and
+`<root>/<name>/state.json` for aliases and promotion tags, changed under a file lock."""
 
 from __future__ import annotations
 
 import fcntl
 import json
-import re
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneline.errors import RegistryError
+from tuneline.artifacts import write_json_atomic
+from tuneline.registry.base import REMOTE_MODEL_FILE, ModelVersion, Registry
 
 VERSION_FILE = "version.json"
-REMOTE_MODEL_FILE = "remote_model.json"  # a provider-hosted model (train.backend: openai|bedrock)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+STATE_FILE = "state.json"
+
+__all__ = ["REMOTE_MODEL_FILE", "VERSION_FILE", "LocalRegistry", "ModelVersion"]
 
 
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version: its folder and the metadata recorded with it."""
-
-    name: str
-    version: int
-    path: Path
-    meta: dict[str, Any]
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.path / "adapter"
-
-    @property
-    def weights_dir(self) -> Path:
-        """The LoRA adapter folder, or the full model folder of a fully fine-tuned version."""
-        full = self.path / "model"
-        return full if full.is_dir() and not self.adapter_dir.is_dir() else self.adapter_dir
-
-    @property
-    def remote_model(self) -> dict[str, Any] | None:
-        """The provider-hosted model this version records (provider, model_id, job_id, ...),
-        or None when the version holds a local adapter."""
-        path = self.path / REMOTE_MODEL_FILE
-        return dict(json.loads(path.read_text())) if path.is_file() else None
-
-    @property
-    def reference(self) -> str:
-        return f"{self.name}/{self.version}"
-
-
-class LocalRegistry:
-    """Versions are numbered 1, 2, ... per name; a version folder appears complete or not at all."""
+class LocalRegistry(Registry):
+    """A version folder appears complete or not at all (written aside, then renamed)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.location = str(self.root)
 
-    def register(self, name: str, files: dict[str, Path], meta: dict[str, Any]) -> ModelVersion:
-        """Copy `files` (destination name → source file or folder) into a new version."""
-        _check_name(name)
+    def _create_version(self, name: str, files: dict[str, Path], meta: dict[str, Any],
+                        run_id: str | None) -> int:
         model_dir = self.root / name
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(model_dir):
-            version = max(self._version_numbers(name), default=0) + 1
-            tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
-            try:
-                for dest, source in files.items():
-                    if Path(source).is_dir():
-                        shutil.copytree(source, tmp / dest)
-                    else:
-                        shutil.copy2(source, tmp / dest)
-                record = {"name": name, "version": version, "created_at": time.time(), **meta}
-                (tmp / VERSION_FILE).write_text(json.dumps(record, indent=2, default=str))
-                tmp.rename(model_dir / str(version))
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        return self.get(f"{name}/{version}")
+        version = max(self._version_numbers(name), default=0) + 1
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
+        try:
+            for dest, source in files.items():
+                if Path(source).is_dir():
+                    shutil.copytree(source, tmp / dest)
+                else:
+                    shutil.copy2(source, tmp / dest)
+            record = {"name": name, "version": version, "created_at": time.time(), **meta}
+            if run_id is not None:
+                record["run_id"] = run_id
+            (tmp / VERSION_FILE).write_text(json.dumps(record, indent=2, default=str))
+            tmp.rename(model_dir / str(version))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
 
-    def get(self, reference: str) -> ModelVersion:
-        """Resolve 'name' (latest version) or 'name/version'."""
-        name, _, number = reference.partition("/")
-        if number and not number.isdigit():
-            raise RegistryError(f"bad model reference '{reference}': use 'name' or 'name/<int>'")
-        versions = self._version_numbers(name)
-        if not versions:
-            known = ", ".join(self.names()) or "none"
-            raise RegistryError(
-                f"no registered model '{name}' in {self.root} (registered: {known}). "
-                "Run the pipeline first: tuneline run CONFIG"
-            )
-        version = int(number) if number else max(versions)
-        if version not in versions:
-            raise RegistryError(f"model '{name}' has no version {version} (has {sorted(versions)})")
+    def _load_version(self, name: str, version: int) -> ModelVersion:
         path = self.root / name / str(version)
         meta = json.loads((path / VERSION_FILE).read_text())
-        return ModelVersion(name, version, path, meta)
+        aliases = tuple(sorted(a for a, v in self._aliases(name).items() if v == version))
+        tags = self._state(name)["tags"].get(str(version), {})
+        return ModelVersion(name, version, path, meta, aliases, dict(tags))
 
     def names(self) -> list[str]:
-        """Registered model names."""
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if self._version_numbers(p.name))
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        """All versions of `name`, oldest first."""
-        return [self.get(f"{name}/{n}") for n in sorted(self._version_numbers(name))]
-
-    def _version_numbers(self, name: str) -> set[int]:
+    def _version_numbers(self, name: str) -> list[int]:
         model_dir = self.root / name
         if not name or not model_dir.is_dir():
-            return set()
-        return {int(p.name) for p in model_dir.iterdir()
-                if p.name.isdigit() and (p / VERSION_FILE).is_file()}
+            return []
+        return sorted(int(p.name) for p in model_dir.iterdir()
+                      if p.name.isdigit() and (p / VERSION_FILE).is_file())
 
+    def _aliases(self, name: str) -> dict[str, int]:
+        return dict(self._state(name)["aliases"])
 
-def _check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"bad model name '{name}': use letters, digits, '.', '_' or '-' (no '/')"
-        )
+    def _set_alias(self, name: str, alias: str, version: int | None) -> None:
+        state = self._state(name)
+        if version is None:
+            state["aliases"].pop(alias, None)
+        else:
+            state["aliases"][alias] = version
+        write_json_atomic(self.root / name / STATE_FILE, state)
 
+    def _version_tags(self, name: str) -> dict[int, dict[str, str]]:
+        tags = self._state(name)["tags"]
+        return {v: dict(tags.get(str(v), {})) for v in self._version_numbers(name)}
 
-@contextmanager
-def _locked(model_dir: Path) -> Iterator[None]:
-    with open(model_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    def _set_tag(self, name: str, version: int, key: str, value: str) -> None:
+        state = self._state(name)
+        state["tags"].setdefault(str(version), {})[key] = value
+        write_json_atomic(self.root / name / STATE_FILE, state)
+
+    def _state(self, name: str) -> dict[str, Any]:
+        path = self.root / name / STATE_FILE
+        state = json.loads(path.read_text()) if path.is_file() else {}
+        return {"aliases": state.get("aliases", {}), "tags": state.get("tags", {})}
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        model_dir = self.root / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with open(model_dir / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

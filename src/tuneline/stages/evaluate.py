@@ -1,15 +1,27 @@
-"""Stage 5, evaluate: base vs tuned answers on the recall and heldout sets."""
+"""Stage 5, evaluate: base, tuned (and the registry's champion) answer the recall, heldout,
+unanswerable and general sets; metrics per variant and set; optionally an LLM judge."""
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic, write_jsonl
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    hash_tree,
+    run_stage,
+    write_json_atomic,
+    write_jsonl,
+)
 from tuneline.config import PipelineConfig
+from tuneline.errors import DataError
 from tuneline.evaluation.metrics import is_abstention, is_correct, summarize_items
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
@@ -20,6 +32,18 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.jsonl"
 REPORT = "report.md"
 VARIANTS = ("base", "tuned")
+CHAMPION = "champion"
+GENERAL = "general"
+PACKAGED_PROBE = "probes/general.jsonl"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry's current champion, answered as a third variant."""
+
+    reference: str
+    base_model: str
+    weights: Path
 
 
 def run(
@@ -33,24 +57,77 @@ def run(
     """
     config_hash = cfg.section_hash("evaluate", "model")
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}
+    champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
+    if champion is not None:
+        inputs["champion"] = f"{champion.reference}:{hash_tree(champion.weights)[:16]}"
     return run_stage("evaluate", out_dir, config_hash, inputs,
-                     lambda tmp: _evaluate(cfg, curated, trained, tmp), force)
+                     lambda tmp: _evaluate(cfg, curated, trained, champion, tmp), force)
 
 
-def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact, tmp: Path) -> StageResult:
-    items = [item for name in EVAL_SETS
-             for item in load_eval_set(curated, name)[: cfg.evaluate.max_examples]]
+def find_champion(cfg: PipelineConfig) -> Champion | None:
+    """The champion of `register.name` when it holds local weights; None when there is none."""
+    from tuneline.registry import open_registry
+
+    registry = open_registry(cfg.register)
+    version = registry.champion(cfg.register.name)
+    if version is None or version.remote_model is not None:
+        return None
+    version = registry.materialize(version)
+    return Champion(version.reference, str(version.meta["base_model"]), version.weights_dir)
+
+
+def evaluation_items(cfg: PipelineConfig, curated: Artifact) -> list[dict[str, Any]]:
+    """The curated sets, then the general probe, each cut to evaluate.max_examples."""
+    limit = cfg.evaluate.max_examples
+    items = [item for name in EVAL_SETS for item in load_eval_set(curated, name)[:limit]]
+    if cfg.evaluate.general_probe:
+        items += [{**item, "set": GENERAL} for item in general_probe(cfg)[:limit]]
+    return items
+
+
+def general_probe(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """The forgetting probe: the packaged set, or evaluate.general_probe_file."""
+    path = cfg.evaluate.general_probe_file
+    if path is None:
+        text = resources.files("tuneline.evaluation").joinpath(PACKAGED_PROBE).read_text("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not path.is_file():
+        raise DataError(f"evaluate.general_probe_file: {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        missing = [k for k in ("question", "fact")
+                   if not isinstance(row, dict) or not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{path}:{number}: a general probe item needs "
+                            f"{' and '.join(missing)} (a string)")
+        rows.append({"id": f"general-{number}", "reference": row["fact"], **row})
+    return rows
+
+
+def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
+              champion: Champion | None, tmp: Path) -> StageResult:
+    items = evaluation_items(cfg, curated)
     answers: dict[str, list[str]] = {}
     details: dict[str, Any]
     if (trained.path / REMOTE_MODEL).is_file():
         answers, details = _answer_remote(cfg, trained, items)
     else:
         speed: dict[str, float] = {}
-        for variant in VARIANTS:
-            answers[variant], speed[variant] = _answer_all(cfg, weights_dir(trained),
-                                                           variant, items)
+        sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
+        if champion is not None:
+            sources[CHAMPION] = (champion.base_model, champion.weights)
+        for variant, (base, weights) in sources.items():
+            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, items)
         details = {"generation_tokens_per_second": speed}
-    variants = [v for v in VARIANTS if v in answers]
+        if champion is not None:
+            details["champion"] = champion.reference
+    variants = [v for v in (*VARIANTS, CHAMPION) if v in answers]
     predictions = [
         {**item, **{f"{v}_answer": answers[v][i] for v in variants},
          **{f"{v}_correct": is_correct(answers[v][i], item) for v in variants},
@@ -70,7 +147,7 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
     metrics: dict[str, Any] = {}
     for variant in variants:
         metrics[variant] = {}
-        for name in EVAL_SETS:
+        for name in (*EVAL_SETS, GENERAL):
             rows = [p for p in predictions if p["set"] == name]
             if not rows:
                 continue
@@ -79,15 +156,14 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
 
 
 def _answer_all(
-    cfg: PipelineConfig, adapter_dir: Path, variant: str, items: list[dict[str, Any]]
+    cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
+    items: list[dict[str, Any]],
 ) -> tuple[list[str], float]:
     from tuneline.models.generation import generate_all
     from tuneline.models.loading import load_for_inference
 
-    model, tokenizer = load_for_inference(
-        cfg.model.base, adapter_dir if variant == "tuned" else None, cfg.model.cache_dir,
-        cfg.train.precision,
-    )
+    model, tokenizer = load_for_inference(base, weights, cfg.model.cache_dir,
+                                          cfg.train.precision)
     conversations = [[{"role": "user", "content": item["question"]}] for item in items]
     bar = tqdm(total=len(items), desc=f"evaluate {variant}", unit="q", dynamic_ncols=True)
     started, tokens = time.perf_counter(), 0

@@ -1,4 +1,6 @@
-"""Stage 6, register: record the adapter (or remote model id), config, data hash and metrics."""
+"""Stage 6, register: a new model version (adapter or remote model id, config, metrics, report)
+with lineage (base model, data hash, config hash, code version, gate result), aliased
+`candidate`. On MLflow the version points at the run the track stage logged."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ from pathlib import Path
 
 from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
-from tuneline.registry.local import LocalRegistry
+from tuneline.evaluation.gate import GateResult
+from tuneline.registry import open_registry
 from tuneline.stages.evaluate import METRICS, REPORT
+from tuneline.stages.track import code_version, lineage_config_hash, tracked_run_id
 from tuneline.stages.train import weights_dir
 from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
@@ -20,32 +24,44 @@ def run(
     curated: Artifact,
     trained: Artifact,
     evaluated: Artifact,
+    gate: GateResult,
+    tracked: Artifact | None,
     out_dir: Path,
     force: bool = False,
 ) -> Artifact:
     """Register a new version of `cfg.register.name` and write `registration.json`."""
     inputs = {"curate": curated.output_hash, "train": trained.output_hash,
               "evaluate": evaluated.output_hash}
+    if tracked is not None:
+        inputs["track"] = tracked.output_hash
 
     def work(tmp: Path) -> StageResult:
         save_config(cfg, tmp / "config.yaml")
-        registry = LocalRegistry(cfg.register.registry_dir)
+        registry = open_registry(cfg.register)
         model_files, model_meta = _trained_model(cfg, trained)
+        run_id = tracked_run_id(tracked)
+        files = {} if run_id else {**model_files, "config.yaml": tmp / "config.yaml",
+                                   "metrics.json": evaluated.path / METRICS,
+                                   "report.md": evaluated.path / REPORT}
         version = registry.register(
             cfg.register.name,
-            files={**model_files, "config.yaml": tmp / "config.yaml",
-                   "metrics.json": evaluated.path / METRICS, "report.md": evaluated.path / REPORT},
+            files=files,
             meta={
                 **model_meta,
                 "run": cfg.run.name,
                 "data_hash": curated.output_hash,
                 "adapter_hash": trained.output_hash,
-                "config_hash": cfg.section_hash("train", "model", "curate", "synthesize"),
+                "config_hash": lineage_config_hash(cfg),
+                "code_version": code_version(),
+                "gate": gate.to_dict(),
                 "metrics": json.loads((evaluated.path / METRICS).read_text()),
             },
+            run_id=run_id,
         )
         write_json_atomic(tmp / REGISTRATION, {"name": version.name, "version": version.version,
-                                               "path": str(version.path)})
+                                               "path": str(version.path),
+                                               "registry": registry.location,
+                                               "run_id": run_id})
         return StageResult(counts={"version": version.version},
                            details={"model": f"{version.name}/{version.version}"})
 
