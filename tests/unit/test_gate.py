@@ -163,3 +163,19 @@ def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path
     assert version.meta["gate"]["passed"] is True
     assert version.meta["run_id"] != tracked["run_id"]  # the passing gate is a new run
     assert (version.adapter_dir / "adapter_config.json").is_file()
+
+
+def test_regression_also_holds_against_the_champion():
+    metrics = {"base": {"general": {"accuracy": 0.5}}, "tuned": {"general": {"accuracy": 0.6}},
+               "champion": {"general": {"accuracy": 0.8}}}
+    result = check_gate(_gate(max_regression={"general": 0.1}), metrics)
+    assert [c.name for c in result.checks] == ["max_regression.general",
+                                              "max_regression.general (vs champion)"]
+    assert result.checks[0].passed and not result.checks[1].passed
+    assert "vs champion 0.800, a drop of 0.200" in result.checks[1].message
+
+
+def test_win_rate_without_valid_verdicts_says_so():
+    metrics = {"judge": {"win_rate": None, "invalid": 4, "n": 4}}
+    failed = check_gate(_gate(min_win_rate=0.5), metrics).checks[0]
+    assert not failed.passed and "no valid verdict (4 invalid of 4)" in failed.message

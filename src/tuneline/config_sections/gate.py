@@ -27,7 +27,8 @@ class GateConfig(_Section):
     max_regression: dict[str, float] = Field(
         default_factory=dict,
         description="How far tuned accuracy may fall below base accuracy per set, e.g. "
-        f"{{general: 0.05}}. {_SETS}",
+        "{general: 0.05}; when the registry's champion was evaluated too, also below the "
+        f"champion's. {_SETS}",
     )
     min_win_rate: float | None = Field(
         None, ge=0, le=1,

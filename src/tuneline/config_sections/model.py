@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from tuneline.config_sections.base import _Section
+from tuneline.config_sections.judge import JudgeConfig
 from tuneline.config_sections.managed import BedrockJobConfig, OpenAiJobConfig
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
@@ -146,6 +147,10 @@ class EvaluateConfig(_Section):
     general_probe_file: Path | None = Field(
         None, description="A JSONL probe set replacing the packaged one (fields: question, "
         "reference, fact, optional aliases and template).",
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="Pairwise LLM-as-judge of tuned vs base (or "
+        "vs the champion) through any OpenAI-compatible endpoint; off until endpoint is set.",
     )
     compare_champion: bool = Field(
         True, description="When the registry has a champion of register.name with local "

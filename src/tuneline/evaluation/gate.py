@@ -7,7 +7,7 @@ from typing import Any
 
 from tuneline.config_sections.gate import GateConfig
 
-TUNED, BASE = "tuned", "base"
+TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 
 
 @dataclass
@@ -52,7 +52,10 @@ def check_gate(gate: GateConfig, metrics: dict[str, Any]) -> GateResult:
         checks.append(_bound(f"min_abstention.{name}", metrics, name, "abstention_rate",
                              threshold, True))
     for name, threshold in gate.max_regression.items():
-        checks.append(_regression(f"max_regression.{name}", metrics, name, threshold))
+        checks.append(_regression(f"max_regression.{name}", metrics, name, threshold, BASE))
+        if CHAMPION in metrics:
+            checks.append(_regression(f"max_regression.{name} (vs champion)", metrics, name,
+                                      threshold, CHAMPION))
     if gate.min_win_rate is not None:
         checks.append(_win_rate(metrics, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
@@ -88,9 +91,10 @@ def _bound(name: str, metrics: dict[str, Any], set_name: str, metric: str, thres
                      f"({verdict})")
 
 
-def _regression(name: str, metrics: dict[str, Any], set_name: str, threshold: float) -> GateCheck:
+def _regression(name: str, metrics: dict[str, Any], set_name: str, threshold: float,
+                reference: str) -> GateCheck:
     tuned = _metric(metrics, TUNED, set_name, "accuracy")
-    base = _metric(metrics, BASE, set_name, "accuracy")
+    base = _metric(metrics, reference, set_name, "accuracy")
     for value in (tuned, base):
         if isinstance(value, str):
             return GateCheck(name, threshold, None, False, f"{name}: {value}")
@@ -99,7 +103,7 @@ def _regression(name: str, metrics: dict[str, Any], set_name: str, threshold: fl
     passed = drop <= threshold + 1e-12
     verdict = "ok" if passed else "FAILED"
     return GateCheck(name, threshold, drop, passed,
-                     f"{name}: tuned accuracy {tuned:.3f} vs base {base:.3f}, a drop of "
+                     f"{name}: tuned accuracy {tuned:.3f} vs {reference} {base:.3f}, a drop of "
                      f"{drop:.3f}, allowed <= {threshold:.3f} ({verdict})")
 
 
@@ -109,6 +113,10 @@ def _win_rate(metrics: dict[str, Any], threshold: float) -> GateCheck:
     value = judge.get("win_rate") if isinstance(judge, dict) else None
     if isinstance(value, dict):
         value = value.get("value")
+    if isinstance(judge, dict) and value is None:
+        return GateCheck(name, threshold, None, False,
+                         f"{name}: the judge gave no valid verdict ({judge.get('invalid', 0)} "
+                         f"invalid of {judge.get('n', 0)}); see evaluate/judgments.jsonl")
     if not isinstance(value, int | float):
         return GateCheck(name, threshold, None, False,
                          f"{name}: metrics.json has no 'judge.win_rate' metric (is the LLM "

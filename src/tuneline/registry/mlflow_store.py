@@ -184,14 +184,15 @@ class MlflowRegistry(Registry):
         version.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=version.path.parent))
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=version.meta["source"],
-                                                dst_path=str(tmp),
-                                                tracking_uri=self.tracking_uri)
-            tmp.rename(version.path)
-        except FileExistsError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process downloaded it first
+            local = mlflow.artifacts.download_artifacts(artifact_uri=version.meta["source"],
+                                                        dst_path=str(tmp),
+                                                        tracking_uri=self.tracking_uri)
+            Path(local).rename(version.path)  # it lands in a subfolder named like the source
+            shutil.rmtree(tmp, ignore_errors=True)
         except Exception as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if version.path.is_dir():  # another process downloaded it first
+                return version
             raise RegistryError(f"could not download {version.reference} from "
                                 f"{version.meta['source']}: {exc}") from exc
         return version

@@ -4,6 +4,7 @@ unanswerable and general sets; metrics per variant and set; optionally an LLM ju
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +32,7 @@ from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.jsonl"
 REPORT = "report.md"
+JUDGMENTS = "judgments.jsonl"
 VARIANTS = ("base", "tuned")
 CHAMPION = "champion"
 GENERAL = "general"
@@ -135,12 +137,35 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         for i, item in enumerate(items)
     ]
     metrics = _metrics(predictions, variants)
+    if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
+        opponent = CHAMPION if CHAMPION in variants else "base"
+        metrics["judge"], details["judge_usage"] = _judge(cfg, predictions, opponent, tmp)
     write_json_atomic(tmp / METRICS, metrics)
     write_jsonl(tmp / PREDICTIONS, predictions)
-    report = (render_report(metrics, predictions) if variants == list(VARIANTS)
-              else _partial_report(metrics, details.get("skipped", {})))
+    variant_metrics = {v: metrics[v] for v in variants}
+    report = (render_report(variant_metrics, predictions) if set(VARIANTS) <= set(variants)
+              else _partial_report(variant_metrics, details.get("skipped", {})))
     (tmp / REPORT).write_text(report, encoding="utf-8")
     return StageResult(counts={"questions": len(items)}, details=details)
+
+
+def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str,
+           tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tuned vs `opponent` through the judge endpoint; writes judgments.jsonl.
+
+    Pairs are shuffled (seeded) so that judge.max_pairs samples every set."""
+    from tuneline.evaluation.judge import JudgePair, judge_pairs
+    from tuneline.models.resolve import cache_root
+
+    pairs = [JudgePair(p["question"], p.get("reference") or p["fact"], p["tuned_answer"],
+                       p[f"{opponent}_answer"],
+                       {"set": p["set"], "id": p.get("id"), "template": p.get("template")})
+             for p in predictions]
+    random.Random(cfg.run.seed).shuffle(pairs)
+    outcome = judge_pairs(cfg.evaluate.judge, pairs, "tuned", opponent,
+                          cache_root(cfg.model.cache_dir) / "llm-responses")
+    write_jsonl(tmp / JUDGMENTS, outcome.judgments)
+    return outcome.summary, outcome.usage
 
 
 def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:

@@ -23,13 +23,12 @@ from tuneline.artifacts import (
 from tuneline.config import PipelineConfig
 from tuneline.data.card import CARD, PLOTS_DIR
 from tuneline.evaluation.gate import GateResult
-from tuneline.stages.evaluate import METRICS, PREDICTIONS, REPORT
+from tuneline.stages.evaluate import JUDGMENTS, METRICS, PREDICTIONS, REPORT
 from tuneline.stages.train import weights_dir
 from tuneline.training.job import LOSS_PLOT, TRAIN_LOG
 from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 TRACKING = "tracking.json"
-JUDGMENTS = "judgments.jsonl"
 STEP_METRICS = ("loss", "val_loss", "lr", "grad_norm", "tokens_per_second")
 
 
