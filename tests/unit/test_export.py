@@ -138,7 +138,8 @@ def test_registered_version_merges_into_its_recorded_base(tiny_model_dir, adapte
                                      {"base_model": str(tiny_model_dir)})
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
-    _export(f"register.registry_dir={registry}", "--model", "tiny/1", "--merge", "--dtype",
+    _export(f"register.registry_dir={registry}", "register.backend=local", "--model", "tiny/1",
+            "--merge", "--dtype",
             "bfloat16", "--output", str(out))
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.dtype == torch.bfloat16

@@ -153,7 +153,7 @@ def test_samples_mark_answers_and_show_the_judge_verdict(report: Path) -> None:
 
 def test_without_matplotlib_tables_replace_plots(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(html_report, "_figure_module", lambda: None)
+    monkeypatch.setattr(html_report.html_plots, "figure_module", lambda: None)
     text = render_html_report(make_run(tmp_path))
     assert text.count("data:image/png;base64,") == 1  # only the card's own image
     assert "<th>category</th>" in text and "60.0%" in text

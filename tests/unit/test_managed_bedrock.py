@@ -203,7 +203,7 @@ def _pipeline(tmp_path, data):
 
 def test_pipeline_registers_the_custom_model_and_records_why_evaluate_skipped(
         tmp_path, role_arn, polls):
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
 
     cfg, result = _pipeline(tmp_path, _config(tmp_path, role_arn))
     evaluated = result.artifacts["evaluate"]
@@ -214,7 +214,7 @@ def test_pipeline_registers_the_custom_model_and_records_why_evaluate_skipped(
     assert "tuned: not evaluated" in (evaluated.path / "report.md").read_text()
 
     (job,) = jobs(REGION).values()
-    version = LocalRegistry(cfg.register.registry_dir).get("capitals")
+    version = open_registry(cfg.register).get("capitals")
     assert version.meta["provider"] == "bedrock"
     assert version.meta["model_id"] == job.output_model_arn
     assert version.meta["job_id"] == job.job_arn
@@ -224,7 +224,7 @@ def test_pipeline_registers_the_custom_model_and_records_why_evaluate_skipped(
 
 def test_pipeline_with_throughput_and_converse_evaluates_through_bedrock(
         tmp_path, role_arn, polls):
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
 
     data = _config(tmp_path, role_arn, provisioned_throughput={"enabled": True,
                                                               "model_units": 2})
@@ -250,5 +250,5 @@ def test_pipeline_with_throughput_and_converse_evaluates_through_bedrock(
     predictions = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
     assert {p["base_answer"] for p in predictions} == {BASE_ANSWER}
 
-    version = LocalRegistry(cfg.register.registry_dir).get("capitals")
+    version = open_registry(cfg.register).get("capitals")
     assert version.meta["provisioned_model_arn"] == provisioned

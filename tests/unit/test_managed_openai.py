@@ -203,7 +203,7 @@ def pipeline(tmp_path, base_url, fake):
 
 
 def test_the_pipeline_trains_evaluates_and_registers_the_remote_model(pipeline, fake):
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
 
     cfg, result = pipeline
     remote = read_json(result.artifacts["train"].path / "remote_model.json")
@@ -222,13 +222,13 @@ def test_the_pipeline_trains_evaluates_and_registers_the_remote_model(pipeline, 
     predictions = read_jsonl(evaluated.path / "predictions.jsonl")
     assert {p["base_answer"] for p in predictions} == {BASE_ANSWER}
 
-    version = LocalRegistry(cfg.register.registry_dir).get("capitals")
+    version = open_registry(cfg.register).get("capitals")
     assert version.meta["provider"] == "openai"
     assert version.meta["model_id"] == remote["model_id"]
     assert version.meta["job_id"] == remote["job_id"]
     assert version.meta["base_model"] == "gpt-4o-mini-2024-07-18"
     assert version.remote_model == remote
-    assert version.meta["metrics"] == metrics
+    assert read_json(version.path / "metrics.json") == metrics
     assert not version.adapter_dir.exists()
 
 

@@ -95,15 +95,15 @@ def test_train_saves_the_template_it_trained_with(trained):
 
 def test_evaluate_renders_tuned_prompts_with_the_adapter_template(trained, monkeypatch):
     from tuneline.pipeline import run_pipeline
-    from tuneline.stages.curate import EVAL_SETS, load_eval_set
+    from tuneline.stages.evaluate import evaluation_items
 
     cfg, _, adapter, base = trained
     spy = GenerateSpy(monkeypatch)
     result = run_pipeline(cfg, until="evaluate")
     assert not result.artifacts["evaluate"].skipped
 
-    questions = [item["question"] for name in EVAL_SETS
-                 for item in load_eval_set(result.artifacts["curate"], name)[:2]]
+    questions = [item["question"]
+                 for item in evaluation_items(cfg, result.artifacts["curate"])]
     tuned = [_prompt_ids(adapter, q) for q in questions]
     untuned = [_prompt_ids(base, q) for q in questions]
     assert not set(map(tuple, tuned)) & set(map(tuple, untuned))

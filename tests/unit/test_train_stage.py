@@ -116,7 +116,7 @@ def test_full_fine_tuning_runs_through_evaluate_register_and_loads_for_serving(c
     from tuneline.config import load_config
     from tuneline.models.loading import load_for_inference
     from tuneline.pipeline import run_pipeline
-    from tuneline.registry.local import LocalRegistry
+    from tuneline.registry import open_registry
 
     cfg = load_config(config(method="full", max_steps=3, learning_rate=1e-3), [])
     result = run_pipeline(cfg)
@@ -124,7 +124,7 @@ def test_full_fine_tuning_runs_through_evaluate_register_and_loads_for_serving(c
     assert trained.manifest["details"]["weights_dir"] == "model"
     assert (trained.path / "model" / "model.safetensors").is_file()
     assert "tuned" in read_json(result.artifacts["evaluate"].path / "metrics.json")
-    version = LocalRegistry(cfg.register.registry_dir).get(cfg.register.name)
+    version = open_registry(cfg.register).get(cfg.register.name)
     assert version.weights_dir.name == "model"
     model, tokenizer = load_for_inference(cfg.model.base, version.weights_dir, precision="fp32")
     from safetensors.torch import load_file

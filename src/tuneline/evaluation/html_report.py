@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -16,9 +13,8 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from tuneline._optional import require
 from tuneline.artifacts import read_jsonl, write_text_atomic
-from tuneline.errors import MissingDependencyError
+from tuneline.evaluation import html_plots
 
 REPORT = "report.html"
 SAMPLES_PER_SET = 5
@@ -29,7 +25,6 @@ _TABLE_METRICS = (("accuracy", "accuracy"), ("hallucination_rate", "hallucinatio
                   ("abstention_rate", "abstention"), ("token_f1", "token F1"),
                   ("exact_match", "exact match"))
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-_COLORS = ("#8c96a6", "#2f6fde", "#e07b39", "#3a9d5d", "#9b59b6")
 _CSS = """
 body{margin:0;background:#f4f6f9;color:#1d2430;font:15px/1.5 system-ui,-apple-system,
  "Segoe UI",Roboto,Helvetica,Arial,sans-serif}
@@ -82,7 +77,7 @@ def render_html_report(run_dir: Path) -> str:
         The HTML text; it references no external URL.
     """
     run = load_run(Path(run_dir))
-    figures = _figure_module()
+    figures = html_plots.figure_module()
     sections = [_header(run), _loss_section(run, figures), _metrics_section(run),
                 _category_section(run, figures), _judge_section(run), _card_section(run),
                 _samples_section(run), _config_section(run)]
@@ -220,7 +215,8 @@ def _loss_section(run: RunFiles, figures: ModuleType | None) -> str:
                      f"{train[-1][1]:.3f}")
     if val:
         parts.append(f"last validation loss {val[-1][1]:.3f} (step {val[-1][0]})")
-    plot = _plot(figures, "training and validation loss", (9, 3.4), _draw_loss, train, val)
+    plot = html_plots.plot(figures, "training and validation loss", (9, 3.4),
+                           html_plots.draw_loss, train, val)
     return _section("loss", "Training loss", f"<p>{escape('; '.join(parts))}</p>{plot}")
 
 
@@ -266,9 +262,9 @@ def _category_section(run: RunFiles, figures: ModuleType | None) -> str:
         table = _category_accuracy(run.metrics, set_name)
         if not table:
             continue
-        plot = _plot(figures, f"accuracy per category, {set_name}",
+        plot = html_plots.plot(figures, f"accuracy per category, {set_name}",
                      (9, 1.2 + 0.5 * len(table) * max(1, len(run.metrics)) ** 0.5),
-                     _draw_categories, table, set_name)
+                     html_plots.draw_categories, table, set_name)
         numbers = _category_table(table)
         if plot:  # the numbers stay readable (and searchable) under the plot
             numbers = f"<details><summary>numbers</summary>{numbers}</details>"
@@ -385,7 +381,7 @@ def _inline_image(token: Token, root: Path) -> None:
     mime = _IMAGE_TYPES.get(path.suffix.lower())
     inside = path.is_relative_to(root.resolve())
     if mime and inside and "://" not in src and path.is_file():
-        token.attrSet("src", _data_uri(path.read_bytes(), mime))
+        token.attrSet("src", html_plots.data_uri(path.read_bytes(), mime))
         return
     alt = "".join(c.content for c in token.children or []) or src
     token.type, token.tag, token.children = "text", "", None
@@ -452,58 +448,3 @@ def _config_section(run: RunFiles) -> str:
     text = run.config_text
     return "" if text is None else _section("config", "Configuration", (
         f"<details><summary>config.yaml</summary><pre>{escape(text)}</pre></details>"))
-
-
-# --- Plots (matplotlib is optional: without it the report keeps its tables) --------------------
-
-
-def _figure_module() -> ModuleType | None:
-    try:
-        return require("matplotlib.figure")
-    except MissingDependencyError:
-        return None
-
-
-def _plot(figures: ModuleType | None, alt: str, size: tuple[float, float],
-          draw: Callable[..., None], *args: Any) -> str:
-    """An <img> of what `draw` puts on a new figure, embedded as PNG; "" without matplotlib."""
-    if figures is None:
-        return ""
-    figure = figures.Figure(figsize=size, dpi=100, layout="constrained")
-    draw(figure, *args)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return f'<img alt="{escape(alt)}" src="{_data_uri(buffer.getvalue(), "image/png")}">'
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _draw_loss(figure: Any, train: list[tuple[int, float]], val: list[tuple[int, float]]) -> None:
-    axes = figure.subplots()
-    if train:
-        axes.plot(*zip(*train, strict=True), color=_COLORS[1], label="train")
-    if val:
-        axes.plot(*zip(*val, strict=True), color=_COLORS[2], marker="o", label="validation")
-    axes.set(xlabel="step", ylabel="loss")
-    axes.grid(alpha=0.3)
-    axes.legend()
-
-
-def _draw_categories(figure: Any, table: dict[str, dict[str, float]], set_name: str) -> None:
-    """Grouped horizontal bars: one group per category, one bar per variant."""
-    axes = figure.subplots()
-    variants = list(dict.fromkeys(v for per in table.values() for v in per))
-    height = 0.8 / len(variants)
-    categories = list(table)
-    for i, variant in enumerate(variants):
-        positions = [c + (i - (len(variants) - 1) / 2) * height for c in range(len(categories))]
-        values = [table[c].get(variant, 0.0) for c in categories]
-        bars = axes.barh(positions, values, height=height, label=variant,
-                         color=_COLORS[i % len(_COLORS)])
-        axes.bar_label(bars, labels=[f"{v:.0%}" for v in values], padding=3, fontsize=8)
-    axes.set_yticks(range(len(categories)), categories)
-    axes.invert_yaxis()
-    axes.set(xlim=(0, 1.1), xlabel="accuracy", title=f"Accuracy per category: {set_name}")
-    axes.legend(loc="lower right")

@@ -1,0 +1,89 @@
+"""Evaluation generation: tuneline's batched greedy decoding vs answering one question at a time.
+
+Same model (the embedded SmolLM2-135M-Instruct, or --model), same questions (the packaged
+`general` probe, repeated to --questions), same greedy decoding and answer budget. Ours is the
+evaluate stage's `generate_all` (length-sorted, left-padded batches of --batch-size); the baseline
+is the loop most eval scripts write: one `model.generate` call per question (`generate_all` with
+batch size 1, so prompts, decoding and stopping are identical). Timings exclude model loading;
+each path first answers one warm-up batch. Tokens are the answers' real tokens (up to EOS), so
+padding and the tokens a finished row idles through in a batch are not counted. Also reported:
+how many answers are identical in both paths, and peak RSS.
+
+    .venv/bin/python bench/eval.py                         # 64 questions, batch 16 and 32
+    .venv/bin/python bench/eval.py --batch-size 16 --questions 128 --max-new-tokens 48
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from importlib import resources
+from typing import Any
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def questions(n: int) -> list[list[dict[str, str]]]:
+    text = resources.files("tuneline.evaluation").joinpath("probes/general.jsonl").read_text()
+    probe = [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
+    return [[{"role": "user", "content": probe[i % len(probe)]}] for i in range(n)]
+
+
+def timed(model: Any, tokenizer: Any, conversations: list, max_new_tokens: int,
+          batch_size: int) -> tuple[list[Any], float]:
+    from tuneline.models.generation import generate_all
+
+    generate_all(model, tokenizer, conversations[:batch_size], max_new_tokens, batch_size)
+    started = time.perf_counter()
+    answers = generate_all(model, tokenizer, conversations, max_new_tokens, batch_size)
+    return answers, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, action="append", default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    args = parser.parse_args()
+    batch_sizes = args.batch_size or [16, 32]
+
+    import torch
+
+    from tuneline.models.loading import load_for_inference
+
+    log(f"torch threads {torch.get_num_threads()}; loading {args.model}")
+    model, tokenizer = load_for_inference(args.model, None)
+    conversations = questions(args.questions)
+
+    log(f"baseline: one question at a time, {len(conversations)} questions")
+    one_by_one, baseline_s = timed(model, tokenizer, conversations, args.max_new_tokens, 1)
+    tokens = sum(g.completion_tokens for g in one_by_one)
+    rows = [("one-by-one (baseline)", 1, tokens, baseline_s, len(conversations))]
+    for batch_size in batch_sizes:
+        log(f"tuneline: batches of {batch_size}")
+        batched, seconds = timed(model, tokenizer, conversations, args.max_new_tokens,
+                                 batch_size)
+        same = sum(a.text == b.text for a, b in zip(batched, one_by_one, strict=True))
+        rows.append((f"tuneline batched (batch {batch_size})", batch_size,
+                     sum(g.completion_tokens for g in batched), seconds, same))
+
+    print(f"\nmodel {args.model}, {len(conversations)} questions, greedy, max_new_tokens "
+          f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}")
+    print(f"{'path':<30} {'answer tok':>10} {'seconds':>8} {'tok/s':>8} {'q/s':>6} "
+          f"{'speed-up':>8} {'same answer':>11}")
+    for name, _, n_tokens, seconds, same in rows:
+        print(f"{name:<30} {n_tokens:>10} {seconds:>8.1f} {n_tokens / seconds:>8.1f} "
+              f"{len(conversations) / seconds:>6.2f} {baseline_s / seconds:>7.2f}x "
+              f"{same:>5}/{len(conversations)}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"peak RSS {peak:.2f} GiB (whole process)")
+
+
+if __name__ == "__main__":
+    main()
