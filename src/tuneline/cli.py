@@ -319,20 +319,19 @@ def _open_registry(args: tuple[str, ...]):  # -> Registry (lazy import)
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--name", default=None, help="Only this model (default: every registered one).")
 def registry_list(args: tuple[str, ...], name: str | None) -> None:
-    """Every version with its aliases, gate and headline accuracy."""
+    """Every version with its aliases, gate, run, data hash and code version."""
     store = _open_registry(args)
     table = Table(title=f"Registered models ({store.location})")
-    for column in ("model", "aliases", "gate", "base model", "run", "data hash", "code"):
-        table.add_column(column)
+    for column in ("version", "aliases", "gate", "run", "data", "code"):
+        table.add_column(column, no_wrap=column == "version")
     for model in [name] if name else store.names():
         for version in store.versions(model):
             gate = version.meta.get("gate")
             passed = gate.get("passed") if isinstance(gate, dict) else None
             table.add_row(version.reference, ", ".join(f"@{a}" for a in version.aliases),
                           {True: "passed", False: "failed", None: "-"}[passed],
-                          str(version.meta.get("base_model", "-")),
                           str(version.meta.get("run", "-")),
-                          str(version.meta.get("data_hash", "-"))[:12],
+                          str(version.meta.get("data_hash", "-"))[:8],
                           str(version.meta.get("code_version", "-")))
     console.print(table)
 
