@@ -148,8 +148,6 @@ def tuneline_serve(*args: str, timeout_s: float = 120) -> Iterator[str]:
     import subprocess
     import sys
 
-    import httpx
-
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tuneline.cli", "serve", *args, "--port", str(port)],
@@ -157,17 +155,26 @@ def tuneline_serve(*args: str, timeout_s: float = 120) -> Iterator[str]:
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                httpx.get(f"{base_url}/models", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.time() > deadline:
-                    output = server.stdout.read() if server.poll() is not None else ""
-                    raise AssertionError(f"tuneline serve did not start:\n{output}") from None
-                time.sleep(0.3)
+        wait_until_up(server, f"{base_url}/models", timeout_s)
         yield base_url
     finally:
         server.terminate()
         server.wait(30)
+
+
+def wait_until_up(server: Any, url: str, timeout_s: float) -> None:
+    """Poll `url` until it answers 2xx; fail with the process output if it exits or times out."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            httpx.get(url, timeout=2).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if server.poll() is not None or time.time() > deadline:
+                if server.poll() is None:
+                    server.kill()
+                output = server.stdout.read()
+                raise AssertionError(f"{server.args[0]} did not start:\n{output}") from None
+            time.sleep(0.3)

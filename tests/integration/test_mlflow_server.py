@@ -9,14 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port, tiny_pipeline_config, tuneline_serve, write_config
+from conftest import (
+    free_port,
+    tiny_pipeline_config,
+    tuneline_serve,
+    wait_until_up,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("torch")
@@ -35,17 +40,7 @@ def mlflow_server(root: Path, timeout_s: float = 120) -> Iterator[str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.time() > deadline:
-                    server.kill()
-                    output = server.stdout.read()
-                    raise AssertionError(f"mlflow server did not start:\n{output}") from None
-                time.sleep(0.5)
+        wait_until_up(server, f"{url}/health", timeout_s)
         yield url
     finally:
         server.terminate()
