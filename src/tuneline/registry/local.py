@@ -53,8 +53,9 @@ class LocalRegistry(Registry):
     def _load_version(self, name: str, version: int) -> ModelVersion:
         path = self.root / name / str(version)
         meta = json.loads((path / VERSION_FILE).read_text())
-        aliases = tuple(sorted(a for a, v in self._aliases(name).items() if v == version))
-        tags = self._state(name)["tags"].get(str(version), {})
+        state = self._state(name)
+        aliases = tuple(sorted(a for a, v in state["aliases"].items() if v == version))
+        tags = state["tags"].get(str(version), {})
         return ModelVersion(name, version, path, meta, aliases, dict(tags))
 
     def names(self) -> list[str]:

@@ -46,6 +46,7 @@ class Champion:
     reference: str
     base_model: str
     weights: Path
+    weights_hash: str
 
 
 def run(
@@ -61,7 +62,7 @@ def run(
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}
     champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
     if champion is not None:
-        inputs["champion"] = f"{champion.reference}:{hash_tree(champion.weights)[:16]}"
+        inputs["champion"] = f"{champion.reference}:{champion.weights_hash}"
     return run_stage("evaluate", out_dir, config_hash, inputs,
                      lambda tmp: _evaluate(cfg, curated, trained, champion, tmp), force)
 
@@ -75,7 +76,9 @@ def find_champion(cfg: PipelineConfig) -> Champion | None:
     if version is None or version.remote_model is not None:
         return None
     version = registry.materialize(version)
-    return Champion(version.reference, str(version.meta["base_model"]), version.weights_dir)
+    weights_hash = version.meta.get("adapter_hash") or hash_tree(version.weights_dir)
+    return Champion(version.reference, str(version.meta["base_model"]), version.weights_dir,
+                    str(weights_hash)[:16])
 
 
 def evaluation_items(cfg: PipelineConfig, curated: Artifact) -> list[dict[str, Any]]:

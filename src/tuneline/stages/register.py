@@ -13,8 +13,8 @@ from tuneline.evaluation.gate import GateResult
 from tuneline.registry import open_registry
 from tuneline.stages.evaluate import METRICS, REPORT
 from tuneline.stages.track import code_version, lineage_config_hash, tracked_run_id
-from tuneline.stages.train import weights_dir
-from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
+from tuneline.stages.train import model_files
+from tuneline.training.managed.common import read_remote_model
 
 REGISTRATION = "registration.json"
 
@@ -75,11 +75,10 @@ def _trained_model(cfg: PipelineConfig, trained: Artifact) -> tuple[dict[str, Pa
     meta names the provider, the model id to call, the job and the provider's base model.
     """
     remote = read_remote_model(trained.path)
-    if remote is None:
-        weights = weights_dir(trained)  # adapter/ (LoRA, QLoRA) or model/ (full fine-tuning)
-        return {weights.name: weights}, {"base_model": cfg.model.base}
+    if remote is None:  # adapter/ (LoRA, QLoRA) or model/ (full fine-tuning)
+        return model_files(trained), {"base_model": cfg.model.base}
     meta = {"base_model": remote["base_model"], "provider": remote["provider"],
             "model_id": remote["model_id"], "job_id": remote["job_id"]}
     if remote.get("provisioned_model_arn"):
         meta["provisioned_model_arn"] = remote["provisioned_model_arn"]
-    return {REMOTE_MODEL: trained.path / REMOTE_MODEL}, meta
+    return model_files(trained), meta

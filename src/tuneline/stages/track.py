@@ -24,9 +24,8 @@ from tuneline.config import PipelineConfig
 from tuneline.data.card import CARD, PLOTS_DIR
 from tuneline.evaluation.gate import GateResult
 from tuneline.stages.evaluate import JUDGMENTS, METRICS, PREDICTIONS, REPORT
-from tuneline.stages.train import weights_dir
+from tuneline.stages.train import model_files
 from tuneline.training.job import LOSS_PLOT, TRAIN_LOG
-from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
 
 TRACKING = "tracking.json"
 STEP_METRICS = ("loss", "val_loss", "lr", "grad_norm", "tokens_per_second")
@@ -110,11 +109,7 @@ def step_series(train_log: Path) -> Iterator[tuple[str, float, int]]:
 def run_files(artifacts: dict[str, Artifact], run_dir: Path) -> dict[str, Path]:
     """Artifact name → file or folder, for whichever of them this run produced."""
     trained, evaluated, curated = (artifacts[s].path for s in ("train", "evaluate", "curate"))
-    if read_remote_model(trained) is None:
-        weights = weights_dir(artifacts["train"])
-        files = {weights.name: weights}
-    else:
-        files = {REMOTE_MODEL: trained / REMOTE_MODEL}
+    files = model_files(artifacts["train"])
     candidates = {
         "config.yaml": run_dir / "config.yaml", "gate.json": run_dir / "gate.json",
         "report.html": run_dir / "report.html", METRICS: evaluated / METRICS,

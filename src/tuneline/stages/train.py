@@ -51,6 +51,17 @@ def weights_dir(trained: Artifact) -> Path:
     return trained.path / name
 
 
+def model_files(trained: Artifact) -> dict[str, Path]:
+    """What a version must hold of a train artifact: its weights folder, or the provider's
+    `remote_model.json` when a managed backend trained it."""
+    from tuneline.training.managed.common import REMOTE_MODEL, read_remote_model
+
+    if read_remote_model(trained.path) is not None:
+        return {REMOTE_MODEL: trained.path / REMOTE_MODEL}
+    weights = weights_dir(trained)
+    return {weights.name: weights}
+
+
 def checkpoint_dir(cfg: PipelineConfig, train_fingerprint: str) -> Path:
     """Checkpoints live outside the stage folder so that they survive a crash."""
     return cfg.run.runs_dir / cfg.run.name / "checkpoints" / f"train-{train_fingerprint}"

@@ -1,0 +1,24 @@
+"""What every `tuneline` command shares: the consoles and how CONFIG [KEY=VALUE]... is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from tuneline.config import PipelineConfig, load_config
+
+console = Console()
+errors = Console(stderr=True)
+
+CONFIG_HELP = "YAML config, then dotted overrides such as train.epochs=2 (YAML-parsed values)."
+
+
+def load_cli_config(args: tuple[str, ...]) -> PipelineConfig:
+    """First argument is the config file unless it looks like an override."""
+    path = None
+    if args and "=" not in args[0]:
+        path, args = Path(args[0]), args[1:]
+    elif Path("tuneline.yaml").is_file():
+        path = Path("tuneline.yaml")
+    return load_config(path, list(args))
