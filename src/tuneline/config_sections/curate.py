@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tuneline.config_sections.base import _Section
+from tuneline.config_sections.rag import RaftConfig
 
 
 class PiiConfig(_Section):
@@ -110,6 +111,9 @@ class CurateConfig(_Section):
     balance: BalanceConfig = Field(
         default_factory=BalanceConfig, description="Per-category cap on the training facts "
         "(applied after select)."
+    )
+    rag: RaftConfig = Field(
+        default_factory=RaftConfig, description="Retrieval-aware (RAFT-style) training examples."
     )
     exports: list[Literal["openai", "bedrock", "hf"]] = Field(
         default_factory=lambda: ["openai"],

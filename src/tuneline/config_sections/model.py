@@ -64,6 +64,21 @@ class TrackingConfig(_Section):
     mlflow_experiment: str = Field("tuneline", description="MLflow experiment name.")
 
 
+class ReplayConfig(_Section):
+    fraction: float = Field(
+        0.0, ge=0, le=1, description="Replay examples per curated training example: the base "
+        "model's own answers to general prompts (a set apart from the evaluation's general "
+        "probe), mixed into training so that domain tuning does not overwrite everyday "
+        "behaviour, e.g. a trained refusal spreading to every question. 0 turns it off.",
+    )
+    prompts_file: Path | None = Field(
+        None, description="JSONL of general prompts (field `prompt`) replacing the packaged set."
+    )
+    max_new_tokens: int = Field(
+        96, ge=8, description="Budget per replay answer; answers cut off by it are not used."
+    )
+
+
 class TrainConfig(_Section):
     backend: Literal["local", "openai", "bedrock"] = Field(
         "local", description="'local' trains here with transformers/PEFT; 'openai' and "
@@ -126,6 +141,8 @@ class TrainConfig(_Section):
         None, description="An `accelerate config` YAML (FSDP, DeepSpeed, multi-node); see "
         "examples/accelerate/.",
     )
+    replay: ReplayConfig = Field(default_factory=ReplayConfig,
+                                 description="Replay of the base model's general answers.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig,
                                      description="Metric sinks.")
     openai: OpenAiJobConfig = Field(default_factory=OpenAiJobConfig,
@@ -151,6 +168,11 @@ class EvaluateConfig(_Section):
     judge: JudgeConfig = Field(
         default_factory=JudgeConfig, description="Pairwise LLM-as-judge of tuned vs base (or "
         "vs the champion) through any OpenAI-compatible endpoint; off until endpoint is set.",
+    )
+    rag: bool = Field(
+        True, description="With index.enabled, also answer the curated sets with retrieved "
+        "passages in the prompt (variants base+rag and tuned+rag) and score the retrieval "
+        "(recall@k and MRR of the gold record).",
     )
     compare_champion: bool = Field(
         True, description="When the registry has a champion of register.name with local "

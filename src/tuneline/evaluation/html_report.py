@@ -20,7 +20,7 @@ REPORT = "report.html"
 SAMPLES_PER_SET = 5
 JUDGED_SHOWN = 4
 CATEGORY_KEY = "template"  # what evaluate groups `by_category` on (summarize_items' default)
-_JUDGE = "judge"  # the top-level metrics.json key that is not a variant
+_JUDGE, _RETRIEVAL = "judge", "retrieval"  # top-level metrics.json keys that are not variants
 _TABLE_METRICS = (("accuracy", "accuracy"), ("hallucination_rate", "hallucination"),
                   ("abstention_rate", "abstention"), ("token_f1", "token F1"),
                   ("exact_match", "exact match"))
@@ -60,6 +60,7 @@ class RunFiles:
     train_log: list[dict[str, Any]] | None
     metrics: dict[str, Any]  # {variant: {set: summary}}, the judge entry taken out
     judge: dict[str, Any] | None
+    retrieval: dict[str, Any] | None  # {set: {k, n, recall_at_k, mrr, ci95}}
     predictions: list[dict[str, Any]]
     judgments: list[dict[str, Any]]
     gate: dict[str, Any] | None
@@ -101,12 +102,14 @@ def load_run(run_dir: Path) -> RunFiles:
     metrics = _read_json(run_dir / "evaluate" / "metrics.json")
     metrics = dict(metrics) if isinstance(metrics, dict) else {}
     judge = metrics.pop(_JUDGE, None)
+    retrieval = metrics.pop(_RETRIEVAL, None)
     return RunFiles(
         name=str((config.get("run") or {}).get("name") or run_dir.name),
         config=config, config_text=config_text,
         train_log=_read_rows(run_dir / "train" / "train_log.jsonl"),
         metrics={k: v for k, v in metrics.items() if isinstance(v, dict)},
         judge=judge if isinstance(judge, dict) else None,
+        retrieval=retrieval if isinstance(retrieval, dict) else None,
         predictions=_read_rows(run_dir / "evaluate" / "predictions.jsonl") or [],
         judgments=_read_rows(run_dir / "evaluate" / "judgments.jsonl") or [],
         gate=_read_json(run_dir / "gate.json"),
@@ -237,7 +240,22 @@ def _metrics_section(run: RunFiles) -> str:
                 rows.append(_metric_row(variant, set_name, summary))
     header = ["set", "variant", *(label for _, label in _TABLE_METRICS), "n"]
     return _section("metrics", "Accuracy by variant and set",
-                    _table(header, rows) + _note("Brackets: bootstrap 95% interval."))
+                    _table(header, rows) + _note("Brackets: bootstrap 95% interval.")
+                    + _retrieval_table(run.retrieval))
+
+
+def _retrieval_table(retrieval: dict[str, Any] | None) -> str:
+    """Recall@k and MRR of the gold record, for the +rag variants."""
+    if not retrieval:
+        return ""
+    rows = [[escape(name), f'<td class="num">{escape(str(m.get("k")))}</td>',
+             f'<td class="num">{_pct(m.get("recall_at_k"))}'
+             f'{_interval((m.get("ci95") or {}).get("recall_at_k"))}</td>',
+             f'<td class="num">{_number(m.get("mrr")) or 0:.3f}</td>',
+             f'<td class="num">{escape(str(m.get("n")))}</td>']
+            for name, m in retrieval.items() if isinstance(m, dict)]
+    return ("<h3>Retrieval (gold record among the passages)</h3>"
+            + _table(["set", "k", "recall@k", "MRR", "n"], rows))
 
 
 def _set_names(metrics: dict[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,34 @@ def generate_all(
         if progress is not None:
             progress(len(chunk), sum(g.completion_tokens for g in outputs))
     return [r for r in results if r is not None]
+
+
+def generate_with_progress(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str,
+) -> tuple[list[Generation], float]:
+    """`generate_all` behind a progress bar showing tokens/s; returns the answers and tokens/s."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(conversations), desc=desc, unit="q", dynamic_ncols=True)
+    started, tokens = time.perf_counter(), 0
+
+    def progress(n_done: int, n_tokens: int) -> None:
+        nonlocal tokens
+        tokens += n_tokens
+        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - started):,.0f}")
+        bar.update(n_done)
+
+    try:
+        generations = generate_all(model, tokenizer, conversations, max_new_tokens, batch_size,
+                                   progress)
+    finally:
+        bar.close()
+    return generations, tokens / max(time.perf_counter() - started, 1e-9)
 
 
 def chat_token_counter(tokenizer: Any) -> Any:

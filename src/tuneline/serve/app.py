@@ -27,18 +27,26 @@ class APIError(Exception):
         self.status, self.type, self.param, self.code = status, type_, param, code
 
 
-def build_app(engines: dict[str, Engine], default_max_tokens: int = 256) -> Any:
+RAG_SUFFIX = "+rag"
+
+
+def build_app(engines: dict[str, Engine], default_max_tokens: int = 256,
+              retriever: Any = None) -> Any:
     """An app serving each engine under its model name.
 
     Args:
         engines: model name (as clients send it in `model`) → engine.
         default_max_tokens: completion budget when a request sets none.
+        retriever: a `tuneline.rag.retrieve.Retriever`; with one, every model is also served
+            as '<name>+rag' (retrieval on by default), and requests may set "rag": true.
     """
     fastapi = require("fastapi")
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
+    if retriever is not None:
+        engines = {**engines, **{f"{name}{RAG_SUFFIX}": e for name, e in engines.items()}}
     app = fastapi.FastAPI(title="tuneline", version="1")
 
     @app.exception_handler(APIError)
@@ -76,6 +84,9 @@ def build_app(engines: dict[str, Engine], default_max_tokens: int = 256) -> Any:
             raise APIError(400, "streaming is not supported yet; send stream=false",
                            "invalid_request_error", "stream")
         messages = [m.model_dump() for m in request.messages]
+        citations = None
+        if request.rag if request.rag is not None else request.model.endswith(RAG_SUFFIX):
+            messages, citations = await run_in_threadpool(_retrieve, retriever, messages)
         max_tokens = request.max_completion_tokens or request.max_tokens or default_max_tokens
         prompt_tokens = await run_in_threadpool(engine.count_prompt_tokens, messages)
         if prompt_tokens + max_tokens > engine.context_length:
@@ -94,9 +105,28 @@ def build_app(engines: dict[str, Engine], default_max_tokens: int = 256) -> Any:
             usage=Usage(prompt_tokens=generation.prompt_tokens,
                         completion_tokens=generation.completion_tokens,
                         total_tokens=generation.prompt_tokens + generation.completion_tokens),
+            citations=citations,
         )
 
     return app
+
+
+def _retrieve(retriever: Any, messages: list[dict[str, str]]
+              ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The conversation with retrieved passages in its last user turn, and their citations."""
+    from tuneline.rag.prompt import citations, rag_messages
+
+    if retriever is None:
+        raise APIError(400, "\"rag\": true needs an index: start the server with "
+                       "index.enabled and a built index (`tuneline index`)",
+                       "invalid_request_error", "rag")
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+    if question is None:
+        raise APIError(400, "\"rag\": true needs a user message to retrieve for",
+                       "invalid_request_error", "messages")
+    hits = retriever.search([question])[0]
+    max_chars = retriever.settings.max_passage_chars
+    return rag_messages(messages, [h.passage for h in hits], max_chars), citations(hits)
 
 
 def _apply_stop(text: str, stop: str | list[str] | None, finish: str) -> tuple[str, str]:

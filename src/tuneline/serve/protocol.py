@@ -26,6 +26,9 @@ class ChatCompletionRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     stream: bool = False
+    rag: bool | None = Field(
+        None, description="tuneline extension: retrieve passages from the index and answer "
+        "from them (citations come back in the response); default: on for '<name>+rag'.")
 
 
 class Choice(BaseModel):
@@ -40,6 +43,17 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class Citation(BaseModel):
+    """A passage the answer was grounded on (tuneline extension)."""
+
+    id: str
+    source: str
+    score: float
+    text: str
+    file: str | None = None
+    line: str | None = None
+
+
 class ChatCompletion(BaseModel):
     id: str = Field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     object: Literal["chat.completion"] = "chat.completion"
@@ -47,6 +61,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+    citations: list[Citation] | None = None
 
 
 class ModelCard(BaseModel):

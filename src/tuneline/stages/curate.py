@@ -34,11 +34,23 @@ EVAL_SETS = ("recall", "heldout", "unanswerable")
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 
-def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False) -> Artifact:
-    """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card."""
+def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False,
+        indexed: Artifact | None = None) -> Artifact:
+    """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card.
+
+    With curate.rag.fraction > 0, training also gets RAG-format examples retrieved from the
+    index stage's store (`indexed`)."""
     # The card counts tokens with the base model's tokenizer against train.max_seq_len.
     config_hash = (f"{cfg.section_hash('curate', 'run', 'model')}:{cfg.train.max_seq_len}"
                    if cfg.curate.card else cfg.section_hash("curate", "run"))
+    inputs = {"synthesize": synthesized.output_hash}
+    uses_rag = cfg.curate.rag.fraction > 0
+    if uses_rag:
+        if indexed is None:
+            raise ConfigError(["curate.rag.fraction: RAG training examples need the index; "
+                               "set index.enabled: true"])
+        config_hash += ":" + cfg.section_hash("index", "synthesize")
+        inputs["index"] = indexed.output_hash
 
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
@@ -60,6 +72,10 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
         chats = {"train": chat_examples(split.train + abstain.train, trained),
                  "val": chat_examples(split.val, trained),
                  "test": chat_examples(split.heldout, slice(None))}
+        if uses_rag:
+            raft, shaped_rag = _raft(cfg, split.train + abstain.train, trained)
+            chats["train"] += raft
+            shaped.update(shaped_rag)
         eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
                      "heldout": eval_items(split.heldout, recall_only, "heldout"),
                      "unanswerable": [{**item, "expect": "abstain"} for item in
@@ -81,8 +97,19 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
                                           eval_sets, counts, details)
         return StageResult(counts=counts, details=details)
 
-    return run_stage("curate", out_dir, config_hash, {"synthesize": synthesized.output_hash},
-                     work, force)
+    return run_stage("curate", out_dir, config_hash, inputs, work, force)
+
+
+def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice
+          ) -> tuple[list[dict], dict[str, int]]:
+    from tuneline.rag.raft import raft_examples
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        return raft_examples(cfg, facts, phrasings, retriever)
+    finally:
+        retriever.close()
 
 
 def load_eval_set(curated: Artifact, name: str) -> list[dict]:

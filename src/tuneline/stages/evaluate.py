@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from tuneline.artifacts import (
     Artifact,
     StageResult,
     hash_tree,
+    read_user_jsonl,
     run_stage,
     write_json_atomic,
     write_jsonl,
 )
 from tuneline.config import PipelineConfig
-from tuneline.errors import DataError
 from tuneline.evaluation.metrics import is_abstention, is_correct, summarize_items
 from tuneline.evaluation.report import render_report
 from tuneline.stages.curate import EVAL_SETS, load_eval_set
@@ -35,6 +32,8 @@ REPORT = "report.md"
 JUDGMENTS = "judgments.jsonl"
 VARIANTS = ("base", "tuned")
 CHAMPION = "champion"
+RAG_VARIANTS = ("base+rag", "tuned+rag")
+RETRIEVAL = "retrieval"  # the top-level metrics.json key with recall@k and MRR, not a variant
 GENERAL = "general"
 PACKAGED_PROBE = "probes/general.jsonl"
 
@@ -50,7 +49,8 @@ class Champion:
 
 
 def run(
-    cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False
+    cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False,
+    indexed: Artifact | None = None,
 ) -> Artifact:
     """Write `metrics.json`, predictions and a report.
 
@@ -60,11 +60,17 @@ def run(
     """
     config_hash = cfg.section_hash("evaluate", "model")
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}
+    with_rag = (cfg.evaluate.rag and indexed is not None
+                and not (trained.path / REMOTE_MODEL).is_file())
+    if with_rag:
+        config_hash += ":" + cfg.section_hash("index")
+        inputs["index"] = indexed.output_hash
     champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
     if champion is not None:
         inputs["champion"] = f"{champion.reference}:{champion.weights_hash}"
     return run_stage("evaluate", out_dir, config_hash, inputs,
-                     lambda tmp: _evaluate(cfg, curated, trained, champion, tmp), force)
+                     lambda tmp: _evaluate(cfg, curated, trained, champion, with_rag, tmp),
+                     force)
 
 
 def find_champion(cfg: PipelineConfig) -> Champion | None:
@@ -96,50 +102,47 @@ def general_probe(cfg: PipelineConfig) -> list[dict[str, Any]]:
     if path is None:
         text = resources.files("tuneline.evaluation").joinpath(PACKAGED_PROBE).read_text("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not path.is_file():
-        raise DataError(f"evaluate.general_probe_file: {path} does not exist")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        missing = [k for k in ("question", "fact")
-                   if not isinstance(row, dict) or not isinstance(row.get(k), str)]
-        if missing:
-            raise DataError(f"{path}:{number}: a general probe item needs "
-                            f"{' and '.join(missing)} (a string)")
-        rows.append({"id": f"general-{number}", "reference": row["fact"], **row})
-    return rows
+    rows = read_user_jsonl(path, ("question", "fact"), "evaluate.general_probe_file",
+                           "a general probe item")
+    return [{"id": f"general-{number}", "reference": row["fact"], **row}
+            for number, row in rows]
 
 
 def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
-              champion: Champion | None, tmp: Path) -> StageResult:
+              champion: Champion | None, with_rag: bool, tmp: Path) -> StageResult:
     items = evaluation_items(cfg, curated)
-    answers: dict[str, list[str]] = {}
+    answers: dict[str, list[str | None]] = {}
     details: dict[str, Any]
+    retrieval: dict[str, Any] = {}
     if (trained.path / REMOTE_MODEL).is_file():
         answers, details = _answer_remote(cfg, trained, items)
     else:
+        questions = [[{"role": "user", "content": item["question"]}] for item in items]
         speed: dict[str, float] = {}
         sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
         if champion is not None:
             sources[CHAMPION] = (champion.base_model, champion.weights)
         for variant, (base, weights) in sources.items():
-            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, items)
+            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions)
+        if with_rag:
+            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed)
+            answers.update(rag_answers)
         details = {"generation_tokens_per_second": speed}
         if champion is not None:
             details["champion"] = champion.reference
-    variants = [v for v in (*VARIANTS, CHAMPION) if v in answers]
+    variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
     predictions = [
-        {**item, **{f"{v}_answer": answers[v][i] for v in variants},
-         **{f"{v}_correct": is_correct(answers[v][i], item) for v in variants},
-         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in variants}}
+        {**item, **retrieval.get("items", {}).get(i, {}),
+         **{f"{v}_answer": answers[v][i] for v in variants if answers[v][i] is not None},
+         **{f"{v}_correct": is_correct(answers[v][i], item) for v in variants
+            if answers[v][i] is not None},
+         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in variants
+            if answers[v][i] is not None}}
         for i, item in enumerate(items)
     ]
     metrics = _metrics(predictions, variants)
+    if retrieval:
+        metrics[RETRIEVAL] = retrieval["metrics"]
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
         opponent = CHAMPION if CHAMPION in variants else "base"
         metrics["judge"], details["judge_usage"] = _judge(cfg, predictions, opponent, tmp)
@@ -176,7 +179,7 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
     for variant in variants:
         metrics[variant] = {}
         for name in (*EVAL_SETS, GENERAL):
-            rows = [p for p in predictions if p["set"] == name]
+            rows = [p for p in predictions if p["set"] == name and f"{variant}_answer" in p]
             if not rows:
                 continue
             metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows)
@@ -185,27 +188,47 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
 
 def _answer_all(
     cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
-    items: list[dict[str, Any]],
+    conversations: list[list[dict[str, str]]],
 ) -> tuple[list[str], float]:
-    from tuneline.models.generation import generate_all
+    from tuneline.models.generation import generate_with_progress
     from tuneline.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(base, weights, cfg.model.cache_dir,
                                           cfg.train.precision)
-    conversations = [[{"role": "user", "content": item["question"]}] for item in items]
-    bar = tqdm(total=len(items), desc=f"evaluate {variant}", unit="q", dynamic_ncols=True)
-    started, tokens = time.perf_counter(), 0
+    generations, tokens_per_second = generate_with_progress(
+        model, tokenizer, conversations, cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size,
+        f"evaluate {variant}")
+    return [g.text for g in generations], tokens_per_second
 
-    def progress(n_done: int, n_tokens: int) -> None:
-        nonlocal tokens
-        tokens += n_tokens
-        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - started):,.0f}")
-        bar.update(n_done)
 
-    generations = generate_all(model, tokenizer, conversations, cfg.evaluate.max_new_tokens,
-                               cfg.evaluate.batch_size, progress)
-    bar.close()
-    return [g.text for g in generations], tokens / max(time.perf_counter() - started, 1e-9)
+def _answer_with_retrieval(
+    cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
+    items: list[dict[str, Any]], speed: dict[str, float],
+) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
+    """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
+    metrics: recall@k and MRR of each item's gold record."""
+    from tuneline.evaluation.retrieval import retrieval_metrics
+    from tuneline.rag.prompt import rag_messages
+    from tuneline.rag.retrieve import Retriever
+
+    chosen = [i for i, item in enumerate(items) if item["set"] in EVAL_SETS]
+    retriever = Retriever.for_run(cfg)
+    try:
+        hits = retriever.search([items[i]["question"] for i in chosen])
+    finally:
+        retriever.close()
+    max_chars = cfg.index.retrieval.max_passage_chars
+    conversations = [rag_messages([{"role": "user", "content": items[i]["question"]}],
+                                  [h.passage for h in found], max_chars)
+                     for i, found in zip(chosen, hits, strict=True)]
+    answers: dict[str, list[str | None]] = {}
+    for variant in RAG_VARIANTS:
+        base, weights = sources[variant.removesuffix("+rag")]
+        texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations)
+        answers[variant] = [None] * len(items)
+        for i, text in zip(chosen, texts, strict=True):
+            answers[variant][i] = text
+    return answers, retrieval_metrics([items[i] for i in chosen], hits, chosen)
 
 
 def _answer_remote(

@@ -95,7 +95,10 @@ def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path)
 
         return run_managed_job(cfg, curated, tmp)
     from tuneline.training.job import REPORT_FILE, TrainJob, launch, run_job
+    from tuneline.training.replay import REPLAY_FILE, build_replay
 
+    replay_counts = build_replay(cfg, _count_lines(curated.path / "train.jsonl"),
+                                 tmp / REPLAY_FILE)
     job = TrainJob(config_path=tmp / ".job-config.yaml", curated_dir=curated.path, out_dir=tmp,
                    checkpoint_dir=checkpoints)
     if cfg.train.num_processes > 1 or cfg.train.accelerate_config is not None:
@@ -103,4 +106,9 @@ def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path)
     else:
         result = run_job(cfg, job)
     (tmp / REPORT_FILE).unlink(missing_ok=True)
-    return StageResult(counts=result["counts"], details=result["details"])
+    return StageResult(counts={**result["counts"], **replay_counts}, details=result["details"])
+
+
+def _count_lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())

@@ -19,6 +19,7 @@ from tuneline._optional import require
 from tuneline.artifacts import read_jsonl, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig, load_config, save_config
 from tuneline.errors import DataError, ModelError
+from tuneline.training.replay import REPLAY_FILE
 
 TRAIN_LOG = "train_log.jsonl"
 LOSS_PLOT = "loss_curve.png"
@@ -47,9 +48,13 @@ def tokenized_split(tokenizer: Any, curated_dir: Path, split: str,
                     max_len: int) -> tuple[list, int]:
     """Tokenized examples of a curated split, and how many were dropped for having no answer
     tokens left after truncation to `max_len` (their loss would be undefined)."""
+    return tokenized_file(tokenizer, curated_dir / f"{split}.jsonl", max_len)
+
+
+def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, int]:
+    """`tokenized_split` of any chat JSONL file."""
     from tuneline.training.tokenize import tokenize_chat
 
-    path = curated_dir / f"{split}.jsonl"
     examples = []
     for line, row in enumerate(read_jsonl(path), start=1):
         try:
@@ -81,6 +86,9 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
     train_set, dropped = tokenized_split(tokenizer, job.curated_dir, "train", train.max_seq_len)
     val_set, _ = tokenized_split(tokenizer, job.curated_dir, "val", train.max_seq_len)
+    replay_file = job.out_dir / REPLAY_FILE
+    if replay_file.is_file():
+        train_set += tokenized_file(tokenizer, replay_file, train.max_seq_len)[0]
     if not train_set:
         raise DataError(f"{job.curated_dir / 'train.jsonl'}: no training example keeps an "
                         f"answer token within train.max_seq_len={train.max_seq_len}")

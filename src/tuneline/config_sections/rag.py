@@ -1,0 +1,70 @@
+"""Config sections for retrieval: the index stage, retrieval settings, and RAFT-style curation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tuneline.config_sections.base import _Section
+
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+
+
+class RetrievalConfig(_Section):
+    top_k: int = Field(4, ge=1, le=50, description="Passages put in the prompt per question.")
+    mode: Literal["vector", "text", "hybrid"] = Field(
+        "hybrid", description="'vector' (embeddings), 'text' (full-text BM25) or 'hybrid' "
+        "(both, fused); text and hybrid need LanceDB or a Milvus server with BM25.",
+    )
+    max_passage_chars: int = Field(
+        600, ge=50, description="A longer passage is cut to this many characters in prompts."
+    )
+
+
+class IndexConfig(_Section):
+    enabled: bool = Field(
+        False, description="Build a vector index of the ingested records and documents (stage "
+        "'index'); retrieval then serves curate.rag, the evaluate variants base+rag and "
+        "tuned+rag, and requests with \"rag\": true.",
+    )
+    store: Literal["lancedb", "milvus"] = Field(
+        "lancedb", description="'lancedb': an embedded store on local disk; 'milvus': Milvus "
+        "through pymilvus (a Milvus Lite file, or a server URL such as http://milvus:19530).",
+    )
+    uri: str | None = Field(
+        None, description="Where the store lives: a folder (LanceDB), a .db file (Milvus Lite) "
+        "or a server URL. Default: <runs_dir>/<run>/vectors/<store>. It outlives the stage "
+        "folder so that re-indexing only embeds new and changed passages.",
+    )
+    collection: str | None = Field(
+        None, description="Table / collection name (default: the run name)."
+    )
+    embedder: str = Field(
+        EMBEDDED_EMBEDDER, description="Sentence-embedding model: 'embedded:all-minilm-l6-v2' "
+        "(shipped in a PyPI package), a local sentence-transformers folder, or a cached hub id.",
+    )
+    batch_size: int = Field(64, ge=1, description="Passages embedded together.")
+    sources: list[str] | None = Field(
+        None, description="Ingest sources to index (default: all of them)."
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="Per source, a fact sentence rendered from a record's "
+        "fields, e.g. {medallists: '{name} of {country} won {medal_type} in {event}.'}. A "
+        "source without one is rendered as 'field: value' pairs.",
+    )
+    retrieval: RetrievalConfig = Field(
+        default_factory=RetrievalConfig, description="How passages are retrieved."
+    )
+
+
+class RaftConfig(_Section):
+    fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of the training questions also given in the RAG "
+        "format (question + retrieved passages, gold among distractors); needs index.enabled.",
+    )
+    gold_removed: float = Field(
+        0.2, ge=0, le=1, description="Share of those RAG examples whose gold passage is taken "
+        "out: their answer becomes synthesize.unanswerable.answer, so the model learns to say "
+        "so when the context lacks the answer.",
+    )

@@ -1,0 +1,47 @@
+"""Retrieval quality on the evaluation sets: recall@k and MRR of each item's gold record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tuneline.evaluation.metrics import bootstrap_ci
+from tuneline.rag.passages import Hit
+from tuneline.rag.records import gold_provenance, provenance
+
+
+def gold_rank(item: dict[str, Any], hits: Sequence[Hit]) -> int | None:
+    """1-based rank of the item's gold record among the hits; None when it was not retrieved
+    (or the item has no gold record, e.g. an unanswerable question)."""
+    gold = gold_provenance(item)
+    if gold is None:
+        return None
+    for rank, hit in enumerate(hits, start=1):
+        if provenance(hit.passage) == gold:
+            return rank
+    return None
+
+
+def retrieval_metrics(items: Sequence[dict[str, Any]], hits: Sequence[Sequence[Hit]],
+                      positions: Sequence[int]) -> dict[str, Any]:
+    """{"metrics": {set: {k, n, recall_at_k, mrr, ci95}}, "items": {position: {retrieved,
+    gold_rank}}}; sets whose items have no gold record get no metrics."""
+    per_item: dict[int, dict[str, Any]] = {}
+    by_set: dict[str, list[int | None]] = {}
+    k = max((len(h) for h in hits), default=0)
+    for position, item, found in zip(positions, items, hits, strict=True):
+        rank = gold_rank(item, found)
+        per_item[position] = {"retrieved": [h.passage.id for h in found], "gold_rank": rank}
+        if gold_provenance(item) is not None:
+            by_set.setdefault(item["set"], []).append(rank)
+    metrics = {}
+    for name, ranks in by_set.items():
+        found_at_k = [1.0 if r is not None else 0.0 for r in ranks]
+        reciprocal = [1.0 / r if r is not None else 0.0 for r in ranks]
+        metrics[name] = {
+            "k": k, "n": len(ranks),
+            "recall_at_k": sum(found_at_k) / len(ranks),
+            "mrr": sum(reciprocal) / len(ranks),
+            "ci95": {"recall_at_k": bootstrap_ci(found_at_k), "mrr": bootstrap_ci(reciprocal)},
+        }
+    return {"metrics": metrics, "items": per_item}

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: passages, embeddings and vector stores (LanceDB, Milvus)."""

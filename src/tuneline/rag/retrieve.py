@@ -1,0 +1,83 @@
+"""Retrieval over the index stage's store: embed questions in batches, search, return hits."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneline.config import IndexConfig, PipelineConfig
+from tuneline.errors import ConfigError
+from tuneline.rag.passages import Hit, Passage
+
+INDEX_INFO = "index.json"
+
+
+def store_location(cfg: PipelineConfig) -> tuple[str, str]:
+    """(uri, collection) of the run's vector store; it lives outside the stage folder."""
+    index = cfg.index
+    uri = index.uri
+    if uri is None:
+        folder = cfg.run.runs_dir / cfg.run.name / "vectors"
+        uri = str(folder / ("milvus.db" if index.store == "milvus" else "lancedb"))
+    collection = index.collection or re.sub(r"\W", "_", cfg.run.name)
+    if not re.match(r"[A-Za-z_]", collection):
+        collection = f"t_{collection}"
+    return uri, collection
+
+
+def is_local_uri(uri: str) -> bool:
+    return "://" not in uri
+
+
+class Retriever:
+    """Questions in, the top-k passages of each out (best first)."""
+
+    def __init__(self, index: IndexConfig, uri: str, collection: str, embedder: Any = None):
+        from tuneline.rag.embed import Embedder
+        from tuneline.rag.store import open_store
+
+        self.settings = index.retrieval
+        self._lock = threading.Lock()  # server threads share one embedder and connection
+        self.embedder = embedder or Embedder(index.embedder, index.batch_size)
+        self.store = open_store(index.store, uri, collection, self.embedder.dim)
+        if self.store.count() == 0:
+            raise ConfigError([f"index: the store {uri} (collection {collection!r}) is empty; "
+                               "run `tuneline index` (or `tuneline run`) first"])
+
+    @classmethod
+    def for_run(cls, cfg: PipelineConfig) -> Retriever:
+        if not cfg.index.enabled:
+            raise ConfigError(["retrieval needs index.enabled: true (and an index built by "
+                               "`tuneline index`)"])
+        uri, collection = store_location(cfg)
+        if is_local_uri(uri) and not Path(uri).exists():
+            raise ConfigError([f"index: no vector store at {uri}; run `tuneline index` first"])
+        return cls(cfg.index, uri, collection)
+
+    def search(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
+        """The top-k hits of every question (k defaults to index.retrieval.top_k)."""
+        if not questions:
+            return []
+        with self._lock:
+            vectors = self.embedder.embed(list(questions))
+        return self.search_embedded(questions, vectors, k)
+
+    def search_embedded(self, questions: Sequence[str], vectors: Any,
+                        k: int | None = None) -> list[list[Hit]]:
+        """`search` with the questions' embeddings already computed."""
+        k = k or self.settings.top_k
+        mode = self.settings.mode
+        with self._lock:
+            return [self.store.search(vector, k, text=question, mode=mode)
+                    for question, vector in zip(questions, vectors, strict=True)]
+
+    def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
+        """The stored passage matching `where` (e.g. a gold record's source, file and line)."""
+        hits = self.store.search(vector, 1, mode="vector", where=where)
+        return hits[0].passage if hits else None
+
+    def close(self) -> None:
+        self.store.close()
