@@ -73,11 +73,12 @@ SENTENCES = {
     ],
 }
 QUERIES = {
-    "Who won the women's 100m?": "athletics:0",
+    "Who broke the pole vault world record?": "athletics:2",
     "Which boats sailed in Marseille with light wind?": "sailing:3",
     "How do spectators get to the Stade de France by train?": "practical:0",
     "Where was surfing held?": "venues:4",
-    "What was special about the Olympic medals?": "practical:9",
+    "What were the medals made of?": "practical:9",
+    "How many volunteers worked at the Games?": "practical:3",
 }
 
 

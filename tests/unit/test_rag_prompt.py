@@ -92,7 +92,8 @@ def test_records_render_through_templates_or_as_field_pairs():
          "data": {"text": "Body text.", "title": "Guide > Setup", "chunk": "3",
                   "file": "guide.md"}},
     ]
-    cfg = IndexConfig(enabled=True, templates={"medallists": "{name} of {country} won {medal_type}."})
+    cfg = IndexConfig(enabled=True,
+                      templates={"medallists": "{name} of {country} won {medal_type}."})
     passages = list(record_passages(records, cfg))
     assert [p.id for p in passages] == ["medallists:L2", "events:L5", "docs:guide.md#3"]
     assert passages[0].text == "A of France won Gold Medal."

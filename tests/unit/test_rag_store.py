@@ -187,3 +187,6 @@ def test_unknown_embedder_reference_is_a_clear_model_error(tmp_path):
         Embedder(str(missing))
     with pytest.raises(ModelError, match="embedded:nope"):
         Embedder("embedded:nope")
+    pytest.importorskip("sentence_transformers")
+    with pytest.raises(ModelError, match=r"tuneline-test/not-in-cache.*local HF cache only"):
+        Embedder("tuneline-test/not-in-cache")  # a hub id: looked up in the cache, not fetched

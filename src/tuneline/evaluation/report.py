@@ -9,11 +9,12 @@ SAMPLES_PER_SET = 5
 
 def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) -> str:
     """A short markdown report: accuracy per variant and set, then sample answers."""
-    sets = list(next(iter(metrics.values())))
+    sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
     lines = ["# Evaluation report", "", "| variant | " + " | ".join(sets) + " |",
              "|---|" + "---|" * len(sets)]
     for variant, per_set in metrics.items():
-        cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" for s in sets]
+        cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" if s in per_set else "–"
+                 for s in sets]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines += _detail_table(metrics)
     for name in sets:
@@ -25,6 +26,8 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
                 f"  - base ({_mark(p['base_correct'])}): {p['base_answer']}",
                 f"  - tuned ({_mark(p['tuned_correct'])}): {p['tuned_answer']}",
             ]
+            lines += [f"  - {v} ({_mark(p[f'{v}_correct'])}): {p[f'{v}_answer']}"
+                      for v in metrics if v not in ("base", "tuned") and f"{v}_answer" in p]
     return "\n".join(lines) + "\n"
 
 

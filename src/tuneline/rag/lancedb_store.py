@@ -103,10 +103,12 @@ class LanceDBStore:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete passages by id; returns how many existed."""
-        if not ids:
-            return 0
-        result = self._table.delete(f"id IN ({', '.join(_sql_str(i) for i in ids)})")
-        return int(result.num_deleted_rows)
+        deleted = 0
+        for start in range(0, len(ids), 1000):  # keeps the SQL predicate a sane size
+            chunk = ids[start : start + 1000]
+            result = self._table.delete(f"id IN ({', '.join(_sql_str(i) for i in chunk)})")
+            deleted += int(result.num_deleted_rows)
+        return deleted
 
     def content_hashes(self) -> dict[str, str]:
         """id -> content hash of every stored passage."""
@@ -141,7 +143,13 @@ class LanceDBStore:
             query = query.rerank(rrf())
         if where:
             query = query.where(_where_sql(where), prefilter=True)
-        rows = query.limit(k).select(["id", "text", "source", "metadata"]).to_list()
+        # Naming the score columns (and not narrowing hybrid queries, whose inner vector and
+        # text queries would be narrowed too) keeps LanceDB from warning on every query.
+        query = query.limit(k)
+        if mode != "hybrid":
+            score = "_distance" if mode == "vector" else "_score"
+            query = query.select(["id", "text", "source", "metadata", score])
+        rows = query.to_list()
         return [Hit(_passage(row), _score(row, mode)) for row in rows[:k]]
 
     def count(self) -> int:

@@ -63,7 +63,10 @@ class MilvusStore:
         index = self._client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
         index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        self._client.create_collection(self.collection, schema=schema, index_params=index)
+        # Strong consistency: a search right after an upsert sees it (a server defaults to Bounded)
+        self._client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level="Strong"
+        )
 
     def _check_existing(self, uri: str) -> bool:
         fields = {f["name"]: f for f in self._client.describe_collection(self.collection)["fields"]}
@@ -90,11 +93,16 @@ class MilvusStore:
         """Delete passages by id; returns how many existed."""
         if not ids:
             return 0
-        stored = self._client.get(self.collection, ids=list(ids), output_fields=["id"])
-        found = [row["id"] for row in stored]
-        if found:
-            self._client.delete(self.collection, ids=found)
-        return len(found)
+        deleted = 0
+        for start in range(0, len(ids), _BATCH):
+            chunk = list(ids[start : start + _BATCH])
+            found = [
+                r["id"] for r in self._client.get(self.collection, ids=chunk, output_fields=["id"])
+            ]
+            if found:
+                self._client.delete(self.collection, ids=found)
+            deleted += len(found)
+        return deleted
 
     def content_hashes(self) -> dict[str, str]:
         """id -> content hash of every stored passage."""

@@ -81,14 +81,17 @@ def config_params(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """`variant.set.metric` (and `judge.win_rate`, ...) for every number in metrics.json."""
+    """`variant.set.metric` (and `judge.win_rate`, ...) for every number in metrics.json.
+
+    MLflow refuses '+' in names: variant `tuned+rag` is logged as `tuned_rag`."""
     flat: dict[str, float] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
                 if key not in ("ci95", "by_category"):
-                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+                    name = str(key).replace("+", "_")
+                    walk(f"{prefix}.{name}" if prefix else name, inner)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[prefix] = float(value)
 

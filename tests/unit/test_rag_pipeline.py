@@ -1,0 +1,142 @@
+"""Retrieval through the pipeline on the tiny model and the real MiniLM embedder: the index
+stage (incremental), RAFT curation, the +rag evaluation variants, and serving with citations."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lancedb")
+pytest.importorskip("torch")
+
+from conftest import serve_in_thread, tiny_pipeline_config  # noqa: E402
+from tuneline.artifacts import read_jsonl  # noqa: E402
+from tuneline.config import PipelineConfig  # noqa: E402
+from tuneline.errors import ConfigError  # noqa: E402
+from tuneline.pipeline import run_pipeline  # noqa: E402
+
+FACT = "The capital of {country} is {capital}."
+
+
+def _config(root: Path, model_dir: Path, **curate_rag) -> PipelineConfig:
+    data = tiny_pipeline_config(root, model_dir)
+    data["index"] = {"enabled": True, "templates": {"capitals": FACT},
+                     "retrieval": {"top_k": 3}}
+    data["curate"]["rag"] = {"fraction": 0.5, "gold_removed": 0.25, **curate_rag}
+    data["train"]["epochs"] = 1
+    data["gate"] = {}
+    return PipelineConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def rag_run(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("rag")
+    cfg = _config(root, tiny_model_dir)
+    return cfg, run_pipeline(cfg, until="evaluate")
+
+
+def test_index_holds_one_fact_sentence_per_record(rag_run):
+    cfg, result = rag_run
+    manifest = result.artifacts["index"].manifest
+    assert manifest["counts"] == {"passages": 20, "embedded": 20, "deleted": 0, "unchanged": 0}
+    assert manifest["details"]["store"] == "lancedb"
+    assert Path(manifest["details"]["uri"]).is_dir()  # outside the stage folder
+    assert not Path(manifest["details"]["uri"]).is_relative_to(result.artifacts["index"].path)
+
+
+def test_raft_examples_put_the_gold_passage_among_distractors(rag_run):
+    cfg, result = rag_run
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert counts["rag:gold"] + counts["rag:gold_removed"] == len(rag_rows) > 0
+    assert counts["rag:gold"] > counts["rag:gold_removed"] > 0
+    abstain = cfg.synthesize.unanswerable.answer
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        assert prompt.count("</passage-") == 3
+        if answer == abstain:
+            # The gold sentence was taken out: the answer is not in the context.
+            assert not any(line.strip() and line in answer for line in prompt.splitlines())
+        else:
+            assert answer in prompt  # the gold fact sentence is one of the passages
+
+
+def test_rag_variants_and_retrieval_metrics(rag_run):
+    cfg, result = rag_run
+    metrics = json.loads((result.artifacts["evaluate"].path / "metrics.json").read_text())
+    for variant in ("base", "tuned", "base+rag", "tuned+rag"):
+        assert {"recall", "heldout"} <= set(metrics[variant])
+    assert "general" in metrics["tuned"] and "general" not in metrics["tuned+rag"]
+    retrieval = metrics["retrieval"]
+    assert retrieval["heldout"]["k"] == 3
+    # "What is the capital of Spain?" must find "The capital of Spain is Madrid." first.
+    assert retrieval["recall"]["recall_at_k"] == 1.0 and retrieval["recall"]["mrr"] == 1.0
+    predictions = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+    heldout = [p for p in predictions if p["set"] == "heldout"]
+    assert all(p["gold_rank"] == 1 and len(p["retrieved"]) == 3 for p in heldout)
+    assert all("tuned+rag_answer" in p for p in heldout)
+
+
+def test_reindexing_embeds_only_what_changed(rag_run, tmp_path):
+    cfg, result = rag_run
+    csv_path = Path(cfg.ingest.sources[0].path)
+    rows = list(csv.reader(csv_path.open(encoding="utf-8")))
+    rows[2][1] = "Madrid Centro"  # one capital changes
+    del rows[-1]  # one record goes away
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    again = run_pipeline(cfg, until="index").artifacts["index"]
+    assert again.manifest["counts"] == {"passages": 19, "embedded": 1, "deleted": 1,
+                                        "unchanged": 18}
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        hit = retriever.search([f"What is the capital of {rows[2][0]}?"])[0][0]
+    finally:
+        retriever.close()
+    assert hit.passage.text == f"The capital of {rows[2][0]} is Madrid Centro."
+
+
+def test_server_retrieves_and_cites(rag_run, tiny_model_dir):
+    from openai import BadRequestError, OpenAI
+
+    from tuneline.rag.retrieve import Retriever
+    from tuneline.serve.app import build_app
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    cfg, _ = rag_run
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    app = build_app({"tiny": engine}, 8, Retriever.for_run(cfg))
+    plain = build_app({"tiny": engine}, 8)
+    question = [{"role": "user", "content": "What is the capital of Peru?"}]
+    with serve_in_thread(app) as url, serve_in_thread(plain) as plain_url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+        assert {m.id for m in client.models.list()} == {"tiny", "tiny+rag"}
+        by_alias = client.chat.completions.create(model="tiny+rag", messages=question)
+        by_field = client.chat.completions.create(model="tiny", messages=question,
+                                                  extra_body={"rag": True})
+        without = client.chat.completions.create(model="tiny", messages=question)
+        for response in (by_alias, by_field):
+            cited = response.model_extra["citations"]
+            assert len(cited) == 3 and cited[0]["text"] == "The capital of Peru is Lima."
+            assert cited[0]["id"] == "capitals:L20" and cited[0]["line"] == "20"
+            # The passages are in the prompt: it is far longer than the bare question.
+            assert response.usage.prompt_tokens > without.usage.prompt_tokens + 30
+        assert without.model_extra.get("citations") is None
+        plain_client = OpenAI(base_url=plain_url, api_key="none", max_retries=0)
+        with pytest.raises(BadRequestError) as err:
+            plain_client.chat.completions.create(model="tiny", messages=question,
+                                                 extra_body={"rag": True})
+        assert err.value.body["param"] == "rag"
+
+
+def test_rag_curation_needs_the_index(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir)
+    cfg.index.enabled = False
+    with pytest.raises(ConfigError, match="index.enabled"):
+        run_pipeline(cfg, until="curate")
