@@ -81,7 +81,8 @@ def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
 
     cfg, _, _ = pipeline
     with tuneline_serve(str(workdir / "paris2024" / "tuneline.yaml"),
-                        f"register.registry_dir={cfg.register.registry_dir}") as base_url:
+                        f"register.registry_dir={cfg.register.registry_dir}",
+                        f"run.runs_dir={cfg.run.runs_dir}") as base_url:
         client = OpenAI(base_url=base_url, api_key="none", max_retries=0)
         reply = client.chat.completions.create(
             model="paris2024",
@@ -94,3 +95,11 @@ def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
         # The end-of-turn token was trained: the tuned model stops by itself, well before 64.
         assert reply.choices[0].finish_reason == "stop"
         assert reply.usage.completion_tokens < 48
+        # The demo indexes its medallists: '+rag' answers from retrieved passages and cites them.
+        grounded = client.chat.completions.create(
+            model="paris2024+rag", max_tokens=48,
+            messages=[{"role": "user", "content": "Which country did LEDECKY Katie represent "
+                                                  "at the Paris 2024 Olympics?"}])
+        cited = grounded.model_extra["citations"]
+        assert any("LEDECKY Katie" in c["text"] for c in cited)
+        assert all(c["source"] == "medallists" and c["line"] for c in cited)
