@@ -5,12 +5,18 @@ changed passages are embedded, and passages whose record is gone are deleted."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_json_atomic
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    hash_strings,
+    read_jsonl,
+    run_stage,
+    write_json_atomic,
+)
 from tuneline.config import PipelineConfig
 from tuneline.errors import DataError
 from tuneline.rag.retrieve import INDEX_INFO, is_local_uri, store_location
@@ -65,16 +71,9 @@ def _index(cfg: PipelineConfig, ingested: Artifact, uri: str, collection: str,
     info = {"store": cfg.index.store, "uri": uri, "collection": collection,
             "embedder": cfg.index.embedder, "dim": embedder.dim, "passages": total,
             # Changes whenever the stored content does, so that downstream stages rerun.
-            "content": _digest(passages)}
+            "content": hash_strings(*sorted(f"{p.id}\0{p.content_hash()}" for p in passages))}
     write_json_atomic(tmp / INDEX_INFO, info)
     return StageResult(counts=counts, details={k: v for k, v in info.items() if k != "content"})
-
-
-def _digest(passages: list[Any]) -> str:
-    digest = hashlib.sha256()
-    for passage in sorted(passages, key=lambda p: p.id):
-        digest.update(f"{passage.id}\0{passage.content_hash()}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def _check_unique(passages: list[Any]) -> None:
