@@ -131,15 +131,9 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         if champion is not None:
             details["champion"] = champion.reference
     variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
-    predictions = [
-        {**item, **retrieval.get("items", {}).get(i, {}),
-         **{f"{v}_answer": answers[v][i] for v in variants if answers[v][i] is not None},
-         **{f"{v}_correct": is_correct(answers[v][i], item) for v in variants
-            if answers[v][i] is not None},
-         **{f"{v}_abstained": is_abstention(answers[v][i]) for v in variants
-            if answers[v][i] is not None}}
-        for i, item in enumerate(items)
-    ]
+    predictions = [_prediction(item, {v: answers[v][i] for v in variants},
+                               retrieval.get("items", {}).get(i, {}))
+                   for i, item in enumerate(items)]
     metrics = _metrics(predictions, variants)
     if retrieval:
         metrics[RETRIEVAL] = retrieval["metrics"]
@@ -153,6 +147,19 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
               else _partial_report(variant_metrics, details.get("skipped", {})))
     (tmp / REPORT).write_text(report, encoding="utf-8")
     return StageResult(counts={"questions": len(items)}, details=details)
+
+
+def _prediction(item: dict[str, Any], answers: dict[str, str | None],
+                retrieved: dict[str, Any]) -> dict[str, Any]:
+    """One predictions.jsonl row: the item, what was retrieved, and each variant's answer with
+    its scores (a variant that did not answer this item, e.g. +rag on `general`, is absent)."""
+    row = {**item, **retrieved}
+    for variant, answer in answers.items():
+        if answer is not None:
+            row.update({f"{variant}_answer": answer,
+                        f"{variant}_correct": is_correct(answer, item),
+                        f"{variant}_abstained": is_abstention(answer)})
+    return row
 
 
 def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str,
