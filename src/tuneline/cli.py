@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuneline._optional import require
 from tuneline.artifacts import Artifact
 from tuneline.cli_common import CONFIG_HELP as _CONFIG_HELP
 from tuneline.cli_common import console, errors
 from tuneline.cli_common import load_cli_config as _load
+from tuneline.cli_feedback import feedback
 from tuneline.cli_registry import registry
+from tuneline.cli_serve import serve, serve_key
 from tuneline.config import PipelineConfig
 from tuneline.errors import ModelError, TunelineError
 
@@ -194,54 +195,6 @@ def _print_suggestions(suggestions: list[TableSuggestion], output: Path | None) 
     errors.print(table)
     if output is not None:
         errors.print(f"wrote {output}")
-
-
-@cli.command()
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
-@click.option("--model", "model_ref", default=None,
-              help="Registered 'name' (latest), 'name/version' or 'name@alias' (e.g. "
-              "name@champion; default: serve.model or register.name).")
-@click.option("--host", default=None, help="Interface to bind (default: serve.host).")
-@click.option("--port", type=int, default=None, help="Port (default: serve.port).")
-@click.option("--base", "base_model", default=None,
-              help="Serve this base model untuned instead of a registered one (e.g. "
-              "embedded:smollm2-135m-instruct, a model folder); its name is the reference given.")
-def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
-          port: int | None, base_model: str | None) -> None:
-    """Serve a registered model over an OpenAI-compatible HTTP API."""
-    from tuneline.registry import open_registry
-    from tuneline.serve.app import build_app
-    from tuneline.serve.engines.transformers_engine import TransformersEngine
-
-    uvicorn = require("uvicorn")
-    cfg = _load(args)
-    if base_model is not None:
-        errors.print(f"loading base model {base_model} ...")
-        engine = TransformersEngine.load(base_model, None, cfg.model.cache_dir,
-                                         cfg.train.precision)
-        names = {base_model}
-    else:
-        reference = model_ref or cfg.serve.model or cfg.register.name
-        registry = open_registry(cfg.register)
-        version = registry.materialize(registry.get(reference))
-        if version.remote_model is not None:
-            remote = version.remote_model
-            raise ModelError(f"{version.reference} is hosted by {remote['provider']} as "
-                             f"'{remote['model_id']}'; call it through the provider's API, "
-                             "tuneline serves local models only")
-        errors.print(f"loading {version.name}/{version.version} "
-                     f"(base {version.meta['base_model']}) ...")
-        engine = TransformersEngine.load(version.meta["base_model"], version.weights_dir,
-                                         cfg.model.cache_dir, cfg.train.precision)
-        names = {reference, version.name, version.reference,
-                 *(f"{version.name}@{alias}" for alias in version.aliases)}
-    retriever = None
-    if cfg.index.enabled:
-        from tuneline.rag.retrieve import Retriever
-
-        retriever = Retriever.for_run(cfg)
-    app = build_app(dict.fromkeys(names, engine), cfg.serve.max_tokens_default, retriever)
-    uvicorn.run(app, host=host or cfg.serve.host, port=port or cfg.serve.port, log_level="info")
 
 
 @cli.command()
@@ -454,6 +407,9 @@ or with the openai client: OpenAI(base_url="{url}", api_key="none")""")
 
 
 cli.add_command(registry)
+cli.add_command(serve)
+cli.add_command(serve_key)
+cli.add_command(feedback)
 
 
 def main() -> None:

@@ -34,10 +34,16 @@ from tuneline.config_sections.model import (
     ModelConfig,
     RegisterConfig,
     RunConfig,
-    ServeConfig,
     TrainConfig,
 )
 from tuneline.config_sections.rag import IndexConfig, RaftConfig, RetrievalConfig
+from tuneline.config_sections.serve import (
+    AuthConfig,
+    BatchingConfig,
+    CanaryConfig,
+    LimitsConfig,
+    ServeConfig,
+)
 from tuneline.config_sections.synthesize import (
     LlmEndpointConfig,
     LlmSynthesisConfig,
@@ -57,7 +63,11 @@ __all__ = [
     "EvaluateConfig",
     "GateConfig",
     "IndexConfig",
+    "AuthConfig",
+    "BatchingConfig",
+    "CanaryConfig",
     "IngestConfig",
+    "LimitsConfig",
     "JoinConfig",
     "LlmEndpointConfig",
     "LlmSynthesisConfig",

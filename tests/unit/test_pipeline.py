@@ -90,6 +90,7 @@ def test_registered_version_records_lineage(tiny_run):
 @pytest.fixture(scope="module")
 def server(tiny_run):
     from tuneline.registry import open_registry
+    from tuneline.config import ServeConfig
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
 
@@ -97,7 +98,7 @@ def server(tiny_run):
     version = open_registry(cfg.register).get("capitals")
     engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
                                      precision="fp32")
-    app = build_app({"capitals": engine, "capitals/1": engine}, default_max_tokens=8)
+    app = build_app({"capitals": engine, "capitals/1": engine}, ServeConfig(max_tokens_default=8))
     with serve_in_thread(app) as base_url:
         yield base_url
 

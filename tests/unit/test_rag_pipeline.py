@@ -105,14 +105,16 @@ def test_reindexing_embeds_only_what_changed(rag_run, tmp_path):
 def test_server_retrieves_and_cites(rag_run, tiny_model_dir):
     from openai import BadRequestError, OpenAI
 
+    from tuneline.config import ServeConfig
     from tuneline.rag.retrieve import Retriever
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
 
     cfg, _ = rag_run
     engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
-    app = build_app({"tiny": engine}, 8, Retriever.for_run(cfg))
-    plain = build_app({"tiny": engine}, 8)
+    settings = ServeConfig(max_tokens_default=8)
+    app = build_app({"tiny": engine}, settings, Retriever.for_run(cfg))
+    plain = build_app({"tiny": engine}, settings)
     question = [{"role": "user", "content": "What is the capital of Peru?"}]
     with serve_in_thread(app) as url, serve_in_thread(plain) as plain_url:
         client = OpenAI(base_url=url, api_key="none", max_retries=0)

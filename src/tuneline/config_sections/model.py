@@ -1,4 +1,4 @@
-"""Config sections for the run and the model: run, model, train, evaluate, register, serve."""
+"""Config sections for the run and the model: run, model, train, evaluate, register."""
 
 from __future__ import annotations
 
@@ -196,12 +196,3 @@ class RegisterConfig(_Section):
         "$MLFLOW_TRACKING_URI, else sqlite:///<registry_dir>/mlflow.db.",
     )
     experiment: str = Field("tuneline", description="MLflow experiment the runs are logged to.")
-
-
-class ServeConfig(_Section):
-    host: str = Field("127.0.0.1", description="Interface to bind.")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
-    model: str | None = Field(
-        None, description="'name' (latest version) or 'name/version'; default: register.name."
-    )
-    max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")

@@ -2,57 +2,68 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
+from tuneline.config_sections.serve import ServeConfig
 from tuneline.serve.engines.base import Engine
-from tuneline.serve.protocol import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChatMessage,
-    Choice,
-    ModelCard,
-    ModelList,
-    Usage,
-    error_body,
-)
+from tuneline.serve.protocol import error_body
+from tuneline.serve.state import RAG_SUFFIX, APIError, Route, build_state
+
+__all__ = ["RAG_SUFFIX", "APIError", "Route", "build_app"]
+
+_PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json"}
 
 
-class APIError(Exception):
-    """An error to return to the client in OpenAI's shape."""
-
-    def __init__(self, status: int, message: str, type_: str, param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.type, self.param, self.code = status, type_, param, code
-
-
-RAG_SUFFIX = "+rag"
-
-
-def build_app(engines: dict[str, Engine], default_max_tokens: int = 256,
-              retriever: Any = None) -> Any:
-    """An app serving each engine under its model name.
+def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = None,
+              retriever: Any = None, feedback_path: Path | None = None,
+              canary_name: str | None = None, environ: dict[str, str] | None = None) -> Any:
+    """An app serving each route under its model name.
 
     Args:
-        engines: model name (as clients send it in `model`) → engine.
-        default_max_tokens: completion budget when a request sets none.
+        routes: model name (as clients send it in `model`) → engine (the engine's own model)
+            or Route (an engine with an adapter).
+        settings: the serve section (defaults when None).
         retriever: a `tuneline.rag.retrieve.Retriever`; with one, every model is also served
             as '<name>+rag' (retrieval on by default), and requests may set "rag": true.
+        feedback_path: SQLite file for POST /v1/feedback (off when None).
+        canary_name: the model name whose traffic `settings.canary` splits.
+        environ: where API keys are read from (default: os.environ).
     """
     fastapi = require("fastapi")
-    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
-    if retriever is not None:
-        engines = {**engines, **{f"{name}{RAG_SUFFIX}": e for name, e in engines.items()}}
-    app = fastapi.FastAPI(title="tuneline", version="1")
+    from tuneline.serve.routes import generate, ops
+    from tuneline.serve.routes.auth import authenticate
+
+    settings = settings or ServeConfig()
+    wrapped = {n: r if isinstance(r, Route) else Route(r) for n, r in routes.items()}
+    state = build_state(wrapped, settings, retriever, feedback_path, canary_name, environ)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        state.draining = True
+        for engine in state.engines():
+            engine.close(settings.drain_timeout_s)
+
+    app = fastapi.FastAPI(title="tuneline", version="1", lifespan=lifespan)
+    app.state.tuneline = state
+    auth = fastapi.Depends(authenticate)
+    app.include_router(ops.public)
+    app.include_router(ops.router, dependencies=[auth])
+    app.include_router(generate.router, dependencies=[auth])
 
     @app.exception_handler(APIError)
     async def _api_error(_: Any, exc: APIError) -> JSONResponse:
         body = error_body(str(exc), exc.type, exc.param, exc.code)
-        return JSONResponse(status_code=exc.status, content=body)
+        return JSONResponse(status_code=exc.status, content=body, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
@@ -65,75 +76,25 @@ def build_app(engines: dict[str, Engine], default_max_tokens: int = 256,
         body = error_body(message, "invalid_request_error", param)
         return JSONResponse(status_code=400, content=body)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": sorted(engines)}
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Any, exc: Exception) -> JSONResponse:
+        state.logger.exception("unhandled error")
+        return JSONResponse(status_code=500, content=error_body(
+            f"internal error: {type(exc).__name__}", "server_error"))
 
-    @app.get("/v1/models")
-    async def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=name) for name in sorted(engines)])
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatCompletionRequest) -> ChatCompletion:
-        engine = engines.get(request.model)
-        if engine is None:
-            raise APIError(404, f"The model '{request.model}' does not exist; available: "
-                           f"{sorted(engines)}", "invalid_request_error", "model",
-                           "model_not_found")
-        if request.stream:
-            raise APIError(400, "streaming is not supported yet; send stream=false",
-                           "invalid_request_error", "stream")
-        messages = [m.model_dump() for m in request.messages]
-        citations = None
-        if request.rag if request.rag is not None else request.model.endswith(RAG_SUFFIX):
-            messages, citations = await run_in_threadpool(_retrieve, retriever, messages)
-        max_tokens = request.max_completion_tokens or request.max_tokens or default_max_tokens
-        prompt_tokens = await run_in_threadpool(engine.count_prompt_tokens, messages)
-        if prompt_tokens + max_tokens > engine.context_length:
-            raise APIError(400, f"This model's maximum context length is "
-                           f"{engine.context_length} tokens; the prompt has {prompt_tokens} and "
-                           f"max_tokens is {max_tokens}.", "invalid_request_error",
-                           "max_tokens", "context_length_exceeded")
-        generation = await run_in_threadpool(
-            engine.chat, messages, max_tokens, request.temperature, request.top_p
-        )
-        text, finish = _apply_stop(generation.text, request.stop, generation.finish_reason)
-        return ChatCompletion(
-            model=request.model,
-            choices=[Choice(index=0, message=ChatMessage(role="assistant", content=text),
-                            finish_reason=finish)],
-            usage=Usage(prompt_tokens=generation.prompt_tokens,
-                        completion_tokens=generation.completion_tokens,
-                        total_tokens=generation.prompt_tokens + generation.completion_tokens),
-            citations=citations,
-        )
+    @app.middleware("http")
+    async def request_context(request: Any, call_next: Any) -> Any:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.key_name = "anonymous"
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-request-id"] = request.state.request_id
+        if request.url.path not in _PUBLIC_PATHS:
+            state.logger.info("request", extra={"fields": {
+                "request_id": request.state.request_id, "method": request.method,
+                "path": request.url.path, "status": response.status_code,
+                "latency_s": round(time.perf_counter() - started, 4),
+                "key": request.state.key_name}})
+        return response
 
     return app
-
-
-def _retrieve(retriever: Any, messages: list[dict[str, str]]
-              ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """The conversation with retrieved passages in its last user turn, and their citations."""
-    from tuneline.rag.prompt import citations, rag_messages
-
-    if retriever is None:
-        raise APIError(400, "\"rag\": true needs an index: start the server with "
-                       "index.enabled and a built index (`tuneline index`)",
-                       "invalid_request_error", "rag")
-    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
-    if question is None:
-        raise APIError(400, "\"rag\": true needs a user message to retrieve for",
-                       "invalid_request_error", "messages")
-    hits = retriever.search([question])[0]
-    max_chars = retriever.settings.max_passage_chars
-    return rag_messages(messages, [h.passage for h in hits], max_chars), citations(hits)
-
-
-def _apply_stop(text: str, stop: str | list[str] | None, finish: str) -> tuple[str, str]:
-    """Cut the text at the first stop sequence, as OpenAI does (the stop text is not returned)."""
-    sequences = [stop] if isinstance(stop, str) else (stop or [])
-    cuts = [text.index(s) for s in sequences if s and s in text]
-    if cuts:
-        return text[: min(cuts)], "stop"
-    return text, finish
-

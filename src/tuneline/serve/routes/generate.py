@@ -1,0 +1,282 @@
+"""POST /v1/chat/completions and /v1/completions, streamed (SSE) or whole."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from tuneline.serve.engines.base import FinalEvent, GenerationRequest, QueueFull, SamplingParams
+from tuneline.serve.protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    Usage,
+)
+from tuneline.serve.state import APIError, Route, ServerState
+from tuneline.serve.streaming import PendingGeneration, sse
+
+router = APIRouter()
+
+
+@dataclass
+class _Call:
+    """One generation request on its way through the server."""
+
+    state: ServerState
+    requested: str
+    served: str
+    route: Route
+    key_name: str
+    request_id: str
+    started: float
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request
+                           ) -> JSONResponse | StreamingResponse:
+    call = _start(request, body.model)
+    messages = [m.model_dump() for m in body.messages]
+    citations = None
+    if body.rag if body.rag is not None else call.route.rag:
+        messages, citations = await run_in_threadpool(_retrieve, call.state.retriever, messages)
+    prompt_ids = await run_in_threadpool(call.route.engine.encode_chat, messages,
+                                         call.route.adapter)
+    sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
+                         body.temperature, body.top_p, body.seed, body.stop)
+    pending = _submit(call, GenerationRequest(prompt_ids, sampling, call.route.adapter))
+    response_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = _chat_chunks(call, pending, response_id, messages, citations, include_usage)
+        return StreamingResponse(chunks, media_type="text/event-stream",
+                                 headers=_headers(call))
+    final = await _finish(call, pending, messages)
+    completion = ChatCompletion(
+        id=response_id, model=call.served,
+        choices=[Choice(index=0, message=ChatMessage(role="assistant", content=final.text),
+                        finish_reason=_finish_reason(final))],
+        usage=_usage(final), citations=citations)
+    call.state.responses.remember(response_id, call.served, messages, final.text)
+    return JSONResponse(completion.model_dump(exclude_none=True), headers=_headers(call))
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request
+                      ) -> JSONResponse | StreamingResponse:
+    if body.echo:
+        raise APIError(400, "echo is not supported", "invalid_request_error", "echo")
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise APIError(400, "send one prompt per request", "invalid_request_error", "prompt")
+    call = _start(request, body.model)
+    prompt_ids = await run_in_threadpool(call.route.engine.encode_text, prompts[0])
+    if not prompt_ids:
+        raise APIError(400, "the prompt is empty", "invalid_request_error", "prompt")
+    sampling = _sampling(call, len(prompt_ids), body.max_tokens, body.temperature, body.top_p,
+                         body.seed, body.stop)
+    pending = _submit(call, GenerationRequest(prompt_ids, sampling, call.route.adapter))
+    response_id = f"cmpl-{uuid.uuid4().hex}"
+    messages = [{"role": "user", "content": prompts[0]}]
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = _completion_chunks(call, pending, response_id, messages, include_usage)
+        return StreamingResponse(chunks, media_type="text/event-stream",
+                                 headers=_headers(call))
+    final = await _finish(call, pending, messages)
+    completion = Completion(
+        id=response_id, model=call.served, usage=_usage(final),
+        choices=[CompletionChoice(index=0, text=final.text,
+                                  finish_reason=_finish_reason(final))])
+    call.state.responses.remember(response_id, call.served, messages, final.text)
+    return JSONResponse(completion.model_dump(), headers=_headers(call))
+
+
+def _start(request: Request, model: str) -> _Call:
+    state: ServerState = request.app.state.tuneline
+    if state.draining:
+        raise APIError(503, "the server is shutting down", "server_error", None,
+                       "shutting_down", {"Retry-After": "1"})
+    key_name = request.state.key_name
+    sticky = request.headers.get(state.settings.canary.sticky_header) or (
+        key_name if key_name != "anonymous" else (request.client.host if request.client else ""))
+    served, route = state.resolve(model, sticky)
+    if state.quota is not None and (wait := state.quota.check(key_name)) is not None:
+        state.metrics.rejected("quota")
+        raise APIError(429, f"daily token quota of {state.settings.limits.daily_token_quota} "
+                       f"exhausted for key '{key_name}'", "insufficient_quota", None,
+                       "insufficient_quota", {"Retry-After": str(int(wait) + 1)})
+    return _Call(state, model, served, route, key_name, request.state.request_id,
+                 time.perf_counter())
+
+
+def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperature: float,
+              top_p: float, seed: int | None, stop: str | list[str] | None) -> SamplingParams:
+    max_tokens = max_tokens or call.state.settings.max_tokens_default
+    context = call.route.engine.context_length
+    if prompt_tokens + max_tokens > context:
+        raise APIError(400, f"This model's maximum context length is {context} tokens; the "
+                       f"prompt has {prompt_tokens} and max_tokens is {max_tokens}.",
+                       "invalid_request_error", "max_tokens", "context_length_exceeded")
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > 4:
+        raise APIError(400, "at most 4 stop sequences", "invalid_request_error", "stop")
+    return SamplingParams(max_tokens, temperature, top_p, seed, tuple(s for s in stops if s))
+
+
+def _submit(call: _Call, request: GenerationRequest) -> PendingGeneration:
+    try:
+        return PendingGeneration(call.route.engine, request,
+                                 call.state.settings.batching.request_timeout_s)
+    except QueueFull as full:
+        call.state.metrics.rejected("queue_full")
+        call.state.record(call.served, call.requested, 429, 0.0, None, None, call.key_name)
+        raise APIError(429, f"{full}; retry after {full.retry_after_s:g} s",
+                       "rate_limit_error", None, "server_overloaded",
+                       {"Retry-After": str(max(1, round(full.retry_after_s)))}) from None
+
+
+async def _finish(call: _Call, pending: PendingGeneration, messages: list[dict[str, str]]
+                  ) -> FinalEvent:
+    try:
+        final = await pending.result()
+    except TimeoutError:
+        _account(call, pending, 504, None, messages)
+        raise APIError(504, f"the request did not finish within "
+                       f"{call.state.settings.batching.request_timeout_s:g} s",
+                       "timeout_error", None, "timeout") from None
+    status = 500 if final.finish_reason == "error" else 200
+    _account(call, pending, status, final, messages)
+    if status == 500:
+        raise APIError(500, f"generation failed: {final.error}", "server_error")
+    return final
+
+
+def _account(call: _Call, pending: PendingGeneration, status: int, final: FinalEvent | None,
+             messages: list[dict[str, str]]) -> None:
+    from tuneline.serve.logs import request_record
+
+    latency = time.perf_counter() - call.started
+    call.state.record(call.served, call.requested, status, latency, pending.first_token_s,
+                      final, call.key_name)
+    if status == 504:
+        call.state.metrics.rejected("timeout")
+    call.state.logger.info("generation", extra={"fields": request_record(
+        call.request_id, "POST", "generate", status, latency, call.served, call.key_name,
+        final.prompt_tokens if final else 0, final.completion_tokens if final else 0,
+        prompt_text=str(messages), completion_text=final.text if final else None,
+        log_prompts=call.state.settings.log_prompts)})
+
+
+async def _chat_chunks(call: _Call, pending: PendingGeneration, response_id: str,
+                       messages: list[dict[str, str]], citations: Any, include_usage: bool
+                       ) -> AsyncIterator[bytes]:
+    base = {"id": response_id, "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": call.served}
+    first: dict[str, Any] = {"role": "assistant", "content": ""}
+    yield sse({**base, "choices": [{"index": 0, "delta": first, "finish_reason": None}],
+               **({"citations": citations} if citations else {})})
+    async for kind, payload in _stream_events(call, pending, messages, response_id):
+        if kind == "text":
+            yield sse({**base, "choices": [{"index": 0, "delta": {"content": payload},
+                                            "finish_reason": None}]})
+        elif kind == "final":
+            yield sse({**base, "choices": [{"index": 0, "delta": {},
+                                            "finish_reason": _finish_reason(payload)}]})
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": _usage(payload).model_dump()})
+        else:
+            yield sse(payload)
+    yield sse("[DONE]")
+
+
+async def _completion_chunks(call: _Call, pending: PendingGeneration, response_id: str,
+                             messages: list[dict[str, str]], include_usage: bool
+                             ) -> AsyncIterator[bytes]:
+    base = {"id": response_id, "object": "text_completion", "created": int(time.time()),
+            "model": call.served}
+    async for kind, payload in _stream_events(call, pending, messages, response_id):
+        if kind == "text":
+            yield sse({**base, "choices": [{"index": 0, "text": payload, "logprobs": None,
+                                            "finish_reason": None}]})
+        elif kind == "final":
+            yield sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                            "finish_reason": _finish_reason(payload)}]})
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": _usage(payload).model_dump()})
+        else:
+            yield sse(payload)
+    yield sse("[DONE]")
+
+
+async def _stream_events(call: _Call, pending: PendingGeneration,
+                         messages: list[dict[str, str]], response_id: str
+                         ) -> AsyncIterator[tuple[str, Any]]:
+    """('text', str)*, then ('final', FinalEvent) or ('error', body); accounts for the call."""
+    from tuneline.serve.protocol import error_body
+
+    final, status = None, 200
+    try:
+        async for event in pending.events():
+            if isinstance(event, FinalEvent):
+                final = event
+                if event.finish_reason == "error":
+                    status = 500
+                    yield "error", error_body(f"generation failed: {event.error}",
+                                              "server_error")
+                else:
+                    yield "final", event
+            else:
+                yield "text", event.text
+    except TimeoutError:
+        status = 504
+        yield "error", error_body("the request did not finish in time", "timeout_error",
+                                  None, "timeout")
+    finally:
+        # A client that went away mid-stream lands here too (the generator is closed).
+        if final is None and status == 200:
+            status = 499
+        _account(call, pending, status, final, messages)
+        if final is not None and status == 200:
+            call.state.responses.remember(response_id, call.served, messages, final.text)
+
+
+def _finish_reason(final: FinalEvent) -> str:
+    return "length" if final.finish_reason == "length" else "stop"
+
+
+def _usage(final: FinalEvent) -> Usage:
+    return Usage(prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
+                 total_tokens=final.prompt_tokens + final.completion_tokens)
+
+
+def _headers(call: _Call) -> dict[str, str]:
+    return {"x-request-id": call.request_id, "x-tuneline-model": call.served}
+
+
+def _retrieve(retriever: Any, messages: list[dict[str, str]]
+              ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The conversation with retrieved passages in its last user turn, and their citations."""
+    from tuneline.rag.prompt import citations, rag_messages
+
+    if retriever is None:
+        raise APIError(400, "\"rag\": true needs an index: start the server with "
+                       "index.enabled and a built index (`tuneline index`)",
+                       "invalid_request_error", "rag")
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+    if question is None:
+        raise APIError(400, "\"rag\": true needs a user message to retrieve for",
+                       "invalid_request_error", "messages")
+    hits = retriever.search([question])[0]
+    max_chars = retriever.settings.max_passage_chars
+    return rag_messages(messages, [h.passage for h in hits], max_chars), citations(hits)

@@ -1,0 +1,324 @@
+"""Continuous batching on transformers: waiting requests join the running batch at every step."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneline._optional import require
+from tuneline.serve.engines.base import (
+    EngineStats,
+    FinalEvent,
+    GenerationRequest,
+    QueueFull,
+    TextEvent,
+)
+
+Sink = Callable[[TextEvent | FinalEvent], None]
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
+
+@dataclass
+class _Sequence:
+    """One request while it is being decoded."""
+
+    request: GenerationRequest
+    sink: Sink
+    cancelled: threading.Event
+    submitted: float = field(default_factory=time.perf_counter)
+    ids: list[int] = field(default_factory=list)
+    emitted: str = ""
+    position: int = 0
+    generator: Any = None
+    done: bool = False
+
+
+class ContinuousBatcher:
+    """Decodes up to `max_batch_size` sequences together, admitting new ones between steps.
+
+    New requests are prefilled as one left-padded batch and their KV cache is merged into the
+    running batch's (left-padding the shorter one), so a long answer never holds up a short
+    request; finished sequences leave the batch at once. One background thread owns the model.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, eos_ids: set[int], max_batch_size: int,
+                 max_queue: int, mixed_adapters: bool = False,
+                 on_step: Callable[[int], None] | None = None):
+        self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
+        self.max_batch_size, self.max_queue = max_batch_size, max_queue
+        self.mixed_adapters = mixed_adapters
+        self.on_step = on_step
+        self._torch = require("torch")
+        parameters = _forward_parameters(model)
+        self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in parameters
+        self._waiting: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._cache: Any = None
+        self._mask: Any = None
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._step_seconds = 0.05
+        self._thread = threading.Thread(target=self._loop, name="tuneline-batcher", daemon=True)
+        self._thread.start()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest, sink: Sink) -> threading.Event:
+        """Queue a request; returns the event that cancels it. Raises QueueFull when full."""
+        with self._cv:
+            if self._stopping:
+                raise QueueFull(1.0, "the server is shutting down")
+            free_slots = self.max_batch_size - len(self._active)
+            if len(self._waiting) >= self.max_queue + max(free_slots, 0):
+                raise QueueFull(self._retry_after(), "the request queue is full")
+            cancelled = threading.Event()
+            self._waiting.append(_Sequence(request, sink, cancelled))
+            self._cv.notify()
+            return cancelled
+
+    def stats(self) -> EngineStats:
+        with self._cv:
+            return EngineStats(waiting=len(self._waiting), active=len(self._active))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking requests, let running ones finish (up to the timeout), stop the thread."""
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            self._stopping = True
+            while (self._waiting or self._active) and time.monotonic() < deadline:
+                self._cv.wait(0.05)
+            self._cv.notify_all()
+        self._thread.join(max(deadline - time.monotonic(), 0.1))
+
+    def _retry_after(self) -> float:
+        waiting = len(self._waiting) + len(self._active)
+        return max(1.0, round(self._step_seconds * waiting, 1))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._active:
+                    if self._stopping:
+                        return
+                    self._cv.wait()
+                admitted = self._admit()
+            try:
+                started = time.perf_counter()
+                if admitted:
+                    self._prefill(admitted)
+                if self._active:
+                    self._decode_step()
+                self._step_seconds = 0.8 * self._step_seconds + 0.2 * (
+                    time.perf_counter() - started)
+            except Exception as exc:  # a failed step fails its requests, not the server
+                self._fail_all(admitted, exc)
+            with self._cv:
+                self._cv.notify_all()
+
+    def _admit(self) -> list[_Sequence]:
+        admitted = []
+        while self._waiting and len(self._active) + len(admitted) < self.max_batch_size:
+            sequence = self._waiting.popleft()
+            if sequence.cancelled.is_set():
+                self._finish(sequence, "", "cancelled")
+                continue
+            admitted.append(sequence)
+        return admitted
+
+    def _fail_all(self, admitted: list[_Sequence], exc: Exception) -> None:
+        for sequence in {id(s): s for s in [*admitted, *self._active]}.values():
+            if not sequence.done:
+                sequence.done = True
+                sequence.sink(FinalEvent(sequence.emitted, len(sequence.request.prompt_ids),
+                                         len(sequence.ids), "error", error=str(exc)))
+        self._active, self._cache, self._mask = [], None, None
+
+    # -- model steps --------------------------------------------------------------------------
+
+    def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any,
+                 sequences: list[_Sequence]) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.mixed_adapters:
+            kwargs["adapter_names"] = [s.request.adapter or BASE_ADAPTER for s in sequences]
+        kwargs[self._cache_kwarg] = cache
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = 1  # the LM head over the prompt is wasted work
+        with self._torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, **kwargs)
+        return out.logits[:, -1, :].float(), cache  # the cache was updated in place
+
+    def _prefill(self, sequences: list[_Sequence]) -> None:
+        torch = self._torch
+        from transformers import DynamicCache
+
+        device = self.model.device
+        width = max(len(s.request.prompt_ids) for s in sequences)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            prompt = sequence.request.prompt_ids
+            ids[row, width - len(prompt):] = torch.tensor(prompt)
+            mask[row, width - len(prompt):] = 1
+            sequence.position = len(prompt) - 1  # where the last token sits; +1 per new one
+            if sequence.request.sampling.temperature > 0:
+                seed = sequence.request.sampling.seed
+                sequence.generator = torch.Generator().manual_seed(
+                    secrets.randbits(63) if seed is None else seed)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        logits, cache = self._forward(ids.to(device), mask.to(device), positions.to(device),
+                                      DynamicCache(), sequences)
+        self._merge(cache, mask.to(device), sequences)
+        self._advance(logits, sequences)
+
+    def _merge(self, cache: Any, mask: Any, sequences: list[_Sequence]) -> None:
+        """Append newly prefilled rows to the running batch, left-padding the shorter cache."""
+        torch = self._torch
+        if self._cache is None:
+            self._cache, self._mask, self._active = cache, mask, list(sequences)
+            return
+        old_len, new_len = self._mask.shape[1], mask.shape[1]
+        width = max(old_len, new_len)
+        for old_layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
+            old_layer.keys = torch.cat([_left_pad(old_layer.keys, width, 2),
+                                        _left_pad(new_layer.keys, width, 2)])
+            old_layer.values = torch.cat([_left_pad(old_layer.values, width, 2),
+                                          _left_pad(new_layer.values, width, 2)])
+        self._mask = torch.cat([_left_pad(self._mask, width, 1), _left_pad(mask, width, 1)])
+        self._active.extend(sequences)
+
+    def _decode_step(self) -> None:
+        torch = self._torch
+        device = self.model.device
+        sequences = self._active
+        if self.on_step is not None:
+            self.on_step(len(sequences))
+        last = torch.tensor([[s.ids[-1]] for s in sequences], device=device)
+        positions = torch.tensor([[s.position] for s in sequences], device=device)
+        self._mask = torch.cat(
+            [self._mask, torch.ones((len(sequences), 1), dtype=self._mask.dtype, device=device)],
+            dim=1)
+        logits, _ = self._forward(last, self._mask, positions, self._cache, sequences)
+        self._advance(logits, sequences)
+
+    def _advance(self, logits: Any, sequences: list[_Sequence]) -> None:
+        """Sample one token per sequence, stream its text, retire finished sequences."""
+        tokens = self._sample(logits, sequences)
+        for sequence, token in zip(sequences, tokens, strict=True):
+            sequence.ids.append(token)
+            sequence.position += 1
+            self._emit(sequence, token)
+        keep = [i for i, s in enumerate(self._active) if not s.done]
+        if len(keep) < len(self._active):
+            self._drop_finished(keep)
+
+    def _sample(self, logits: Any, sequences: list[_Sequence]) -> list[int]:
+        torch = self._torch
+        chosen = logits.argmax(dim=-1).tolist()
+        for row, sequence in enumerate(sequences):
+            sampling = sequence.request.sampling
+            if sampling.temperature <= 0:
+                continue
+            probs = torch.softmax(logits[row] / sampling.temperature, dim=-1)
+            if sampling.top_p < 1.0:
+                probs = _top_p_filter(torch, probs, sampling.top_p)
+            chosen[row] = int(torch.multinomial(probs.cpu(), 1, generator=sequence.generator))
+        return chosen
+
+    def _emit(self, sequence: _Sequence, token: int) -> None:
+        request = sequence.request
+        if sequence.cancelled.is_set():
+            return self._finish(sequence, sequence.emitted, "cancelled")
+        if token in self.eos_ids:
+            return self._finish(sequence, self._text(sequence.ids[:-1]), "stop")
+        text = self._text(sequence.ids)
+        stop_at = _first_stop(text, request.sampling.stop)
+        if stop_at is not None:
+            return self._finish(sequence, text[:stop_at], "stop")
+        if len(sequence.ids) >= request.sampling.max_tokens:
+            return self._finish(sequence, text, "length")
+        safe = _streamable(text, request.sampling.stop)
+        if len(safe) > len(sequence.emitted):
+            delta, sequence.emitted = safe[len(sequence.emitted):], safe
+            sequence.sink(TextEvent(delta))
+        return None
+
+    def _text(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True)).lstrip()
+
+    def _finish(self, sequence: _Sequence, text: str, reason: str) -> None:
+        sequence.done = True
+        if text.startswith(sequence.emitted) and len(text) > len(sequence.emitted):
+            sequence.sink(TextEvent(text[len(sequence.emitted):]))
+        sequence.sink(FinalEvent(text, len(sequence.request.prompt_ids), len(sequence.ids),
+                                 reason, token_ids=tuple(sequence.ids)))
+
+    def _drop_finished(self, keep: list[int]) -> None:
+        if not keep:
+            self._active, self._cache, self._mask = [], None, None
+            return
+        index = self._torch.tensor(keep, device=self._mask.device)
+        self._cache.batch_select_indices(index)
+        self._mask = self._mask[index]
+        self._active = [self._active[i] for i in keep]
+        # Columns that are padding for every remaining row are dead weight in attention.
+        used = self._mask.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        if start > 0:
+            self._mask = self._mask[:, start:]
+            for layer in self._cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    """What the model's forward takes (transformers 5.x renamed `past_key_values` to `cache`)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(inner.forward).parameters)
+
+
+def _left_pad(tensor: Any, width: int, dim: int) -> Any:
+    """Zero-pad `tensor` on the left of `dim` up to `width`."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    torch = require("torch")
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor],
+                     dim=dim)
+
+
+def _top_p_filter(torch: Any, probs: Any, top_p: float) -> Any:
+    ordered, order = probs.sort(descending=True)
+    outside = ordered.cumsum(dim=-1) - ordered > top_p
+    ordered[outside] = 0.0
+    filtered = torch.zeros_like(probs).scatter(0, order, ordered)
+    return filtered / filtered.sum()
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    positions = [text.find(s) for s in stops if s and s in text]
+    return min(positions) if positions else None
+
+
+def _streamable(text: str, stops: tuple[str, ...]) -> str:
+    """The part of `text` that is safe to send: no half-decoded character, no possible stop."""
+    text = text.rstrip("\ufffd")
+    held = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:size]):
+                held = max(held, size)
+                break
+    return text[: len(text) - held]

@@ -1,0 +1,61 @@
+"""Bridge from an engine's thread to asyncio: submit, then await its events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tuneline.serve.engines.base import Engine, FinalEvent, GenerationRequest, TextEvent
+
+
+class PendingGeneration:
+    """A submitted request; iterate `events()` once to receive its text and final event.
+
+    Submitting happens in the constructor so that a full queue (QueueFull) is raised before any
+    response has started.
+    """
+
+    def __init__(self, engine: Engine, request: GenerationRequest, timeout_s: float):
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[TextEvent | FinalEvent] = asyncio.Queue()
+        self._timeout_s = timeout_s
+        self.started = time.perf_counter()
+        self.first_token_s: float | None = None
+        self._cancel = engine.submit(request, self._from_engine)
+
+    def _from_engine(self, event: TextEvent | FinalEvent) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:  # the event loop is gone (server stopped): nobody is listening
+            self._cancel.set()
+
+    async def events(self) -> AsyncIterator[TextEvent | FinalEvent]:
+        """Text events then one FinalEvent; TimeoutError after the request timeout."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                while True:
+                    event = await self._queue.get()
+                    if self.first_token_s is None:
+                        self.first_token_s = time.perf_counter() - self.started
+                    yield event
+                    if isinstance(event, FinalEvent):
+                        return
+        finally:
+            self._cancel.set()
+
+    async def result(self) -> FinalEvent:
+        """Wait for the whole answer."""
+        async for event in self.events():
+            if isinstance(event, FinalEvent):
+                return event
+        raise RuntimeError("the engine ended a request without a final event")
+
+
+def sse(data: Any) -> bytes:
+    """One server-sent event carrying JSON (or the literal [DONE])."""
+    import json
+
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
