@@ -142,8 +142,17 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def tuneline_serve(*args: str, timeout_s: float = 120) -> Iterator[str]:
+def tuneline_serve(*args: str, timeout_s: float = 120, env: dict[str, str] | None = None
+                   ) -> Iterator[str]:
     """Start `tuneline serve ARGS --port P` as a real process; yields its /v1 base URL."""
+    with tuneline_serve_process(*args, timeout_s=timeout_s, env=env) as (_, base_url):
+        yield base_url
+
+
+@contextlib.contextmanager
+def tuneline_serve_process(*args: str, timeout_s: float = 120, env: dict[str, str] | None = None
+                           ) -> Iterator[tuple[Any, str]]:
+    """`tuneline serve ARGS --port P` as a real process: yields (process, /v1 base URL)."""
     import os
     import subprocess
     import sys
@@ -151,15 +160,17 @@ def tuneline_serve(*args: str, timeout_s: float = 120) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tuneline.cli", "serve", *args, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until_up(server, f"{base_url}/models", timeout_s)
-        yield base_url
+        wait_until_up(server, f"http://127.0.0.1:{port}/ready", timeout_s)
+        yield server, base_url
     finally:
-        server.terminate()
-        server.wait(30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(30)
 
 
 def wait_until_up(server: Any, url: str, timeout_s: float) -> None:
