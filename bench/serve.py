@@ -186,8 +186,9 @@ def baseline(spec: dict[str, Any]) -> dict[str, Any]:
 
     model, tokenizer = load_for_inference(spec["model"], None, precision=spec["precision"])
     probe = questions()
-    generate_batch(model, tokenizer, [[{"role": "user", "content": probe[0]}]],
-                   spec["max_tokens"])  # warm-up, not timed
+    for question in probe[-2:]:  # warm-up, not timed
+        generate_batch(model, tokenizer, [[{"role": "user", "content": question}]],
+                       spec["max_tokens"])
     latencies, tokens = [], 0
     started = time.perf_counter()
     for i in range(spec["requests"]):
@@ -400,7 +401,7 @@ def show(result: dict[str, Any]) -> None:
                  "× baseline", "p50 s", "p95 s", "TTFT p50", "TTFT p95"):
         table.add_column(name, justify="left" if name == "path" else "right")
     if base:
-        table.add_row("baseline: model.generate", "1", str(base["requests"]), "-", "-", "-",
+        table.add_row("baseline (generate)", "1", str(base["requests"]), "-", "-", "-",
                       "-", f"{base['tokens_per_second']:.1f}", "1.00", sec(base["latency_p50"]),
                       sec(base["latency_p95"]), "-", "-")
     for row in result["levels"] + ([result["soak"]] if result.get("soak") else []):
@@ -411,7 +412,7 @@ def show(result: dict[str, Any]) -> None:
                       f"{row['tokens_per_second']:.1f}", "-" if ratio is None else f"{ratio:.2f}",
                       sec(row["latency_p50"]), sec(row["latency_p95"]), sec(row["ttft_p50"]),
                       sec(row["ttft_p95"]))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 150).print(table)
 
 
 def verdicts(result: dict[str, Any]) -> list[str]:
@@ -442,7 +443,7 @@ def print_summary(result: dict[str, Any]) -> None:
         if row.get("ratio_vs_baseline") is not None:
             print(f"ratio ours / baseline at {row['clients']:>2} clients: "
                   f"{row['ratio_vs_baseline']:.2f}x tokens/s")
-    for line in verdicts(result):
+    for line in result["verdicts"]:
         print(line)
     print(f"peak RSS: server {server['peak_rss'] / MIB:.0f} MiB"
           + (f", baseline {base['peak_rss'] / MIB:.0f} MiB" if base else ""))
@@ -491,6 +492,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.levels = [int(n) for n in args.levels.split(",") if n.strip()]
+    if not args.soak and (few := [n for n in args.levels if n > args.requests_per_level]):
+        log(f"warning: --requests-per-level {args.requests_per_level} is below {few} clients; "
+            "those levels never reach full concurrency")
     if Path(args.model).exists():  # the server runs in a scratch folder: make paths absolute
         args.model = str(Path(args.model).resolve())
     return args
@@ -515,7 +519,7 @@ def main() -> None:
         return child("client" if args.client else "baseline", args.client or args.baseline)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by both children
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tuneline-bench-serve-") as tmp:
         workdir = Path(tmp)
         log_path = (args.output.with_suffix(".server.log") if args.output
@@ -545,10 +549,11 @@ def main() -> None:
             "requests_per_level": args.requests_per_level, "level_seconds": args.level_seconds,
             "sample_seconds": args.sample_seconds, "baseline": base, "levels": levels,
             "soak": soak, "wall_seconds": time.monotonic() - started, "versions": _versions(),
+            "loadavg_1_5_15": {"before": load_before, "after": os.getloadavg()},
             "server": {"command": server.command[2:], "capacity": capacity, "peak_rss": peak,
                        "log_scan": scan_log(log_path)},
         }
-        result["verdicts"] = verdicts(result)
+        result["verdicts"] = verdicts(result) if levels else []
         print_summary(result)
         if args.output:
             args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

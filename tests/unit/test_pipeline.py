@@ -89,8 +89,8 @@ def test_registered_version_records_lineage(tiny_run):
 
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    from tuneline.registry import open_registry
     from tuneline.config import ServeConfig
+    from tuneline.registry import open_registry
     from tuneline.serve.app import build_app
     from tuneline.serve.engines.transformers_engine import TransformersEngine
 

@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
-from conftest import serve_in_thread  # noqa: E402
 from openai import APIStatusError, OpenAI  # noqa: E402
 
+from conftest import serve_in_thread  # noqa: E402
 from tuneline.config import ServeConfig  # noqa: E402
 from tuneline.serve.app import Route, build_app  # noqa: E402
 from tuneline.serve.engines.transformers_engine import TransformersEngine  # noqa: E402
@@ -316,3 +316,16 @@ def test_canary_rolls_back_a_slow_candidate(engine):
     assert health["canary"]["rolled_back"] is True and "p95" in health["canary"]["reason"]
     assert after == {"m@champion"}
     assert "tuneline_canary_rollbacks_total 1.0" in metrics
+
+
+def test_a_draining_server_is_not_ready_and_takes_no_new_work(engine):
+    app = build_app({"tiny": engine}, _settings())
+    with serve_in_thread(app) as url:
+        root = url.removesuffix("/v1")
+        assert httpx.get(f"{root}/ready").json()["ready"] is True
+        app.state.tuneline.draining = True  # what SIGTERM sets (tuneline serve)
+        ready = httpx.get(f"{root}/ready")
+        refused = httpx.post(f"{url}/chat/completions",
+                             json={"model": "tiny", "messages": QUESTION})
+    assert ready.status_code == 503 and ready.json()["reason"] == "draining"
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import build_random_adapter  # noqa: E402
 from tuneline.config_sections.serve import BatchingConfig  # noqa: E402
 from tuneline.serve.engines.base import (  # noqa: E402
     FinalEvent,
@@ -149,23 +150,8 @@ def test_cancelled_requests_stop_and_a_full_queue_refuses(engine):
     assert engine.stats().active == 0 and engine.stats().waiting == 0
 
 
-def _random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                      init_lora_weights=False))
-    model.save_pretrained(out)
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
-    return out
-
-
 def test_several_adapters_in_one_batch_match_each_adapter_alone(tiny_model_dir, tmp_path):
-    adapters = {name: _random_adapter(tiny_model_dir, tmp_path / name, seed)
+    adapters = {name: build_random_adapter(tiny_model_dir, tmp_path / name, seed)
                 for name, seed in (("a", 1), ("b", 2))}
     engine = TransformersEngine.load_adapters(str(tiny_model_dir), adapters, precision="fp32")
     try:
