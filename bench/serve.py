@@ -189,17 +189,19 @@ def baseline(spec: dict[str, Any]) -> dict[str, Any]:
     for question in probe[-2:]:  # warm-up, not timed
         generate_batch(model, tokenizer, [[{"role": "user", "content": question}]],
                        spec["max_tokens"])
-    latencies, tokens = [], 0
+    latencies, answer_tokens = [], []
     started = time.perf_counter()
     for i in range(spec["requests"]):
         conversation = [{"role": "user", "content": probe[i % len(probe)]}]
         t0 = time.perf_counter()
-        tokens += generate_batch(model, tokenizer, [conversation], spec["max_tokens"])[0] \
-            .completion_tokens
+        answer = generate_batch(model, tokenizer, [conversation], spec["max_tokens"])[0]
         latencies.append(time.perf_counter() - t0)
+        answer_tokens.append(answer.completion_tokens)
     seconds = time.perf_counter() - started
+    tokens = sum(answer_tokens)
     return {"path": "one at a time, model.generate", "requests": spec["requests"],
             "completion_tokens": tokens, "seconds": seconds,
+            "per_request": [[round(s, 3), n] for s, n in zip(latencies, answer_tokens, strict=True)],
             "tokens_per_second": tokens / seconds, "requests_per_second": len(latencies) / seconds,
             "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
             "dtype": str(next(model.parameters()).dtype), "torch_threads": torch.get_num_threads(),

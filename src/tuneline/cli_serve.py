@@ -54,6 +54,10 @@ def serve(args: tuple[str, ...], model_ref: str | None, host: str | None,
 
         retriever = Retriever.for_run(cfg)
     configure_json_logging()
+    if settings.tracing:
+        from tuneline.serve.tracing import configure_tracing
+
+        configure_tracing()
     app = build_app(routes, settings, retriever, feedback_db_path(cfg), canary_name)
     server = _draining_server(uvicorn)(uvicorn.Config(
         app, host=bind, port=port or settings.port, log_level="info",

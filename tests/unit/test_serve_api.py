@@ -249,6 +249,8 @@ def test_metrics_count_requests_tokens_and_first_token_latency(engine):
     assert samples[("tuneline_completion_tokens_total", (("model", "tiny"),))] == completion
     assert samples[("tuneline_time_to_first_token_seconds_count", (("model", "tiny"),))] == 3
     assert samples[("tuneline_request_latency_seconds_count", (("model", "tiny"),))] == 3
+    steps = sum(r.usage.completion_tokens - 1 for r in replies)  # the first comes from prefill
+    assert samples[("tuneline_batch_size_count", ())] == steps
 
 
 def test_prompts_stay_out_of_the_logs_unless_enabled(tiny_model_dir, caplog):
@@ -303,7 +305,7 @@ def test_canary_splits_traffic_and_keeps_each_user_on_one_arm(engine):
 
 
 def test_canary_rolls_back_a_slow_candidate(engine):
-    routes = {"m@champion": Route(engine), "m@candidate": Route(_SlowEngine(engine, 0.3))}
+    routes = {"m@champion": Route(engine), "m@candidate": Route(_SlowEngine(engine, 0.6))}
     settings = _settings(canary={"percent": 50, "window": 10, "min_requests": 4,
                                  "max_p95_factor": 2.0})
     with serve_in_thread(build_app(routes, settings, canary_name="m")) as url:
@@ -329,3 +331,24 @@ def test_a_draining_server_is_not_ready_and_takes_no_new_work(engine):
                              json={"model": "tiny", "messages": QUESTION})
     assert ready.status_code == 503 and ready.json()["reason"] == "draining"
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+
+
+def test_tracing_records_a_span_per_request_and_generation(engine):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    with serve_in_thread(build_app({"tiny": engine}, _settings(tracing=True))) as url:
+        reply = _client(url).chat.completions.create(model="tiny", messages=QUESTION)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert spans["POST /v1/chat/completions"].attributes["http.response.status_code"] == 200
+    generation = spans["generation"].attributes
+    assert generation["tuneline.model"] == "tiny" and generation["tuneline.status"] == 200
+    assert generation["gen_ai.usage.output_tokens"] == reply.usage.completion_tokens
+    assert spans["generation"].end_time > spans["generation"].start_time

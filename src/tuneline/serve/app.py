@@ -87,7 +87,15 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.key_name = "anonymous"
         started = time.perf_counter()
-        response = await call_next(request)
+        if settings.tracing:
+            from tuneline.serve.tracing import request_span
+
+            with request_span(request.method, request.url.path,
+                              request.state.request_id) as span:
+                response = await call_next(request)
+                span.set_attribute("http.response.status_code", response.status_code)
+        else:
+            response = await call_next(request)
         response.headers["x-request-id"] = request.state.request_id
         if request.url.path not in _PUBLIC_PATHS:
             state.logger.info("request", extra={"fields": {

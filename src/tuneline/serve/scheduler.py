@@ -52,7 +52,8 @@ class ContinuousBatcher:
         self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
         self.max_batch_size, self.max_queue = max_batch_size, max_queue
         self.mixed_adapters = mixed_adapters
-        self.on_step = on_step
+        self.on_step = on_step  # a test hook, called before every decode step
+        self.on_batch: Callable[[int], None] | None = None  # metrics: the step's batch size
         self._torch = require("torch")
         parameters = _forward_parameters(model)
         self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
@@ -202,6 +203,8 @@ class ContinuousBatcher:
         sequences = self._active
         if self.on_step is not None:
             self.on_step(len(sequences))
+        if self.on_batch is not None:
+            self.on_batch(len(sequences))
         last = torch.tensor([[s.ids[-1]] for s in sequences], device=device)
         positions = torch.tensor([[s.position] for s in sequences], device=device)
         self._mask = torch.cat(

@@ -112,6 +112,9 @@ def build_state(routes: dict[str, Route], settings: ServeConfig, retriever: Any 
         metrics=ServerMetrics(), responses=ResponseLog(),
         feedback=FeedbackStore(feedback_path) if feedback_path is not None else None,
     )
+    for engine in state.engines():
+        if hasattr(engine, "batcher"):
+            engine.batcher.on_batch = state.metrics.observe_batch
     if canary_name is not None and settings.canary.percent > 0:
         state.canary = _canary(state, canary_name)
     return state

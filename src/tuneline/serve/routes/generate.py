@@ -171,6 +171,15 @@ def _account(call: _Call, pending: PendingGeneration, status: int, final: FinalE
                       final, call.key_name)
     if status == 504:
         call.state.metrics.rejected("timeout")
+    if call.state.settings.tracing:
+        from tuneline.serve.tracing import record_generation
+
+        record_generation(call.started, {
+            "tuneline.request_id": call.request_id, "tuneline.model": call.served,
+            "tuneline.status": status, "tuneline.key": call.key_name,
+            "gen_ai.usage.input_tokens": final.prompt_tokens if final else 0,
+            "gen_ai.usage.output_tokens": final.completion_tokens if final else 0,
+            "tuneline.ttft_s": pending.first_token_s or 0.0})
     call.state.logger.info("generation", extra={"fields": request_record(
         call.request_id, "POST", "generate", status, latency, call.served, call.key_name,
         final.prompt_tokens if final else 0, final.completion_tokens if final else 0,
