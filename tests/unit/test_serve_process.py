@@ -12,13 +12,14 @@ import pytest
 
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
+from openai import AsyncOpenAI, AuthenticationError, OpenAI  # noqa: E402
+
 from conftest import (  # noqa: E402
     build_random_adapter,
     tuneline_serve,
     tuneline_serve_process,
     write_config,
 )
-from openai import AsyncOpenAI, AuthenticationError, OpenAI  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is the capital of Peru?"}]
 
