@@ -21,6 +21,10 @@ samples the server's RSS every --sample-seconds, to show whether memory keeps gr
     .venv/bin/python bench/serve.py --soak 300 --soak-clients 16 --output soak.json
     options: --model, --max-tokens, --max-batch-size, --max-queue, --baseline-requests,
              --threads, --output result.json (the server log lands next to it)
+
+On a machine shared with other work, pass --threads 1: with torch's default of one thread per
+core, a single busy core stalls every step (threads wait for each other) and single requests
+swing from 1 s to 12 s; the baseline's per-request seconds in the JSON show it.
 """
 
 from __future__ import annotations
@@ -201,7 +205,8 @@ def baseline(spec: dict[str, Any]) -> dict[str, Any]:
     tokens = sum(answer_tokens)
     return {"path": "one at a time, model.generate", "requests": spec["requests"],
             "completion_tokens": tokens, "seconds": seconds,
-            "per_request": [[round(s, 3), n] for s, n in zip(latencies, answer_tokens, strict=True)],
+            "per_request": [[round(t, 3), n]  # seconds, tokens: shows CPU contention
+                            for t, n in zip(latencies, answer_tokens, strict=True)],
             "tokens_per_second": tokens / seconds, "requests_per_second": len(latencies) / seconds,
             "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
             "dtype": str(next(model.parameters()).dtype), "torch_threads": torch.get_num_threads(),
@@ -367,7 +372,7 @@ def run_levels(args: argparse.Namespace, server: Server, workdir: Path) -> list[
             f"{args.level_seconds:g} s")
         row = run_child("client", client_spec(args, server, clients, args.requests_per_level,
                                               args.level_seconds), workdir, bound)
-        row["server_rss_after"] = server.rss()
+        row["server_rss_after"], row["loadavg_after"] = server.rss(), os.getloadavg()
         log(f"  {row['completed']} answered, {row['tokens_per_second']:.1f} tok/s, "
             f"429 {row['status_429']}, 5xx {row['status_5xx']}, errors {row['errors']}"
             + (f" {row['error_details'][:2]}" if row["error_details"] else ""))
@@ -445,6 +450,10 @@ def print_summary(result: dict[str, Any]) -> None:
         if row.get("ratio_vs_baseline") is not None:
             print(f"ratio ours / baseline at {row['clients']:>2} clients: "
                   f"{row['ratio_vs_baseline']:.2f}x tokens/s")
+    if len(levels := result["levels"]) > 1 and levels[0]["tokens_per_second"]:
+        print("scaling vs our own first level (independent of the baseline): " + ", ".join(
+            f"{r['clients']} clients {r['tokens_per_second'] / levels[0]['tokens_per_second']:.2f}x"
+            for r in levels[1:]))
     for line in result["verdicts"]:
         print(line)
     print(f"peak RSS: server {server['peak_rss'] / MIB:.0f} MiB"
@@ -532,6 +541,7 @@ def main() -> None:
             base = run_child("baseline", {"model": args.model, "max_tokens": args.max_tokens,
                                           "requests": args.baseline_requests,
                                           "precision": args.precision}, workdir, 1800)
+            base["loadavg_after"] = os.getloadavg()
             log(f"  {base['tokens_per_second']:.1f} tok/s, peak RSS {base['peak_rss'] / MIB:.0f}"
                 f" MiB")
         overrides, capacity = server_settings(args, workdir)

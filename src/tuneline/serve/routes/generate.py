@@ -58,7 +58,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chat_chunks(call, pending, response_id, messages, citations, include_usage)
+        chunks = _sse_chunks(call, pending, response_id, messages, include_usage, True,
+                             citations)
         return StreamingResponse(chunks, media_type="text/event-stream",
                                  headers=_headers(call))
     final = await _finish(call, pending, messages)
@@ -90,7 +91,7 @@ async def completions(body: CompletionRequest, request: Request
     messages = [{"role": "user", "content": prompts[0]}]
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _completion_chunks(call, pending, response_id, messages, include_usage)
+        chunks = _sse_chunks(call, pending, response_id, messages, include_usage, False)
         return StreamingResponse(chunks, media_type="text/event-stream",
                                  headers=_headers(call))
     final = await _finish(call, pending, messages)
@@ -141,9 +142,9 @@ def _submit(call: _Call, request: GenerationRequest) -> PendingGeneration:
     except QueueFull as full:
         call.state.metrics.rejected("queue_full")
         call.state.record(call.served, call.requested, 429, 0.0, None, None, call.key_name)
-        raise APIError(429, f"{full}; retry after {full.retry_after_s:g} s",
-                       "rate_limit_error", None, "server_overloaded",
-                       {"Retry-After": str(max(1, round(full.retry_after_s)))}) from None
+        wait = max(1, round(full.retry_after_s))
+        raise APIError(429, f"{full}; retry after {wait} s", "rate_limit_error", None,
+                       "server_overloaded", {"Retry-After": str(wait)}) from None
 
 
 async def _finish(call: _Call, pending: PendingGeneration, messages: list[dict[str, str]]
@@ -187,40 +188,27 @@ def _account(call: _Call, pending: PendingGeneration, status: int, final: FinalE
         log_prompts=call.state.settings.log_prompts)})
 
 
-async def _chat_chunks(call: _Call, pending: PendingGeneration, response_id: str,
-                       messages: list[dict[str, str]], citations: Any, include_usage: bool
-                       ) -> AsyncIterator[bytes]:
-    base = {"id": response_id, "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": call.served}
-    first: dict[str, Any] = {"role": "assistant", "content": ""}
-    yield sse({**base, "choices": [{"index": 0, "delta": first, "finish_reason": None}],
-               **({"citations": citations} if citations else {})})
+async def _sse_chunks(call: _Call, pending: PendingGeneration, response_id: str,
+                      messages: list[dict[str, str]], include_usage: bool, chat: bool,
+                      citations: Any = None) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed chat completion (`chat`) or text completion."""
+    base = {"id": response_id, "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()), "model": call.served}
+
+    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+        if chat:
+            return {"index": 0, "delta": {} if text is None else {"content": text},
+                    "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+    if chat:
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        yield sse({**base, "choices": [first], **({"citations": citations} if citations else {})})
     async for kind, payload in _stream_events(call, pending, messages, response_id):
         if kind == "text":
-            yield sse({**base, "choices": [{"index": 0, "delta": {"content": payload},
-                                            "finish_reason": None}]})
+            yield sse({**base, "choices": [choice(payload, None)]})
         elif kind == "final":
-            yield sse({**base, "choices": [{"index": 0, "delta": {},
-                                            "finish_reason": _finish_reason(payload)}]})
-            if include_usage:
-                yield sse({**base, "choices": [], "usage": _usage(payload).model_dump()})
-        else:
-            yield sse(payload)
-    yield sse("[DONE]")
-
-
-async def _completion_chunks(call: _Call, pending: PendingGeneration, response_id: str,
-                             messages: list[dict[str, str]], include_usage: bool
-                             ) -> AsyncIterator[bytes]:
-    base = {"id": response_id, "object": "text_completion", "created": int(time.time()),
-            "model": call.served}
-    async for kind, payload in _stream_events(call, pending, messages, response_id):
-        if kind == "text":
-            yield sse({**base, "choices": [{"index": 0, "text": payload, "logprobs": None,
-                                            "finish_reason": None}]})
-        elif kind == "final":
-            yield sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
-                                            "finish_reason": _finish_reason(payload)}]})
+            yield sse({**base, "choices": [choice(None, _finish_reason(payload))]})
             if include_usage:
                 yield sse({**base, "choices": [], "usage": _usage(payload).model_dump()})
         else:
