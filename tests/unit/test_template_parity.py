@@ -112,6 +112,8 @@ def test_evaluate_renders_tuned_prompts_with_the_adapter_template(trained, monke
 
 
 def test_serve_renders_prompts_with_the_adapter_template(trained, monkeypatch):
+    """The served adapter gets the prompt ids it was trained on; the bare base (served beside
+    it as 'base') gets its own new template."""
     pytest.importorskip("fastapi")
     import uvicorn
     from click.testing import CliRunner
@@ -119,22 +121,31 @@ def test_serve_renders_prompts_with_the_adapter_template(trained, monkeypatch):
 
     from tuneline.cli import cli
     from tuneline.pipeline import run_pipeline
+    from tuneline.serve.scheduler import ContinuousBatcher
 
     cfg, config_path, adapter, base = trained
     run_pipeline(cfg)  # registers the trained adapter
     apps = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **_: apps.append(app))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: apps.append(server.config.app))
     result = CliRunner().invoke(cli, ["serve", str(config_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
-    spy = GenerateSpy(monkeypatch)
+    submitted: list[list[int]] = []
+    original = ContinuousBatcher.submit
+
+    def spy(batcher, request, sink):
+        submitted.append(list(request.prompt_ids))
+        return original(batcher, request, sink)
+
+    monkeypatch.setattr(ContinuousBatcher, "submit", spy)
     with TestClient(apps[0]) as client:
-        response = client.post("/v1/chat/completions", json={
-            "model": cfg.register.name, "max_tokens": 2,
+        responses = [client.post("/v1/chat/completions", json={
+            "model": model, "max_tokens": 2,
             "messages": [{"role": "user", "content": QUESTION}]})
-    assert response.status_code == 200, response.text
+            for model in (cfg.register.name, "base")]
+    for response in responses:
+        assert response.status_code == 200, response.text
     expected = _prompt_ids(adapter, QUESTION)
     assert expected != _prompt_ids(base, QUESTION)
-    assert spy.prompts == [expected]
-    assert response.json()["usage"]["prompt_tokens"] == len(expected)
-
+    assert submitted == [expected, _prompt_ids(base, QUESTION)]
+    assert responses[0].json()["usage"]["prompt_tokens"] == len(expected)
