@@ -142,3 +142,34 @@ def test_rag_curation_needs_the_index(tmp_path, tiny_model_dir):
     cfg.index.enabled = False
     with pytest.raises(ConfigError, match="index.enabled"):
         run_pipeline(cfg, until="curate")
+
+
+def test_reading_facts_come_from_unused_rows_and_are_trained_only_with_passages(tmp_path,
+                                                                              tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 5
+    result = run_pipeline(cfg, until="curate")
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    reading = [f for f in facts if f["kind"] == "reading"]
+    assert len(reading) == 5
+    rows = lambda group: {f["source"]["line"] for f in group}  # noqa: E731
+    assert not rows(reading) & rows(f for f in facts if f["kind"] == "qa")
+    curated = result.artifacts["curate"].path
+    evaluated = [item for name in ("recall", "heldout", "unanswerable")
+                 for item in read_jsonl(curated / "eval" / f"{name}.jsonl")]
+    train = read_jsonl(curated / "train.jsonl")
+    for fact in reading:
+        assert not any(fact["answer"] in json.dumps(item) for item in evaluated)
+        trained = [row for row in train if row["messages"][-1]["content"] == fact["answer"]]
+        assert len(trained) == 1  # once, and with its passage in the prompt
+        assert f"The capital of {fact['key']} is" in trained[0]["messages"][0]["content"]
+    assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 5
+
+
+def test_reading_facts_need_rag_curation(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 2
+    with pytest.raises(ConfigError, match="reading_facts_per_template"):
+        run_pipeline(cfg, until="curate")

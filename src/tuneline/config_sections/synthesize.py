@@ -119,6 +119,11 @@ class SynthesizeConfig(_Section):
     max_facts_per_template: int | None = Field(
         None, ge=1, description="Sample at most this many facts per template (seeded)."
     )
+    reading_facts_per_template: int = Field(
+        0, ge=0, description="Also sample this many facts per template from rows no other fact "
+        "uses, as retrieval-reading practice: curate turns each into one RAG-format training "
+        "example (needs curate.rag) and never evaluates or trains them without passages.",
+    )
     auto_templates: bool = Field(
         False, description="When true, tables that no template names get suggested templates "
         "(the ones `tuneline synthesize --suggest` prints)."

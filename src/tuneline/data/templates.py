@@ -25,7 +25,9 @@ class Fact:
     answer: str
     questions: list[str]
     source: dict[str, Any]
-    kind: str = "qa"  # "qa", or "unanswerable": about an entity the data lacks; answer abstains
+    # "qa"; "unanswerable": about an entity the data lacks, the answer abstains; "reading":
+    # only ever trained in RAG format, with its row's passage (retrieval-reading practice)
+    kind: str = "qa"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

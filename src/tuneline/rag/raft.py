@@ -18,14 +18,18 @@ from tuneline.rag.retrieve import Retriever
 
 
 def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
-                  retriever: Retriever) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """RAG-format chats for curate.rag.fraction of the trained (fact, question) pairs, and
-    counts by kind: `rag:gold` (answer from the gold passage), `rag:gold_removed` and
-    `rag:no_gold` (unanswerable questions; both answer with the abstention sentence)."""
+                  retriever: Retriever, reading: list[Fact] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """RAG-format chats for curate.rag.fraction of the trained (fact, question) pairs and one
+    for each reading fact, and counts by kind: `rag:gold` (answer from the gold passage),
+    `rag:gold_removed` and `rag:no_gold` (unanswerable questions; both answer with the
+    abstention sentence)."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
     pairs = [(fact, question) for fact in facts for question in fact.questions[phrasings]]
     chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
+    # A fact the model never saw without passages: it can only answer by reading.
+    chosen += [(fact, rng.choice(fact.questions[phrasings])) for fact in reading or []]
     if not chosen:
         return [], {}
     k = cfg.index.retrieval.top_k

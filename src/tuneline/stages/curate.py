@@ -62,7 +62,11 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
                 f"{n_recall} questions so some are left to train on" for name in too_few
             ])
         invented = [f for f in facts if f.kind == "unanswerable"]
-        split = split_by_fact([f for f in facts if f.kind != "unanswerable"],
+        reading = [f for f in facts if f.kind == "reading"]
+        if reading and not uses_rag:
+            raise ConfigError(["synthesize.reading_facts_per_template: reading facts are only "
+                               "trained in RAG format; set curate.rag.fraction > 0"])
+        split = split_by_fact([f for f in facts if f.kind == "qa"],
                               cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed)
         abstain = split_by_fact(invented, 1 - cfg.curate.unanswerable_train_fraction, 0.0,
                                 cfg.run.seed)
@@ -73,7 +77,7 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
                  "val": chat_examples(split.val, trained),
                  "test": chat_examples(split.heldout, slice(None))}
         if uses_rag:
-            raft, shaped_rag = _raft(cfg, split.train + abstain.train, trained)
+            raft, shaped_rag = _raft(cfg, split.train + abstain.train, trained, reading)
             chats["train"] += raft
             shaped.update(shaped_rag)
         eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
@@ -100,14 +104,14 @@ def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool =
     return run_stage("curate", out_dir, config_hash, inputs, work, force)
 
 
-def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice
+def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any]
           ) -> tuple[list[dict], dict[str, int]]:
     from tuneline.rag.raft import raft_examples
     from tuneline.rag.retrieve import Retriever
 
     retriever = Retriever.for_run(cfg)
     try:
-        return raft_examples(cfg, facts, phrasings, retriever)
+        return raft_examples(cfg, facts, phrasings, retriever, reading)
     finally:
         retriever.close()
 

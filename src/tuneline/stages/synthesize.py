@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import defaultdict
@@ -72,10 +73,13 @@ def _template_facts(
     facts: list[Fact] = []
     counts: dict[str, int] = {}
     skipped: dict[str, dict[str, int]] = {}
+    unsampled: dict[str, list[Fact]] = {}
     for template in templates:
         check_columns(template, tables[template.source]["columns"])
-        found, report = facts_from_records(template, records[template.source])
-        found = _sample(found, cfg.synthesize.max_facts_per_template, rng)
+        every, report = facts_from_records(template, records[template.source])
+        found = _sample(every, cfg.synthesize.max_facts_per_template, rng)
+        chosen = {f.fact_id for f in found}
+        unsampled[template.name] = [f for f in every if f.fact_id not in chosen]
         counts[f"facts:{template.name}"] = len(found)
         invented = unanswerable_facts(template, records[template.source],
                                       unanswerable.per_template, unanswerable.answer, rng)
@@ -83,7 +87,31 @@ def _template_facts(
             counts[f"unanswerable:{template.name}"] = len(invented)
         facts += found + invented
         skipped[template.name] = dict(report.skipped)
-    return facts, counts, skipped
+    reading = _reading_facts(unsampled, facts, cfg.synthesize.reading_facts_per_template, rng)
+    for fact in reading:
+        counts[f"reading:{fact.template}"] = counts.get(f"reading:{fact.template}", 0) + 1
+    return facts + reading, counts, skipped
+
+
+def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact], per_template: int,
+                   rng: random.Random) -> list[Fact]:
+    """Facts for retrieval-reading practice, from rows that no sampled fact of any template
+    comes from, so that no evaluated fact's gold passage is ever shown in training this way."""
+    if per_template == 0:
+        return []
+    used = {_row(f) for f in facts if f.kind != "unanswerable"}
+    reading = []
+    for pool in unsampled.values():
+        fresh = [f for f in pool if _row(f) not in used]
+        for fact in _sample(fresh, per_template, rng):
+            used.add(_row(fact))
+            reading.append(dataclasses.replace(fact, kind="reading"))
+    return reading
+
+
+def _row(fact: Fact) -> tuple[str, str, str]:
+    return (str(fact.source.get("source")), str(fact.source.get("file")),
+            str(fact.source.get("line")))
 
 
 def _check_sources(templates: list[TemplateConfig], tables: dict[str, Any]) -> None:
