@@ -364,10 +364,15 @@ def client_spec(args: argparse.Namespace, server: Server, clients: int, requests
             "request_timeout": args.request_timeout, "offset": offset}
 
 
-def run_levels(args: argparse.Namespace, server: Server, workdir: Path) -> list[dict[str, Any]]:
+def run_levels(args: argparse.Namespace, server: Server, workdir: Path,
+               measure_baseline: Any = None) -> list[dict[str, Any]]:
+    """Each level in turn; with `measure_baseline`, a baseline run right before each level, so
+    that each ratio compares two measurements a minute apart (this machine's speed drifts by
+    up to 2x over minutes: shared cores)."""
     rows = []
     bound = args.level_seconds + args.request_timeout + 60
     for clients in args.levels:
+        adjacent = measure_baseline() if measure_baseline else None
         log(f"level {clients} clients: up to {args.requests_per_level} answers or "
             f"{args.level_seconds:g} s")
         row = run_child("client", client_spec(args, server, clients, args.requests_per_level,
@@ -376,6 +381,8 @@ def run_levels(args: argparse.Namespace, server: Server, workdir: Path) -> list[
         log(f"  {row['completed']} answered, {row['tokens_per_second']:.1f} tok/s, "
             f"429 {row['status_429']}, 5xx {row['status_5xx']}, errors {row['errors']}"
             + (f" {row['error_details'][:2]}" if row["error_details"] else ""))
+        if adjacent is not None:
+            row["adjacent_baseline_tokens_per_second"] = adjacent["tokens_per_second"]
         rows.append(row)
     return rows
 
@@ -448,8 +455,10 @@ def print_summary(result: dict[str, Any]) -> None:
     base, server = result["baseline"], result["server"]
     for row in result["levels"]:
         if row.get("ratio_vs_baseline") is not None:
+            adjacent = row.get("adjacent_baseline_tokens_per_second")
             print(f"ratio ours / baseline at {row['clients']:>2} clients: "
-                  f"{row['ratio_vs_baseline']:.2f}x tokens/s")
+                  f"{row['ratio_vs_baseline']:.2f}x tokens/s"
+                  + (f" (baseline just before: {adjacent:.1f} tok/s)" if adjacent else ""))
     if len(levels := result["levels"]) > 1 and levels[0]["tokens_per_second"]:
         print("scaling vs our own first level (independent of the baseline): " + ", ".join(
             f"{r['clients']} clients {r['tokens_per_second'] / levels[0]['tokens_per_second']:.2f}x"
@@ -499,6 +508,9 @@ def parse_args() -> argparse.Namespace:
                         help="RSS sampling interval in the soak")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--output", type=Path, default=None, help="write the result JSON here")
+    parser.add_argument("--baseline-each-level", action="store_true",
+                        help="measure the baseline again right before each level and compare "
+                        "each level with that one (for machines whose speed drifts)")
     parser.add_argument("--client", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -536,26 +548,34 @@ def main() -> None:
         log_path = (args.output.with_suffix(".server.log") if args.output
                     else workdir / "server.log")
         base = None
-        if args.baseline_requests and not args.soak:
+
+        def measure_baseline() -> dict[str, Any]:
             log(f"baseline: {args.baseline_requests} requests one at a time via model.generate")
-            base = run_child("baseline", {"model": args.model, "max_tokens": args.max_tokens,
-                                          "requests": args.baseline_requests,
-                                          "precision": args.precision}, workdir, 1800)
-            base["loadavg_after"] = os.getloadavg()
-            log(f"  {base['tokens_per_second']:.1f} tok/s, peak RSS {base['peak_rss'] / MIB:.0f}"
+            run = run_child("baseline", {"model": args.model, "max_tokens": args.max_tokens,
+                                         "requests": args.baseline_requests,
+                                         "precision": args.precision}, workdir, 1800)
+            run["loadavg_after"] = os.getloadavg()
+            log(f"  {run['tokens_per_second']:.1f} tok/s, peak RSS {run['peak_rss'] / MIB:.0f}"
                 f" MiB")
+            return run
+
+        if args.baseline_requests and not args.soak:
+            base = measure_baseline()
         overrides, capacity = server_settings(args, workdir)
         with Server(args.model, overrides, workdir, log_path) as server:
             log(f"server ready after {server.wait_ready(args.ready_timeout):.1f} s")
             warm = run_child("client", client_spec(args, server, 1, 2, 60, offset=7), workdir,
                              300)
             log(f"warm-up: {warm['completed']} answered")
-            levels = [] if args.soak else run_levels(args, server, workdir)
+            levels = [] if args.soak else run_levels(
+                args, server, workdir,
+                measure_baseline if base and args.baseline_each_level else None)
             soak = run_soak(args, server, workdir) if args.soak else None
             peak = server.peak_rss()
         for row in levels + ([soak] if soak else []):
-            row["ratio_vs_baseline"] = (row["tokens_per_second"] / base["tokens_per_second"]
-                                        if base else None)
+            reference = row.get("adjacent_baseline_tokens_per_second") or (
+                base["tokens_per_second"] if base else None)
+            row["ratio_vs_baseline"] = row["tokens_per_second"] / reference if reference else None
         result = {
             "model": args.model, "max_tokens": args.max_tokens,
             "requests_per_level": args.requests_per_level, "level_seconds": args.level_seconds,
