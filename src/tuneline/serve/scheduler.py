@@ -46,18 +46,17 @@ class ContinuousBatcher:
     request; finished sequences leave the batch at once. One background thread owns the model.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, eos_ids: set[int], max_batch_size: int,
+    def __init__(self, load: Callable[[], tuple[Any, Any]], max_batch_size: int,
                  max_queue: int, mixed_adapters: bool = False,
                  on_step: Callable[[int], None] | None = None):
-        self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
+        """`load` returns (model, tokenizer); it runs on the batcher's own thread, because
+        torch driven from a second thread runs ~1/3 slower on this CPU (measured: two OpenMP
+        teams then compete)."""
         self.max_batch_size, self.max_queue = max_batch_size, max_queue
         self.mixed_adapters = mixed_adapters
         self.on_step = on_step  # a test hook, called before every decode step
         self.on_batch: Callable[[int], None] | None = None  # metrics: the step's batch size
         self._torch = require("torch")
-        parameters = _forward_parameters(model)
-        self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
-        self._keeps_logits = "logits_to_keep" in parameters
         self._waiting: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
         self._cache: Any = None
@@ -65,8 +64,28 @@ class ContinuousBatcher:
         self._cv = threading.Condition()
         self._stopping = False
         self._step_seconds = 0.05
-        self._thread = threading.Thread(target=self._loop, name="tuneline-batcher", daemon=True)
+        self._loaded = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(load,), name="tuneline-batcher",
+                                        daemon=True)
         self._thread.start()
+        self._loaded.wait()
+        if self._load_error is not None:
+            raise self._load_error
+
+    def _run(self, load: Callable[[], tuple[Any, Any]]) -> None:
+        try:
+            self.model, self.tokenizer = load()
+            self.eos_ids = _eos_ids(self.model, self.tokenizer)
+            parameters = _forward_parameters(self.model)
+            self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+            self._keeps_logits = "logits_to_keep" in parameters
+        except BaseException as exc:  # raised again in the constructor's thread
+            self._load_error = exc
+            return
+        finally:
+            self._loaded.set()
+        self._loop()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -280,6 +299,14 @@ class ContinuousBatcher:
             self._mask = self._mask[:, start:]
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token that ends an answer: the tokenizer's EOS and the generation config's."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, list) else {configured}
+    return {int(i) for i in ids if i is not None}
 
 
 def _forward_parameters(model: Any) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,26 @@ class TransformersEngine:
     batch (`adapter_names` per row).
     """
 
-    def __init__(self, model: Any, tokenizers: dict[str | None, Any],
-                 batching: BatchingConfig | None = None, on_step: Any = None):
+    def __init__(self, load: Callable[[], tuple[Any, dict[str | None, Any]]],
+                 batching: BatchingConfig | None = None, on_step: Any = None,
+                 adapters: tuple[str, ...] = ()):
+        """`load` returns (model, tokenizers: adapter name or None → tokenizer); it runs on
+        the engine's own thread (see ContinuousBatcher)."""
         batching = batching or BatchingConfig()
-        self.model = model
-        self.tokenizers = tokenizers
+        tokenizers: dict[str | None, Any] = {}
+
+        def load_on_batcher_thread() -> tuple[Any, Any]:
+            model, loaded = load()
+            tokenizers.update(loaded)
+            return model, loaded[None]
+
+        self.adapters = tuple(sorted(adapters))
+        self.batcher = ContinuousBatcher(load_on_batcher_thread, batching.max_batch_size,
+                                         batching.max_queue, mixed_adapters=bool(adapters),
+                                         on_step=on_step)
+        self.model, self.tokenizers = self.batcher.model, tokenizers
         self.tokenizer = tokenizers[None]
-        self.adapters = tuple(sorted(a for a in tokenizers if a is not None))
-        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.batcher = ContinuousBatcher(
-            model, self.tokenizer, _eos_ids(model, self.tokenizer), batching.max_batch_size,
-            batching.max_queue, mixed_adapters=bool(self.adapters), on_step=on_step)
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
     @classmethod
     def load(cls, base: str, adapter_dir: Path | None, cache_dir: Path | None = None,
@@ -40,8 +50,11 @@ class TransformersEngine:
         """The base model with one adapter (or a fully fine-tuned folder) merged in, or bare."""
         from tuneline.models.loading import load_for_inference
 
-        model, tokenizer = load_for_inference(base, adapter_dir, cache_dir, precision)
-        return cls(model, {None: tokenizer}, batching)
+        def load() -> tuple[Any, dict[str | None, Any]]:
+            model, tokenizer = load_for_inference(base, adapter_dir, cache_dir, precision)
+            return model, {None: tokenizer}
+
+        return cls(load, batching)
 
     @classmethod
     def load_adapters(cls, base: str, adapters: dict[str, Path], cache_dir: Path | None = None,
@@ -50,9 +63,11 @@ class TransformersEngine:
         """The bare base plus every adapter (served name → adapter folder), unmerged."""
         from tuneline.models.loading import load_for_inference, load_tokenizer
 
-        model, tokenizer = load_for_inference(base, None, cache_dir, precision)
-        tokenizers: dict[str | None, Any] = {None: tokenizer}
-        if adapters:
+        def load() -> tuple[Any, dict[str | None, Any]]:
+            model, tokenizer = load_for_inference(base, None, cache_dir, precision)
+            tokenizers: dict[str | None, Any] = {None: tokenizer}
+            if not adapters:
+                return model, tokenizers
             peft = require("peft")
             dtype = next(model.parameters()).dtype
             names = list(adapters)
@@ -60,9 +75,10 @@ class TransformersEngine:
                                                    adapter_name=names[0])
             for name in names[1:]:
                 model.load_adapter(str(adapters[name]), adapter_name=name)
-            model = model.to(dtype=dtype).eval()
             tokenizers |= {name: load_tokenizer(str(adapters[name]), cache_dir) for name in names}
-        return cls(model, tokenizers, batching)
+            return model.to(dtype=dtype).eval(), tokenizers
+
+        return cls(load, batching, adapters=tuple(adapters))
 
     def encode_chat(self, messages: list[dict[str, str]], adapter: str | None) -> list[int]:
         tokenizer = self.tokenizers.get(adapter, self.tokenizer)
@@ -82,11 +98,3 @@ class TransformersEngine:
 
     def close(self, timeout_s: float = 30.0) -> None:
         self.batcher.close(timeout_s)
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every token that ends an answer: the tokenizer's EOS and the generation config's."""
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(configured) if isinstance(configured, list) else {configured}
-    return {int(i) for i in ids if i is not None}
