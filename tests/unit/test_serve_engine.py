@@ -86,6 +86,8 @@ def test_batched_tokens_equal_one_by_one_generate(engine):
         finals = [c.wait() for c in collectors]
     finally:
         engine.batcher.on_step = None
+    # The template's shared opening was prefilled once and reused (the path under test).
+    assert engine.batcher.shared_prefixes[None] and None in engine.batcher._prefix_kv
     for final, prompt, budget in zip(finals, prompts, budgets, strict=True):
         assert list(final.token_ids) == _reference(engine.model, engine.tokenizer, prompt, budget)
         assert final.prompt_tokens == len(prompt) and final.completion_tokens == budget
@@ -179,3 +181,15 @@ def test_several_adapters_in_one_batch_match_each_adapter_alone(tiny_model_dir, 
     with pytest.raises(KeyError, match="'c'"):
         engine.submit(GenerationRequest(prompt, SamplingParams(3), "c"), Collector())
     engine.close()
+
+
+def test_prompts_without_the_shared_opening_are_prefilled_whole(engine):
+    """A raw completion prompt does not start with the chat template's opening: same tokens as
+    plain generate, through the from-scratch prefill."""
+    prompt = engine.encode_text("The capital of Peru is")
+    assert prompt[: len(engine.batcher.shared_prefixes[None])] != \
+        engine.batcher.shared_prefixes[None]
+    collector = Collector()
+    engine.submit(GenerationRequest(prompt, SamplingParams(10)), collector)
+    expected = _reference(engine.model, engine.tokenizer, prompt, 10)
+    assert list(collector.wait().token_ids) == expected

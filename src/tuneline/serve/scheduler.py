@@ -64,6 +64,9 @@ class ContinuousBatcher:
         self._cv = threading.Condition()
         self._stopping = False
         self._step_seconds = 0.05
+        # adapter → the token ids every chat prompt starts with (set by the engine)
+        self.shared_prefixes: dict[str | None, list[int]] = {}
+        self._prefix_kv: dict[str | None, list[tuple[Any, Any]]] = {}
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(load,), name="tuneline-batcher",
@@ -164,10 +167,10 @@ class ContinuousBatcher:
     # -- model steps --------------------------------------------------------------------------
 
     def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any,
-                 sequences: list[_Sequence]) -> Any:
+                 adapters: list[str | None]) -> Any:
         kwargs: dict[str, Any] = {}
         if self.mixed_adapters:
-            kwargs["adapter_names"] = [s.request.adapter or BASE_ADAPTER for s in sequences]
+            kwargs["adapter_names"] = [adapter or BASE_ADAPTER for adapter in adapters]
         kwargs[self._cache_kwarg] = cache
         if self._keeps_logits:
             kwargs["logits_to_keep"] = 1  # the LM head over the prompt is wasted work
@@ -177,28 +180,65 @@ class ContinuousBatcher:
         return out.logits[:, -1, :].float(), cache  # the cache was updated in place
 
     def _prefill(self, sequences: list[_Sequence]) -> None:
+        """Prefill new sequences, those starting with their adapter's shared prefix (the chat
+        template's default system prompt, say) from its cached KV, the rest from scratch."""
+        groups: dict[tuple[bool, str | None], list[_Sequence]] = {}
+        for sequence in sequences:
+            adapter = sequence.request.adapter
+            prefix = self.shared_prefixes.get(adapter, [])
+            prompt = sequence.request.prompt_ids
+            shared = 0 < len(prefix) < len(prompt) and prompt[: len(prefix)] == prefix
+            groups.setdefault((shared, adapter if shared else None), []).append(sequence)
+        for (shared, adapter), group in groups.items():
+            prefix = self.shared_prefixes[adapter] if shared else []
+            self._prefill_group(group, prefix, adapter)
+
+    def _prefill_group(self, sequences: list[_Sequence], prefix: list[int],
+                       adapter: str | None) -> None:
         torch = self._torch
         from transformers import DynamicCache
 
         device = self.model.device
-        width = max(len(s.request.prompt_ids) for s in sequences)
+        suffixes = [s.request.prompt_ids[len(prefix):] for s in sequences]
+        width = max(len(suffix) for suffix in suffixes)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(sequences), width), pad, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, sequence in enumerate(sequences):
-            prompt = sequence.request.prompt_ids
-            ids[row, width - len(prompt):] = torch.tensor(prompt)
-            mask[row, width - len(prompt):] = 1
-            sequence.position = len(prompt) - 1  # where the last token sits; +1 per new one
+        for row, (sequence, suffix) in enumerate(zip(sequences, suffixes, strict=True)):
+            ids[row, width - len(suffix):] = torch.tensor(suffix)
+            mask[row, width - len(suffix):] = 1
+            # Where the last token sits; +1 per new one.
+            sequence.position = len(sequence.request.prompt_ids) - 1
             if sequence.request.sampling.temperature > 0:
                 seed = sequence.request.sampling.seed
                 sequence.generator = torch.Generator().manual_seed(
                     secrets.randbits(63) if seed is None else seed)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        positions = len(prefix) + (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        if prefix:  # rows are [prefix | padding | suffix]; the mask hides the padding
+            cache = self._prefix_cache(prefix, adapter, len(sequences))
+            mask = torch.cat([torch.ones((len(sequences), len(prefix)), dtype=mask.dtype), mask],
+                             dim=1)
+        adapters = [s.request.adapter for s in sequences]
         logits, cache = self._forward(ids.to(device), mask.to(device), positions.to(device),
-                                      DynamicCache(), sequences)
+                                      cache, adapters)
         self._merge(cache, mask.to(device), sequences)
         self._advance(logits, sequences)
+
+    def _prefix_cache(self, prefix: list[int], adapter: str | None, rows: int) -> Any:
+        """A cache holding the shared prefix's keys and values for `rows` rows (computed once
+        per adapter)."""
+        from transformers import DynamicCache
+
+        torch = self._torch
+        if adapter not in self._prefix_kv:
+            ids = torch.tensor([prefix], device=self.model.device)
+            computed = DynamicCache()
+            self._forward(ids, torch.ones_like(ids), torch.arange(len(prefix))[None].to(ids),
+                          computed, [adapter])
+            self._prefix_kv[adapter] = [(layer.keys, layer.values) for layer in computed.layers]
+        return DynamicCache([(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
+                             for keys, values in self._prefix_kv[adapter]])
 
     def _merge(self, cache: Any, mask: Any, sequences: list[_Sequence]) -> None:
         """Append newly prefilled rows to the running batch, left-padding the shorter cache."""
@@ -229,7 +269,8 @@ class ContinuousBatcher:
         self._mask = torch.cat(
             [self._mask, torch.ones((len(sequences), 1), dtype=self._mask.dtype, device=device)],
             dim=1)
-        logits, _ = self._forward(last, self._mask, positions, self._cache, sequences)
+        logits, _ = self._forward(last, self._mask, positions, self._cache,
+                                  [s.request.adapter for s in sequences])
         self._advance(logits, sequences)
 
     def _advance(self, logits: Any, sequences: list[_Sequence]) -> None:

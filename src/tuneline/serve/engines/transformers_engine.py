@@ -42,6 +42,8 @@ class TransformersEngine:
         self.model, self.tokenizers = self.batcher.model, tokenizers
         self.tokenizer = tokenizers[None]
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.batcher.shared_prefixes = {name: self._shared_prefix(name)
+                                        for name in (None, *self.adapters)}
 
     @classmethod
     def load(cls, base: str, adapter_dir: Path | None, cache_dir: Path | None = None,
@@ -84,6 +86,16 @@ class TransformersEngine:
         tokenizer = self.tokenizers.get(adapter, self.tokenizer)
         prompt = render_prompt(tokenizer, messages)
         return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def _shared_prefix(self, adapter: str | None) -> list[int]:
+        """The tokens every one-turn chat prompt starts with under this adapter's template
+        (e.g. a default system prompt): their KV is computed once and reused at prefill."""
+        first, second = (self.encode_chat([{"role": "user", "content": text}], adapter)
+                         for text in ("Hello there", "Why 42?"))
+        shared = 0
+        while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+            shared += 1
+        return first[:shared]
 
     def encode_text(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
