@@ -96,13 +96,20 @@ def _template_facts(
 def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact], per_template: int,
                    rng: random.Random) -> list[Fact]:
     """Facts for retrieval-reading practice, from rows that no sampled fact of any template
-    comes from, so that no evaluated fact's gold passage is ever shown in training this way."""
+    comes from and that name no sampled fact's entity (an athlete's other medal would show
+    their country), so that nothing evaluated is ever shown in training this way."""
     if per_template == 0:
         return []
-    used = {_row(f) for f in facts if f.kind != "unanswerable"}
+    sampled = [f for f in facts if f.kind != "unanswerable"]
+    used = {_row(f) for f in sampled}
+    keys, answers = {f.key for f in sampled}, [f.answer for f in sampled]
+
+    def names_sampled(fact: Fact) -> bool:
+        return any(key in fact.answer for key in keys) or any(fact.key in a for a in answers)
+
     reading = []
     for pool in unsampled.values():
-        fresh = [f for f in pool if _row(f) not in used]
+        fresh = [f for f in pool if _row(f) not in used and not names_sampled(f)]
         for fact in _sample(fresh, per_template, rng):
             used.add(_row(fact))
             reading.append(dataclasses.replace(fact, kind="reading"))
