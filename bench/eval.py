@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--batch-size", type=int, action="append", default=None)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="as train.precision (auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
     batch_sizes = args.batch_size or [16, 32]
 
@@ -58,7 +60,7 @@ def main() -> None:
     from tuneline.models.loading import load_for_inference
 
     log(f"torch threads {torch.get_num_threads()}; loading {args.model}")
-    model, tokenizer = load_for_inference(args.model, None)
+    model, tokenizer = load_for_inference(args.model, None, precision=args.precision)
     conversations = questions(args.questions)
 
     log(f"baseline: one question at a time, {len(conversations)} questions")
@@ -74,7 +76,8 @@ def main() -> None:
                      sum(g.completion_tokens for g in batched), seconds, same))
 
     print(f"\nmodel {args.model}, {len(conversations)} questions, greedy, max_new_tokens "
-          f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}")
+          f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}, "
+          f"{next(model.parameters()).dtype}")
     print(f"{'path':<30} {'answer tok':>10} {'seconds':>8} {'tok/s':>8} {'q/s':>6} "
           f"{'speed-up':>8} {'same answer':>11}")
     for name, _, n_tokens, seconds, same in rows:
