@@ -27,6 +27,12 @@ def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
     )
 
 
+def prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Token ids of the chat-template prompt for the next assistant turn."""
+    return list(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)
+                ["input_ids"])
+
+
 def generate_batch(
     model: Any,
     tokenizer: Any,

@@ -16,10 +16,10 @@ from tuneline.serve.engines.base import (
     FinalEvent,
     GenerationRequest,
     QueueFull,
+    Sink,
     TextEvent,
 )
 
-Sink = Callable[[TextEvent | FinalEvent], None]
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.config_sections.serve import BatchingConfig
-from tuneline.models.generation import render_prompt
+from tuneline.models.generation import prompt_ids
 from tuneline.serve.engines.base import EngineStats, GenerationRequest, Sink
 from tuneline.serve.scheduler import ContinuousBatcher
 
@@ -83,9 +83,7 @@ class TransformersEngine:
         return cls(load, batching, adapters=tuple(adapters))
 
     def encode_chat(self, messages: list[dict[str, str]], adapter: str | None) -> list[int]:
-        tokenizer = self.tokenizers.get(adapter, self.tokenizer)
-        prompt = render_prompt(tokenizer, messages)
-        return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return prompt_ids(self.tokenizers.get(adapter, self.tokenizer), messages)
 
     def _shared_prefix(self, adapter: str | None) -> list[int]:
         """The tokens every one-turn chat prompt starts with under this adapter's template

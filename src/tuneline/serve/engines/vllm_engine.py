@@ -10,7 +10,7 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.config_sections.serve import ServeConfig
-from tuneline.models.generation import render_prompt
+from tuneline.models.generation import prompt_ids
 from tuneline.serve.engines.base import (
     EngineStats,
     FinalEvent,
@@ -63,8 +63,7 @@ class VllmEngine:
         return cls(engine, load_tokenizer(base), lora, settings, merged_name)
 
     def encode_chat(self, messages: list[dict[str, str]], adapter: str | None) -> list[int]:
-        prompt = render_prompt(self.tokenizer, messages)
-        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return prompt_ids(self.tokenizer, messages)
 
     def encode_text(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
