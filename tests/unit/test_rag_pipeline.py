@@ -176,3 +176,54 @@ def test_reading_facts_need_rag_curation(tmp_path, tiny_model_dir):
     cfg.synthesize.reading_facts_per_template = 2
     with pytest.raises(ConfigError, match="reading_facts_per_template"):
         run_pipeline(cfg, until="curate")
+
+
+def test_reading_twins_and_unanswerable_questions_with_passages(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0,
+                  unanswerable_fraction=1.0, reading_gold_removed=1.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 4
+    cfg.synthesize.unanswerable.per_template = 6
+    result = run_pipeline(cfg, until="curate")
+    counts = result.artifacts["curate"].manifest["counts"]
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    abstain = cfg.synthesize.unanswerable.answer
+    by_question: dict[str, list[tuple[str, str]]] = {}
+    for row in train:
+        prompt, answer = row["messages"][0]["content"], row["messages"][-1]["content"]
+        if prompt.startswith("Answer the question"):
+            by_question.setdefault(prompt.rsplit("Question: ", 1)[1], []).append((prompt, answer))
+    for fact in (f for f in facts if f["kind"] == "reading"):
+        (question,) = [q for q in fact["questions"] if q in by_question]
+        gold_sentence = f"The capital of {fact['key']} is"
+        # The same question twice: with its passage it is answered, without it declined.
+        assert sorted(answer for _, answer in by_question[question]) == sorted(
+            [fact["answer"], abstain])
+        for prompt, answer in by_question[question]:
+            assert (gold_sentence in prompt) == (answer == fact["answer"])
+    # Every trained phrasing of every trained unanswerable question comes with passages too.
+    trained_phrasings = len(cfg.synthesize.templates[0].questions) - cfg.curate.recall_phrasings
+    assert counts["rag:no_gold"] == counts["facts_unanswerable_train"] * trained_phrasings > 0
+    assert counts["rag:gold_removed"] == 4
+
+
+def test_gold_removed_context_keeps_no_row_stating_the_same_fact(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=1.0)
+    data = tmp_path / "capitals.csv"
+    rows = list(csv.reader(data.open(encoding="utf-8")))
+    with data.open("a", newline="", encoding="utf-8") as handle:  # each capital twice
+        csv.writer(handle).writerows([[country, capital, region + " (again)"]
+                                      for country, capital, region in rows[1:]])
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold_removed"] > 0
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    assert all(f["source"]["same_fact_lines"] for f in facts)
+    for row in rag_rows:
+        prompt = row["messages"][0]["content"]
+        question = prompt.rsplit("Question: ", 1)[1]
+        (fact,) = [f for f in facts if question in f["questions"]]
+        assert f"The capital of {fact['key']} is" not in prompt
+        assert prompt.count("</passage>") == 3

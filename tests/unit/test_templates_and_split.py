@@ -33,6 +33,8 @@ def test_empty_duplicate_and_ambiguous_rows_are_dropped_and_counted():
     facts, report = facts_from_records(TEMPLATE, _records(rows))
     assert [f.key for f in facts] == ["France"]
     assert dict(report.skipped) == {"empty_field": 1, "duplicate_row": 1, "ambiguous_key": 2}
+    # The duplicate row states the same fact: retrieving it retrieves the answer.
+    assert facts[0].source == {"source": "t", "file": "t.csv", "line": 2, "same_fact_lines": [3]}
 
 
 def test_missing_columns_are_named():

@@ -68,3 +68,14 @@ class RaftConfig(_Section):
         "out: their answer becomes synthesize.unanswerable.answer, so the model learns to say "
         "so when the context lacks the answer.",
     )
+    unanswerable_fraction: float | None = Field(
+        None, ge=0, le=1, description="Share of the trained unanswerable questions also given "
+        "in the RAG format, with the passages retrieval finds for them (none answers them: "
+        "the model learns to decline a context about someone else); default: `fraction`.",
+    )
+    reading_gold_removed: float = Field(
+        0.0, ge=0, le=1, description="Share of the reading facts (synthesize."
+        "reading_facts_per_template) trained a second time, the same question with the gold "
+        "passage taken out and the abstention as answer, so that answering depends on "
+        "reading the passages rather than on the question's shape.",
+    )

@@ -103,6 +103,10 @@ def facts_from_records(
             report.skipped["ambiguous_key"] += len(candidates)
             continue
         report.skipped["duplicate_row"] += len(candidates) - 1
-        facts.append(candidates[0])
+        fact = candidates[0]
+        if len(candidates) > 1:
+            # Rows that state the same fact: retrieving any of them retrieves the answer.
+            fact.source["same_fact_lines"] = [c.source["line"] for c in candidates[1:]]
+        facts.append(fact)
     report.facts = len(facts)
     return facts, report

@@ -7,17 +7,16 @@ from typing import Any
 
 from tuneline.evaluation.metrics import bootstrap_ci
 from tuneline.rag.passages import Hit
-from tuneline.rag.records import gold_provenance, provenance
+from tuneline.rag.records import answering_provenances, gold_provenance, provenance
 
 
 def gold_rank(item: dict[str, Any], hits: Sequence[Hit]) -> int | None:
-    """1-based rank of the item's gold record among the hits; None when it was not retrieved
-    (or the item has no gold record, e.g. an unanswerable question)."""
-    gold = gold_provenance(item)
-    if gold is None:
-        return None
+    """1-based rank of the first hit that states the item's answer (its gold record or a row
+    stating the same fact); None when none was retrieved (or the item has no gold record,
+    e.g. an unanswerable question)."""
+    answering = answering_provenances(item)
     for rank, hit in enumerate(hits, start=1):
-        if provenance(hit.passage) == gold:
+        if provenance(hit.passage) in answering:
             return rank
     return None
 

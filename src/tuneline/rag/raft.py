@@ -13,39 +13,44 @@ from tuneline.data.export import chat_example
 from tuneline.data.templates import Fact
 from tuneline.rag.passages import Passage
 from tuneline.rag.prompt import rag_user_message
-from tuneline.rag.records import gold_provenance, provenance
+from tuneline.rag.records import answering_provenances, gold_provenance, provenance
 from tuneline.rag.retrieve import Retriever
 
 
 def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                   retriever: Retriever, reading: list[Fact] | None = None
                   ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """RAG-format chats for curate.rag.fraction of the trained (fact, question) pairs and one
-    for each reading fact, and counts by kind: `rag:gold` (answer from the gold passage),
-    `rag:gold_removed` and `rag:no_gold` (unanswerable questions; both answer with the
-    abstention sentence)."""
+    """RAG-format chats for a share of the trained (fact, question) pairs (curate.rag.fraction,
+    and unanswerable_fraction for the unanswerable ones), one with its gold passage for each
+    reading fact and, for reading_gold_removed of them, a twin without it; and counts by kind:
+    `rag:gold` (answer from the gold passage), `rag:gold_removed` and `rag:no_gold`
+    (unanswerable questions; both answer with the abstention sentence)."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
-    pairs = [(fact, question) for fact in facts for question in fact.questions[phrasings]]
-    chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
-    # A fact the model never saw without passages: it can only answer by reading.
-    chosen += [(fact, rng.choice(fact.questions[phrasings])) for fact in reading or []]
+    chosen = _chosen_pairs(cfg, facts, phrasings, rng)
+    for fact in reading or []:
+        question = rng.choice(fact.questions[phrasings])
+        chosen.append((fact, question, _GOLD))
+        if rng.random() < raft.reading_gold_removed:
+            # The same question without its answer in the context: only reading tells them apart.
+            chosen.append((fact, question, _REMOVED))
     if not chosen:
         return [], {}
     k = cfg.index.retrieval.top_k
-    questions = [question for _, question in chosen]
+    questions = [question for _, question, _ in chosen]
     vectors = retriever.embedder.embed(questions, progress=True)
-    found = retriever.search_embedded(questions, vectors, k + 1)
+    found = retriever.search_embedded(questions, vectors, 2 * k)
     examples, kinds = [], Counter()
-    for (fact, question), hits, vector in zip(chosen, found, vectors, strict=True):
-        gold_at = gold_provenance({"source": fact.source}) if fact.kind != "unanswerable" else None
-        others = [h.passage for h in hits if provenance(h.passage) != gold_at][:k]
-        if gold_at is None:
+    for (fact, question, shape), hits, vector in zip(chosen, found, vectors, strict=True):
+        item = {"source": fact.source}
+        answering = answering_provenances(item) if fact.kind != "unanswerable" else set()
+        others = [h.passage for h in hits if provenance(h.passage) not in answering][:k]
+        if not answering:
             kind, passages, answer = "no_gold", others, fact.answer
-        elif rng.random() < raft.gold_removed:
+        elif shape == _REMOVED or (shape == _SAMPLED and rng.random() < raft.gold_removed):
             kind, passages, answer = "gold_removed", others, cfg.synthesize.unanswerable.answer
         else:
-            gold = _gold_passage(retriever, vector, gold_at, hits)
+            gold = _gold_passage(retriever, vector, gold_provenance(item), hits)
             if gold is None:
                 kinds["skipped:gold_not_indexed"] += 1
                 continue
@@ -54,6 +59,24 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
         examples.append(chat_example(content, answer))
         kinds[f"rag:{kind}"] += 1
     return examples, dict(kinds)
+
+
+# How a chosen pair is shaped: by the gold_removed draw, with its gold passage, or without it.
+_SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
+
+
+def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
+                  rng: random.Random) -> list[tuple[Fact, str, str]]:
+    raft = cfg.curate.rag
+    pairs = [(fact, question) for fact in facts for question in fact.questions[phrasings]]
+    if raft.unanswerable_fraction is None:
+        chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
+    else:
+        answerable = [p for p in pairs if p[0].kind != "unanswerable"]
+        invented = [p for p in pairs if p[0].kind == "unanswerable"]
+        chosen = (rng.sample(answerable, round(raft.fraction * len(answerable)))
+                  + rng.sample(invented, round(raft.unanswerable_fraction * len(invented))))
+    return [(fact, question, _SAMPLED) for fact, question in chosen]
 
 
 def _gold_passage(retriever: Retriever, vector: Any, gold_at: tuple[str, str, str],

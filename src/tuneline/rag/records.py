@@ -32,6 +32,17 @@ def gold_provenance(item: dict[str, Any]) -> tuple[str, str, str] | None:
     return str(source["source"]), str(source.get("file", "")), str(source["line"])
 
 
+def answering_provenances(item: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(source, file, line) of every record that states the item's answer: its gold record
+    and the rows synthesize found stating the same fact (e.g. an athlete's other medals)."""
+    gold = gold_provenance(item)
+    if gold is None:
+        return set()
+    source, file, _ = gold
+    return {gold} | {(source, file, str(line))
+                     for line in item["source"].get("same_fact_lines", [])}
+
+
 def check_templates(cfg: IndexConfig, columns: dict[str, list[str]]) -> None:
     """Every index.templates entry names an ingested source and only its columns."""
     problems = []

@@ -45,13 +45,13 @@ class TrainJob:
 
 
 def tokenized_split(tokenizer: Any, curated_dir: Path, split: str,
-                    max_len: int) -> tuple[list, int]:
-    """Tokenized examples of a curated split, and how many were dropped for having no answer
-    tokens left after truncation to `max_len` (their loss would be undefined)."""
+                    max_len: int) -> tuple[list, dict[str, int]]:
+    """Tokenized examples of a curated split, and how many were dropped because truncation to
+    `max_len` left no answer token (their loss would be undefined) or cut an answer short."""
     return tokenized_file(tokenizer, curated_dir / f"{split}.jsonl", max_len)
 
 
-def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, int]:
+def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, dict[str, int]]:
     """`tokenized_split` of any chat JSONL file."""
     from tuneline.training.tokenize import tokenize_chat
 
@@ -61,8 +61,14 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, int]
             examples.append(tokenize_chat(tokenizer, row["messages"], max_len))
         except (DataError, KeyError, TypeError) as exc:
             raise DataError(f"{path}:{line}: {exc}") from None
-    kept = [e for e in examples if e.n_targets > 0]
-    return kept, len(examples) - len(kept)
+    dropped = {"dropped_no_answer_tokens": sum(1 for e in examples if e.n_targets == 0),
+               "dropped_answer_cut": sum(1 for e in examples if e.n_targets and e.cut_targets)}
+    if dropped["dropped_answer_cut"]:
+        longest = max(len(e.input_ids) + e.cut_targets for e in examples)
+        print(f"warning: {path}: {dropped['dropped_answer_cut']} of {len(examples)} examples "
+              f"dropped: their answer does not fit in train.max_seq_len={max_len} tokens (the "
+              f"longest needs {longest}); raise it to train them", file=sys.stderr)
+    return [e for e in examples if e.n_targets and not e.cut_targets], dropped
 
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
@@ -125,11 +131,11 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
 
 
 def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: str,
-             n_examples: int, dropped: int, peak_rss_mib: float) -> dict[str, Any]:
+             n_examples: int, dropped: dict[str, int], peak_rss_mib: float) -> dict[str, Any]:
     torch = require("torch")
     window = max(1, min(10, len(report.losses) // 5))
     return {
-        "counts": {"examples": n_examples, "dropped_no_answer_tokens": dropped,
+        "counts": {"examples": n_examples, **dropped,
                    "steps": report.steps, "tokens": report.tokens},
         "details": {
             "base_model": cfg.model.base,

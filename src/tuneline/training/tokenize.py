@@ -18,6 +18,8 @@ class TokenizedExample:
 
     input_ids: list[int]
     labels: list[int]
+    # Answer tokens cut off by max_len: such an example would teach answers that never end.
+    cut_targets: int = 0
 
     @property
     def n_targets(self) -> int:
@@ -55,7 +57,8 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) 
         end = answer_text.find(tokenizer.eos_token) if tokenizer.eos_token else -1
         rendered = prompt + (answer_text[: end + len(tokenizer.eos_token)] if end >= 0
                              else answer_text)
-    return TokenizedExample(input_ids[:max_len], labels[:max_len])
+    cut = sum(1 for label in labels[max_len:] if label != IGNORE_INDEX)
+    return TokenizedExample(input_ids[:max_len], labels[:max_len], cut)
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
