@@ -306,7 +306,8 @@ def _lengths_section(card: CardInputs, plots: dict[str, str] | None) -> str:
         intro = (f"Tokens per chat example as the trainer sees them: the tokenizer and chat "
                  f"template of `{found.source}`, prompt, answer and end-of-turn token. "
                  f"**{over} of {total} examples ({over / max(total, 1):.1%}) are longer than "
-                 f"`train.max_seq_len` = {found.cutoff} tokens** and get truncated in training.")
+                 f"`train.max_seq_len` = {found.cutoff} tokens**: training truncates them, and "
+                 f"drops those whose answer it would cut.")
     else:
         intro = (f"In words (whitespace-separated, question and answer): tokens could not be "
                  f"counted ({escape_cell(found.source, 300)}). `train.max_seq_len` counts "
