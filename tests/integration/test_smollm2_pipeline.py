@@ -16,6 +16,7 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "paris2024"
 SMALL_SLICE = [
     "synthesize.max_facts_per_template=8",
     "synthesize.unanswerable.per_template=4",
+    "curate.unanswerable_train_fraction=0.5",
     "train.epochs=2",
     "evaluate.max_new_tokens=16",
     "evaluate.max_examples=6",

@@ -57,7 +57,7 @@ def test_raft_examples_put_the_gold_passage_among_distractors(rag_run):
     abstain = cfg.synthesize.unanswerable.answer
     for row in rag_rows:
         prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
-        assert prompt.count("</passage-") == 3
+        assert prompt.count("</passage>") == 3
         if answer == abstain:
             # The gold sentence was taken out: the answer is not in the context.
             assert not any(line.strip() and line in answer for line in prompt.splitlines())
