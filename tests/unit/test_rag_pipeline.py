@@ -227,3 +227,18 @@ def test_gold_removed_context_keeps_no_row_stating_the_same_fact(tmp_path, tiny_
         (fact,) = [f for f in facts if question in f["questions"]]
         assert f"The capital of {fact['key']} is" not in prompt
         assert prompt.count("</passage>") == 3
+
+
+def test_reading_facts_per_template_by_name(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = {"capital": 3}
+    result = run_pipeline(cfg, until="synthesize")
+    assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 3
+    cfg.synthesize.reading_facts_per_template = {"capital": 3, "capitol": 2}
+    with pytest.raises(ConfigError, match=r"reading_facts_per_template.capitol: no template "
+                                          r"is named 'capitol' \(templates: capital\)"):
+        run_pipeline(cfg, until="synthesize")
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        PipelineConfig.model_validate({**cfg.model_dump(), "synthesize": {
+            **cfg.synthesize.model_dump(), "reading_facts_per_template": {"capital": -1}}})

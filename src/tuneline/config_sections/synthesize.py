@@ -119,10 +119,11 @@ class SynthesizeConfig(_Section):
     max_facts_per_template: int | None = Field(
         None, ge=1, description="Sample at most this many facts per template (seeded)."
     )
-    reading_facts_per_template: int = Field(
-        0, ge=0, description="Also sample this many facts per template from rows no other fact "
+    reading_facts_per_template: int | dict[str, int] = Field(
+        0, description="Also sample this many facts per template from rows no other fact "
         "uses, as retrieval-reading practice: curate turns each into one RAG-format training "
-        "example (needs curate.rag) and never evaluates or trains them without passages.",
+        "example (needs curate.rag) and never evaluates or trains them without passages. A "
+        "mapping gives a count per template name (templates left out get none).",
     )
     auto_templates: bool = Field(
         False, description="When true, tables that no template names get suggested templates "
@@ -140,6 +141,14 @@ class SynthesizeConfig(_Section):
         default_factory=LlmSynthesisConfig,
         description="LLM-written Q&A pairs from batches of rows, grounding-checked.",
     )
+
+    @model_validator(mode="after")
+    def _reading_counts_are_counts(self) -> SynthesizeConfig:
+        counts = self.reading_facts_per_template
+        values = counts.values() if isinstance(counts, dict) else [counts]
+        if any(n < 0 for n in values):
+            raise ValueError("reading_facts_per_template: counts must be >= 0")
+        return self
 
     @model_validator(mode="after")
     def _paraphrase_needs_endpoint(self) -> SynthesizeConfig:

@@ -93,12 +93,21 @@ def _template_facts(
     return facts + reading, counts, skipped
 
 
-def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact], per_template: int,
-                   rng: random.Random) -> list[Fact]:
+def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],
+                   per_template: int | dict[str, int], rng: random.Random) -> list[Fact]:
     """Facts for retrieval-reading practice, from rows that no sampled fact of any template
     comes from and that name no sampled fact's entity (an athlete's other medal would show
     their country), so that nothing evaluated is ever shown in training this way."""
-    if per_template == 0:
+    if isinstance(per_template, dict):
+        unknown = sorted(set(per_template) - set(unsampled))
+        if unknown:
+            raise ConfigError([f"synthesize.reading_facts_per_template.{name}: no template is "
+                               f"named '{name}' (templates: {', '.join(unsampled)})"
+                               for name in unknown])
+        counts = {name: per_template.get(name, 0) for name in unsampled}
+    else:
+        counts = dict.fromkeys(unsampled, per_template)
+    if not any(counts.values()):
         return []
     sampled = [f for f in facts if f.kind != "unanswerable"]
     used = {_row(f) for f in sampled}
@@ -108,9 +117,11 @@ def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact], per_temp
         return any(key in fact.answer for key in keys) or any(fact.key in a for a in answers)
 
     reading = []
-    for pool in unsampled.values():
+    for name, pool in unsampled.items():
+        if not counts[name]:
+            continue
         fresh = [f for f in pool if _row(f) not in used and not names_sampled(f)]
-        for fact in _sample(fresh, per_template, rng):
+        for fact in _sample(fresh, counts[name], rng):
             used.add(_row(fact))
             reading.append(dataclasses.replace(fact, kind="reading"))
     return reading
