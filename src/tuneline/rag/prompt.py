@@ -17,7 +17,7 @@ INSTRUCTION = (
     "the answer, say that you don't have that information."
 )
 # Angle brackets in passage text (and source ids) become look-alikes, so no passage can open or
-# close a block, or write a chat-template token. (A per-prompt random tag suffix used to back
+# close a block, or write a chat-template token. (A tag suffix hashed from the prompt used to back
 # this up; it cost 16 tokens a passage, half the length of a fact sentence.)
 _NEUTRALIZE = str.maketrans({"<": "\u2039", ">": "\u203a"})
 
