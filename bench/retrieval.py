@@ -40,9 +40,9 @@ def main() -> None:
     found: dict[str, dict[str, list[float]]] = {}
     print(f"{'mode':<22}{'set':<9}{'n':>4}" + "".join(f"{'top ' + str(k):>9}" for k in ks)
           + f"{'queries/s':>11}")
+    retriever = Retriever.for_run(cfg)  # one embedder and store for every mode
     for mode in MODES:
-        retriever = Retriever.for_run(load_config(args.config, [*args.overrides,
-                                                                f"index.retrieval.mode={mode}"]))
+        retriever.settings = cfg.index.retrieval.model_copy(update={"mode": mode})
         found[mode] = {}
         for name, items in sets.items():
             start = time.perf_counter()
@@ -54,7 +54,7 @@ def main() -> None:
             label = f"{mode} (ours)" if mode == ours else mode
             print(f"{label:<22}{name:<9}{len(items):>4}" + "".join(f"{s:>9.1%}" for s in shares)
                   + f"{rate:>11.1f}")
-        retriever.close()
+    retriever.close()
     baseline = "vector"
     for name in sets:
         k = 3 if 3 in ks else ks[0]

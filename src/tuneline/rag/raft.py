@@ -43,7 +43,7 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     examples, kinds = [], Counter()
     for (fact, question, shape), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
-        answering = answering_provenances(item) if fact.kind != "unanswerable" else set()
+        answering = answering_provenances(item)  # empty for unanswerable facts (no row)
         others = [h.passage for h in hits if provenance(h.passage) not in answering][:k]
         if not answering:
             kind, passages, answer = "no_gold", others, fact.answer
