@@ -1,10 +1,13 @@
 """Retrieval quality and speed per search mode on a run's evaluation sets.
 
-Ours is the config's `index.retrieval.mode`; the baseline is plain vector search (MiniLM
-embeddings, what most RAG stacks start with); hybrid is printed too. For every eval set whose
-questions have a gold record (recall, heldout), the share of questions whose gold record, or a
-row stating the same fact, is among the top k, for several k; then queries/s and peak RSS. It
-needs a run whose index and curate stages are done (`tuneline curate CONFIG` is enough).
+Ours is the config's `index.retrieval` (mode, and matching with the question when
+`match_question` is on); the baseline is plain vector search (MiniLM embeddings, what most RAG
+stacks start with); the other modes are printed too. For every eval set whose questions have
+a gold record (recall, heldout), the share of questions whose gold record, or a row stating
+the same fact, is among the top k, for several k; for the unanswerable set, the share left
+without any passage (what matching is for: nothing in the index is about an invented entity);
+then queries/s and peak RSS. It needs a run whose index and curate stages are done
+(`tuneline curate CONFIG` is enough).
 
     .venv/bin/python bench/retrieval.py examples/paris2024/tuneline.yaml
     .venv/bin/python bench/retrieval.py CONFIG --k 1,3,5 run.runs_dir=/tmp/runs
@@ -35,32 +38,40 @@ def main() -> None:
 
     cfg = load_config(args.config, args.overrides)
     eval_dir = Path(cfg.run.runs_dir) / cfg.run.name / "curate" / "eval"
-    sets = {name: read_jsonl(eval_dir / f"{name}.jsonl") for name in ("recall", "heldout")}
-    ours = cfg.index.retrieval.mode
+    sets = {name: read_jsonl(eval_dir / f"{name}.jsonl")
+            for name in ("recall", "heldout", "unanswerable")}
+    ours = cfg.index.retrieval.mode + ("+match" if cfg.index.retrieval.match_question else "")
+    variants = [*MODES, *([ours] if ours not in MODES else [])]
     found: dict[str, dict[str, list[float]]] = {}
-    print(f"{'mode':<22}{'set':<9}{'n':>4}" + "".join(f"{'top ' + str(k):>9}" for k in ks)
-          + f"{'queries/s':>11}")
-    retriever = Retriever.for_run(cfg)  # one embedder and store for every mode
-    for mode in MODES:
-        retriever.settings = cfg.index.retrieval.model_copy(update={"mode": mode})
-        found[mode] = {}
+    print(f"{'search':<22}{'set':<14}{'n':>4}" + "".join(f"{'top ' + str(k):>9}" for k in ks)
+          + f"{'no passage':>12}{'queries/s':>11}")
+    retriever = Retriever.for_run(cfg)  # one embedder and store for every variant
+    for variant in variants:
+        mode, _, match = variant.partition("+")
+        retriever.settings = cfg.index.retrieval.model_copy(
+            update={"mode": mode, "match_question": bool(match)})
+        found[variant] = {}
         for name, items in sets.items():
             start = time.perf_counter()
             hits = retriever.search([item["question"] for item in items], max(ks))
             rate = len(items) / (time.perf_counter() - start)
+            empty = sum(1 for h in hits if not h) / len(hits)
             ranks = [gold_rank(item, h) for item, h in zip(items, hits, strict=True)]
-            shares = [sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in ks]
-            found[mode][name] = shares
-            label = f"{mode} (ours)" if mode == ours else mode
-            print(f"{label:<22}{name:<9}{len(items):>4}" + "".join(f"{s:>9.1%}" for s in shares)
-                  + f"{rate:>11.1f}")
+            shares = ([sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in ks]
+                      if name != "unanswerable" else [])
+            found[variant][name] = shares or [empty]
+            label = f"{variant} (ours)" if variant == ours else variant
+            cells = "".join(f"{s:>9.1%}" for s in shares) or " " * 9 * len(ks)
+            print(f"{label:<22}{name:<14}{len(items):>4}{cells}{empty:>12.1%}{rate:>11.1f}")
     retriever.close()
     baseline = "vector"
     for name in sets:
         k = 3 if 3 in ks else ks[0]
-        ours_share, base_share = (found[m][name][ks.index(k)] for m in (ours, baseline))
+        at = 0 if name == "unanswerable" else ks.index(k)
+        ours_share, base_share = (found[v][name][at] for v in (ours, baseline))
+        what = "no passage" if name == "unanswerable" else f"top {k}"
         ratio = f"{ours_share / base_share:.2f}x" if base_share else "n/a"
-        print(f"{name}: top {k} {ours} {ours_share:.1%} vs {baseline} {base_share:.1%} = {ratio}")
+        print(f"{name}: {what} {ours} {ours_share:.1%} vs {baseline} {base_share:.1%} = {ratio}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -368,8 +368,10 @@ def _print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
                       f"({judge['wins']} wins, {judge['losses']} losses, {judge['ties']} ties, "
                       f"{judge['invalid']} invalid)")
     for name, m in (retrieval or {}).items():
-        console.print(f"retrieval on {name}: gold record in the top {m['k']} for "
-                      f"{m['recall_at_k']:.1%} of {m['n']} questions, MRR {m['mrr']:.3f}")
+        found = (f"gold record in the top {m['k']} for {m['recall_at_k']:.1%} of {m['n']} "
+                 f"questions, MRR {m['mrr']:.3f}" if "recall_at_k" in m else f"{m['n']} questions")
+        left = f", {m['no_passage']:.1%} left without a passage" if m.get("no_passage") else ""
+        console.print(f"retrieval on {name}: {found}{left}")
     console.print(f"report: {report or evaluated.path / 'report.md'}")
 
 

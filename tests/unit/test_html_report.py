@@ -172,6 +172,21 @@ def test_metrics_only_run_renders_not_available_notes(tmp_path: Path) -> None:
         assert note in text, note
 
 
+def test_retrieval_table_shows_questions_left_without_a_passage(tmp_path: Path) -> None:
+    run = tmp_path / "rag"
+    retrieval = {"heldout": {"k": 5, "n": 12, "no_passage": 0.0, "recall_at_k": 0.917,
+                             "mrr": 0.875, "ci95": {"recall_at_k": [0.75, 1.0]}},
+                 "unanswerable": {"k": 5, "n": 17, "no_passage": 1.0}}
+    _write_json(run / "evaluate" / "metrics.json",
+                {"tuned": {"recall": {"accuracy": 0.5, "n": 4}}, "retrieval": retrieval})
+    table = render_html_report(run).split("<h3>Retrieval")[1].split("</table>")[0]
+    rows = [re.sub(r"<[^>]+>", " ", row).split() for row in table.split("<tr>")[2:]]
+    assert rows[0][:6] == ["heldout", "5", "91.7%", "[75.0%,", "100.0%]", "0.875"]
+    assert rows[0][6:] == ["0.0%", "12"]
+    # No gold record: no recall or MRR to show, only how many got no passage at all.
+    assert rows[1] == ["unanswerable", "5", "–", "–", "100.0%", "17"]
+
+
 def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
                f"--user-data-dir={cwd / 'profile'}", *args]

@@ -242,3 +242,49 @@ def test_reading_facts_per_template_by_name(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="counts must be >= 0"):
         PipelineConfig.model_validate({**cfg.model_dump(), "synthesize": {
             **cfg.synthesize.model_dump(), "reading_facts_per_template": {"capital": -1}}})
+
+
+def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0,
+                  unanswerable_fraction=1.0)
+    cfg.index.match_fields = {"capitals": ["country"]}
+    cfg.index.retrieval.match_question = True
+    cfg.synthesize.unanswerable.per_template = 6
+    result = run_pipeline(cfg, until="curate")
+    values = json.loads((result.artifacts["index"].path / "match_values.json").read_text())
+    assert "Peru" in values["country"] and len(values["country"]) == 20
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == counts["rag:gold"] + counts["rag:no_gold"] > counts["rag:no_gold"] > 0
+    abstain = cfg.synthesize.unanswerable.answer
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        if answer == abstain:  # an invented country: no passage names it
+            assert "(no passage found)" in prompt and prompt.count("</passage>") == 1
+        else:  # the question names one country: its row alone is left
+            assert prompt.count("</passage>") == 1 and answer in prompt
+
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        (peru,), nowhere = retriever.search(["What is the capital of Peru?",
+                                             "What is the capital of Perugal?"])
+    finally:
+        retriever.close()
+    assert peru.passage.text == "The capital of Peru is Lima." and nowhere == []
+    (result.artifacts["index"].path / "match_values.json").unlink()
+    with pytest.raises(ConfigError, match="match_values.json is missing"):
+        Retriever.for_run(cfg)
+
+
+def test_matching_needs_match_fields_that_are_columns(tmp_path, tiny_model_dir):
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["index"] = {"enabled": True, "retrieval": {"match_question": True}}
+    with pytest.raises(ValueError, match="match_question needs index.match_fields"):
+        PipelineConfig.model_validate(data)
+    data["index"]["match_fields"] = {"capitals": ["contry"]}
+    with pytest.raises(ConfigError, match=r"index.match_fields.capitals: contry not among the "
+                                          r"columns of 'capitals'"):
+        run_pipeline(PipelineConfig.model_validate(data), until="index")

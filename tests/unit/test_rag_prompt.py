@@ -131,6 +131,10 @@ def test_recall_at_k_and_mrr_of_the_gold_record():
     result = retrieval_metrics([gold, other, no_gold], [hits, hits, hits], [0, 5, 9])
     heldout = result["metrics"]["heldout"]
     assert heldout["recall_at_k"] == 0.5 and heldout["mrr"] == 0.25 and heldout["k"] == 2
-    assert "unanswerable" not in result["metrics"]
+    assert heldout["no_passage"] == 0.0
+    # Without a gold record there is no recall to score, only whether anything was retrieved.
+    assert result["metrics"]["unanswerable"] == {"k": 2, "n": 1, "no_passage": 0.0}
+    matched = retrieval_metrics([no_gold, no_gold, gold], [[], hits, hits], [0, 1, 2], k=5)
+    assert matched["metrics"]["unanswerable"] == {"k": 5, "n": 2, "no_passage": 0.5}
     assert result["items"][5] == {"retrieved": ["medallists:L3", "medallists:L7"],
                                   "gold_rank": None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tuneline.config_sections.base import _Section
 
@@ -19,6 +19,16 @@ class RetrievalConfig(_Section):
     )
     max_passage_chars: int = Field(
         600, ge=50, description="A longer passage is cut to this many characters in prompts."
+    )
+    match_question: bool = Field(
+        False, description="Put a passage in the prompt only if the question names it: one of "
+        "its index.match_fields in full, and the same value as every other candidate the "
+        "question names for a field (tuneline.rag.matching). No passage left: the prompt says "
+        "none was found, and a tuned model declines.",
+    )
+    candidates: int = Field(
+        20, ge=1, le=200, description="With match_question, how many hits are searched and "
+        "matched before the top_k matching ones are kept.",
     )
 
 
@@ -53,9 +63,21 @@ class IndexConfig(_Section):
         "fields, e.g. {medallists: '{name} of {country} won {medal_type} in {event}.'}. A "
         "source without one is rendered as 'field: value' pairs.",
     )
+    match_fields: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per source, the fields that say what a record is "
+        "about, e.g. {medallists: [name, discipline, event, medal_type]}: stored with each "
+        "passage, compared with the question by index.retrieval.match_question.",
+    )
     retrieval: RetrievalConfig = Field(
         default_factory=RetrievalConfig, description="How passages are retrieved."
     )
+
+    @model_validator(mode="after")
+    def _matching_needs_fields(self) -> IndexConfig:
+        if self.retrieval.match_question and not any(self.match_fields.values()):
+            raise ValueError("index.retrieval.match_question needs index.match_fields (per "
+                             "source, the fields a question names, e.g. {medallists: [name]})")
+        return self
 
 
 class RaftConfig(_Section):

@@ -251,11 +251,19 @@ def _retrieval_table(retrieval: dict[str, Any] | None) -> str:
     rows = [[escape(name), f'<td class="num">{escape(str(m.get("k")))}</td>',
              f'<td class="num">{_pct(m.get("recall_at_k"))}'
              f'{_interval((m.get("ci95") or {}).get("recall_at_k"))}</td>',
-             f'<td class="num">{_number(m.get("mrr")) or 0:.3f}</td>',
+             f'<td class="num">{_mrr(m.get("mrr"))}</td>',
+             f'<td class="num">{_pct(m.get("no_passage"))}</td>',
              f'<td class="num">{escape(str(m.get("n")))}</td>']
             for name, m in retrieval.items() if isinstance(m, dict)]
     return ("<h3>Retrieval (gold record among the passages)</h3>"
-            + _table(["set", "k", "recall@k", "MRR", "n"], rows))
+            + _table(["set", "k", "recall@k", "MRR", "no passage", "n"], rows)
+            + _note("No passage: questions for which retrieval found nothing the question "
+                    "names (index.retrieval.match_question); the prompt then says so."))
+
+
+def _mrr(value: Any) -> str:
+    number = _number(value)
+    return "–" if number is None else f"{number:.3f}"
 
 
 def _set_names(metrics: dict[str, Any]) -> list[str]:

@@ -22,23 +22,28 @@ def gold_rank(item: dict[str, Any], hits: Sequence[Hit]) -> int | None:
 
 
 def retrieval_metrics(items: Sequence[dict[str, Any]], hits: Sequence[Sequence[Hit]],
-                      positions: Sequence[int]) -> dict[str, Any]:
-    """{"metrics": {set: {k, n, recall_at_k, mrr, ci95}}, "items": {position: {retrieved,
-    gold_rank}}}; sets whose items have no gold record get no metrics."""
+                      positions: Sequence[int], k: int | None = None) -> dict[str, Any]:
+    """{"metrics": {set: {k, n, no_passage, recall_at_k, mrr, ci95}}, "items": {position:
+    {retrieved, gold_rank}}}. `no_passage` is the share of a set's questions left without any
+    passage (by index.retrieval.match_question); a set whose items have no gold record
+    (unanswerable) gets no recall_at_k, mrr or ci95."""
     per_item: dict[int, dict[str, Any]] = {}
     by_set: dict[str, list[int | None]] = {}
-    k = max((len(h) for h in hits), default=0)
+    empty: dict[str, list[float]] = {}
+    k = k or max((len(h) for h in hits), default=0)
     for position, item, found in zip(positions, items, hits, strict=True):
         rank = gold_rank(item, found)
         per_item[position] = {"retrieved": [h.passage.id for h in found], "gold_rank": rank}
+        empty.setdefault(item["set"], []).append(0.0 if found else 1.0)
         if gold_provenance(item) is not None:
             by_set.setdefault(item["set"], []).append(rank)
-    metrics = {}
+    metrics: dict[str, Any] = {
+        name: {"k": k, "n": len(flags), "no_passage": sum(flags) / len(flags)}
+        for name, flags in empty.items()}
     for name, ranks in by_set.items():
         found_at_k = [1.0 if r is not None else 0.0 for r in ranks]
         reciprocal = [1.0 / r if r is not None else 0.0 for r in ranks]
-        metrics[name] = {
-            "k": k, "n": len(ranks),
+        metrics[name] |= {
             "recall_at_k": sum(found_at_k) / len(ranks),
             "mrr": sum(reciprocal) / len(ranks),
             "ci95": {"recall_at_k": bootstrap_ci(found_at_k), "mrr": bootstrap_ci(reciprocal)},

@@ -52,7 +52,9 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
         else:
             gold = _gold_passage(retriever, vector, gold_provenance(item), hits)
             if gold is None:
-                kinds["skipped:gold_not_indexed"] += 1
+                # Matching dropped it: at eval and serve time this context would lack it too.
+                kinds["skipped:gold_not_matched" if retriever.settings.match_question
+                      else "skipped:gold_not_indexed"] += 1
                 continue
             kind, passages, answer = "gold", _insert(others[: k - 1], gold, rng), fact.answer
         content = rag_user_message(question, passages, cfg.index.retrieval.max_passage_chars)
@@ -84,6 +86,8 @@ def _gold_passage(retriever: Retriever, vector: Any, gold_at: tuple[str, str, st
     for hit in hits:
         if provenance(hit.passage) == gold_at:
             return hit.passage
+    if retriever.settings.match_question:
+        return None
     source, file, line = gold_at
     return retriever.find(vector, {"source": source, "file": file, "line": line})
 

@@ -8,6 +8,7 @@ from typing import Any
 from tuneline.config import IndexConfig
 from tuneline.data.templates import placeholders
 from tuneline.errors import ConfigError
+from tuneline.rag.matching import FIELD_PREFIX
 from tuneline.rag.passages import Passage
 
 # Ingest fields of a document chunk that are bookkeeping rather than content.
@@ -55,6 +56,15 @@ def check_templates(cfg: IndexConfig, columns: dict[str, list[str]]) -> None:
         if missing:
             problems.append(f"index.templates.{source}: {', '.join(missing)} not among the "
                             f"columns of '{source}' ({', '.join(columns[source])})")
+    for source, fields in cfg.match_fields.items():
+        if source not in columns:
+            problems.append(f"index.match_fields.{source}: no ingest source is named "
+                            f"'{source}' (sources: {', '.join(sorted(columns))})")
+            continue
+        missing = [name for name in fields if name not in columns[source]]
+        if missing:
+            problems.append(f"index.match_fields.{source}: {', '.join(missing)} not among the "
+                            f"columns of '{source}' ({', '.join(columns[source])})")
     for source in cfg.sources or []:
         if source not in columns:
             problems.append(f"index.sources: no ingest source is named '{source}'")
@@ -70,11 +80,13 @@ def record_passages(records: Iterable[dict[str, Any]], cfg: IndexConfig) -> Iter
         if wanted is not None and source not in wanted:
             continue
         data: dict[str, str] = row["data"]
+        fields = {f"{FIELD_PREFIX}{name}": str(data.get(name) or "")
+                  for name in cfg.match_fields.get(source, [])}
         yield Passage(
             id=passage_id(source, int(row["line"]), row.get("key")),
             text=render_record(data, cfg.templates.get(source)),
             source=source,
-            metadata={"file": str(row["file"]), "line": str(row["line"])},
+            metadata={"file": str(row["file"]), "line": str(row["line"]), **fields},
         )
 
 

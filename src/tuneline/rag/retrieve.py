@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -10,9 +11,12 @@ from typing import Any
 
 from tuneline.config import IndexConfig, PipelineConfig
 from tuneline.errors import ConfigError
+from tuneline.rag.matching import FieldValues, matching_hits
 from tuneline.rag.passages import Hit, Passage
 
 INDEX_INFO = "index.json"
+# The index stage's list of every match field value (for index.retrieval.match_question).
+MATCH_VALUES = "match_values.json"
 
 
 def store_location(cfg: PipelineConfig) -> tuple[str, str]:
@@ -35,11 +39,13 @@ def is_local_uri(uri: str) -> bool:
 class Retriever:
     """Questions in, the top-k passages of each out (best first)."""
 
-    def __init__(self, index: IndexConfig, uri: str, collection: str, embedder: Any = None):
+    def __init__(self, index: IndexConfig, uri: str, collection: str, embedder: Any = None,
+                 known: FieldValues | None = None):
         from tuneline.rag.embed import Embedder
         from tuneline.rag.store import open_store
 
         self.settings = index.retrieval
+        self.known = known
         self._lock = threading.Lock()  # server threads share one embedder and connection
         self.embedder = embedder or Embedder(index.embedder, index.batch_size)
         self.store = open_store(index.store, uri, collection, self.embedder.dim)
@@ -55,7 +61,7 @@ class Retriever:
         uri, collection = store_location(cfg)
         if is_local_uri(uri) and not Path(uri).exists():
             raise ConfigError([f"index: no vector store at {uri}; run `tuneline index` first"])
-        return cls(cfg.index, uri, collection)
+        return cls(cfg.index, uri, collection, known=_known_values(cfg))
 
     def search(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
         """The top-k hits of every question (k defaults to index.retrieval.top_k)."""
@@ -70,9 +76,16 @@ class Retriever:
         """`search` with the questions' embeddings already computed."""
         k = k or self.settings.top_k
         mode = self.settings.mode
+        if not self.settings.match_question:
+            with self._lock:
+                return [self.store.search(vector, k, text=question, mode=mode)
+                        for question, vector in zip(questions, vectors, strict=True)]
+        searched = max(k, self.settings.candidates)
         with self._lock:
-            return [self.store.search(vector, k, text=question, mode=mode)
-                    for question, vector in zip(questions, vectors, strict=True)]
+            found = [self.store.search(vector, searched, text=question, mode=mode)
+                     for question, vector in zip(questions, vectors, strict=True)]
+        return [matching_hits(question, hits, self.known)[:k]
+                for question, hits in zip(questions, found, strict=True)]
 
     def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
         """The stored passage matching `where` (e.g. a gold record's source, file and line)."""
@@ -81,3 +94,14 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _known_values(cfg: PipelineConfig) -> FieldValues | None:
+    """The match field values the index stage listed; None when matching is off."""
+    if not cfg.index.retrieval.match_question:
+        return None
+    path = cfg.run.runs_dir / cfg.run.name / "index" / MATCH_VALUES
+    if not path.exists():
+        raise ConfigError([f"index.retrieval.match_question: {path} is missing; run "
+                           "`tuneline index` with index.match_fields set"])
+    return FieldValues(json.loads(path.read_text(encoding="utf-8")))

@@ -235,7 +235,8 @@ def _answer_with_retrieval(
         answers[variant] = [None] * len(items)
         for i, text in zip(chosen, texts, strict=True):
             answers[variant][i] = text
-    return answers, retrieval_metrics([items[i] for i in chosen], hits, chosen)
+    return answers, retrieval_metrics([items[i] for i in chosen], hits, chosen,
+                                      cfg.index.retrieval.top_k)
 
 
 def _answer_remote(

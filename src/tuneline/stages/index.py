@@ -19,7 +19,7 @@ from tuneline.artifacts import (
 )
 from tuneline.config import PipelineConfig
 from tuneline.errors import DataError
-from tuneline.rag.retrieve import INDEX_INFO, is_local_uri, store_location
+from tuneline.rag.retrieve import INDEX_INFO, MATCH_VALUES, is_local_uri, store_location
 from tuneline.stages.ingest import RECORDS
 
 _UPSERT_BATCH = 512
@@ -43,6 +43,7 @@ def read_index_info(indexed: Artifact) -> dict[str, Any]:
 def _index(cfg: PipelineConfig, ingested: Artifact, uri: str, collection: str,
            tmp: Path) -> StageResult:
     from tuneline.rag.embed import Embedder
+    from tuneline.rag.matching import field_values
     from tuneline.rag.records import check_templates, record_passages
     from tuneline.rag.store import open_store
 
@@ -73,6 +74,8 @@ def _index(cfg: PipelineConfig, ingested: Artifact, uri: str, collection: str,
             # Changes whenever the stored content does, so that downstream stages rerun.
             "content": hash_strings(*sorted(f"{p.id}\0{p.content_hash()}" for p in passages))}
     write_json_atomic(tmp / INDEX_INFO, info)
+    if cfg.index.match_fields:
+        write_json_atomic(tmp / MATCH_VALUES, field_values(passages))
     return StageResult(counts=counts, details={k: v for k, v in info.items() if k != "content"})
 
 

@@ -1,0 +1,114 @@
+"""Which retrieved passages are about what the question names (index.retrieval.match_question).
+
+A search ranks passages by shared words, so a question about an entity the data does not hold
+("Noah Marchand", a swimming event with a hurdles title) still returns near misses, and a
+question about one event returns its silver and bronze rows too. A small model reads such a
+context as an answer. Matching keeps a passage only when the question names it: a record's
+match fields (index.match_fields, e.g. name, discipline, event) are compared with the words of
+the question, and when no passage is left the prompt says none was found.
+
+A passage is kept when
+1. the question names at least one of its match fields in full (every word of the value is a
+   word of the question), and
+2. for every match field, if the question names some candidate's value of that field in full,
+   it names this passage's value too; of two named values where one's words are part of the
+   other's ("Women's 100m" in "Women's 4 x 100m Relay"), only the longer one counts.
+Passages without match fields (document chunks, unconfigured sources) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from tuneline.rag.passages import Hit, Passage
+
+FIELD_PREFIX = "field:"
+# A sign before a number is part of it: "Men -100 kg" and "Men +100 kg" are two events.
+_WORD = re.compile(r"(?:(?<!\w)[+-](?=\d))?\w+")
+_STOPWORDS = frozenset({"a", "an", "and", "at", "by", "for", "from", "in", "is", "of", "on",
+                        "or", "the", "to", "with"})
+
+
+def words(text: str) -> frozenset[str]:
+    """Case- and accent-folded words (a number keeps its sign), without stop words and lone
+    letters."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return frozenset(w for w in _WORD.findall(folded)
+                     if w not in _STOPWORDS and (len(w) > 1 or w.isdigit()))
+
+
+def match_fields(passage: Passage) -> dict[str, frozenset[str]]:
+    """The words of each match field stored with a passage (metadata 'field:<name>')."""
+    return {key.removeprefix(FIELD_PREFIX): words(value)
+            for key, value in passage.metadata.items() if key.startswith(FIELD_PREFIX)}
+
+
+class FieldValues:
+    """Every value of every match field in the index, looked up by the words of a question.
+
+    Rule 2 compares a passage with all the values the question names, not only the candidates'
+    ones: a question naming a discipline none of the candidates belongs to (an invented
+    'rifle event in athletics') must still rule the candidates out."""
+
+    def __init__(self, values: dict[str, Sequence[str]]):
+        self._by_word: dict[str, dict[str, set[frozenset[str]]]] = {}
+        for field, field_values in values.items():
+            for value in field_values:
+                value_words = words(value)
+                for word in value_words:
+                    self._by_word.setdefault(word, {}).setdefault(field, set()).add(value_words)
+
+    def named(self, asked: frozenset[str]) -> dict[str, set[frozenset[str]]]:
+        """Per field, the values whose every word the question has (the longest ones)."""
+        named: dict[str, set[frozenset[str]]] = {}
+        for word in asked:
+            for field, values in self._by_word.get(word, {}).items():
+                named.setdefault(field, set()).update(v for v in values if v <= asked)
+        return _longest(named)
+
+
+def field_values(passages: Iterable[Passage]) -> dict[str, list[str]]:
+    """The distinct values of each match field over passages (what FieldValues is built of)."""
+    found: dict[str, set[str]] = {}
+    for passage in passages:
+        for key, value in passage.metadata.items():
+            if key.startswith(FIELD_PREFIX) and value:
+                found.setdefault(key.removeprefix(FIELD_PREFIX), set()).add(value)
+    return {field: sorted(values) for field, values in sorted(found.items())}
+
+
+def matching_hits(question: str, hits: Sequence[Hit],
+                  known: FieldValues | None = None) -> list[Hit]:
+    """The hits the question names (rules in the module docstring), in their order. Without
+    `known`, rule 2 looks only at the values of the hits themselves."""
+    asked = words(question)
+    fields = [match_fields(h.passage) for h in hits]
+    named = known.named(asked) if known is not None else _named_among(asked, fields)
+    return [hit for hit, values in zip(hits, fields, strict=True)
+            if not values or _is_named(values, asked, named)]
+
+
+def _named_among(asked: frozenset[str], fields: list[dict[str, frozenset[str]]]
+                 ) -> dict[str, set[frozenset[str]]]:
+    named: dict[str, set[frozenset[str]]] = {}
+    for values in fields:
+        for field, value in values.items():
+            if value and value <= asked:
+                named.setdefault(field, set()).add(value)
+    return _longest(named)
+
+
+def _longest(named: dict[str, set[frozenset[str]]]) -> dict[str, set[frozenset[str]]]:
+    return {field: {v for v in found if not any(v < other for other in found)}
+            for field, found in named.items() if found}
+
+
+def _is_named(values: dict[str, frozenset[str]], asked: frozenset[str],
+              named: dict[str, set[frozenset[str]]]) -> bool:
+    names_one = any(value and value <= asked for value in values.values())
+    agrees = all(values.get(field) in found for field, found in named.items()
+                 if field in values)
+    return names_one and agrees
