@@ -4,10 +4,10 @@ Ours is the config's `index.retrieval` (mode, and matching with the question whe
 `match_question` is on); the baseline is plain vector search (MiniLM embeddings, what most RAG
 stacks start with); the other modes are printed too. For every eval set whose questions have
 a gold record (recall, heldout), the share of questions whose gold record, or a row stating
-the same fact, is among the top k, for several k; for the unanswerable set, the share left
-without any passage (what matching is for: nothing in the index is about an invented entity);
-then queries/s and peak RSS. It needs a run whose index and curate stages are done
-(`tuneline curate CONFIG` is enough).
+the same fact, is among the top k, for several k; for every set, the mean number of passages
+returned (at the largest k) and the share left without any (what matching is for: nothing
+in the index is about an invented entity); then queries/s and peak RSS. It needs a run whose
+index and curate stages are done (`tuneline curate CONFIG` is enough).
 
     .venv/bin/python bench/retrieval.py examples/paris2024/tuneline.yaml
     .venv/bin/python bench/retrieval.py CONFIG --k 1,3,5 run.runs_dir=/tmp/runs
@@ -44,7 +44,7 @@ def main() -> None:
     variants = [*MODES, *([ours] if ours not in MODES else [])]
     found: dict[str, dict[str, list[float]]] = {}
     print(f"{'search':<22}{'set':<14}{'n':>4}" + "".join(f"{'top ' + str(k):>9}" for k in ks)
-          + f"{'no passage':>12}{'queries/s':>11}")
+          + f"{'passages':>10}{'no passage':>12}{'queries/s':>11}")
     retriever = Retriever.for_run(cfg)  # one embedder and store for every variant
     for variant in variants:
         mode, _, match = variant.partition("+")
@@ -56,13 +56,15 @@ def main() -> None:
             hits = retriever.search([item["question"] for item in items], max(ks))
             rate = len(items) / (time.perf_counter() - start)
             empty = sum(1 for h in hits if not h) / len(hits)
+            mean_passages = sum(len(h) for h in hits) / len(hits)
             ranks = [gold_rank(item, h) for item, h in zip(items, hits, strict=True)]
             shares = ([sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in ks]
                       if name != "unanswerable" else [])
             found[variant][name] = shares or [empty]
             label = f"{variant} (ours)" if variant == ours else variant
             cells = "".join(f"{s:>9.1%}" for s in shares) or " " * 9 * len(ks)
-            print(f"{label:<22}{name:<14}{len(items):>4}{cells}{empty:>12.1%}{rate:>11.1f}")
+            print(f"{label:<22}{name:<14}{len(items):>4}{cells}{mean_passages:>10.1f}"
+                  f"{empty:>12.1%}{rate:>11.1f}")
     retriever.close()
     baseline = "vector"
     for name in sets:
