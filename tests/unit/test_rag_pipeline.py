@@ -288,3 +288,20 @@ def test_matching_needs_match_fields_that_are_columns(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match=r"index.match_fields.capitals: contry not among the "
                                           r"columns of 'capitals'"):
         run_pipeline(PipelineConfig.model_validate(data), until="index")
+
+
+def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
+    cfg.index.templates = {"capitals": "{capital} is the capital of {country}."}
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold"] > 0
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        country = prompt.rsplit("Question: ", 1)[1].split(" of ")[-1].rstrip("?.")
+        # The passage sentence, word for word as the prompt shows it, not the template answer.
+        assert answer.endswith(f" is the capital of {country}.") and f"\n{answer}\n" in prompt
+    plain = [r for r in train if not r["messages"][0]["content"].startswith("Answer the")]
+    assert plain and all(r["messages"][1]["content"].startswith("The capital of ")
+                         for r in plain)

@@ -95,6 +95,13 @@ class RaftConfig(_Section):
         "in the RAG format, with the passages retrieval finds for them (none answers them: "
         "the model learns to decline a context about someone else); default: `fraction`.",
     )
+    answer: Literal["template", "passage"] = Field(
+        "template", description="What a RAG example with its gold passage is answered with: "
+        "'template', the synthesize answer; 'passage', the gold passage's own text "
+        "(extractive): the model learns to find the passage that answers and copy it, so "
+        "choosing a row is decided by the first words it copies (the medal, the event) rather "
+        "than by a rewrite. Served +rag answers then quote the passage.",
+    )
     reading_gold_removed: float = Field(
         0.0, ge=0, le=1, description="Share of the reading facts (synthesize."
         "reading_facts_per_template) trained a second time, the same question with the gold "

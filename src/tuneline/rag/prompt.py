@@ -22,10 +22,15 @@ INSTRUCTION = (
 _NEUTRALIZE = str.maketrans({"<": "\u2039", ">": "\u203a"})
 
 
-def passage_block(passage: Passage, max_chars: int) -> str:
+def shown_text(passage: Passage, max_chars: int) -> str:
+    """A passage's text as the prompt shows it: cut to max_chars, brackets neutralised."""
     text = passage.text if len(passage.text) <= max_chars else passage.text[:max_chars] + "…"
+    return text.translate(_NEUTRALIZE)
+
+
+def passage_block(passage: Passage, max_chars: int) -> str:
     source_id = passage.id.translate(_NEUTRALIZE).replace('"', "'")
-    return f"<passage source=\"{source_id}\">\n{text.translate(_NEUTRALIZE)}\n</passage>"
+    return f"<passage source=\"{source_id}\">\n{shown_text(passage, max_chars)}\n</passage>"
 
 
 def rag_user_message(question: str, passages: Sequence[Passage], max_chars: int = 600) -> str:

@@ -12,7 +12,7 @@ from tuneline.config import PipelineConfig
 from tuneline.data.export import chat_example
 from tuneline.data.templates import Fact
 from tuneline.rag.passages import Passage
-from tuneline.rag.prompt import rag_user_message
+from tuneline.rag.prompt import rag_user_message, shown_text
 from tuneline.rag.records import answering_provenances, gold_provenance, provenance
 from tuneline.rag.retrieve import Retriever
 
@@ -36,7 +36,7 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
             chosen.append((fact, question, _REMOVED))
     if not chosen:
         return [], {}
-    k = cfg.index.retrieval.top_k
+    k, max_chars = cfg.index.retrieval.top_k, cfg.index.retrieval.max_passage_chars
     questions = [question for _, question, _ in chosen]
     vectors = retriever.embedder.embed(questions, progress=True)
     found = retriever.search_embedded(questions, vectors, 2 * k)
@@ -56,8 +56,10 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                 kinds["skipped:gold_not_matched" if retriever.settings.match_question
                       else "skipped:gold_not_indexed"] += 1
                 continue
-            kind, passages, answer = "gold", _insert(others[: k - 1], gold, rng), fact.answer
-        content = rag_user_message(question, passages, cfg.index.retrieval.max_passage_chars)
+            # An extractive answer is the passage as the prompt shows it, word for word.
+            answer = shown_text(gold, max_chars) if raft.answer == "passage" else fact.answer
+            kind, passages = "gold", _insert(others[: k - 1], gold, rng)
+        content = rag_user_message(question, passages, max_chars)
         examples.append(chat_example(content, answer))
         kinds[f"rag:{kind}"] += 1
     return examples, dict(kinds)
