@@ -45,31 +45,30 @@ def answering_provenances(item: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def check_templates(cfg: IndexConfig, columns: dict[str, list[str]]) -> None:
-    """Every index.templates entry names an ingested source and only its columns."""
+    """Every index.templates and index.match_fields entry names an ingested source and only
+    its columns."""
     problems = []
     for source, template in cfg.templates.items():
-        if source not in columns:
-            problems.append(f"index.templates.{source}: no ingest source is named '{source}' "
-                            f"(sources: {', '.join(sorted(columns))})")
-            continue
-        missing = [name for name in placeholders(template) if name not in columns[source]]
-        if missing:
-            problems.append(f"index.templates.{source}: {', '.join(missing)} not among the "
-                            f"columns of '{source}' ({', '.join(columns[source])})")
+        problems += _unknown_columns("index.templates", source, placeholders(template), columns)
     for source, fields in cfg.match_fields.items():
-        if source not in columns:
-            problems.append(f"index.match_fields.{source}: no ingest source is named "
-                            f"'{source}' (sources: {', '.join(sorted(columns))})")
-            continue
-        missing = [name for name in fields if name not in columns[source]]
-        if missing:
-            problems.append(f"index.match_fields.{source}: {', '.join(missing)} not among the "
-                            f"columns of '{source}' ({', '.join(columns[source])})")
+        problems += _unknown_columns("index.match_fields", source, fields, columns)
     for source in cfg.sources or []:
         if source not in columns:
             problems.append(f"index.sources: no ingest source is named '{source}'")
     if problems:
         raise ConfigError(problems)
+
+
+def _unknown_columns(setting: str, source: str, names: Iterable[str],
+                     columns: dict[str, list[str]]) -> list[str]:
+    if source not in columns:
+        return [f"{setting}.{source}: no ingest source is named '{source}' "
+                f"(sources: {', '.join(sorted(columns))})"]
+    missing = [name for name in names if name not in columns[source]]
+    if not missing:
+        return []
+    return [f"{setting}.{source}: {', '.join(missing)} not among the columns of '{source}' "
+            f"({', '.join(columns[source])})"]
 
 
 def record_passages(records: Iterable[dict[str, Any]], cfg: IndexConfig) -> Iterator[Passage]:

@@ -75,15 +75,13 @@ class Retriever:
                         k: int | None = None) -> list[list[Hit]]:
         """`search` with the questions' embeddings already computed."""
         k = k or self.settings.top_k
-        mode = self.settings.mode
-        if not self.settings.match_question:
-            with self._lock:
-                return [self.store.search(vector, k, text=question, mode=mode)
-                        for question, vector in zip(questions, vectors, strict=True)]
-        searched = max(k, self.settings.candidates)
+        matching = self.settings.match_question
+        searched = max(k, self.settings.candidates) if matching else k
         with self._lock:
-            found = [self.store.search(vector, searched, text=question, mode=mode)
+            found = [self.store.search(vector, searched, text=question, mode=self.settings.mode)
                      for question, vector in zip(questions, vectors, strict=True)]
+        if not matching:
+            return found
         return [matching_hits(question, hits, self.known)[:k]
                 for question, hits in zip(questions, found, strict=True)]
 
