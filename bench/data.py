@@ -66,9 +66,9 @@ def timed(name: str, fn: Callable[[], Any], rows: int, table: list) -> Any:
 
 
 def run_tuneline(texts: list[str], table: list) -> None:
-    from tuneline.data.clean import normalize_text
-    from tuneline.data.dedup import exact_duplicates, near_duplicates
-    from tuneline.data.pii import Redactor
+    from tuneline.curate.clean import normalize_text
+    from tuneline.curate.dedup import exact_duplicates, near_duplicates
+    from tuneline.curate.pii import Redactor
 
     n = len(texts)
     texts = timed("normalise", lambda: [normalize_text(t) for t in texts], n, table)

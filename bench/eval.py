@@ -29,7 +29,7 @@ def log(message: str) -> None:
 
 
 def questions(n: int) -> list[list[dict[str, str]]]:
-    text = resources.files("tuneline.evaluation").joinpath("probes/general.jsonl").read_text()
+    text = resources.files("tuneline.evaluate").joinpath("probes/general.jsonl").read_text()
     probe = [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
     return [[{"role": "user", "content": probe[i % len(probe)]}] for i in range(n)]
 

@@ -33,7 +33,7 @@ def main() -> None:
 
     from tuneline.artifacts import read_jsonl
     from tuneline.config import load_config
-    from tuneline.evaluation.retrieval import gold_rank
+    from tuneline.evaluate.retrieval import gold_rank
     from tuneline.rag.retrieve import Retriever
 
     cfg = load_config(args.config, args.overrides)

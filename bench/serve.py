@@ -55,7 +55,7 @@ def log(message: str) -> None:
 
 
 def questions() -> list[str]:
-    text = resources.files("tuneline.evaluation").joinpath("probes/general.jsonl").read_text()
+    text = resources.files("tuneline.evaluate").joinpath("probes/general.jsonl").read_text()
     return [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
 
 
@@ -246,7 +246,7 @@ class Server:
     def __init__(self, model: str, overrides: list[str], workdir: Path, log_path: Path):
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
-        self.command = [sys.executable, "-m", "tuneline.cli", "serve", *overrides,
+        self.command = [sys.executable, "-m", "tuneline.cli.main", "serve", *overrides,
                         "--base", model, "--host", HOST, "--port", str(self.port)]
         self.workdir, self.log_path = workdir, log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -525,7 +525,7 @@ def parse_args() -> argparse.Namespace:
 
 def server_settings(args: argparse.Namespace, workdir: Path) -> tuple[list[str], int]:
     """Config overrides for the server, and its capacity (batch slots + queue)."""
-    from tuneline.config_sections.serve import BatchingConfig
+    from tuneline.serve.config import BatchingConfig
 
     defaults = BatchingConfig()
     batch = args.max_batch_size or defaults.max_batch_size

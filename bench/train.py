@@ -3,7 +3,7 @@
 Same base model (the embedded SmolLM2-135M-Instruct), same curated Paris 2024 train split (made
 by the project's pipeline up to `curate` in a temporary runs folder), same LoRA settings (the
 example config's `train.lora`, passed to TRL as a peft `LoraConfig`), about the same number of
-real (non-pad) tokens, one process. Ours is the real stage (`tuneline.stages.train.run`); its
+real (non-pad) tokens, one process. Ours is the real stage (`tuneline.train.stage.run`); its
 tokens and seconds come from the stage manifest. TRL runs `SFTConfig` defaults except what is
 needed to run here (output_dir, max_steps, report_to, save_strategy, use_cpu); its real tokens
 are the attention-mask sum of the batches it trained on, its seconds run from `on_train_begin`
@@ -102,9 +102,9 @@ def curate(runs_dir: Path) -> Any:
 
 def plan_steps(cfg: Any, curated: Any, budget: int) -> dict[str, Any]:
     """Optimizer steps of our trainer that come closest to `budget` real tokens."""
+    from tuneline.curate.stage import load_chat
     from tuneline.models.loading import load_tokenizer
-    from tuneline.stages.curate import load_chat
-    from tuneline.training.tokenize import IGNORE_INDEX, tokenize_chat
+    from tuneline.train.tokenize import IGNORE_INDEX, tokenize_chat
 
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
     train = [tokenize_chat(tokenizer, ex["messages"], cfg.train.max_seq_len)
@@ -120,14 +120,14 @@ def plan_steps(cfg: Any, curated: Any, budget: int) -> dict[str, Any]:
 
 
 def run_ours(runs_dir: Path, curated: Any, plan: dict[str, Any]) -> dict[str, Any]:
-    from tuneline.stages import train
+    from tuneline.train import stage as train
 
     steps = plan["steps"]
     # max_steps is authoritative; epochs is set so a loop that only reads epochs stops there too.
     epochs = (steps - 0.5) / plan["batches_per_epoch"]
     overrides = [f"train.max_steps={steps}", f"train.epochs={epochs}"]
     cfg = load_cfg(runs_dir, overrides)
-    log(f"ours: tuneline.stages.train.run with {' '.join(overrides)}")
+    log(f"ours: tuneline.train.stage.run with {' '.join(overrides)}")
     with PeakRss() as rss:
         started = time.perf_counter()
         artifact = train.run(cfg, curated, runs_dir / "bench-train", force=True)
@@ -236,8 +236,8 @@ def run_trl(cfg: Any, curated: Any, steps: int, out_dir: Path, variant: str) -> 
     from datasets import Dataset
     from trl import SFTConfig
 
+    from tuneline.curate.stage import load_chat
     from tuneline.models.resolve import resolve_model
-    from tuneline.stages.curate import load_chat
 
     lora = cfg.train.lora
     peft_config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,

@@ -1,7 +1,7 @@
 """LoRA training-step throughput: tuneline's answer-only loss vs the model's full-vocabulary loss.
 
 Baseline: `model(**batch).loss` (what HF Trainer computes): the LM head projects every position
-onto the vocabulary. Ours: `tuneline.training.loop.answer_loss` projects only labelled positions.
+onto the vocabulary. Ours: `tuneline.train.loop.answer_loss` projects only labelled positions.
 
     .venv/bin/python bench/train_step.py [--model embedded:smollm2-135m-instruct] [--steps 4]
 """
@@ -16,15 +16,10 @@ from pathlib import Path
 
 import torch
 
-from tuneline.config import TrainConfig
-from tuneline.models.loading import (
-    load_base_model,
-    load_tokenizer,
-    set_cpu_threads,
-    use_bf16,
-)
-from tuneline.training.loop import answer_loss, attach_lora
-from tuneline.training.tokenize import collate, tokenize_chat
+from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads, use_bf16
+from tuneline.train.config import TrainConfig
+from tuneline.train.loop import answer_loss, attach_lora
+from tuneline.train.tokenize import collate, tokenize_chat
 
 EXAMPLE_CSV = Path(__file__).parents[1] / "examples" / "paris2024" / "data" / "medallists.csv"
 

@@ -174,7 +174,7 @@ def tuneline_serve_process(*args: str, timeout_s: float = 120, env: dict[str, st
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tuneline.cli", "serve", *args, "--port", str(port)],
+        [sys.executable, "-m", "tuneline.cli.main", "serve", *args, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {})},
     )

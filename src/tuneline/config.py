@@ -1,4 +1,4 @@
-"""Typed pipeline configuration: defaults < YAML file < dotted CLI overrides."""
+"""The pipeline config, composed of every stage's section: defaults < YAML < CLI overrides."""
 
 from __future__ import annotations
 
@@ -11,94 +11,32 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from tuneline.config_sections.base import _Section
-from tuneline.config_sections.curate import (
-    BalanceConfig,
-    CurateConfig,
-    DedupConfig,
-    PiiConfig,
-    SelectConfig,
-)
-from tuneline.config_sections.gate import GateConfig
-from tuneline.config_sections.ingest import (
-    DOCUMENT_FORMATS,
-    IngestConfig,
-    JoinConfig,
-    SourceConfig,
-    SourceFormat,
-)
-from tuneline.config_sections.model import (
-    EMBEDDED_MODEL,
-    EvaluateConfig,
-    LoraConfig,
-    ModelConfig,
-    RegisterConfig,
-    RunConfig,
-    TrainConfig,
-)
-from tuneline.config_sections.rag import IndexConfig, RaftConfig, RetrievalConfig
-from tuneline.config_sections.serve import (
-    AuthConfig,
-    BatchingConfig,
-    CanaryConfig,
-    LimitsConfig,
-    ServeConfig,
-)
-from tuneline.config_sections.synthesize import (
-    LlmEndpointConfig,
-    LlmSynthesisConfig,
-    ParaphraseConfig,
-    SynthesizeConfig,
-    TemplateConfig,
-    UnanswerableConfig,
-)
+from tuneline.config_base import Section
+from tuneline.curate.config import CurateConfig
 from tuneline.errors import ConfigError
+from tuneline.evaluate.config import EvaluateConfig, GateConfig
+from tuneline.index.config import IndexConfig
+from tuneline.ingest.config import IngestConfig
+from tuneline.models.config import ModelConfig
+from tuneline.register.config import RegisterConfig
+from tuneline.serve.config import ServeConfig
+from tuneline.synthesize.config import SynthesizeConfig
+from tuneline.train.config import TrainConfig
 
-__all__ = [
-    "BalanceConfig",
-    "CurateConfig",
-    "DOCUMENT_FORMATS",
-    "DedupConfig",
-    "EMBEDDED_MODEL",
-    "EvaluateConfig",
-    "GateConfig",
-    "IndexConfig",
-    "AuthConfig",
-    "BatchingConfig",
-    "CanaryConfig",
-    "IngestConfig",
-    "LimitsConfig",
-    "JoinConfig",
-    "LlmEndpointConfig",
-    "LlmSynthesisConfig",
-    "LoraConfig",
-    "ModelConfig",
-    "ParaphraseConfig",
-    "PiiConfig",
-    "PipelineConfig",
-    "RaftConfig",
-    "RegisterConfig",
-    "RetrievalConfig",
-    "RunConfig",
-    "SelectConfig",
-    "ServeConfig",
-    "SourceConfig",
-    "SourceFormat",
-    "SynthesizeConfig",
-    "TemplateConfig",
-    "TrainConfig",
-    "UnanswerableConfig",
-    "apply_override",
-    "load_config",
-    "save_config",
-]
+__all__ = ["PipelineConfig", "RunConfig", "apply_override", "load_config", "save_config"]
+
+
+class RunConfig(Section):
+    name: str = Field("default", description="Run id: outputs go to <runs_dir>/<name>/<stage>/.")
+    runs_dir: Path = Field(Path("runs"), description="Folder holding all runs (relative to cwd).")
+    seed: int = Field(0, description="Seed for every random choice (split, shuffling, init).")
 
 
 # `register` is a stage name; as a field it shadows ABCMeta.register, which nothing here uses.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     run: RunConfig = Field(default_factory=RunConfig, description="Run identity and folders.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Data sources.")

@@ -9,18 +9,16 @@ from pathlib import Path
 
 from tuneline.artifacts import Artifact, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
+from tuneline.curate import stage as curate
 from tuneline.errors import ConfigError, QualityGateFailed
-from tuneline.evaluation.gate import GateResult, check_gate
-from tuneline.stages import (
-    curate,
-    evaluate,
-    index,
-    ingest,
-    register,
-    synthesize,
-    track,
-    train,
-)
+from tuneline.evaluate import stage as evaluate
+from tuneline.evaluate.gate import GateResult, check_gate
+from tuneline.index import stage as index
+from tuneline.ingest import stage as ingest
+from tuneline.register import stage as register
+from tuneline.register import track
+from tuneline.synthesize import stage as synthesize
+from tuneline.train import stage as train
 
 STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "register")
 GATE = "gate.json"
@@ -90,7 +88,7 @@ def gate_of(result: PipelineResult) -> GateResult:
 def _after_evaluate(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
                     on_stage: Callable[[Artifact], None] | None) -> None:
     """Gate, HTML report, MLflow run (every run, passing or not); then stop on a failed gate."""
-    from tuneline.evaluation.html_report import write_html_report
+    from tuneline.report.html import write_html_report
 
     a, run_dir = result.artifacts, result.run_dir
     result.gate = check_and_record_gate(cfg, a["evaluate"], run_dir)

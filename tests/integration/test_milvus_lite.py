@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneline.rag.passages import Passage
-from tuneline.rag.store import open_store
+from tuneline.rag.stores import open_store
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("pymilvus")

@@ -83,7 +83,7 @@ def _config(tmp_path, sources):
 
 
 def test_ingest_from_postgres_matches_the_csv(paris_db, tmp_path):
-    from tuneline.stages import ingest
+    from tuneline.ingest import stage as ingest
 
     from_db = ingest.run(_config(tmp_path / "db", [
         {"name": "medallists", "url": paris_db, "table": "medallists", "key": "code"}]),
@@ -102,7 +102,7 @@ def test_ingest_from_postgres_matches_the_csv(paris_db, tmp_path):
 
 def test_a_join_query_feeds_templates(paris_db, tmp_path):
     from tuneline.artifacts import read_jsonl
-    from tuneline.stages import ingest
+    from tuneline.ingest import stage as ingest
 
     query = ('SELECT m.name, m.country, t."Gold Medal" AS country_golds FROM medallists m '
              "JOIN medals_total t ON t.country_code = m.country_code "

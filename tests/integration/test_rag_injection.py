@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 pytest.importorskip("torch")
 
-from tuneline.config import EMBEDDED_MODEL  # noqa: E402
+from tuneline.models.config import EMBEDDED_MODEL  # noqa: E402
 from tuneline.rag.passages import Passage  # noqa: E402
 from tuneline.rag.prompt import rag_user_message  # noqa: E402
 

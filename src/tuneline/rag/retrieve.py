@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneline.config import IndexConfig, PipelineConfig
+from tuneline.config import PipelineConfig
 from tuneline.errors import ConfigError
+from tuneline.index.config import IndexConfig
 from tuneline.rag.matching import FieldValues, matching_hits
 from tuneline.rag.passages import Hit, Passage
 
@@ -42,7 +43,7 @@ class Retriever:
     def __init__(self, index: IndexConfig, uri: str, collection: str, embedder: Any = None,
                  known: FieldValues | None = None):
         from tuneline.rag.embed import Embedder
-        from tuneline.rag.store import open_store
+        from tuneline.rag.stores import open_store
 
         self.settings = index.retrieval
         self.known = known

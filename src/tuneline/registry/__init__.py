@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneline.config_sections.model import RegisterConfig
-from tuneline.registry.base import ModelVersion, Registry
+from tuneline.register.config import RegisterConfig
+from tuneline.registry.backend import ModelVersion, Registry
 
 __all__ = ["ModelVersion", "Registry", "open_registry", "registry_cache_dir"]
 

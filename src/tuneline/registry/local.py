@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.artifacts import write_json_atomic
-from tuneline.registry.base import REMOTE_MODEL_FILE, ModelVersion, Registry
+from tuneline.registry.backend import REMOTE_MODEL_FILE, ModelVersion, Registry
 
 VERSION_FILE = "version.json"
 STATE_FILE = "state.json"

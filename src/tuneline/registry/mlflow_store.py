@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from tuneline._optional import require
 from tuneline.errors import RegistryError
-from tuneline.registry.base import ModelVersion, Registry
+from tuneline.registry.backend import ModelVersion, Registry
 
 META_TAG = "tuneline.meta"  # the version's lineage, as one JSON document
 LINEAGE_TAGS = ("base_model", "data_hash", "config_hash", "code_version", "run", "provider",

@@ -1,0 +1,1 @@
+"""Serving: an OpenAI-compatible server over registered models, with RAG, batching and canaries."""

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.config_sections.serve import ServeConfig
-from tuneline.serve.engines.base import Engine
+from tuneline.serve.config import ServeConfig
+from tuneline.serve.engines.engine import Engine
 from tuneline.serve.protocol import error_body
 from tuneline.serve.state import RAG_SUFFIX, APIError, Route, build_state
 

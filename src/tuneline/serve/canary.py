@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuneline.config_sections.serve import CanaryConfig
 from tuneline.errors import ConfigError
+from tuneline.serve.config import CanaryConfig
 
 # An absolute floor on the error-rate test, so a champion with 0% errors does not make a
 # single candidate failure (0% × factor = 0%) trigger a rollback.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneline.artifacts import write_text_atomic
-from tuneline.data.validate import MESSAGE_KEYS, check_example
+from tuneline.curate.validate import MESSAGE_KEYS, check_example
 from tuneline.errors import DataError
 
 if TYPE_CHECKING:

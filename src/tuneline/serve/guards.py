@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from tuneline.config_sections.serve import AuthConfig
 from tuneline.errors import ConfigError
+from tuneline.serve.config import AuthConfig
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _SECONDS_PER_DAY = 86_400

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.serve.engines.base import (
+from tuneline.serve.engines.engine import (
     EngineStats,
     FinalEvent,
     GenerationRequest,

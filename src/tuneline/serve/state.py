@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneline.config_sections.serve import ServeConfig
-from tuneline.serve.engines.base import Engine, FinalEvent
+from tuneline.serve.config import ServeConfig
+from tuneline.serve.engines.engine import Engine, FinalEvent
 
 RAG_SUFFIX = "+rag"
 
@@ -97,7 +97,7 @@ def build_state(routes: dict[str, Route], settings: ServeConfig, retriever: Any 
 
     from tuneline.serve.feedback import FeedbackStore, ResponseLog
     from tuneline.serve.guards import ApiKeyStore, DailyQuota, RateLimiter
-    from tuneline.serve.metrics import ServerMetrics
+    from tuneline.serve.prometheus import ServerMetrics
 
     if retriever is not None:
         routes = {**routes, **{f"{n}{RAG_SUFFIX}": Route(r.engine, r.adapter, True, r.root, n)

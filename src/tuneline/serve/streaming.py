@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tuneline.serve.engines.base import Engine, FinalEvent, GenerationRequest, TextEvent
+from tuneline.serve.engines.engine import Engine, FinalEvent, GenerationRequest, TextEvent
 
 
 class PendingGeneration:

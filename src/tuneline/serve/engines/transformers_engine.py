@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.config_sections.serve import BatchingConfig
 from tuneline.models.generation import prompt_ids
-from tuneline.serve.engines.base import EngineStats, GenerationRequest, Sink
+from tuneline.serve.config import BatchingConfig
+from tuneline.serve.engines.engine import EngineStats, GenerationRequest, Sink
 from tuneline.serve.scheduler import ContinuousBatcher
 
 

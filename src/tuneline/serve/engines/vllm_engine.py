@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.config_sections.serve import ServeConfig
 from tuneline.models.generation import prompt_ids
-from tuneline.serve.engines.base import (
+from tuneline.serve.config import ServeConfig
+from tuneline.serve.engines.engine import (
     EngineStats,
     FinalEvent,
     GenerationRequest,

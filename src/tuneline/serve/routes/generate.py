@@ -12,7 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tuneline.serve.engines.base import FinalEvent, GenerationRequest, QueueFull, SamplingParams
+from tuneline.serve.engines.engine import (
+    FinalEvent,
+    GenerationRequest,
+    QueueFull,
+    SamplingParams,
+)
 from tuneline.serve.protocol import (
     ChatCompletion,
     ChatCompletionRequest,

@@ -1,1 +1,0 @@
-"""The pipeline config's sections, grouped by stage; import them from `tuneline.config`."""

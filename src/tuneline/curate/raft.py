@@ -1,0 +1,101 @@
+"""Retrieval-aware training examples (RAFT-style): a question with the passages retrieval would
+give it, the gold passage among distractors, or taken out so that the answer is to say the
+information is not available."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from tuneline.config import PipelineConfig
+from tuneline.curate.formats import chat_example
+from tuneline.rag.passages import Passage
+from tuneline.rag.prompt import rag_user_message, shown_text
+from tuneline.rag.record_passages import answering_provenances, gold_provenance, provenance
+from tuneline.rag.retrieve import Retriever
+from tuneline.synthesize.templates import Fact
+
+
+def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
+                  retriever: Retriever, reading: list[Fact] | None = None
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """RAG-format chats for a share of the trained (fact, question) pairs (curate.rag.fraction,
+    and unanswerable_fraction for the unanswerable ones), one with its gold passage for each
+    reading fact and, for reading_gold_removed of them, a twin without it; and counts by kind:
+    `rag:gold` (answer from the gold passage), `rag:gold_removed` and `rag:no_gold`
+    (unanswerable questions; both answer with the abstention sentence)."""
+    raft = cfg.curate.rag
+    rng = random.Random(cfg.run.seed)
+    chosen = _chosen_pairs(cfg, facts, phrasings, rng)
+    for fact in reading or []:
+        question = rng.choice(fact.questions[phrasings])
+        chosen.append((fact, question, _GOLD))
+        if rng.random() < raft.reading_gold_removed:
+            # The same question without its answer in the context: only reading tells them apart.
+            chosen.append((fact, question, _REMOVED))
+    if not chosen:
+        return [], {}
+    k, max_chars = cfg.index.retrieval.top_k, cfg.index.retrieval.max_passage_chars
+    questions = [question for _, question, _ in chosen]
+    vectors = retriever.embedder.embed(questions, progress=True)
+    found = retriever.search_embedded(questions, vectors, 2 * k)
+    examples, kinds = [], Counter()
+    for (fact, question, shape), hits, vector in zip(chosen, found, vectors, strict=True):
+        item = {"source": fact.source}
+        answering = answering_provenances(item)  # empty for unanswerable facts (no row)
+        others = [h.passage for h in hits if provenance(h.passage) not in answering][:k]
+        if not answering:
+            kind, passages, answer = "no_gold", others, fact.answer
+        elif shape == _REMOVED or (shape == _SAMPLED and rng.random() < raft.gold_removed):
+            kind, passages, answer = "gold_removed", others, cfg.synthesize.unanswerable.answer
+        else:
+            gold = _gold_passage(retriever, vector, gold_provenance(item), hits)
+            if gold is None:
+                # Matching dropped it: at eval and serve time this context would lack it too.
+                kinds["skipped:gold_not_matched" if retriever.settings.match_question
+                      else "skipped:gold_not_indexed"] += 1
+                continue
+            # An extractive answer is the passage as the prompt shows it, word for word.
+            answer = shown_text(gold, max_chars) if raft.answer == "passage" else fact.answer
+            kind, passages = "gold", _insert(others[: k - 1], gold, rng)
+        content = rag_user_message(question, passages, max_chars)
+        examples.append(chat_example(content, answer))
+        kinds[f"rag:{kind}"] += 1
+    return examples, dict(kinds)
+
+
+# How a chosen pair is shaped: by the gold_removed draw, with its gold passage, or without it.
+_SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
+
+
+def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
+                  rng: random.Random) -> list[tuple[Fact, str, str]]:
+    raft = cfg.curate.rag
+    pairs = [(fact, question) for fact in facts for question in fact.questions[phrasings]]
+    if raft.unanswerable_fraction is None:
+        chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
+    else:
+        answerable = [p for p in pairs if p[0].kind != "unanswerable"]
+        invented = [p for p in pairs if p[0].kind == "unanswerable"]
+        chosen = (rng.sample(answerable, round(raft.fraction * len(answerable)))
+                  + rng.sample(invented, round(raft.unanswerable_fraction * len(invented))))
+    return [(fact, question, _SAMPLED) for fact, question in chosen]
+
+
+def _gold_passage(retriever: Retriever, vector: Any, gold_at: tuple[str, str, str],
+                  hits: list[Any]) -> Passage | None:
+    for hit in hits:
+        if provenance(hit.passage) == gold_at:
+            return hit.passage
+    if retriever.settings.match_question:
+        return None
+    source, file, line = gold_at
+    return retriever.find(vector, {"source": source, "file": file, "line": line})
+
+
+def _insert(passages: list[Passage], gold: Passage, rng: random.Random) -> list[Passage]:
+    """The gold passage at a random position, so the model cannot learn 'always the first'."""
+    placed = list(passages)
+    placed.insert(rng.randrange(len(placed) + 1), gold)
+    return placed

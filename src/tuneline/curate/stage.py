@@ -1,0 +1,243 @@
+"""Stage 3, curate: normalise, redact PII, dedup, split by fact; export chat JSONL and eval sets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    hash_tree,
+    read_jsonl,
+    run_stage,
+    write_jsonl,
+)
+from tuneline.config import PipelineConfig
+from tuneline.curate.clean import clean_facts
+from tuneline.curate.config import CurateConfig
+from tuneline.curate.formats import (
+    bedrock_problems,
+    bedrock_record,
+    chat_examples,
+    eval_items,
+    write_hf_dataset,
+)
+from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact
+from tuneline.curate.validate import validate_file
+from tuneline.errors import ConfigError, DataError
+from tuneline.synthesize.stage import load_facts
+
+TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
+EVAL_DIR = "eval"
+EVAL_SETS = ("recall", "heldout", "unanswerable")
+BEDROCK_DIR, HF_DIR = "bedrock", "hf"
+
+
+def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False,
+        indexed: Artifact | None = None) -> Artifact:
+    """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card.
+
+    With curate.rag.fraction > 0, training also gets RAG-format examples retrieved from the
+    index stage's store (`indexed`)."""
+    # The card counts tokens with the base model's tokenizer against train.max_seq_len.
+    config_hash = (f"{cfg.section_hash('curate', 'run', 'model')}:{cfg.train.max_seq_len}"
+                   if cfg.curate.card else cfg.section_hash("curate", "run"))
+    inputs = {"synthesize": synthesized.output_hash}
+    uses_rag = cfg.curate.rag.fraction > 0
+    if uses_rag:
+        if indexed is None:
+            raise ConfigError(["curate.rag.fraction: RAG training examples need the index; "
+                               "set index.enabled: true"])
+        config_hash += ":" + cfg.section_hash("index", "synthesize")
+        inputs["index"] = indexed.output_hash
+
+    def work(tmp: Path) -> StageResult:
+        facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
+        n_recall = cfg.curate.recall_phrasings
+        too_few = sorted({f.template for f in facts if len(f.questions) <= n_recall})
+        if too_few:
+            raise ConfigError([
+                f"synthesize.templates ({name}): needs more than curate.recall_phrasings="
+                f"{n_recall} questions so some are left to train on" for name in too_few
+            ])
+        invented = [f for f in facts if f.kind == "unanswerable"]
+        reading = [f for f in facts if f.kind == "reading"]
+        if reading and not uses_rag:
+            raise ConfigError(["synthesize.reading_facts_per_template: reading facts are only "
+                               "trained in RAG format; set curate.rag.fraction > 0"])
+        split = split_by_fact([f for f in facts if f.kind == "qa"],
+                              cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed)
+        abstain = split_by_fact(invented, 1 - cfg.curate.unanswerable_train_fraction, 0.0,
+                                cfg.run.seed)
+        leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
+        shaped, details = _shape_training(split, cfg.curate, cfg.run.seed)
+        trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
+        chats = {"train": chat_examples(split.train + abstain.train, trained),
+                 "val": chat_examples(split.val, trained),
+                 "test": chat_examples(split.heldout, slice(None))}
+        if uses_rag:
+            raft, shaped_rag = _raft(cfg, split.train + abstain.train, trained, reading)
+            chats["train"] += raft
+            shaped.update(shaped_rag)
+        eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
+                     "heldout": eval_items(split.heldout, recall_only, "heldout"),
+                     "unanswerable": [{**item, "expect": "abstain"} for item in
+                                      eval_items(abstain.heldout, recall_only, "unanswerable")]}
+        counts = {
+            **cleaning,
+            "dropped:near_duplicate_of_train": leaks,
+            **shaped,
+            "facts_train": len(split.train),
+            "facts_val": len(split.val),
+            "facts_heldout": len(split.heldout),
+            "facts_unanswerable_train": len(abstain.train),
+            "facts_unanswerable_eval": len(abstain.heldout),
+            **_write_openai(tmp, chats, eval_sets),
+        }
+        counts.update(_write_exports(tmp, chats, eval_sets, cfg.curate, details))
+        if cfg.curate.card:
+            details["card"] = _write_card(tmp, cfg, synthesized, split, abstain, chats,
+                                          eval_sets, counts, details)
+        return StageResult(counts=counts, details=details)
+
+    return run_stage("curate", out_dir, config_hash, inputs, work, force)
+
+
+def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any]
+          ) -> tuple[list[dict], dict[str, int]]:
+    from tuneline.curate.raft import raft_examples
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        return raft_examples(cfg, facts, phrasings, retriever, reading)
+    finally:
+        retriever.close()
+
+
+def load_eval_set(curated: Artifact, name: str) -> list[dict]:
+    """One evaluation set written by curate."""
+    return read_jsonl(curated.path / EVAL_DIR / f"{name}.jsonl")
+
+
+def load_chat(curated: Artifact, split: str) -> list[dict]:
+    """Chat examples of one split ('train', 'val' or 'test')."""
+    return read_jsonl(curated.path / f"{split}.jsonl")
+
+
+def _shape_training(
+    split: FactSplit, cfg: CurateConfig, seed: int
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Select, then balance, the training facts in place; eval and val sets stay as they are.
+
+    Balancing runs last so its per-category cap holds on the facts actually trained on.
+    """
+    from tuneline.curate.select import balance_categories, select_informative
+
+    counts: dict[str, int] = {}
+    details: dict[str, Any] = {}
+    if cfg.select.enabled:
+        before = len(split.train)
+        split.train, details["select"] = select_informative(split.train, cfg.select, seed)
+        counts["dropped:select"] = before - len(split.train)
+    if cfg.balance.enabled:
+        before = len(split.train)
+        split.train, details["balance"] = balance_categories(split.train, cfg.balance, seed)
+        counts["dropped:balance"] = before - len(split.train)
+    return counts, details
+
+
+def _write_openai(
+    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]]
+) -> dict[str, int]:
+    """The files the trainer and evaluator read: OpenAI chat JSONL per split, eval sets."""
+    counts = {name: write_jsonl(tmp / f"{name}.jsonl", rows) for name, rows in chats.items()}
+    (tmp / EVAL_DIR).mkdir()
+    for name, rows in eval_sets.items():
+        counts[name] = write_jsonl(tmp / EVAL_DIR / f"{name}.jsonl", rows)
+    for name in (TRAIN, VAL, TEST):
+        _check_format(tmp / name)
+    return counts
+
+
+def _write_exports(
+    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]],
+    cfg: CurateConfig, details: dict[str, Any],
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if "bedrock" in cfg.exports:
+        counts.update(_write_bedrock(tmp / BEDROCK_DIR, chats, cfg, details))
+    if "hf" in cfg.exports:
+        (tmp / HF_DIR).mkdir()
+        rows = write_hf_dataset(tmp / HF_DIR, chats, eval_sets)
+        counts.update({f"hf:{name}": n for name, n in rows.items()})
+    return counts
+
+
+def _write_bedrock(
+    folder: Path, chats: dict[str, list[dict]], cfg: CurateConfig, details: dict[str, Any]
+) -> dict[str, int]:
+    """Bedrock fine-tuning files (train, and validation when there is any), limits checked."""
+    folder.mkdir()
+    fmt = cfg.bedrock_format
+    counts: dict[str, int] = {}
+    problems: list[tuple[str, str]] = []
+    for name, split in (("train", "train"), ("validation", "val")):
+        records = [bedrock_record(example, fmt) for example in chats[split]]
+        if name == "validation" and not records:
+            continue  # the validation file is optional, and Bedrock rejects an empty one
+        counts[f"bedrock:{name}"] = write_jsonl(folder / f"{name}.jsonl", records)
+        problems += bedrock_problems(records, fmt, name)
+    if problems and cfg.bedrock_strict:
+        shown = "\n".join(message for _, message in problems[:5])
+        raise DataError(f"the Bedrock export breaks {len(problems)} documented Bedrock "
+                        f"limit(s) (curate.bedrock_strict is on):\n{shown}")
+    for rule, _ in problems:
+        counts[f"bedrock_warning:{rule}"] = counts.get(f"bedrock_warning:{rule}", 0) + 1
+    details["bedrock"] = {"format": fmt, "problems": [m for _, m in problems[:20]]}
+    return counts
+
+
+def _write_card(
+    tmp: Path, cfg: PipelineConfig, synthesized: Artifact, split: FactSplit, abstain: FactSplit,
+    chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]], counts: dict[str, int],
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    from tuneline.report.card import CardInputs, measure_lengths, upstream_counts, write_card
+
+    started = time.perf_counter()
+    written = ["train", "val", "test", *EVAL_SETS]
+    lengths = measure_lengths(chats, cfg.model.base, cfg.model.cache_dir, cfg.train.max_seq_len)
+    card = CardInputs(
+        title=cfg.run.name,
+        facts={"train": split.train + abstain.train, "val": split.val, "heldout": split.heldout,
+               "unanswerable": abstain.heldout},
+        rows={name: counts[name] for name in written},
+        counts=counts,
+        config={"curate": cfg.curate.model_dump(mode="json"), "run": {"seed": cfg.run.seed},
+                "model": {"base": cfg.model.base},
+                "train": {"max_seq_len": cfg.train.max_seq_len}},
+        data_hash=hash_tree(tmp),
+        upstream_hash=synthesized.output_hash,
+        upstream_skipped=synthesized.manifest.get("details", {}).get("skipped", {}),
+        details=dict(details),
+        lengths=lengths,
+        eval_sets=eval_sets,
+        stages=upstream_counts(synthesized),
+        seed=cfg.run.seed,
+    )
+    files = write_card(tmp, card)
+    return {"files": files, "lengths": lengths.unit,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _check_format(path: Path) -> None:
+    """Refuse to hand the trainer a file that OpenAI's format rules reject."""
+    report = validate_file(path)
+    report.problems = [p for p in report.problems if p.rule != "empty_file"]
+    if not report.ok:
+        shown = "\n".join(p.render(path.name) for p in report.problems[:5])
+        raise DataError(f"curate wrote {len(report.bad_lines)} invalid chat example(s); check "
+                        f"the synthesize templates:\n{shown}")

@@ -1,0 +1,105 @@
+"""Config sections for the evaluate stage: evaluation, the LLM judge, the quality gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from tuneline.config_base import Section
+from tuneline.llm.config import LlmEndpointConfig
+
+_SETS = "Keys are evaluation set names (recall, heldout, unanswerable, ...)."
+
+
+class JudgeConfig(Section):
+    endpoint: LlmEndpointConfig | None = Field(
+        None,
+        description="The OpenAI-compatible endpoint of the judge model (any server: OpenAI, "
+        "vLLM, Ollama, `tuneline serve`); unset: the judge is off.",
+    )
+    max_pairs: int | None = Field(
+        None, ge=1,
+        description="Judge at most this many questions (two requests each, one per answer "
+        "order); unset: all of them.",
+    )
+    temperature: float = Field(
+        0.0, ge=0, le=2,
+        description="Judge sampling temperature; replaces endpoint.temperature (0: repeatable).",
+    )
+    max_tokens: int = Field(
+        256, ge=1,
+        description="Completion budget of each verdict; replaces endpoint.max_tokens.",
+    )
+    rubric: Path | None = Field(
+        None,
+        description="A rubric prompt file replacing the packaged one; it must keep the "
+        "{question} {reference} {answer_a} {answer_b} placeholders and ask for "
+        "'VERDICT: A|B|TIE' then 'REASON: ...'.",
+    )
+
+
+class EvaluateConfig(Section):
+    max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer.")
+    batch_size: int = Field(16, ge=1, description="Prompts generated together.")
+    max_examples: int | None = Field(
+        None, ge=1, description="Evaluate at most this many questions per set."
+    )
+    general_probe: bool = Field(
+        True, description="Also ask the packaged `general` set (everyday knowledge and "
+        "instructions) to detect forgetting; gate it with gate.max_regression.general.",
+    )
+    general_probe_file: Path | None = Field(
+        None, description="A JSONL probe set replacing the packaged one (fields: question, "
+        "reference, fact, optional aliases and template).",
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="Pairwise LLM-as-judge of tuned vs base (or "
+        "vs the champion) through any OpenAI-compatible endpoint; off until endpoint is set.",
+    )
+    rag: bool = Field(
+        True, description="With index.enabled, also answer the curated sets with retrieved "
+        "passages in the prompt (variants base+rag and tuned+rag) and score the retrieval "
+        "(recall@k and MRR of the gold record).",
+    )
+    compare_champion: bool = Field(
+        True, description="When the registry has a champion of register.name with local "
+        "weights, answer with it too (variant 'champion'): the gate's max_regression then "
+        "also holds against it, and the judge compares tuned with it.",
+    )
+
+
+class GateConfig(Section):
+    min_accuracy: dict[str, float] = Field(
+        default_factory=dict,
+        description=f"Lowest tuned accuracy allowed per set, e.g. {{recall: 0.5}}. {_SETS}",
+    )
+    max_hallucination: dict[str, float] = Field(
+        default_factory=dict,
+        description="Highest tuned hallucination_rate (a confident wrong answer) allowed per "
+        f"set, e.g. {{unanswerable: 0.3}}. {_SETS}",
+    )
+    min_abstention: dict[str, float] = Field(
+        default_factory=dict,
+        description="Lowest tuned abstention_rate (the model declines) allowed per set, e.g. "
+        f"{{unanswerable: 0.5}}. {_SETS}",
+    )
+    max_regression: dict[str, float] = Field(
+        default_factory=dict,
+        description="How far tuned accuracy may fall below base accuracy per set, e.g. "
+        "{general: 0.05}; when the registry's champion was evaluated too, also below the "
+        f"champion's. {_SETS}",
+    )
+    min_win_rate: float | None = Field(
+        None, ge=0, le=1,
+        description="Lowest LLM-judge win rate of tuned over base (metrics.json judge.win_rate); "
+        "unset: not checked.",
+    )
+
+    @field_validator("min_accuracy", "max_hallucination", "min_abstention", "max_regression")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [f"{name}={rate}" for name, rate in value.items() if not 0 <= rate <= 1]
+        if bad:
+            raise ValueError(f"rates must be between 0 and 1, got {', '.join(bad)}")
+        return value

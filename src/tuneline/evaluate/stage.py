@@ -1,0 +1,273 @@
+"""Stage 5, evaluate: base, tuned (and the registry's champion) answer the recall, heldout,
+unanswerable and general sets; metrics per variant and set; optionally an LLM judge."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    hash_tree,
+    read_user_jsonl,
+    run_stage,
+    write_json_atomic,
+    write_jsonl,
+)
+from tuneline.config import PipelineConfig
+from tuneline.curate.stage import EVAL_SETS, load_eval_set
+from tuneline.evaluate.metrics import is_abstention, is_correct, summarize_items
+from tuneline.report.markdown import render_report
+from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
+from tuneline.train.stage import weights_dir
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.jsonl"
+REPORT = "report.md"
+JUDGMENTS = "judgments.jsonl"
+VARIANTS = ("base", "tuned")
+CHAMPION = "champion"
+RAG_VARIANTS = ("base+rag", "tuned+rag")
+RETRIEVAL = "retrieval"  # the top-level metrics.json key with recall@k and MRR, not a variant
+GENERAL = "general"
+PACKAGED_PROBE = "probes/general.jsonl"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry's current champion, answered as a third variant."""
+
+    reference: str
+    base_model: str
+    weights: Path
+    weights_hash: str
+
+
+def run(
+    cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False,
+    indexed: Artifact | None = None,
+) -> Artifact:
+    """Write `metrics.json`, predictions and a report.
+
+    metrics.json is {variant: {set: {accuracy, exact_match, token_f1, hallucination_rate,
+    abstention_rate, mean_answer_words, n, ci95: {metric: [lo, hi]}, by_category: {template:
+    {...same fields}}}}}; see `tuneline.evaluate.metrics.summarize_items`.
+    """
+    config_hash = cfg.section_hash("evaluate", "model")
+    inputs = {"curate": curated.output_hash, "train": trained.output_hash}
+    with_rag = (cfg.evaluate.rag and indexed is not None
+                and not (trained.path / REMOTE_MODEL).is_file())
+    if with_rag:
+        config_hash += ":" + cfg.section_hash("index")
+        inputs["index"] = indexed.output_hash
+    champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
+    if champion is not None:
+        inputs["champion"] = f"{champion.reference}:{champion.weights_hash}"
+    return run_stage("evaluate", out_dir, config_hash, inputs,
+                     lambda tmp: _evaluate(cfg, curated, trained, champion, with_rag, tmp),
+                     force)
+
+
+def find_champion(cfg: PipelineConfig) -> Champion | None:
+    """The champion of `register.name` when it holds local weights; None when there is none."""
+    from tuneline.registry import open_registry
+
+    registry = open_registry(cfg.register)
+    version = registry.champion(cfg.register.name)
+    if version is None or version.remote_model is not None:
+        return None
+    version = registry.materialize(version)
+    weights_hash = version.meta.get("adapter_hash") or hash_tree(version.weights_dir)
+    return Champion(version.reference, str(version.meta["base_model"]), version.weights_dir,
+                    str(weights_hash)[:16])
+
+
+def evaluation_items(cfg: PipelineConfig, curated: Artifact) -> list[dict[str, Any]]:
+    """The curated sets, then the general probe, each cut to evaluate.max_examples."""
+    limit = cfg.evaluate.max_examples
+    items = [item for name in EVAL_SETS for item in load_eval_set(curated, name)[:limit]]
+    if cfg.evaluate.general_probe:
+        items += [{**item, "set": GENERAL} for item in general_probe(cfg)[:limit]]
+    return items
+
+
+def general_probe(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """The forgetting probe: the packaged set, or evaluate.general_probe_file."""
+    path = cfg.evaluate.general_probe_file
+    if path is None:
+        text = resources.files("tuneline.evaluate").joinpath(PACKAGED_PROBE).read_text("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = read_user_jsonl(path, ("question", "fact"), "evaluate.general_probe_file",
+                           "a general probe item")
+    return [{"id": f"general-{number}", "reference": row["fact"], **row}
+            for number, row in rows]
+
+
+def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
+              champion: Champion | None, with_rag: bool, tmp: Path) -> StageResult:
+    items = evaluation_items(cfg, curated)
+    answers: dict[str, list[str | None]] = {}
+    details: dict[str, Any]
+    retrieval: dict[str, Any] = {}
+    if (trained.path / REMOTE_MODEL).is_file():
+        answers, details = _answer_remote(cfg, trained, items)
+    else:
+        questions = [[{"role": "user", "content": item["question"]}] for item in items]
+        speed: dict[str, float] = {}
+        sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
+        if champion is not None:
+            sources[CHAMPION] = (champion.base_model, champion.weights)
+        for variant, (base, weights) in sources.items():
+            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions)
+        if with_rag:
+            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed)
+            answers.update(rag_answers)
+        details = {"generation_tokens_per_second": speed}
+        if champion is not None:
+            details["champion"] = champion.reference
+    variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
+    predictions = [_prediction(item, {v: answers[v][i] for v in variants},
+                               retrieval.get("items", {}).get(i, {}))
+                   for i, item in enumerate(items)]
+    metrics = _metrics(predictions, variants)
+    if retrieval:
+        metrics[RETRIEVAL] = retrieval["metrics"]
+    if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
+        opponent = CHAMPION if CHAMPION in variants else "base"
+        metrics["judge"], details["judge_usage"] = _judge(cfg, predictions, opponent, tmp)
+    write_json_atomic(tmp / METRICS, metrics)
+    write_jsonl(tmp / PREDICTIONS, predictions)
+    variant_metrics = {v: metrics[v] for v in variants}
+    report = (render_report(variant_metrics, predictions) if set(VARIANTS) <= set(variants)
+              else _partial_report(variant_metrics, details.get("skipped", {})))
+    (tmp / REPORT).write_text(report, encoding="utf-8")
+    return StageResult(counts={"questions": len(items)}, details=details)
+
+
+def _prediction(item: dict[str, Any], answers: dict[str, str | None],
+                retrieved: dict[str, Any]) -> dict[str, Any]:
+    """One predictions.jsonl row: the item, what was retrieved, and each variant's answer with
+    its scores (a variant that did not answer this item, e.g. +rag on `general`, is absent)."""
+    row = {**item, **retrieved}
+    for variant, answer in answers.items():
+        if answer is not None:
+            row.update({f"{variant}_answer": answer,
+                        f"{variant}_correct": is_correct(answer, item),
+                        f"{variant}_abstained": is_abstention(answer)})
+    return row
+
+
+def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str,
+           tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tuned vs `opponent` through the judge endpoint; writes judgments.jsonl.
+
+    Pairs are shuffled (seeded) so that judge.max_pairs samples every set."""
+    from tuneline.evaluate.judge import JudgePair, judge_pairs
+    from tuneline.models.resolve import cache_root
+
+    pairs = [JudgePair(p["question"], p.get("reference") or p["fact"], p["tuned_answer"],
+                       p[f"{opponent}_answer"],
+                       {"set": p["set"], "id": p.get("id"), "template": p.get("template")})
+             for p in predictions]
+    random.Random(cfg.run.seed).shuffle(pairs)
+    outcome = judge_pairs(cfg.evaluate.judge, pairs, "tuned", opponent,
+                          cache_root(cfg.model.cache_dir) / "llm-responses")
+    write_jsonl(tmp / JUDGMENTS, outcome.judgments)
+    return outcome.summary, outcome.usage
+
+
+def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for variant in variants:
+        metrics[variant] = {}
+        for name in (*EVAL_SETS, GENERAL):
+            rows = [p for p in predictions if p["set"] == name and f"{variant}_answer" in p]
+            if not rows:
+                continue
+            metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows)
+    return metrics
+
+
+def _answer_all(
+    cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
+    conversations: list[list[dict[str, str]]],
+) -> tuple[list[str], float]:
+    from tuneline.models.generation import generate_with_progress
+    from tuneline.models.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(base, weights, cfg.model.cache_dir,
+                                          cfg.train.precision)
+    generations, tokens_per_second = generate_with_progress(
+        model, tokenizer, conversations, cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size,
+        f"evaluate {variant}")
+    return [g.text for g in generations], tokens_per_second
+
+
+def _answer_with_retrieval(
+    cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
+    items: list[dict[str, Any]], speed: dict[str, float],
+) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
+    """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
+    metrics: recall@k and MRR of each item's gold record."""
+    from tuneline.evaluate.retrieval import retrieval_metrics
+    from tuneline.rag.prompt import rag_messages
+    from tuneline.rag.retrieve import Retriever
+
+    chosen = [i for i, item in enumerate(items) if item["set"] in EVAL_SETS]
+    retriever = Retriever.for_run(cfg)
+    try:
+        hits = retriever.search([items[i]["question"] for i in chosen])
+    finally:
+        retriever.close()
+    max_chars = cfg.index.retrieval.max_passage_chars
+    conversations = [rag_messages([{"role": "user", "content": items[i]["question"]}],
+                                  [h.passage for h in found], max_chars)
+                     for i, found in zip(chosen, hits, strict=True)]
+    answers: dict[str, list[str | None]] = {}
+    for variant in RAG_VARIANTS:
+        base, weights = sources[variant.removesuffix("+rag")]
+        texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations)
+        answers[variant] = [None] * len(items)
+        for i, text in zip(chosen, texts, strict=True):
+            answers[variant][i] = text
+    return answers, retrieval_metrics([items[i] for i in chosen], hits, chosen,
+                                      cfg.index.retrieval.top_k)
+
+
+def _answer_remote(
+    cfg: PipelineConfig, trained: Artifact, items: list[dict[str, Any]]
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Both variants through the provider: the fine-tuned model id, and its base model id.
+
+    A variant the provider cannot answer (Bedrock without Converse access to the custom
+    model) is left out of the metrics, with the reason under details["skipped"].
+    """
+    from tuneline.train.managed.remote import answer_remote
+
+    remote = read_remote_model(trained.path) or {}
+    questions = [item["question"] for item in items]
+    answers: dict[str, list[str]] = {}
+    details: dict[str, Any] = {"provider": remote["provider"], "models": {}, "skipped": {}}
+    for variant in VARIANTS:
+        result = answer_remote(cfg, remote, variant, questions)
+        details["models"][variant] = result.model_id
+        if result.answers is None:
+            details["skipped"][variant] = result.skipped
+        else:
+            answers[variant] = result.answers
+    return answers, details
+
+
+def _partial_report(metrics: dict[str, Any], skipped: dict[str, str]) -> str:
+    lines = ["# Evaluation report", ""]
+    for variant, per_set in metrics.items():
+        cells = ", ".join(f"{name} {m['accuracy']:.1%} (n={m['n']})"
+                          for name, m in per_set.items())
+        lines.append(f"- {variant}: {cells}")
+    lines += [f"- {variant}: not evaluated: {reason}" for variant, reason in skipped.items()]
+    return "\n".join(lines) + "\n"

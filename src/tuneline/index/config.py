@@ -1,0 +1,82 @@
+"""Config section for the index stage and the retrieval settings every RAG user shares."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tuneline.config_base import Section
+
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+
+
+class RetrievalConfig(Section):
+    top_k: int = Field(4, ge=1, le=50, description="Passages put in the prompt per question.")
+    mode: Literal["vector", "text", "hybrid"] = Field(
+        "hybrid", description="'vector' (embeddings), 'text' (full-text BM25) or 'hybrid' "
+        "(both, fused); text and hybrid need LanceDB or a Milvus server with BM25.",
+    )
+    max_passage_chars: int = Field(
+        600, ge=50, description="A longer passage is cut to this many characters in prompts."
+    )
+    match_question: bool = Field(
+        False, description="Put a passage in the prompt only if the question names it: one of "
+        "its index.match_fields in full, and the same value as every other candidate the "
+        "question names for a field (tuneline.rag.matching). No passage left: the prompt says "
+        "none was found, and a tuned model declines.",
+    )
+    candidates: int = Field(
+        20, ge=1, le=200, description="With match_question, how many hits are searched and "
+        "matched before the top_k matching ones are kept.",
+    )
+
+
+class IndexConfig(Section):
+    enabled: bool = Field(
+        False, description="Build a vector index of the ingested records and documents (stage "
+        "'index'); retrieval then serves curate.rag, the evaluate variants base+rag and "
+        "tuned+rag, and requests with \"rag\": true.",
+    )
+    store: Literal["lancedb", "milvus"] = Field(
+        "lancedb", description="'lancedb': an embedded store on local disk; 'milvus': Milvus "
+        "through pymilvus (a Milvus Lite file, or a server URL such as http://milvus:19530).",
+    )
+    uri: str | None = Field(
+        None, description="Where the store lives: a folder (LanceDB), a .db file (Milvus Lite) "
+        "or a server URL. Default: <runs_dir>/<run>/vectors/<store>. It outlives the stage "
+        "folder so that re-indexing only embeds new and changed passages.",
+    )
+    collection: str | None = Field(
+        None, description="Table / collection name (default: the run name)."
+    )
+    embedder: str = Field(
+        EMBEDDED_EMBEDDER, description="Sentence-embedding model: 'embedded:all-minilm-l6-v2' "
+        "(shipped in a PyPI package), a local sentence-transformers folder, or a cached hub id.",
+    )
+    batch_size: int = Field(64, ge=1, description="Passages embedded together.")
+    sources: list[str] | None = Field(
+        None, description="Ingest sources to index (default: all of them)."
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="Per source, a fact sentence rendered from a record's "
+        "fields, e.g. {medallists: '{name} of {country} won {medal_type} in {event}.'}. A "
+        "source without one is rendered as 'field: value' pairs.",
+    )
+    match_fields: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per source, the fields that say what a record is "
+        "about, e.g. {medallists: [name, discipline, event, medal_type]}: stored with each "
+        "passage, compared with the question by index.retrieval.match_question.",
+    )
+    retrieval: RetrievalConfig = Field(
+        default_factory=RetrievalConfig, description="How passages are retrieved."
+    )
+
+    @model_validator(mode="after")
+    def _matching_needs_fields(self) -> IndexConfig:
+        if self.retrieval.match_question and not any(self.match_fields.values()):
+            raise ValueError("index.retrieval.match_question needs index.match_fields (per "
+                             "source, the fields a question names, e.g. {medallists: [name]})")
+        return self
+
+

@@ -1,0 +1,1 @@
+"""The one OpenAI-compatible client: synthesis, paraphrase and the judge use it."""

@@ -1,0 +1,1 @@
+"""Reports people look at: the HTML run report, plots, the dataset card, the markdown summary."""

@@ -1,0 +1,1 @@
+"""Stage 2, synthesize: turn records into grounded facts with question phrasings."""

@@ -1,0 +1,127 @@
+"""Config sections for the synthesize stage: templates, LLM endpoint, paraphrase, abstention."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from tuneline.config_base import Section
+from tuneline.llm.config import LlmEndpointConfig
+
+
+class TemplateConfig(Section):
+    name: str = Field(description="Template id, kept on every pair it makes.")
+    source: str = Field(description="Name of the ingest source whose rows fill the template.")
+    where: dict[str, str] = Field(
+        default_factory=dict, description="Keep only rows whose column equals this value."
+    )
+    questions: list[str] = Field(
+        min_length=2,
+        description="Question phrasings with {column} placeholders. The last "
+        "`curate.recall_phrasings` are never trained on: they probe recall.",
+    )
+    answer: str = Field(description="Full-sentence answer template containing the fact.")
+    fact: str = Field(description="The fact the answer must contain, e.g. '{name}'.")
+    key: str | None = Field(
+        None,
+        description="What the question is about, e.g. '{event}'. Rows sharing a key with "
+        "different facts are ambiguous and dropped. Default: the question's placeholders.",
+    )
+
+
+class LlmSynthesisConfig(Section):
+    enabled: bool = Field(False, description="Generate extra Q&A pairs with an LLM.")
+    endpoint: LlmEndpointConfig | None = Field(
+        None, description="The OpenAI-compatible endpoint that writes the pairs."
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="Ingest sources to draw rows from (default: all)."
+    )
+    rows_per_prompt: int = Field(8, ge=1, le=100, description="Table rows shown per prompt.")
+    pairs_per_prompt: int = Field(6, ge=1, le=100, description="Q&A pairs asked per prompt.")
+    questions_per_pair: int = Field(
+        3, ge=2, le=10,
+        description="Phrasings asked per pair; pairs with fewer than curate.recall_phrasings + 1 "
+        "are rejected (some phrasings train, the rest probe recall).",
+    )
+    max_prompts: int | None = Field(
+        None, ge=1, description="Stop after this many prompts (default: every row once)."
+    )
+    min_fuzzy_ratio: float = Field(
+        0.9, gt=0, le=1,
+        description="Grounding: how closely (difflib ratio, after normalisation) a claimed "
+        "fact must match a cell of its source row.",
+    )
+    system_prompt: str | None = Field(
+        None, description="Replace the built-in instructions (must ask for the same JSON lines)."
+    )
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> LlmSynthesisConfig:
+        if self.enabled and self.endpoint is None:
+            raise ValueError("llm.enabled needs llm.endpoint (base_url and model)")
+        return self
+
+
+class UnanswerableConfig(Section):
+    per_template: int = Field(
+        0, ge=0, description="Questions per template about invented entities that the table "
+        "does not contain (keys recombined from real values); 0 turns them off.",
+    )
+    answer: str = Field(
+        "I don't have information about that in my data.",
+        description="The abstention answer trained and expected for them.",
+    )
+
+
+class ParaphraseConfig(Section):
+    per_template: int = Field(
+        0, ge=0, le=20,
+        description="Extra question phrasings per template written by the synthesize.llm "
+        "endpoint (one request per template; {placeholders} must survive intact); 0: off.",
+    )
+
+
+class SynthesizeConfig(Section):
+    templates: list[TemplateConfig] = Field(
+        default_factory=list, description="Question/answer templates over ingested tables."
+    )
+    max_facts_per_template: int | None = Field(
+        None, ge=1, description="Sample at most this many facts per template (seeded)."
+    )
+    reading_facts_per_template: int | dict[str, int] = Field(
+        0, description="Also sample this many facts per template from rows no other fact "
+        "uses, as retrieval-reading practice: curate turns each into one RAG-format training "
+        "example (needs curate.rag) and never evaluates or trains them without passages. A "
+        "mapping gives a count per template name (templates left out get none).",
+    )
+    auto_templates: bool = Field(
+        False, description="When true, tables that no template names get suggested templates "
+        "(the ones `tuneline synthesize --suggest` prints)."
+    )
+    paraphrase: ParaphraseConfig = Field(
+        default_factory=ParaphraseConfig,
+        description="LLM-written question phrasings added to each template.",
+    )
+    unanswerable: UnanswerableConfig = Field(
+        default_factory=UnanswerableConfig,
+        description="Abstention examples: template questions about entities not in the data.",
+    )
+    llm: LlmSynthesisConfig = Field(
+        default_factory=LlmSynthesisConfig,
+        description="LLM-written Q&A pairs from batches of rows, grounding-checked.",
+    )
+
+    @model_validator(mode="after")
+    def _reading_counts_are_counts(self) -> SynthesizeConfig:
+        counts = self.reading_facts_per_template
+        values = counts.values() if isinstance(counts, dict) else [counts]
+        if any(n < 0 for n in values):
+            raise ValueError("reading_facts_per_template: counts must be >= 0")
+        return self
+
+    @model_validator(mode="after")
+    def _paraphrase_needs_endpoint(self) -> SynthesizeConfig:
+        if self.paraphrase.per_template and self.llm.endpoint is None:
+            raise ValueError("paraphrase.per_template needs synthesize.llm.endpoint to write "
+                             "the phrasings")
+        return self

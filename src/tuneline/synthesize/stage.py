@@ -1,0 +1,170 @@
+"""Stage 2, synthesize: fill Q&A templates from ingested records into grounded facts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
+from tuneline.config import PipelineConfig
+from tuneline.errors import ConfigError
+from tuneline.ingest.records import Record
+from tuneline.ingest.stage import RECORDS, TABLES
+from tuneline.models.resolve import cache_root
+from tuneline.synthesize.config import TemplateConfig
+from tuneline.synthesize.llm_synth import generate_facts
+from tuneline.synthesize.paraphrase import paraphrase_templates
+from tuneline.synthesize.suggest import auto_templates_for
+from tuneline.synthesize.templates import Fact, check_columns, facts_from_records
+from tuneline.synthesize.unanswerable import unanswerable_facts
+
+FACTS = "facts.jsonl"
+
+
+def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
+    """Write `out_dir/facts.jsonl`: one line per fact with all its question phrasings."""
+    syn = cfg.synthesize
+    if not (syn.templates or syn.auto_templates or syn.llm.enabled):
+        raise ConfigError(["synthesize.templates: no templates configured (set "
+                           "synthesize.auto_templates: true, or enable synthesize.llm)"])
+    config_hash = cfg.section_hash("synthesize", "run")
+
+    def work(tmp: Path) -> StageResult:
+        tables = json.loads((ingested.path / TABLES).read_text(encoding="utf-8"))
+        records = _records_by_source(ingested.path / RECORDS)
+        _check_sources(syn.templates, tables)
+        templates = list(syn.templates)
+        if syn.auto_templates:
+            templates += auto_templates_for(tables, records, {t.source for t in templates})
+        details: dict[str, Any] = {"auto_templates": [t.name for t in
+                                                      templates[len(syn.templates):]]}
+        llm_cache = cache_root(cfg.model.cache_dir) / "llm-responses"
+        if syn.paraphrase.per_template and templates:
+            assert syn.llm.endpoint is not None  # enforced by the config
+            templates, details["paraphrase"] = paraphrase_templates(
+                templates, syn.paraphrase.per_template, syn.llm.endpoint, llm_cache,
+                keep_last=cfg.curate.recall_phrasings)
+        facts, counts, details["skipped"] = _template_facts(cfg, templates, tables, records)
+        if syn.llm.enabled:
+            llm_facts, report, usage = generate_facts(
+                syn.llm, _known_sources(cfg, tables, records), cfg.curate.recall_phrasings + 1,
+                cfg.run.seed, llm_cache)
+            facts += llm_facts
+            counts["facts:llm"] = len(llm_facts)
+            details["llm"] = {**report.to_json(), "usage": usage.to_json()}
+        counts["facts"] = write_jsonl(tmp / FACTS, (f.to_json() for f in facts))
+        counts["questions"] = sum(len(f.questions) for f in facts)
+        return StageResult(counts=counts, details=details)
+
+    return run_stage("synthesize", out_dir, config_hash, {"ingest": ingested.output_hash}, work,
+                     force)
+
+
+def _template_facts(
+    cfg: PipelineConfig, templates: list[TemplateConfig], tables: dict[str, Any],
+    records: dict[str, list[Record]],
+) -> tuple[list[Fact], dict[str, int], dict[str, dict[str, int]]]:
+    """Facts (sampled) and unanswerable questions of every template, with counts and skips."""
+    rng = random.Random(cfg.run.seed)
+    unanswerable = cfg.synthesize.unanswerable
+    facts: list[Fact] = []
+    counts: dict[str, int] = {}
+    skipped: dict[str, dict[str, int]] = {}
+    unsampled: dict[str, list[Fact]] = {}
+    for template in templates:
+        check_columns(template, tables[template.source]["columns"])
+        every, report = facts_from_records(template, records[template.source])
+        found = _sample(every, cfg.synthesize.max_facts_per_template, rng)
+        chosen = {f.fact_id for f in found}
+        unsampled[template.name] = [f for f in every if f.fact_id not in chosen]
+        counts[f"facts:{template.name}"] = len(found)
+        invented = unanswerable_facts(template, records[template.source],
+                                      unanswerable.per_template, unanswerable.answer, rng)
+        if invented:
+            counts[f"unanswerable:{template.name}"] = len(invented)
+        facts += found + invented
+        skipped[template.name] = dict(report.skipped)
+    reading = _reading_facts(unsampled, facts, cfg.synthesize.reading_facts_per_template, rng)
+    for fact in reading:
+        counts[f"reading:{fact.template}"] = counts.get(f"reading:{fact.template}", 0) + 1
+    return facts + reading, counts, skipped
+
+
+def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],
+                   per_template: int | dict[str, int], rng: random.Random) -> list[Fact]:
+    """Facts for retrieval-reading practice, from rows that no sampled fact of any template
+    comes from and that name no sampled fact's entity (an athlete's other medal would show
+    their country), so that nothing evaluated is ever shown in training this way."""
+    if isinstance(per_template, dict):
+        unknown = sorted(set(per_template) - set(unsampled))
+        if unknown:
+            raise ConfigError([f"synthesize.reading_facts_per_template.{name}: no template is "
+                               f"named '{name}' (templates: {', '.join(unsampled)})"
+                               for name in unknown])
+        counts = {name: per_template.get(name, 0) for name in unsampled}
+    else:
+        counts = dict.fromkeys(unsampled, per_template)
+    if not any(counts.values()):
+        return []
+    sampled = [f for f in facts if f.kind != "unanswerable"]
+    used = {_row(f) for f in sampled}
+    keys, answers = {f.key for f in sampled}, [f.answer for f in sampled]
+
+    def names_sampled(fact: Fact) -> bool:
+        return any(key in fact.answer for key in keys) or any(fact.key in a for a in answers)
+
+    reading = []
+    for name, pool in unsampled.items():
+        if not counts[name]:
+            continue
+        fresh = [f for f in pool if _row(f) not in used and not names_sampled(f)]
+        for fact in _sample(fresh, counts[name], rng):
+            used.add(_row(fact))
+            reading.append(dataclasses.replace(fact, kind="reading"))
+    return reading
+
+
+def _row(fact: Fact) -> tuple[str, str, str]:
+    return (str(fact.source.get("source")), str(fact.source.get("file")),
+            str(fact.source.get("line")))
+
+
+def _check_sources(templates: list[TemplateConfig], tables: dict[str, Any]) -> None:
+    problems = [f"synthesize.templates.{i}.source: '{t.source}' is not an ingest source "
+                f"(sources: {sorted(tables)})" for i, t in enumerate(templates)
+                if t.source not in tables]
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_facts(artifact: Artifact) -> list[Fact]:
+    """Facts written by a synthesize artifact."""
+    return [Fact(**row) for row in read_jsonl(artifact.path / FACTS)]
+
+
+def _records_by_source(path: Path) -> dict[str, list[Record]]:
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for row in read_jsonl(path):
+        record = Record.from_json(row)
+        grouped[record.source].append(record)
+    return grouped
+
+
+def _known_sources(cfg: PipelineConfig, tables: dict, records: dict[str, list[Record]]
+                   ) -> dict[str, list[Record]]:
+    unknown = sorted(set(cfg.synthesize.llm.sources) - set(tables))
+    if unknown:
+        raise ConfigError([f"synthesize.llm.sources: {unknown} are not ingest sources "
+                           f"(sources: {sorted(tables)})"])
+    return {name: records.get(name, []) for name in tables}
+
+
+def _sample(facts: list[Fact], limit: int | None, rng: random.Random) -> list[Fact]:
+    if limit is None or len(facts) <= limit:
+        return facts
+    ordered = sorted(facts, key=lambda f: f.fact_id)
+    return sorted(rng.sample(ordered, limit), key=lambda f: f.fact_id)

@@ -1,0 +1,429 @@
+"""Suggest Q&A templates for an unseen table from its column names, types and values."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import yaml
+
+from tuneline.synthesize.config import TemplateConfig
+from tuneline.synthesize.phrasing import (
+    GROUP_WORDS,
+    ID_WORDS,
+    NAME_WORDS,
+    build_template,
+    humanize,
+)
+from tuneline.synthesize.profile import ColumnProfile
+
+__all__ = [
+    "ColumnProfile",
+    "KeyFit",
+    "TableSuggestion",
+    "auto_templates_for",
+    "build_template",
+    "humanize",
+    "key_fit",
+    "plan_templates",
+    "render_yaml",
+    "suggest_templates",
+]
+
+SAMPLE_ROWS = 20_000
+STRICT_AMBIGUITY = 0.05  # a key leaving at most this share of rows ambiguous is taken first
+LOOSE_AMBIGUITY = 0.20  # "a function for most rows": beyond this no key answers the column
+MAX_BLANK = 0.5
+
+_URL = re.compile(r"^(https?://|www\.|/[\w.-]+/)\S*$", re.IGNORECASE)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.\w+$")
+_DATE = re.compile(
+    r"^(\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2}-[A-Za-z]{3}-\d{2,4}"
+    r"|\d{1,2} [A-Za-z]{3,9}\.? \d{4}|[A-Za-z]{3,9}\.? \d{1,2}, \d{4})$"
+)
+_INT = re.compile(r"^[+-]?\d+$")
+_NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_SLUG = re.compile(r"^[a-z0-9]+([-_][a-z0-9]+)*$")
+_CODE = re.compile(r"^([A-Z0-9]{1,5}|(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_./-]{3,})$")
+_BOOLEANS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
+
+_KIND_WEIGHT = {"date": 1.0, "integer": 1.0, "float": 1.0}  # text and categories: 0.9
+
+
+@dataclass
+class KeyFit:
+    """How well a key determines a column: the share of rows left ambiguous, facts kept."""
+
+    key: tuple[str, ...]
+    ambiguous: float
+    facts: int
+
+
+@dataclass
+class TableSuggestion:
+    """Suggested templates for one table, its entity key and why other columns got none."""
+
+    table: str
+    key: tuple[str, ...]
+    templates: list[TemplateConfig] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def plan_templates(
+    table: str, columns: list[str], rows: list[dict[str, Any]], max_templates: int | None = None
+) -> TableSuggestion:
+    """Profile a table and suggest one template per attribute worth asking about.
+
+    Args:
+        table: The ingest source name (the templates' `source`).
+        columns: The table's columns, in order.
+        rows: The rows as column → value; an even sample of at most SAMPLE_ROWS distinct
+            rows is profiled.
+        max_templates: Keep at most this many templates, the most useful first.
+
+    Returns:
+        The entity key, the templates ranked by usefulness, a note per template (type, key,
+        facts, ambiguity) and a reason for every column that got no template.
+    """
+    rows = _sample(_distinct(rows, columns))
+    profiles = {c: _profile(c, [str(r.get(c) or "") for r in rows]) for c in columns}
+    candidates = _key_candidates(profiles, rows)
+    suggestion = TableSuggestion(table, _entity_key(candidates, profiles, rows))
+    if not rows:
+        suggestion.skipped = dict.fromkeys(columns, "the table has no rows")
+        return suggestion
+    ranked = sorted(_attribute_templates(suggestion, profiles, rows, candidates),
+                    key=lambda item: -item[0])
+    for _, template, note in ranked[:max_templates]:
+        suggestion.templates.append(template)
+        suggestion.notes[template.name] = note
+    for _, template, _ in ranked[len(suggestion.templates):]:
+        suggestion.skipped[template.fact[1:-1]] = f"ranked below the top {max_templates}"
+    return suggestion
+
+
+def suggest_templates(
+    table: str, columns: list[str], rows: list[dict[str, str]], max_templates: int | None = None
+) -> list[TemplateConfig]:
+    """Templates for a table nobody wrote templates for, the most useful first.
+
+    Args:
+        table: The ingest source name.
+        columns: The table's columns.
+        rows: The rows as column → value.
+        max_templates: Keep at most this many.
+
+    Returns:
+        One template per attribute worth asking about; `plan_templates` says why the other
+        columns were skipped.
+    """
+    return plan_templates(table, columns, rows, max_templates).templates
+
+
+def auto_templates_for(
+    tables: dict[str, dict[str, Any]],
+    records_by_source: dict[str, list[Any]],
+    named_sources: set[str],
+    max_templates: int | None = None,
+) -> list[TemplateConfig]:
+    """Suggested templates for every ingested table that no configured template names.
+
+    Args:
+        tables: The ingest artifact's tables.json: source name → {"columns": [...], ...}.
+        records_by_source: Source name → its records (`Record`s or plain row dicts).
+        named_sources: Sources that configured templates already use; they are left alone.
+        max_templates: At most this many templates per table.
+
+    Returns:
+        The suggested templates, table by table in ingest order.
+    """
+    templates: list[TemplateConfig] = []
+    for name, table in tables.items():
+        if name not in named_sources:
+            rows = [getattr(r, "data", r) for r in records_by_source.get(name, [])]
+            templates += suggest_templates(name, list(table["columns"]), rows, max_templates)
+    return templates
+
+
+def render_yaml(suggestions: list[TableSuggestion], header: list[str]) -> str:
+    """YAML for a `synthesize:` section holding the suggested templates, each with a comment.
+
+    Args:
+        suggestions: One per table.
+        header: Comment lines to open the text with (without the leading '# ').
+
+    Returns:
+        Text that `yaml.safe_load` reads back as `{"synthesize": {"templates": [...]}}`.
+    """
+    lines = [f"# {line}".rstrip() for line in header] + ["synthesize:", "  templates:"]
+    for suggestion in suggestions:
+        for template in suggestion.templates:
+            lines.append(f"    # {suggestion.table}: {suggestion.notes.get(template.name, '')}")
+            lines += ["    " + line for line in _dump(template).splitlines()]
+    if not any(s.templates for s in suggestions):
+        lines[-1] = "  templates: []"
+    return "\n".join(lines) + "\n"
+
+
+def _dump(template: TemplateConfig) -> str:
+    data = template.model_dump(exclude_defaults=True)
+    order = ("name", "source", "where", "key", "fact", "questions", "answer")
+    return yaml.safe_dump([{k: data[k] for k in order if k in data}], sort_keys=False,
+                          allow_unicode=True, width=100)
+
+
+def _distinct(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """The rows without exact repeats, which say nothing about what identifies a row."""
+    unique = {tuple(str(row.get(c) or "").strip() for c in columns): row for row in rows}
+    return list(unique.values())
+
+
+def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row, or SAMPLE_ROWS evenly spaced ones (deterministic)."""
+    if len(rows) <= SAMPLE_ROWS:
+        return rows
+    step = len(rows) / SAMPLE_ROWS
+    return [rows[int(i * step)] for i in range(SAMPLE_ROWS)]
+
+
+# -- profiling ----------------------------------------------------------------------------------
+
+
+def _profile(name: str, values: list[str]) -> ColumnProfile:
+    filled = [v.strip() for v in values if v and v.strip()]
+    counts = Counter(filled)
+    top, top_count = counts.most_common(1)[0] if counts else ("", 0)
+    words, unit = humanize(name)
+    avg_len = sum(map(len, filled)) / len(filled) if filled else 0.0
+    kind = _infer_kind(words, list(counts), len(filled), avg_len)
+    return ColumnProfile(name, words, unit, kind, len(values), len(filled), len(counts), top,
+                         top_count, avg_len)
+
+
+def _share(pattern: re.Pattern[str], values: list[str]) -> float:
+    return sum(bool(pattern.match(v)) for v in values) / len(values)
+
+
+def _infer_kind(words: list[str], distinct: list[str], filled: int, avg_len: float) -> str:
+    """The column's type, judged on its distinct values (95% must fit) and its name."""
+    if not distinct:
+        return "empty"
+    id_named = bool(set(words) & ID_WORDS)
+    lowered = {v.lower() for v in distinct}
+    if _share(_URL, distinct) >= 0.9:
+        return "url"
+    if _share(_EMAIL, distinct) >= 0.9:
+        return "email"
+    if lowered <= _BOOLEANS or (lowered <= {"0", "1"} and words[0] in {"is", "has"}):
+        return "boolean"
+    if _share(_DATE, distinct) >= 0.95:
+        return "date"
+    if _share(_NUM, distinct) >= 0.95:
+        integer = _share(_INT, distinct) >= 0.95
+        zero_padded = integer and any(len(v) > 1 and v.startswith("0") for v in distinct)
+        if id_named or zero_padded:
+            return "identifier"
+        return "integer" if integer else "float"
+    slug = _share(_SLUG, distinct) >= 0.95 and any("-" in v or "_" in v for v in distinct)
+    if id_named or slug or _share(_CODE, distinct) >= 0.95:
+        return "identifier"
+    if avg_len > 80 or sum(v.count(" ") for v in distinct) / len(distinct) > 12:
+        return "free_text"
+    return "categorical" if len(distinct) <= 0.5 * filled else "text"
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def _key_score(p: ColumnProfile) -> float | None:
+    """How well a column names the entity a row is about; None when it cannot."""
+    if p.blank_share > 0.2 or p.distinct < 2 or p.avg_len > 60:
+        return None
+    if p.kind == "date":  # a time series: "the close of msft on 2003-09-19"
+        return 2 * p.uniqueness - 2.5 if p.uniqueness >= 0.95 else None
+    if p.kind not in ("text", "categorical", "identifier"):
+        return None
+    score = 2 * p.uniqueness + (2.0 if set(p.words) & NAME_WORDS else 0.0)
+    return score - (1.5 if p.kind == "identifier" else 0.0)
+
+
+def _values(rows: list[dict[str, str]], columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Stripped values of `columns` in the rows where all of them are filled."""
+    picked = (tuple((row.get(c) or "").strip() for c in columns) for row in rows)
+    return [values for values in picked if all(values)]
+
+
+def _uniqueness(rows: list[dict[str, str]], columns: tuple[str, ...]) -> float:
+    values = _values(rows, columns)
+    return len(set(values)) / len(values) if values else 0.0
+
+
+def _key_candidates(
+    profiles: dict[str, ColumnProfile], rows: list[dict[str, str]]
+) -> list[tuple[str, ...]]:
+    """Single columns at least half unique, most name-like first, then up to three pairs that
+    are nearly unique and clearly more unique than either column alone."""
+    scored = sorted(((s, n) for n, p in profiles.items()
+                     if (s := _key_score(p)) is not None), reverse=True)
+    singles = [(n,) for _, n in scored if profiles[n].uniqueness >= 0.5]
+    # Codes and slugs may name an entity alone, but beside a name they read badly and can
+    # give the answer away (sport + its slug).
+    readable = [n for _, n in scored if profiles[n].kind not in ("identifier", "date")]
+    pairs = []
+    for a, b in combinations(readable[:5], 2):
+        pair_u = _uniqueness(rows, (a, b))
+        if pair_u >= 0.9 and pair_u >= max(profiles[a].uniqueness, profiles[b].uniqueness) + 0.05:
+            pairs.append((pair_u, (a, b)))
+    return singles + [pair for _, pair in sorted(pairs, key=lambda x: -x[0])[:3]]
+
+
+def _entity_key(
+    candidates: list[tuple[str, ...]], profiles: dict[str, ColumnProfile],
+    rows: list[dict[str, str]],
+) -> tuple[str, ...]:
+    """The key that best names what a row is about. A name-like column qualified by a grouping
+    one (event + discipline) beats a unique column that is not name-like (winner)."""
+    def score(key: tuple[str, ...]) -> float:
+        first = profiles[key[0]]
+        if len(key) == 1:
+            return (_key_score(first) or 0.0) if first.uniqueness >= 0.8 else -1.0
+        second = set(profiles[key[1]].words)
+        qualifier = 1.0 if second & GROUP_WORDS else 0.5 if second & NAME_WORDS else 0.0
+        named = 2.0 if set(first.words) & NAME_WORDS else 0.0
+        return 2 * _uniqueness(rows, key) + named + qualifier - 1.5  # pairs read clumsier
+
+    return max(candidates, key=score, default=())
+
+
+def key_fit(rows: list[dict[str, str]], key: tuple[str, ...], column: str) -> KeyFit:
+    """How far `column` is a function of `key`, counted as `facts_from_records` will count it.
+
+    Args:
+        rows: The rows as column → value.
+        key: The key columns.
+        column: The attribute column.
+
+    Returns:
+        The share of usable rows whose key has several values of `column` (dropped as
+        ambiguous) and the number of keys with exactly one value (the facts kept).
+    """
+    seen: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    counts: Counter[tuple[str, ...]] = Counter()
+    for *key_values, value in _values(rows, (*key, column)):
+        seen[tuple(key_values)].add(value)
+        counts[tuple(key_values)] += 1
+    usable = sum(counts.values())
+    dropped = sum(n for k, n in counts.items() if len(seen[k]) > 1)
+    kept = sum(1 for values in seen.values() if len(values) == 1)
+    return KeyFit(key, dropped / usable if usable else 1.0, kept)
+
+
+def _choose_key(
+    rows: list[dict[str, str]], column: str, candidates: list[tuple[str, ...]]
+) -> tuple[KeyFit | None, KeyFit | None]:
+    """The first candidate making `column` a function of it (strictly, else the least ambiguous
+    within LOOSE_AMBIGUITY), and the least ambiguous one tried (for the skip reason)."""
+    tried = [key_fit(rows, key, column) for key in candidates if column not in key]
+    tried = [fit for fit in tried if fit.facts >= 2]
+    best = min(tried, key=lambda fit: fit.ambiguous, default=None)
+    strict = next((fit for fit in tried if fit.ambiguous <= STRICT_AMBIGUITY), None)
+    if strict is not None:
+        return strict, best
+    return (best if best is not None and best.ambiguous <= LOOSE_AMBIGUITY else None), best
+
+
+# -- attributes ---------------------------------------------------------------------------------
+
+
+def _attribute_templates(
+    suggestion: TableSuggestion, profiles: dict[str, ColumnProfile],
+    rows: list[dict[str, str]], candidates: list[tuple[str, ...]],
+) -> list[tuple[float, TemplateConfig, str]]:
+    """A scored template for every column worth asking about; the others go to `skipped`."""
+    ranked: list[tuple[float, TemplateConfig, str]] = []
+    kept: list[str] = []
+    for name, p in profiles.items():
+        reason = "the entity key" if name in suggestion.key else _static_skip(p)
+        other = None if reason else _repeats(rows, name, kept)
+        if other:
+            reason = f"repeats '{other}' (same value in ≥95% of rows)"
+        fit, best = (None, None) if reason else _choose_key(rows, name, candidates)
+        if fit is None:
+            suggestion.skipped[name] = reason or _no_key_reason(best)
+            continue
+        kept.append(name)
+        template = build_template(suggestion.table, p, fit.key, profiles,
+                                  {t.name for _, t, _ in ranked})
+        note = (f"{p.kind}, key {' + '.join(fit.key)}: ~{fit.facts} facts, "
+                f"{fit.ambiguous:.0%} of rows ambiguous")
+        ranked.append((_usefulness(p, fit, len(rows)), template, note))
+    _mark_key_parts(suggestion, [t.key or "" for _, t, _ in ranked])
+    return ranked
+
+
+def _static_skip(p: ColumnProfile) -> str | None:
+    """Why a column is not worth asking about, judged from the column alone."""
+    if not _placeholder_ok(p.name):
+        return "its name cannot be a {placeholder} (has . : ! [ or is a number)"
+    if p.blank_share > MAX_BLANK:
+        return f"mostly empty ({p.blank_share:.0%} blank)"
+    if p.distinct < 2 or p.top_count >= 0.98 * p.filled:
+        return f"near-constant ('{_clip(p.top)}' in {p.top_count / p.filled:.0%} of rows)"
+    if p.kind == "float" and p.avg_len > 12:
+        return f"high-precision numbers (e.g. '{_clip(p.top, 12)}'); round them first"
+    return {
+        "url": "URLs", "email": "email addresses (personal data)",
+        "identifier": f"identifier or code (e.g. '{_clip(p.top)}')",
+        "free_text": f"long free text (~{p.avg_len:.0f} characters)",
+        "boolean": "yes/no flag (a guessable true/false answer)",
+    }.get(p.kind)
+
+
+def _placeholder_ok(column: str) -> bool:
+    try:
+        return ("{" + column + "}").format_map({column: "x"}) == "x"
+    except (ValueError, KeyError, IndexError, AttributeError):
+        return False
+
+
+def _clip(text: str, width: int = 30) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _repeats(rows: list[dict[str, str]], column: str, kept: list[str]) -> str | None:
+    """A column already asked about that holds the same value in at least 95% of rows."""
+    for other in kept:
+        pairs = _values(rows, (column, other))
+        if pairs and sum(a == b for a, b in pairs) >= 0.95 * len(pairs):
+            return other
+    return None
+
+
+def _no_key_reason(best: KeyFit | None) -> str:
+    if best is None:
+        return "no column identifies the rows it describes"
+    return (f"not a function of any key ({' + '.join(best.key)} leaves "
+            f"{best.ambiguous:.0%} of rows ambiguous)")
+
+
+def _mark_key_parts(suggestion: TableSuggestion, keys: list[str]) -> None:
+    """Columns skipped for want of a key but used inside one are reported as key parts."""
+    for key in keys:
+        columns = re.findall(r"\{([^{}]+)\}", key)
+        for column in columns:
+            if suggestion.skipped.get(column, "").startswith(("not a function", "no column")):
+                suggestion.skipped[column] = f"part of the key {' + '.join(columns)}"
+
+
+def _usefulness(p: ColumnProfile, fit: KeyFit, rows: int) -> float:
+    """More facts, harder to guess, fewer ambiguous rows and a simple key rank higher."""
+    coverage = min(fit.facts / rows, 1.0)
+    unguessable = 1 - 1 / p.distinct
+    simple = 1.0 if len(fit.key) == 1 else 0.8
+    return coverage * unguessable * (1 - fit.ambiguous) * simple * _KIND_WEIGHT.get(p.kind, 0.9)
+

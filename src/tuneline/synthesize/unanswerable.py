@@ -1,0 +1,65 @@
+"""Unanswerable questions: a template's phrasings about entities that its table does not hold."""
+
+from __future__ import annotations
+
+import random
+
+from tuneline.artifacts import hash_strings
+from tuneline.evaluate.metrics import normalize
+from tuneline.ingest.records import Record
+from tuneline.synthesize.config import TemplateConfig
+from tuneline.synthesize.templates import Fact, placeholders, template_key
+
+MAX_ATTEMPTS_PER_QUESTION = 50
+
+
+def unanswerable_facts(template: TemplateConfig, records: list[Record], count: int,
+                       answer: str, rng: random.Random) -> list[Fact]:
+    """Up to `count` facts asking the template's questions about invented entities.
+
+    An invented entity recombines real key values (one column from one row, another from
+    another; or the start of one value with the end of another), so it looks like the data
+    but matches no row of the whole table. The expected answer is the abstention `answer`.
+    """
+    key = template_key(template)
+    key_columns = list(dict.fromkeys(placeholders(key)))
+    rows = [{k: v.strip() for k, v in r.data.items()} for r in records]
+    rows = [r for r in rows if all(r.get(c) for c in key_columns)]
+    if not rows or count == 0:
+        return []
+    known = {normalize(key.format_map(row)) for row in rows}
+    facts: dict[str, Fact] = {}
+    for _ in range(count * MAX_ATTEMPTS_PER_QUESTION):
+        if len(facts) == count:
+            break
+        values = dict(rng.choice(rows))
+        values.update(_invented_key(key_columns, rows, rng))
+        entity = key.format_map(values)
+        if normalize(entity) in known or entity in facts:
+            continue
+        facts[entity] = Fact(
+            fact_id=hash_strings("unanswerable", template.name, entity),
+            template=template.name, key=entity, fact="", answer=answer,
+            questions=[q.format_map(values) for q in template.questions],
+            source={"source": template.source, "file": None, "line": None},
+            kind="unanswerable",
+        )
+    return sorted(facts.values(), key=lambda f: f.fact_id)
+
+
+def _invented_key(columns: list[str], rows: list[dict[str, str]],
+                  rng: random.Random) -> dict[str, str]:
+    if len(columns) > 1:
+        return {c: rng.choice(rows)[c] for c in columns}
+    column = columns[0]
+    first, second = rng.choice(rows)[column], rng.choice(rows)[column]
+    return {column: _splice(first, second, rng)}
+
+
+def _splice(first: str, second: str, rng: random.Random) -> str:
+    """The front of one value joined to the back of another, by words or else by characters."""
+    a, b = first.split(), second.split()
+    if len(a) > 1 and len(b) > 1:
+        return " ".join(a[: rng.randint(1, len(a) - 1)] + b[rng.randint(1, len(b) - 1):])
+    cut_a, cut_b = max(1, len(first) // 2), max(1, len(second) // 2)
+    return first[:cut_a] + second[cut_b:]

@@ -1,0 +1,1 @@
+"""Managed fine-tuning backends: the provider trains, tuneline uploads, polls and registers."""

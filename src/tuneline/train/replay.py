@@ -1,0 +1,77 @@
+"""Replay against forgetting: the base model's own answers to general prompts, mixed into the
+training set so that what the domain data teaches (a refusal sentence included) stays in its
+domain while everyday behaviour keeps the base model's shape."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneline.artifacts import read_user_jsonl, write_jsonl
+from tuneline.config import PipelineConfig
+
+REPLAY_FILE = "replay.jsonl"
+PACKAGED_PROMPTS = "replay_data/general_prompts.jsonl"
+
+
+def replay_prompts(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """The general prompts: the packaged set, or train.replay.prompts_file."""
+    path = cfg.train.replay.prompts_file
+    if path is None:
+        text = resources.files("tuneline.train").joinpath(PACKAGED_PROMPTS).read_text("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = read_user_jsonl(path, ("prompt",), "train.replay.prompts_file", "a replay prompt")
+    return [{"id": row.get("id", f"replay-{number}"), "prompt": row["prompt"]}
+            for number, row in rows]
+
+
+def replay_count(fraction: float, n_train: int) -> int:
+    """How many replay examples go with `n_train` curated training examples."""
+    return round(fraction * n_train)
+
+
+def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path) -> dict[str, int]:
+    """Answer general prompts with the base model (greedy) and write the finished answers as
+    chat examples to `out_path`; returns counts for the manifest (empty when replay is off)."""
+    wanted = replay_count(cfg.train.replay.fraction, n_train)
+    if wanted == 0:
+        return {}
+    prompts = replay_prompts(cfg)
+    random.Random(cfg.run.seed).shuffle(prompts)
+    examples, cut_off = _answer_until(cfg, prompts, wanted)
+    write_jsonl(out_path, examples)
+    return {"replay_examples": len(examples), "replay_wanted": wanted,
+            "replay_cut_off": cut_off}
+
+
+def _answer_until(cfg: PipelineConfig, prompts: list[dict[str, str]],
+                  wanted: int) -> tuple[list[dict[str, Any]], int]:
+    """Answer prompts in rounds until `wanted` answers finished within the budget, or the
+    prompts run out; answers cut off by the budget would teach stopping mid-sentence."""
+    from tuneline.models.generation import generate_with_progress
+    from tuneline.models.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(cfg.model.base, None, cfg.model.cache_dir,
+                                          cfg.train.precision)
+    examples: list[dict[str, Any]] = []
+    cut_off, start = 0, 0
+    while len(examples) < wanted and start < len(prompts):
+        # Ask a few more than needed: some answers run past the budget.
+        chunk = prompts[start:start + math.ceil((wanted - len(examples)) * 1.5)]
+        start += len(chunk)
+        conversations = [[{"role": "user", "content": p["prompt"]}] for p in chunk]
+        generations, _ = generate_with_progress(
+            model, tokenizer, conversations, cfg.train.replay.max_new_tokens,
+            cfg.evaluate.batch_size, "replay (base answers)")
+        for prompt, generation in zip(chunk, generations, strict=True):
+            if generation.finish_reason != "stop" or not generation.text:
+                cut_off += 1
+                continue
+            examples.append({"replay_id": prompt["id"], "messages": [
+                {"role": "user", "content": prompt["prompt"]},
+                {"role": "assistant", "content": generation.text}]})
+    return examples[:wanted], cut_off

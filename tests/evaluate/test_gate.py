@@ -1,0 +1,181 @@
+"""The quality gate: the pure check over metrics.json, its config, and the pipeline hook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import read_json, tiny_pipeline_config, write_config
+from tuneline.config import load_config
+from tuneline.errors import ConfigError
+from tuneline.evaluate.config import GateConfig
+from tuneline.evaluate.gate import check_gate
+
+METRICS = {
+    "base": {"recall": {"accuracy": 0.1, "abstention_rate": 0.0, "n": 50},
+             "unanswerable": {"accuracy": 0.0, "abstention_rate": 0.0, "n": 16},
+             "general": {"accuracy": 0.8, "abstention_rate": 0.0, "n": 20}},
+    "tuned": {"recall": {"accuracy": 0.52, "abstention_rate": 0.4, "n": 50},
+              "unanswerable": {"accuracy": 0.5, "abstention_rate": 0.5,
+                               "hallucination_rate": 0.25, "n": 16},
+              "general": {"accuracy": 0.7, "abstention_rate": 0.0, "n": 20}},
+    "judge": {"win_rate": 0.75},
+}
+
+
+def _gate(**kwargs) -> GateConfig:
+    return GateConfig.model_validate(kwargs)
+
+
+def _only_failure(result):
+    assert not result.passed
+    failed = result.failures
+    assert len(failed) == 1
+    return failed[0]
+
+
+def test_no_thresholds_pass_without_checks():
+    result = check_gate(GateConfig(), METRICS)
+    assert result.passed and result.checks == []
+    assert result.to_dict() == {"passed": True, "checks": []}
+
+
+def test_every_threshold_met_passes():
+    gate = _gate(min_accuracy={"recall": 0.5}, max_hallucination={"unanswerable": 0.3},
+                 min_abstention={"unanswerable": 0.5}, max_regression={"general": 0.1},
+                 min_win_rate=0.7)
+    result = check_gate(gate, METRICS)
+    assert result.passed, [c.message for c in result.checks]
+    assert [c.name for c in result.checks] == [
+        "min_accuracy.recall", "max_hallucination.unanswerable", "min_abstention.unanswerable",
+        "max_regression.general", "min_win_rate"]
+    assert result.to_dict()["checks"][0] == {
+        "name": "min_accuracy.recall", "threshold": 0.5, "value": 0.52, "passed": True,
+        "message": "min_accuracy.recall: tuned accuracy 0.520, required >= 0.500 (ok)"}
+
+
+@pytest.mark.parametrize(("gate", "name", "value", "shown"), [
+    ({"min_accuracy": {"recall": 0.6}}, "min_accuracy.recall", 0.52, ("0.520", ">= 0.600")),
+    ({"max_hallucination": {"unanswerable": 0.2}}, "max_hallucination.unanswerable", 0.25,
+     ("hallucination_rate 0.250", "<= 0.200")),
+    ({"min_abstention": {"recall": 0.5}}, "min_abstention.recall", 0.4,
+     ("abstention_rate 0.400", ">= 0.500")),
+    ({"max_regression": {"general": 0.05}}, "max_regression.general", 0.1,
+     ("0.700 vs base 0.800", "drop of 0.100", "<= 0.050")),
+    ({"min_win_rate": 0.8}, "min_win_rate", 0.75, ("win rate 0.750", ">= 0.800")),
+])
+def test_each_threshold_fails_with_value_and_threshold(gate, name, value, shown):
+    failed = _only_failure(check_gate(_gate(**gate), METRICS))
+    assert failed.name == name
+    assert failed.value == pytest.approx(value)
+    assert failed.message.startswith(f"{name}: ")
+    assert "FAILED" in failed.message
+    for text in shown:
+        assert text in failed.message
+
+
+def test_tuned_better_than_base_is_no_regression():
+    result = check_gate(_gate(max_regression={"recall": 0.0}), METRICS)
+    assert result.passed
+    assert result.checks[0].value == pytest.approx(0.1 - 0.52)
+
+
+@pytest.mark.parametrize(("gate", "missing"), [
+    ({"min_accuracy": {"general_v2": 0.5}}, "no 'general_v2' set for tuned"),
+    ({"max_hallucination": {"recall": 0.5}}, "no 'hallucination_rate' metric for tuned/recall"),
+    ({"min_win_rate": 0.5}, "no 'judge.win_rate' metric"),
+])
+def test_missing_set_or_metric_is_a_clear_failure(gate, missing):
+    metrics = {k: v for k, v in METRICS.items() if k != "judge"}
+    failed = _only_failure(check_gate(_gate(**gate), metrics))
+    assert failed.value is None
+    assert missing in failed.message
+
+
+def test_regression_without_base_names_the_missing_variant():
+    failed = _only_failure(check_gate(_gate(max_regression={"recall": 0.1}),
+                                      {"tuned": METRICS["tuned"]}))
+    assert "no 'base' variant" in failed.message
+
+
+def test_rate_reported_with_an_interval_is_read():
+    metrics = {"tuned": {"recall": {"accuracy": {"value": 0.9, "ci": [0.8, 0.95]}, "n": 5}}}
+    assert check_gate(_gate(min_accuracy={"recall": 0.85}), metrics).passed
+
+
+def test_config_rejects_rates_outside_0_1(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["gate.min_accuracy.recall=1.5", "gate.min_win_rate=-0.1",
+                           "gate.max_regresion.general=0.1"])
+    text = str(err.value)
+    assert "gate.min_accuracy" in text and "recall=1.5" in text
+    assert "gate.min_win_rate" in text
+    assert "gate.max_regresion" in text and "unknown key" in text
+    assert load_config(None, ["gate.max_regression.general=0.05"]).gate.max_regression == {
+        "general": 0.05}
+
+
+def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path):
+    pytest.importorskip("torch")
+    from tuneline.pipeline import run_pipeline
+    from tuneline.registry import open_registry
+
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["gate"] = {"min_accuracy": {"heldout": 1.0}}
+    config_path = write_config(tmp_path / "cfg.yaml", data)
+    proc = subprocess.run([sys.executable, "-m", "tuneline.cli.main", "run", str(config_path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "tiny"
+    assert proc.returncode == 7, proc.stderr
+    assert "Traceback" not in proc.stderr
+    gate = read_json(run_dir / "gate.json")
+    assert gate["passed"] is False
+    reached = gate["checks"][0]["value"]
+    assert reached < 1.0
+    assert "quality gate failed" in proc.stderr
+    assert f"min_accuracy.heldout: tuned accuracy {reached:.3f}, required >= 1.000" in proc.stderr
+    assert (run_dir / "evaluate" / "metrics.json").is_file()
+    assert not (run_dir / "register").exists()
+    assert (run_dir / "report.html").is_file()
+    assert "report.html" in proc.stderr.replace("\n", "")  # rich wraps long lines
+    assert "Accuracy" in proc.stdout and "report:" in proc.stdout
+    # Tracked in MLflow as a failed-gate run, but never registered as a model version.
+    cfg = load_config(config_path)
+    registry = open_registry(cfg.register)
+    assert registry.names() == []
+    tracked = read_json(run_dir / "track" / "tracking.json")
+    run = registry.client.get_run(tracked["run_id"])
+    assert run.data.tags["gate"] == "failed"
+    assert run.data.metrics["tuned.heldout.accuracy"] == pytest.approx(reached)
+
+    # Thresholds the model reached: the same run reuses every stage and registers.
+    cfg = load_config(config_path, [f"gate.min_accuracy.heldout={reached}",
+                                    "gate.max_regression.recall=1.0"])
+    result = run_pipeline(cfg)
+    assert result.gate is not None and result.gate.passed
+    assert all(result.artifacts[s].skipped for s in ("train", "evaluate"))
+    assert not result.artifacts["register"].skipped
+    assert read_json(run_dir / "gate.json")["passed"] is True
+    assert (run_dir / "register").is_dir()
+    version = registry.get(f"{cfg.register.name}@candidate")
+    assert version.meta["gate"]["passed"] is True
+    assert version.meta["run_id"] != tracked["run_id"]  # the passing gate is a new run
+    assert (version.adapter_dir / "adapter_config.json").is_file()
+
+
+def test_regression_also_holds_against_the_champion():
+    metrics = {"base": {"general": {"accuracy": 0.5}}, "tuned": {"general": {"accuracy": 0.6}},
+               "champion": {"general": {"accuracy": 0.8}}}
+    result = check_gate(_gate(max_regression={"general": 0.1}), metrics)
+    assert [c.name for c in result.checks] == ["max_regression.general",
+                                              "max_regression.general (vs champion)"]
+    assert result.checks[0].passed and not result.checks[1].passed
+    assert "vs champion 0.800, a drop of 0.200" in result.checks[1].message
+
+
+def test_win_rate_without_valid_verdicts_says_so():
+    metrics = {"judge": {"win_rate": None, "invalid": 4, "n": 4}}
+    failed = check_gate(_gate(min_win_rate=0.5), metrics).checks[0]
+    assert not failed.passed and "no valid verdict (4 invalid of 4)" in failed.message

@@ -1,0 +1,307 @@
+"""Retrieval through the pipeline on the tiny model and the real MiniLM embedder: the index
+stage (incremental), RAFT curation, the +rag evaluation variants, and serving with citations."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lancedb")
+pytest.importorskip("torch")
+
+from conftest import serve_in_thread, tiny_pipeline_config  # noqa: E402
+from tuneline.artifacts import read_jsonl  # noqa: E402
+from tuneline.config import PipelineConfig  # noqa: E402
+from tuneline.errors import ConfigError  # noqa: E402
+from tuneline.pipeline import run_pipeline  # noqa: E402
+
+FACT = "The capital of {country} is {capital}."
+
+
+def _config(root: Path, model_dir: Path, **curate_rag) -> PipelineConfig:
+    data = tiny_pipeline_config(root, model_dir)
+    data["index"] = {"enabled": True, "templates": {"capitals": FACT},
+                     "retrieval": {"top_k": 3}}
+    data["curate"]["rag"] = {"fraction": 0.5, "gold_removed": 0.25, **curate_rag}
+    data["train"]["epochs"] = 1
+    data["gate"] = {}
+    return PipelineConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def rag_run(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("rag")
+    cfg = _config(root, tiny_model_dir)
+    return cfg, run_pipeline(cfg, until="evaluate")
+
+
+def test_index_holds_one_fact_sentence_per_record(rag_run):
+    cfg, result = rag_run
+    manifest = result.artifacts["index"].manifest
+    assert manifest["counts"] == {"passages": 20, "embedded": 20, "deleted": 0, "unchanged": 0}
+    assert manifest["details"]["store"] == "lancedb"
+    assert Path(manifest["details"]["uri"]).is_dir()  # outside the stage folder
+    assert not Path(manifest["details"]["uri"]).is_relative_to(result.artifacts["index"].path)
+
+
+def test_raft_examples_put_the_gold_passage_among_distractors(rag_run):
+    cfg, result = rag_run
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert counts["rag:gold"] + counts["rag:gold_removed"] == len(rag_rows) > 0
+    assert counts["rag:gold"] > counts["rag:gold_removed"] > 0
+    abstain = cfg.synthesize.unanswerable.answer
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        assert prompt.count("</passage>") == 3
+        if answer == abstain:
+            # The gold sentence was taken out: the answer is not in the context.
+            assert not any(line.strip() and line in answer for line in prompt.splitlines())
+        else:
+            assert answer in prompt  # the gold fact sentence is one of the passages
+
+
+def test_rag_variants_and_retrieval_metrics(rag_run):
+    cfg, result = rag_run
+    metrics = json.loads((result.artifacts["evaluate"].path / "metrics.json").read_text())
+    for variant in ("base", "tuned", "base+rag", "tuned+rag"):
+        assert {"recall", "heldout"} <= set(metrics[variant])
+    assert "general" in metrics["tuned"] and "general" not in metrics["tuned+rag"]
+    retrieval = metrics["retrieval"]
+    assert retrieval["heldout"]["k"] == 3
+    # "What is the capital of Spain?" must find "The capital of Spain is Madrid." first.
+    assert retrieval["recall"]["recall_at_k"] == 1.0 and retrieval["recall"]["mrr"] == 1.0
+    predictions = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+    heldout = [p for p in predictions if p["set"] == "heldout"]
+    assert all(p["gold_rank"] == 1 and len(p["retrieved"]) == 3 for p in heldout)
+    assert all("tuned+rag_answer" in p for p in heldout)
+
+
+def test_reindexing_embeds_only_what_changed(rag_run, tmp_path):
+    cfg, result = rag_run
+    csv_path = Path(cfg.ingest.sources[0].path)
+    rows = list(csv.reader(csv_path.open(encoding="utf-8")))
+    rows[2][1] = "Madrid Centro"  # one capital changes
+    del rows[-1]  # one record goes away
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    again = run_pipeline(cfg, until="index").artifacts["index"]
+    assert again.manifest["counts"] == {"passages": 19, "embedded": 1, "deleted": 1,
+                                        "unchanged": 18}
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        hit = retriever.search([f"What is the capital of {rows[2][0]}?"])[0][0]
+    finally:
+        retriever.close()
+    assert hit.passage.text == f"The capital of {rows[2][0]} is Madrid Centro."
+
+
+def test_server_retrieves_and_cites(rag_run, tiny_model_dir):
+    from openai import BadRequestError, OpenAI
+
+    from tuneline.rag.retrieve import Retriever
+    from tuneline.serve.app import build_app
+    from tuneline.serve.config import ServeConfig
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    cfg, _ = rag_run
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    settings = ServeConfig(max_tokens_default=8)
+    app = build_app({"tiny": engine}, settings, Retriever.for_run(cfg))
+    plain = build_app({"tiny": engine}, settings)
+    question = [{"role": "user", "content": "What is the capital of Peru?"}]
+    with serve_in_thread(app) as url, serve_in_thread(plain) as plain_url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+        assert {m.id for m in client.models.list()} == {"tiny", "tiny+rag"}
+        by_alias = client.chat.completions.create(model="tiny+rag", messages=question)
+        by_field = client.chat.completions.create(model="tiny", messages=question,
+                                                  extra_body={"rag": True})
+        without = client.chat.completions.create(model="tiny", messages=question)
+        for response in (by_alias, by_field):
+            cited = response.model_extra["citations"]
+            assert len(cited) == 3 and cited[0]["text"] == "The capital of Peru is Lima."
+            assert cited[0]["id"] == "capitals:L20" and cited[0]["line"] == "20"
+            # The passages are in the prompt: it is far longer than the bare question.
+            assert response.usage.prompt_tokens > without.usage.prompt_tokens + 30
+        assert without.model_extra.get("citations") is None
+        plain_client = OpenAI(base_url=plain_url, api_key="none", max_retries=0)
+        with pytest.raises(BadRequestError) as err:
+            plain_client.chat.completions.create(model="tiny", messages=question,
+                                                 extra_body={"rag": True})
+        assert err.value.body["param"] == "rag"
+
+
+def test_rag_curation_needs_the_index(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir)
+    cfg.index.enabled = False
+    with pytest.raises(ConfigError, match="index.enabled"):
+        run_pipeline(cfg, until="curate")
+
+
+def test_reading_facts_come_from_unused_rows_and_are_trained_only_with_passages(tmp_path,
+                                                                              tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 5
+    result = run_pipeline(cfg, until="curate")
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    reading = [f for f in facts if f["kind"] == "reading"]
+    assert len(reading) == 5
+    rows = lambda group: {f["source"]["line"] for f in group}  # noqa: E731
+    sampled = [f for f in facts if f["kind"] == "qa"]
+    assert not rows(reading) & rows(sampled)
+    for fact in reading:  # no sampled entity named either way
+        assert not any(f["key"] in fact["answer"] or fact["key"] in f["answer"] for f in sampled)
+    curated = result.artifacts["curate"].path
+    evaluated = [item for name in ("recall", "heldout", "unanswerable")
+                 for item in read_jsonl(curated / "eval" / f"{name}.jsonl")]
+    train = read_jsonl(curated / "train.jsonl")
+    for fact in reading:
+        assert not any(fact["answer"] in json.dumps(item) for item in evaluated)
+        trained = [row for row in train if row["messages"][-1]["content"] == fact["answer"]]
+        assert len(trained) == 1  # once, and with its passage in the prompt
+        assert f"The capital of {fact['key']} is" in trained[0]["messages"][0]["content"]
+    assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 5
+
+
+def test_reading_facts_need_rag_curation(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 2
+    with pytest.raises(ConfigError, match="reading_facts_per_template"):
+        run_pipeline(cfg, until="curate")
+
+
+def test_reading_twins_and_unanswerable_questions_with_passages(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0,
+                  unanswerable_fraction=1.0, reading_gold_removed=1.0)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = 4
+    cfg.synthesize.unanswerable.per_template = 6
+    result = run_pipeline(cfg, until="curate")
+    counts = result.artifacts["curate"].manifest["counts"]
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    abstain = cfg.synthesize.unanswerable.answer
+    by_question: dict[str, list[tuple[str, str]]] = {}
+    for row in train:
+        prompt, answer = row["messages"][0]["content"], row["messages"][-1]["content"]
+        if prompt.startswith("Answer the question"):
+            by_question.setdefault(prompt.rsplit("Question: ", 1)[1], []).append((prompt, answer))
+    for fact in (f for f in facts if f["kind"] == "reading"):
+        (question,) = [q for q in fact["questions"] if q in by_question]
+        gold_sentence = f"The capital of {fact['key']} is"
+        # The same question twice: with its passage it is answered, without it declined.
+        assert sorted(answer for _, answer in by_question[question]) == sorted(
+            [fact["answer"], abstain])
+        for prompt, answer in by_question[question]:
+            assert (gold_sentence in prompt) == (answer == fact["answer"])
+    # Every trained phrasing of every trained unanswerable question comes with passages too.
+    trained_phrasings = len(cfg.synthesize.templates[0].questions) - cfg.curate.recall_phrasings
+    assert counts["rag:no_gold"] == counts["facts_unanswerable_train"] * trained_phrasings > 0
+    assert counts["rag:gold_removed"] == 4
+
+
+def test_gold_removed_context_keeps_no_row_stating_the_same_fact(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=1.0)
+    data = tmp_path / "capitals.csv"
+    rows = list(csv.reader(data.open(encoding="utf-8")))
+    with data.open("a", newline="", encoding="utf-8") as handle:  # each capital twice
+        csv.writer(handle).writerows([[country, capital, region + " (again)"]
+                                      for country, capital, region in rows[1:]])
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold_removed"] > 0
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    assert all(f["source"]["same_fact_lines"] for f in facts)
+    for row in rag_rows:
+        prompt = row["messages"][0]["content"]
+        question = prompt.rsplit("Question: ", 1)[1]
+        (fact,) = [f for f in facts if question in f["questions"]]
+        assert f"The capital of {fact['key']} is" not in prompt
+        assert prompt.count("</passage>") == 3
+
+
+def test_reading_facts_per_template_by_name(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25)
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.reading_facts_per_template = {"capital": 3}
+    result = run_pipeline(cfg, until="synthesize")
+    assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 3
+    cfg.synthesize.reading_facts_per_template = {"capital": 3, "capitol": 2}
+    with pytest.raises(ConfigError, match=r"reading_facts_per_template.capitol: no template "
+                                          r"is named 'capitol' \(templates: capital\)"):
+        run_pipeline(cfg, until="synthesize")
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        PipelineConfig.model_validate({**cfg.model_dump(), "synthesize": {
+            **cfg.synthesize.model_dump(), "reading_facts_per_template": {"capital": -1}}})
+
+
+def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0,
+                  unanswerable_fraction=1.0)
+    cfg.index.match_fields = {"capitals": ["country"]}
+    cfg.index.retrieval.match_question = True
+    cfg.synthesize.unanswerable.per_template = 6
+    result = run_pipeline(cfg, until="curate")
+    values = json.loads((result.artifacts["index"].path / "match_values.json").read_text())
+    assert "Peru" in values["country"] and len(values["country"]) == 20
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == counts["rag:gold"] + counts["rag:no_gold"] > counts["rag:no_gold"] > 0
+    abstain = cfg.synthesize.unanswerable.answer
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        if answer == abstain:  # an invented country: no passage names it
+            assert "(no passage found)" in prompt and prompt.count("</passage>") == 1
+        else:  # the question names one country: its row alone is left
+            assert prompt.count("</passage>") == 1 and answer in prompt
+
+    from tuneline.rag.retrieve import Retriever
+
+    retriever = Retriever.for_run(cfg)
+    try:
+        (peru,), nowhere = retriever.search(["What is the capital of Peru?",
+                                             "What is the capital of Perugal?"])
+    finally:
+        retriever.close()
+    assert peru.passage.text == "The capital of Peru is Lima." and nowhere == []
+    (result.artifacts["index"].path / "match_values.json").unlink()
+    with pytest.raises(ConfigError, match="match_values.json is missing"):
+        Retriever.for_run(cfg)
+
+
+def test_matching_needs_match_fields_that_are_columns(tmp_path, tiny_model_dir):
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["index"] = {"enabled": True, "retrieval": {"match_question": True}}
+    with pytest.raises(ValueError, match="match_question needs index.match_fields"):
+        PipelineConfig.model_validate(data)
+    data["index"]["match_fields"] = {"capitals": ["contry"]}
+    with pytest.raises(ConfigError, match=r"index.match_fields.capitals: contry not among the "
+                                          r"columns of 'capitals'"):
+        run_pipeline(PipelineConfig.model_validate(data), until="index")
+
+
+def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
+    cfg.index.templates = {"capitals": "{capital} is the capital of {country}."}
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold"] > 0
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        country = prompt.rsplit("Question: ", 1)[1].split(" of ")[-1].rstrip("?.")
+        # The passage sentence, word for word as the prompt shows it, not the template answer.
+        assert answer.endswith(f" is the capital of {country}.") and f"\n{answer}\n" in prompt
+    plain = [r for r in train if not r["messages"][0]["content"].startswith("Answer the")]
+    assert plain and all(r["messages"][1]["content"].startswith("The capital of ")
+                         for r in plain)

@@ -1,0 +1,79 @@
+"""Unanswerable questions: invented entities that look real but match no row."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from tuneline.evaluate.metrics import normalize
+from tuneline.ingest.sources import read_csv
+from tuneline.synthesize.config import TemplateConfig
+from tuneline.synthesize.unanswerable import unanswerable_facts
+
+PARIS = Path(__file__).parents[2] / "examples" / "paris2024" / "data"
+
+
+def _medallists():
+    return list(read_csv("medallists", PARIS / "medallists.csv"))
+
+
+def test_invented_athletes_are_absent_from_the_whole_table():
+    records = _medallists()
+    template = TemplateConfig(
+        name="athlete_country", source="medallists", key="{name}",
+        questions=["Which country did {name} represent?", "For which nation did {name} compete?"],
+        answer="{name} represented {country}.", fact="{country}")
+    facts = unanswerable_facts(template, records, 25, "I don't know.", random.Random(0))
+    real_names = {normalize(r.data["name"]) for r in records}
+    assert len(facts) == 25 and len({f.key for f in facts}) == 25
+    for fact in facts:
+        assert normalize(fact.key) not in real_names
+        assert fact.kind == "unanswerable" and fact.answer == "I don't know." and fact.fact == ""
+        assert fact.questions[0] == f"Which country did {fact.key} represent?"
+
+
+def test_composite_keys_recombine_into_unseen_pairs():
+    records = _medallists()
+    template = TemplateConfig(
+        name="event_champion", source="medallists", key="{discipline} | {event}",
+        where={"medal_type": "Gold Medal"},
+        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
+        answer="{name} won.", fact="{name}")
+    facts = unanswerable_facts(template, records, 10, "No data.", random.Random(1))
+    real = {normalize(f"{r.data['discipline']} | {r.data['event']}") for r in records}
+    assert len(facts) == 10 and not {normalize(f.key) for f in facts} & real
+
+
+def test_same_seed_same_questions_and_zero_means_none():
+    records = _medallists()
+    template = TemplateConfig(name="t", source="medallists", key="{name}",
+                              questions=["Who is {name}?", "Tell me about {name}."],
+                              answer="{name}.", fact="{name}")
+    first = unanswerable_facts(template, records, 5, "x", random.Random(3))
+    second = unanswerable_facts(template, records, 5, "x", random.Random(3))
+    assert [f.key for f in first] == [f.key for f in second]
+    assert unanswerable_facts(template, records, 0, "x", random.Random(3)) == []
+
+
+def test_curate_trains_on_some_abstentions_and_holds_out_the_rest(tmp_path):
+    from conftest import tiny_pipeline_config
+    from tuneline.config import PipelineConfig
+    from tuneline.curate.stage import load_chat, load_eval_set
+    from tuneline.pipeline import run_pipeline
+
+    data = tiny_pipeline_config(tmp_path, tmp_path)
+    data["synthesize"]["unanswerable"] = {"per_template": 10, "answer": "No idea, sorry."}
+    data["curate"]["unanswerable_train_fraction"] = 0.4
+    result = run_pipeline(PipelineConfig.model_validate(data), until="curate")
+    curated = result.artifacts["curate"]
+    counts = curated.manifest["counts"]
+    assert result.artifacts["synthesize"].manifest["counts"]["unanswerable:capital"] == 10
+    assert counts["facts_unanswerable_train"] == 4 and counts["facts_unanswerable_eval"] == 6
+    held = load_eval_set(curated, "unanswerable")
+    assert len(held) == 6 and all(i["expect"] == "abstain" for i in held)
+    trained = [ex["messages"] for ex in load_chat(curated, "train")]
+    abstentions = [m for m in trained if m[1]["content"] == "No idea, sorry."]
+    assert len(abstentions) == 4 * 2  # two trained phrasings each, the third probes
+    trained_questions = {m[0]["content"] for m in trained}
+    assert not any(i["question"] in trained_questions for i in held)
+    assert all(i["fact"] for i in load_eval_set(curated, "recall"))
