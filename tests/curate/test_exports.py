@@ -81,7 +81,8 @@ def _curate(tmp_path, name, facts, **curate_cfg):
 
     cfg = PipelineConfig.model_validate({"curate": {"val_fraction": 0.1, "card": False,
                                                     **curate_cfg}})
-    return curate.run(cfg, _synthesized(tmp_path / name, facts), tmp_path / name / "curate")
+    return curate.run(cfg, _synthesized(tmp_path / name, facts), None,
+                      tmp_path / name / "curate")
 
 
 def _lines(path):

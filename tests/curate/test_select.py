@@ -156,12 +156,12 @@ def test_curate_shapes_only_the_training_facts(tmp_path):
 
     synthesized = _synthesized(tmp_path, _capital_facts())
     base_cfg = {"heldout_fraction": 0.2, "val_fraction": 0.1, "card": False}
-    plain = curate.run(PipelineConfig.model_validate({"curate": base_cfg}), synthesized,
+    plain = curate.run(PipelineConfig.model_validate({"curate": base_cfg}), synthesized, None,
                        tmp_path / "plain")
     shaped_cfg = PipelineConfig.model_validate({"curate": {
         **base_cfg, "select": {"enabled": True, "fraction": 0.8},
         "balance": {"enabled": True, "max_per_category": 8}}})
-    shaped = curate.run(shaped_cfg, synthesized, tmp_path / "shaped")
+    shaped = curate.run(shaped_cfg, synthesized, None, tmp_path / "shaped")
     before, after = plain.manifest["counts"], shaped.manifest["counts"]
     assert after["dropped:select"] == before["facts_train"] - round(before["facts_train"] * 0.8)
     assert shaped.manifest["details"]["balance"]["after"] == {"capital": 8, "region": 8}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import random
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tuneline.cli.main import cli
 from tuneline.config import load_config
 from tuneline.ingest.records import Record
 from tuneline.ingest.sources import read_csv
+from tuneline.synthesize import suggest
 from tuneline.synthesize.config import SynthesizeConfig
 from tuneline.synthesize.suggest import auto_templates_for, humanize, plan_templates
 from tuneline.synthesize.templates import check_columns, facts_from_records
@@ -174,6 +176,18 @@ def test_odd_tables_get_reasons_not_errors():
     assert not odd.templates
     assert odd.skipped["x.y"].startswith("its name cannot be a {placeholder}")
     assert odd.skipped["note"] == "mostly empty (100% blank)"
+
+
+def test_the_thresholds_table_is_what_the_suggester_reads(monkeypatch):
+    rows = [{"name": f"Item {i}", "colour": ["", "blue", "green"][i % 3]} for i in range(30)]
+    plan = plan_templates("t", ["name", "colour"], rows)
+    assert [t.fact for t in plan.templates] == ["{colour}"]  # a third blank is fine
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        suggest.THRESHOLDS.max_blank_share = 0.3  # type: ignore[misc]
+    stricter = dataclasses.replace(suggest.THRESHOLDS, max_blank_share=0.3)
+    monkeypatch.setattr(suggest, "THRESHOLDS", stricter)
+    plan = plan_templates("t", ["name", "colour"], rows)
+    assert not plan.templates and plan.skipped["colour"] == "mostly empty (33% blank)"
 
 
 def test_auto_templates_cover_only_tables_no_template_names():

@@ -1,1 +1,1 @@
-"""Stage 4, curate: clean, mask PII, dedup, split without leakage, and export the training data."""
+"""Stage 4, curate: clean, mask PII, dedup, split without leakage, export training data."""

@@ -1,4 +1,4 @@
-"""Stage 3, curate: normalise, redact PII, dedup, split by fact; export chat JSONL and eval sets."""
+"""Stage 4, curate: normalise, redact PII, dedup, split by fact; export chat JSONL and eval sets."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ EVAL_SETS = ("recall", "heldout", "unanswerable")
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 
-def run(cfg: PipelineConfig, synthesized: Artifact, out_dir: Path, force: bool = False,
-        indexed: Artifact | None = None) -> Artifact:
+def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, out_dir: Path,
+        force: bool = False) -> Artifact:
     """Write train/val/test chat JSONL, `eval/*.jsonl`, the configured exports and the card.
 
     With curate.rag.fraction > 0, training also gets RAG-format examples retrieved from the

@@ -1,4 +1,4 @@
-"""Stage 5, evaluate: base, tuned (and the registry's champion) answer the recall, heldout,
+"""Stage 6, evaluate: base, tuned (and the registry's champion) answer the recall, heldout,
 unanswerable and general sets; metrics per variant and set; optionally an LLM judge."""
 
 from __future__ import annotations
@@ -48,10 +48,8 @@ class Champion:
     weights_hash: str
 
 
-def run(
-    cfg: PipelineConfig, curated: Artifact, trained: Artifact, out_dir: Path, force: bool = False,
-    indexed: Artifact | None = None,
-) -> Artifact:
+def run(cfg: PipelineConfig, indexed: Artifact | None, curated: Artifact, trained: Artifact,
+        out_dir: Path, force: bool = False) -> Artifact:
     """Write `metrics.json`, predictions and a report.
 
     metrics.json is {variant: {set: {accuracy, exact_match, token_f1, hallucination_rate,
@@ -68,9 +66,11 @@ def run(
     champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
     if champion is not None:
         inputs["champion"] = f"{champion.reference}:{champion.weights_hash}"
-    return run_stage("evaluate", out_dir, config_hash, inputs,
-                     lambda tmp: _evaluate(cfg, curated, trained, champion, with_rag, tmp),
-                     force)
+
+    def work(tmp: Path) -> StageResult:
+        return _evaluate(cfg, curated, trained, champion, with_rag, tmp)
+
+    return run_stage("evaluate", out_dir, config_hash, inputs, work, force)
 
 
 def find_champion(cfg: PipelineConfig) -> Champion | None:

@@ -32,8 +32,12 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
     config_hash = cfg.section_hash("index") + f":{uri}:{collection}"
     # A deleted local store is rebuilt even when the stage's fingerprint still matches.
     missing = is_local_uri(uri) and not Path(uri).exists()
-    return run_stage("index", out_dir, config_hash, {"ingest": ingested.output_hash},
-                     lambda tmp: _index(cfg, ingested, uri, collection, tmp), force or missing)
+
+    def work(tmp: Path) -> StageResult:
+        return _index(cfg, ingested, uri, collection, tmp)
+
+    return run_stage("index", out_dir, config_hash, {"ingest": ingested.output_hash}, work,
+                     force or missing)
 
 
 def read_index_info(indexed: Artifact) -> dict[str, Any]:

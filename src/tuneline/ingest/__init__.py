@@ -1,1 +1,1 @@
-"""Stage 1, ingest: read tables, SQL queries and documents into records that keep file and line."""
+"""Stage 1, ingest: read tables, SQL and documents into records that keep file and line."""

@@ -1,1 +1,1 @@
-"""Stage 7, register (and track): log the run to MLflow, register a model that passed the gate."""
+"""Stages 7 and 8, track and register: log the run to MLflow; register what passed."""

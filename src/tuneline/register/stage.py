@@ -1,4 +1,4 @@
-"""Stage 6, register: a new model version (adapter or remote model id, config, metrics, report)
+"""Stage 8, register: a new model version (adapter or remote model id, config, metrics, report)
 with lineage (base model, data hash, config hash, code version, gate result), aliased
 `candidate`. On MLflow the version points at the run the track stage logged."""
 
@@ -19,16 +19,9 @@ from tuneline.train.stage import model_files
 REGISTRATION = "registration.json"
 
 
-def run(
-    cfg: PipelineConfig,
-    curated: Artifact,
-    trained: Artifact,
-    evaluated: Artifact,
-    gate: GateResult,
-    tracked: Artifact | None,
-    out_dir: Path,
-    force: bool = False,
-) -> Artifact:
+def run(cfg: PipelineConfig, curated: Artifact, trained: Artifact, evaluated: Artifact,
+        tracked: Artifact | None, out_dir: Path, force: bool = False, *,
+        gate: GateResult) -> Artifact:
     """Register a new version of `cfg.register.name` and write `registration.json`."""
     inputs = {"curate": curated.output_hash, "train": trained.output_hash,
               "evaluate": evaluated.output_hash}

@@ -1,5 +1,5 @@
-"""Stage between evaluate and register, track: log the run to MLflow whether or not the quality
-gate passed: config as params, training metrics per step, evaluation metrics, the gate result,
+"""Stage 7, track: log the run to MLflow whether or not the quality gate
+passed: config as params, training metrics per step, evaluation metrics, the gate result,
 and the artifacts (weights, config, metrics, reports, dataset card). Register versions that run.
 """
 
@@ -31,14 +31,18 @@ TRACKING = "tracking.json"
 STEP_METRICS = ("loss", "val_loss", "lr", "grad_norm", "tokens_per_second")
 
 
-def run(cfg: PipelineConfig, artifacts: dict[str, Artifact], gate: GateResult, run_dir: Path,
-        force: bool = False) -> Artifact:
-    """Log one MLflow run for this pipeline run; `tracking.json` names it (run_id, URI)."""
+def run(cfg: PipelineConfig, curated: Artifact, trained: Artifact, evaluated: Artifact,
+        out_dir: Path, force: bool = False, *, gate: GateResult) -> Artifact:
+    """Log one MLflow run for this pipeline run; `tracking.json` names it (run_id, URI).
+
+    The run also gets the run folder's config.yaml, gate.json and report.html (`out_dir`'s
+    parent)."""
     from tuneline.registry import open_registry
 
-    gate_hash = hash_strings(json.dumps(gate.to_dict(), sort_keys=True))
+    artifacts = {"curate": curated, "train": trained, "evaluate": evaluated}
+    run_dir = out_dir.parent
     inputs = {stage: artifacts[stage].output_hash for stage in ("curate", "train", "evaluate")}
-    inputs["gate"] = gate_hash
+    inputs["gate"] = hash_strings(json.dumps(gate.to_dict(), sort_keys=True))
 
     def work(tmp: Path) -> StageResult:
         registry = open_registry(cfg.register)
@@ -55,8 +59,7 @@ def run(cfg: PipelineConfig, artifacts: dict[str, Artifact], gate: GateResult, r
         write_json_atomic(tmp / TRACKING, record)
         return StageResult(counts={}, details=record)
 
-    return run_stage("track", run_dir / "track", cfg.section_hash("register", "run"), inputs,
-                     work, force)
+    return run_stage("track", out_dir, cfg.section_hash("register", "run"), inputs, work, force)
 
 
 def tracked_run_id(tracked: Artifact | None) -> str | None:

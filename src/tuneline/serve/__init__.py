@@ -1,1 +1,1 @@
-"""Serving: an OpenAI-compatible server over registered models, with RAG, batching and canaries."""
+"""Stage 9, serve: an OpenAI-compatible server over registered models (RAG, batching)."""

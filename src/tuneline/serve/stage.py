@@ -1,4 +1,4 @@
-"""Stage 8, serve: the OpenAI-compatible server over registered models (or a base model).
+"""Stage 9, serve: the OpenAI-compatible server over registered models (or a base model).
 
 Unlike the pipeline's stages, serve writes no artifact folder: it runs until stopped. Its `run`
 follows the same order of arguments (config first, then what it serves) and never prints; the

@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 
 from tuneline.artifacts import hash_strings
 from tuneline.errors import LlmEndpointError
-from tuneline.evaluate.metrics import contains_fact, normalize
 from tuneline.ingest.records import Record
 from tuneline.llm.client import LlmClient, UsageTotals
 from tuneline.synthesize.config import LlmSynthesisConfig
 from tuneline.synthesize.templates import Fact
+from tuneline.text import contains_fact, normalize
 
 SYSTEM_PROMPT = """\
 You write training data for a question-answering assistant from rows of the table "{table}".

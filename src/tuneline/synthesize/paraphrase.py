@@ -6,11 +6,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from tuneline.evaluate.metrics import normalize
 from tuneline.llm.client import LlmClient
 from tuneline.llm.config import LlmEndpointConfig
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.templates import placeholders
+from tuneline.text import normalize
 
 PROMPT = """\
 Rewrite the question template below in {count} different ways. Keep every placeholder in curly

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.profile import ColumnProfile
+
+
+@dataclass(frozen=True)
+class PhrasingThresholds:
+    """The numbers the wording depends on; the code reads PHRASING."""
+
+    short_word_len: int = 3  # "gas", "bus", "yes": a word this short ending in s is no plural
+    max_name_suffix: int = 999  # name_2 … name_998 keep template names unique in a table
+
+
+PHRASING = PhrasingThresholds()
 
 ID_WORDS = {"id", "uuid", "guid", "sku", "code", "slug", "hash", "key", "ref", "isbn", "ean",
             "upc"}
@@ -148,7 +160,8 @@ def build_template(
               "v": "{" + p.name + "}"}
     questions, answer = _PHRASES[family]
     base = f"{_snake(table)}_{_snake(p.name)}"
-    name = next(n for n in [base, *(f"{base}_{i}" for i in range(2, 999))] if n not in taken)
+    suffixed = (f"{base}_{i}" for i in range(2, PHRASING.max_name_suffix))
+    name = next(n for n in [base, *suffixed] if n not in taken)
     # str.format does not re-read what it substitutes, so the "{column}" parts survive.
     return TemplateConfig(
         name=name, source=table, key=" | ".join("{" + c + "}" for c in key),
@@ -264,7 +277,8 @@ def _text_family(words: list[str], noun: str) -> str:
 
 
 def _is_plural(word: str) -> bool:
-    return len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
+    long_enough = len(word) > PHRASING.short_word_len
+    return long_enough and word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 def _singular(word: str) -> str:

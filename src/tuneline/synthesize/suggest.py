@@ -21,8 +21,10 @@ from tuneline.synthesize.phrasing import (
 from tuneline.synthesize.profile import ColumnProfile
 
 __all__ = [
+    "THRESHOLDS",
     "ColumnProfile",
     "KeyFit",
+    "SuggestThresholds",
     "TableSuggestion",
     "auto_templates_for",
     "build_template",
@@ -33,10 +35,55 @@ __all__ = [
     "suggest_templates",
 ]
 
-SAMPLE_ROWS = 20_000
-STRICT_AMBIGUITY = 0.05  # a key leaving at most this share of rows ambiguous is taken first
-LOOSE_AMBIGUITY = 0.20  # "a function for most rows": beyond this no key answers the column
-MAX_BLANK = 0.5
+
+@dataclass(frozen=True)
+class SuggestThresholds:
+    """Every number the suggester judges columns and keys by; the code reads THRESHOLDS."""
+
+    # -- sampling
+    sample_rows: int = 20_000  # enough rows to judge types and keys; bigger tables stay fast
+    # -- types, judged on a column's distinct values
+    link_share: float = 0.9  # URLs or emails if 90% look like one: a few "n/a" hide nothing
+    kind_share: float = 0.95  # dates, numbers, slugs, codes: a stray typo keeps the type
+    free_text_avg_len: int = 80  # values longer than this on average are prose, not a fact
+    free_text_spaces: int = 12  # ... as are values of more than 13 words on average
+    categorical_uniqueness: float = 0.5  # values repeat (one per two rows at most): a category
+    # -- entity keys
+    min_distinct: int = 2  # one value names no entity and is a guessable answer
+    key_max_blank_share: float = 0.2  # a key must name at least 80% of the rows
+    key_max_avg_len: int = 60  # longer values (sentences) read badly as an entity's name
+    uniqueness_weight: float = 2.0  # key score: 2 × the share of distinct values, plus bonuses
+    name_bonus: float = 2.0  # a name-like column (name, title, event) beats a merely unique one
+    identifier_penalty: float = 1.5  # codes name an entity, but less readably than names
+    date_key_min_uniqueness: float = 0.95  # a date keys a time series only if nearly unique
+    date_key_penalty: float = 2.5  # ... and ranks below name-like keys ("msft on 2003-09-19")
+    single_key_min_uniqueness: float = 0.5  # a column alone is a key candidate if half unique
+    entity_min_uniqueness: float = 0.8  # the entity key alone must tell 80% of rows apart
+    rejected_key_score: float = -1.0  # a single key below that: under any usable key (>= -0.6)
+    pair_pool: int = 5  # pairs are tried among the 5 most name-like readable columns only
+    pair_min_uniqueness: float = 0.9  # a pair key must tell 90% of rows apart
+    pair_min_gain: float = 0.05  # ... and 5 points more than either column, else it adds nothing
+    max_pairs: int = 3  # the most unique pairs kept as key candidates
+    group_qualifier_bonus: float = 1.0  # event + discipline: a grouping column qualifies best
+    name_qualifier_bonus: float = 0.5  # a second name-like column qualifies less well
+    pair_penalty: float = 1.5  # a pair key reads clumsier than one column
+    # -- attribute against key
+    min_key_facts: int = 2  # a key yielding a single fact for a column is no key for it
+    strict_ambiguity: float = 0.05  # the first key leaving at most 5% of rows ambiguous is taken
+    loose_ambiguity: float = 0.20  # else the least ambiguous, if "a function for most rows"
+    # -- attributes worth asking about
+    max_blank_share: float = 0.5  # a column blank in more than half the rows gets no template
+    near_constant_share: float = 0.98  # one value in 98% of rows is a guessable answer
+    max_float_len: int = 12  # longer floats are raw measurements nobody recalls; round them
+    repeat_share: float = 0.95  # equal to a kept column in 95% of rows: it repeats that one
+    quote_width: int = 30  # skip reasons quote at most this many characters of a value
+    float_quote_width: int = 12  # ... and of a high-precision number
+    # -- usefulness ranking
+    pair_key_weight: float = 0.8  # facts behind a two-column key rank lower: clumsier questions
+    text_kind_weight: float = 0.9  # text and categories rank below exact dates and numbers (1)
+
+
+THRESHOLDS = SuggestThresholds()
 
 _URL = re.compile(r"^(https?://|www\.|/[\w.-]+/)\S*$", re.IGNORECASE)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.\w+$")
@@ -51,7 +98,7 @@ _SLUG = re.compile(r"^[a-z0-9]+([-_][a-z0-9]+)*$")
 _CODE = re.compile(r"^([A-Z0-9]{1,5}|(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_./-]{3,})$")
 _BOOLEANS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
 
-_KIND_WEIGHT = {"date": 1.0, "integer": 1.0, "float": 1.0}  # text and categories: 0.9
+_EXACT_KINDS = {"date", "integer", "float"}  # weighted 1 in usefulness, others text_kind_weight
 
 
 @dataclass
@@ -82,7 +129,7 @@ def plan_templates(
     Args:
         table: The ingest source name (the templates' `source`).
         columns: The table's columns, in order.
-        rows: The rows as column → value; an even sample of at most SAMPLE_ROWS distinct
+        rows: The rows as column → value; an even sample of at most `sample_rows` distinct
             rows is profiled.
         max_templates: Keep at most this many templates, the most useful first.
 
@@ -184,11 +231,12 @@ def _distinct(rows: list[dict[str, Any]], columns: list[str]) -> list[dict[str, 
 
 
 def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every row, or SAMPLE_ROWS evenly spaced ones (deterministic)."""
-    if len(rows) <= SAMPLE_ROWS:
+    """Every row, or `sample_rows` evenly spaced ones (deterministic)."""
+    size = THRESHOLDS.sample_rows
+    if len(rows) <= size:
         return rows
-    step = len(rows) / SAMPLE_ROWS
-    return [rows[int(i * step)] for i in range(SAMPLE_ROWS)]
+    step = len(rows) / size
+    return [rows[int(i * step)] for i in range(size)]
 
 
 # -- profiling ----------------------------------------------------------------------------------
@@ -209,32 +257,43 @@ def _share(pattern: re.Pattern[str], values: list[str]) -> float:
     return sum(bool(pattern.match(v)) for v in values) / len(values)
 
 
+def _fits(pattern: re.Pattern[str], values: list[str]) -> bool:
+    """Whether the values are of the pattern's type, a few strays allowed."""
+    return _share(pattern, values) >= THRESHOLDS.kind_share
+
+
 def _infer_kind(words: list[str], distinct: list[str], filled: int, avg_len: float) -> str:
-    """The column's type, judged on its distinct values (95% must fit) and its name."""
+    """The column's type, judged on its distinct values (`kind_share` must fit) and its name."""
     if not distinct:
         return "empty"
     id_named = bool(set(words) & ID_WORDS)
     lowered = {v.lower() for v in distinct}
-    if _share(_URL, distinct) >= 0.9:
+    if _share(_URL, distinct) >= THRESHOLDS.link_share:
         return "url"
-    if _share(_EMAIL, distinct) >= 0.9:
+    if _share(_EMAIL, distinct) >= THRESHOLDS.link_share:
         return "email"
     if lowered <= _BOOLEANS or (lowered <= {"0", "1"} and words[0] in {"is", "has"}):
         return "boolean"
-    if _share(_DATE, distinct) >= 0.95:
+    if _fits(_DATE, distinct):
         return "date"
-    if _share(_NUM, distinct) >= 0.95:
-        integer = _share(_INT, distinct) >= 0.95
+    if _fits(_NUM, distinct):
+        integer = _fits(_INT, distinct)
         zero_padded = integer and any(len(v) > 1 and v.startswith("0") for v in distinct)
         if id_named or zero_padded:
             return "identifier"
         return "integer" if integer else "float"
-    slug = _share(_SLUG, distinct) >= 0.95 and any("-" in v or "_" in v for v in distinct)
-    if id_named or slug or _share(_CODE, distinct) >= 0.95:
+    slug = _fits(_SLUG, distinct) and any("-" in v or "_" in v for v in distinct)
+    if id_named or slug or _fits(_CODE, distinct):
         return "identifier"
-    if avg_len > 80 or sum(v.count(" ") for v in distinct) / len(distinct) > 12:
+    return _text_kind(distinct, filled, avg_len)
+
+
+def _text_kind(distinct: list[str], filled: int, avg_len: float) -> str:
+    """Prose, a category (values repeat) or short text."""
+    spaces = sum(v.count(" ") for v in distinct) / len(distinct)
+    if avg_len > THRESHOLDS.free_text_avg_len or spaces > THRESHOLDS.free_text_spaces:
         return "free_text"
-    return "categorical" if len(distinct) <= 0.5 * filled else "text"
+    return "categorical" if len(distinct) <= THRESHOLDS.categorical_uniqueness * filled else "text"
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -242,14 +301,27 @@ def _infer_kind(words: list[str], distinct: list[str], filled: int, avg_len: flo
 
 def _key_score(p: ColumnProfile) -> float | None:
     """How well a column names the entity a row is about; None when it cannot."""
-    if p.blank_share > 0.2 or p.distinct < 2 or p.avg_len > 60:
+    if not _keyable(p):
         return None
     if p.kind == "date":  # a time series: "the close of msft on 2003-09-19"
-        return 2 * p.uniqueness - 2.5 if p.uniqueness >= 0.95 else None
+        if p.uniqueness < THRESHOLDS.date_key_min_uniqueness:
+            return None
+        return THRESHOLDS.uniqueness_weight * p.uniqueness - THRESHOLDS.date_key_penalty
     if p.kind not in ("text", "categorical", "identifier"):
         return None
-    score = 2 * p.uniqueness + (2.0 if set(p.words) & NAME_WORDS else 0.0)
-    return score - (1.5 if p.kind == "identifier" else 0.0)
+    score = THRESHOLDS.uniqueness_weight * p.uniqueness + _name_bonus(p)
+    return score - (THRESHOLDS.identifier_penalty if p.kind == "identifier" else 0.0)
+
+
+def _keyable(p: ColumnProfile) -> bool:
+    """Mostly filled, several values, short enough to name an entity."""
+    return (p.blank_share <= THRESHOLDS.key_max_blank_share
+            and p.distinct >= THRESHOLDS.min_distinct
+            and p.avg_len <= THRESHOLDS.key_max_avg_len)
+
+
+def _name_bonus(p: ColumnProfile) -> float:
+    return THRESHOLDS.name_bonus if set(p.words) & NAME_WORDS else 0.0
 
 
 def _values(rows: list[dict[str, str]], columns: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -266,20 +338,23 @@ def _uniqueness(rows: list[dict[str, str]], columns: tuple[str, ...]) -> float:
 def _key_candidates(
     profiles: dict[str, ColumnProfile], rows: list[dict[str, str]]
 ) -> list[tuple[str, ...]]:
-    """Single columns at least half unique, most name-like first, then up to three pairs that
+    """Single columns unique enough, most name-like first, then up to `max_pairs` pairs that
     are nearly unique and clearly more unique than either column alone."""
     scored = sorted(((s, n) for n, p in profiles.items()
                      if (s := _key_score(p)) is not None), reverse=True)
-    singles = [(n,) for _, n in scored if profiles[n].uniqueness >= 0.5]
+    singles = [(n,) for _, n in scored
+               if profiles[n].uniqueness >= THRESHOLDS.single_key_min_uniqueness]
     # Codes and slugs may name an entity alone, but beside a name they read badly and can
     # give the answer away (sport + its slug).
     readable = [n for _, n in scored if profiles[n].kind not in ("identifier", "date")]
     pairs = []
-    for a, b in combinations(readable[:5], 2):
+    for a, b in combinations(readable[:THRESHOLDS.pair_pool], 2):
         pair_u = _uniqueness(rows, (a, b))
-        if pair_u >= 0.9 and pair_u >= max(profiles[a].uniqueness, profiles[b].uniqueness) + 0.05:
+        alone = max(profiles[a].uniqueness, profiles[b].uniqueness)
+        if pair_u >= THRESHOLDS.pair_min_uniqueness and pair_u >= alone + THRESHOLDS.pair_min_gain:
             pairs.append((pair_u, (a, b)))
-    return singles + [pair for _, pair in sorted(pairs, key=lambda x: -x[0])[:3]]
+    best_pairs = sorted(pairs, key=lambda x: -x[0])[:THRESHOLDS.max_pairs]
+    return singles + [pair for _, pair in best_pairs]
 
 
 def _entity_key(
@@ -291,13 +366,22 @@ def _entity_key(
     def score(key: tuple[str, ...]) -> float:
         first = profiles[key[0]]
         if len(key) == 1:
-            return (_key_score(first) or 0.0) if first.uniqueness >= 0.8 else -1.0
-        second = set(profiles[key[1]].words)
-        qualifier = 1.0 if second & GROUP_WORDS else 0.5 if second & NAME_WORDS else 0.0
-        named = 2.0 if set(first.words) & NAME_WORDS else 0.0
-        return 2 * _uniqueness(rows, key) + named + qualifier - 1.5  # pairs read clumsier
+            if first.uniqueness < THRESHOLDS.entity_min_uniqueness:
+                return THRESHOLDS.rejected_key_score
+            return _key_score(first) or 0.0
+        pair = THRESHOLDS.uniqueness_weight * _uniqueness(rows, key)
+        qualifier = _qualifier_bonus(profiles[key[1]])
+        return pair + _name_bonus(first) + qualifier - THRESHOLDS.pair_penalty
 
     return max(candidates, key=score, default=())
+
+
+def _qualifier_bonus(p: ColumnProfile) -> float:
+    """How well a second key column qualifies the first: a group best, another name less."""
+    words = set(p.words)
+    if words & GROUP_WORDS:
+        return THRESHOLDS.group_qualifier_bonus
+    return THRESHOLDS.name_qualifier_bonus if words & NAME_WORDS else 0.0
 
 
 def key_fit(rows: list[dict[str, str]], key: tuple[str, ...], column: str) -> KeyFit:
@@ -327,14 +411,15 @@ def _choose_key(
     rows: list[dict[str, str]], column: str, candidates: list[tuple[str, ...]]
 ) -> tuple[KeyFit | None, KeyFit | None]:
     """The first candidate making `column` a function of it (strictly, else the least ambiguous
-    within LOOSE_AMBIGUITY), and the least ambiguous one tried (for the skip reason)."""
+    within `loose_ambiguity`), and the least ambiguous one tried (for the skip reason)."""
     tried = [key_fit(rows, key, column) for key in candidates if column not in key]
-    tried = [fit for fit in tried if fit.facts >= 2]
+    tried = [fit for fit in tried if fit.facts >= THRESHOLDS.min_key_facts]
     best = min(tried, key=lambda fit: fit.ambiguous, default=None)
-    strict = next((fit for fit in tried if fit.ambiguous <= STRICT_AMBIGUITY), None)
+    strict = next((fit for fit in tried if fit.ambiguous <= THRESHOLDS.strict_ambiguity), None)
     if strict is not None:
         return strict, best
-    return (best if best is not None and best.ambiguous <= LOOSE_AMBIGUITY else None), best
+    loose = best is not None and best.ambiguous <= THRESHOLDS.loose_ambiguity
+    return (best if loose else None), best
 
 
 # -- attributes ---------------------------------------------------------------------------------
@@ -351,7 +436,7 @@ def _attribute_templates(
         reason = "the entity key" if name in suggestion.key else _static_skip(p)
         other = None if reason else _repeats(rows, name, kept)
         if other:
-            reason = f"repeats '{other}' (same value in ≥95% of rows)"
+            reason = f"repeats '{other}' (same value in ≥{THRESHOLDS.repeat_share:.0%} of rows)"
         fit, best = (None, None) if reason else _choose_key(rows, name, candidates)
         if fit is None:
             suggestion.skipped[name] = reason or _no_key_reason(best)
@@ -370,18 +455,25 @@ def _static_skip(p: ColumnProfile) -> str | None:
     """Why a column is not worth asking about, judged from the column alone."""
     if not _placeholder_ok(p.name):
         return "its name cannot be a {placeholder} (has . : ! [ or is a number)"
-    if p.blank_share > MAX_BLANK:
+    if p.blank_share > THRESHOLDS.max_blank_share:
         return f"mostly empty ({p.blank_share:.0%} blank)"
-    if p.distinct < 2 or p.top_count >= 0.98 * p.filled:
+    if _near_constant(p):
         return f"near-constant ('{_clip(p.top)}' in {p.top_count / p.filled:.0%} of rows)"
-    if p.kind == "float" and p.avg_len > 12:
-        return f"high-precision numbers (e.g. '{_clip(p.top, 12)}'); round them first"
+    if p.kind == "float" and p.avg_len > THRESHOLDS.max_float_len:
+        example = _clip(p.top, THRESHOLDS.float_quote_width)
+        return f"high-precision numbers (e.g. '{example}'); round them first"
     return {
         "url": "URLs", "email": "email addresses (personal data)",
         "identifier": f"identifier or code (e.g. '{_clip(p.top)}')",
         "free_text": f"long free text (~{p.avg_len:.0f} characters)",
         "boolean": "yes/no flag (a guessable true/false answer)",
     }.get(p.kind)
+
+
+def _near_constant(p: ColumnProfile) -> bool:
+    """One value, or one value in nearly every row: a guessable answer."""
+    return (p.distinct < THRESHOLDS.min_distinct
+            or p.top_count >= THRESHOLDS.near_constant_share * p.filled)
 
 
 def _placeholder_ok(column: str) -> bool:
@@ -391,15 +483,16 @@ def _placeholder_ok(column: str) -> bool:
         return False
 
 
-def _clip(text: str, width: int = 30) -> str:
+def _clip(text: str, width: int | None = None) -> str:
+    width = THRESHOLDS.quote_width if width is None else width
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _repeats(rows: list[dict[str, str]], column: str, kept: list[str]) -> str | None:
-    """A column already asked about that holds the same value in at least 95% of rows."""
+    """A column already asked about that holds the same value in `repeat_share` of rows."""
     for other in kept:
         pairs = _values(rows, (column, other))
-        if pairs and sum(a == b for a, b in pairs) >= 0.95 * len(pairs):
+        if pairs and sum(a == b for a, b in pairs) >= THRESHOLDS.repeat_share * len(pairs):
             return other
     return None
 
@@ -424,6 +517,7 @@ def _usefulness(p: ColumnProfile, fit: KeyFit, rows: int) -> float:
     """More facts, harder to guess, fewer ambiguous rows and a simple key rank higher."""
     coverage = min(fit.facts / rows, 1.0)
     unguessable = 1 - 1 / p.distinct
-    simple = 1.0 if len(fit.key) == 1 else 0.8
-    return coverage * unguessable * (1 - fit.ambiguous) * simple * _KIND_WEIGHT.get(p.kind, 0.9)
+    simple = 1.0 if len(fit.key) == 1 else THRESHOLDS.pair_key_weight
+    exact = 1.0 if p.kind in _EXACT_KINDS else THRESHOLDS.text_kind_weight
+    return coverage * unguessable * (1 - fit.ambiguous) * simple * exact
 

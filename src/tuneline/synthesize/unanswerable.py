@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 from tuneline.artifacts import hash_strings
-from tuneline.evaluate.metrics import normalize
 from tuneline.ingest.records import Record
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.templates import Fact, placeholders, template_key
+from tuneline.text import normalize
 
 MAX_ATTEMPTS_PER_QUESTION = 50
 

@@ -1,4 +1,4 @@
-"""Stage 4, train: fine-tune the base model on the curated chats (LoRA, QLoRA or full), locally
+"""Stage 5, train: fine-tune the base model on the curated chats (LoRA, QLoRA or full), locally
 in one or several processes, or through a provider's managed fine-tuning job."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _OPERATIONAL = ("num_processes", "accelerate_config", "tracking", "checkpoint_ev
                 "keep_checkpoints")
 
 
-def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False,
+def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False, *,
         resume: bool = False) -> Artifact:
     """Train and write the adapter (or full model) with its tokenizer and chat template.
 
@@ -38,8 +38,11 @@ def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = Fal
     elif resume and not _has_checkpoint(checkpoints):
         raise ConfigError([f"train --resume: no checkpoint of this run under {checkpoints} "
                            "(was the config or the data changed since?)"])
-    artifact = run_stage("train", out_dir, config_hash, inputs,
-                         lambda tmp: _train(cfg, curated, tmp, checkpoints), force or resume)
+
+    def work(tmp: Path) -> StageResult:
+        return _train(cfg, curated, tmp, checkpoints)
+
+    artifact = run_stage("train", out_dir, config_hash, inputs, work, force or resume)
     if not artifact.skipped:
         _remove(checkpoints)
     return artifact
