@@ -86,7 +86,10 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps warming up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    max_seq_len: int = Field(256, ge=16, description="Longer examples are truncated.")
+    max_seq_len: int = Field(
+        256, ge=16, description="Tokens per training example. An example whose answer would not "
+        "fit is dropped, never cut short; train's manifest counts the drops.",
+    )
     packing: bool = Field(
         False, description="Flatten each micro-batch into one padding-free row; position ids "
         "restart per example and attention never crosses examples.",
