@@ -28,14 +28,14 @@ def cli_md() -> str:
     return cli_reference()
 
 
-def test_docs_config_md_is_fresh(config_md: str) -> None:
-    assert (DOCS / "config.md").read_text(encoding="utf-8") == HEADER + config_md, (
-        f"docs/config.md is {REGENERATE}")
-
-
-def test_docs_cli_md_is_fresh(cli_md: str) -> None:
-    assert (DOCS / "cli.md").read_text(encoding="utf-8") == HEADER + cli_md, (
-        f"docs/cli.md is {REGENERATE}")
+@pytest.mark.parametrize("page", ["config.md", "cli.md"])
+def test_the_committed_docs_are_fresh(page: str) -> None:
+    # A fresh process, as `make docs` runs it: click caches help options on the command
+    # objects once a test has invoked a subcommand on its own, which would skew the text here.
+    proc = subprocess.run([sys.executable, "-m", "tuneline.reference", "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert page not in proc.stdout + proc.stderr, f"docs/{page} is {REGENERATE}"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def schema_keys(schema: dict[str, Any], node: dict[str, Any], path: str) -> set[str]:

@@ -17,7 +17,6 @@ name is the CLI verb, the YAML section and the artifact folder.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from tuneline.index import stage as index
 from tuneline.ingest import stage as ingest
 from tuneline.register import stage as register
 from tuneline.register import track
+from tuneline.report.results import read_results
 from tuneline.synthesize import stage as synthesize
 from tuneline.train import stage as train
 
@@ -139,8 +139,7 @@ def _stop_on_failed_gate(result: PipelineResult) -> None:
 
 def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:
     """Check evaluate's metrics against `cfg.gate` and write `<run>/gate.json`."""
-    metrics = json.loads((evaluated.path / "metrics.json").read_text(encoding="utf-8"))
-    gate = check_gate(cfg.gate, metrics)
+    gate = check_gate(cfg.gate, read_results(evaluated.path))
     write_json_atomic(run_dir / GATE, gate.to_dict())
     return gate
 

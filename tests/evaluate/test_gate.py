@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import read_json, tiny_pipeline_config, write_config
 from tuneline.config import load_config
-from tuneline.errors import ConfigError
+from tuneline.errors import ConfigError, DataError
 from tuneline.evaluate.config import GateConfig
 from tuneline.evaluate.gate import check_gate
 
@@ -179,3 +180,22 @@ def test_win_rate_without_valid_verdicts_says_so():
     metrics = {"judge": {"win_rate": None, "invalid": 4, "n": 4}}
     failed = check_gate(_gate(min_win_rate=0.5), metrics).checks[0]
     assert not failed.passed and "no valid verdict (4 invalid of 4)" in failed.message
+
+
+def test_the_typed_results_give_the_same_checks_as_the_json(tmp_path):
+    from tuneline.report.results import read_results
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(METRICS), encoding="utf-8")
+    gate = _gate(min_accuracy={"recall": 0.6, "general_v2": 0.5},
+                 max_hallucination={"unanswerable": 0.3}, min_abstention={"recall": 0.5},
+                 max_regression={"general": 0.05}, min_win_rate=0.7)
+    typed = check_gate(gate, read_results(path))
+    assert typed == check_gate(gate, METRICS)
+    assert [c.passed for c in typed.checks] == [False, False, True, False, False, True]
+
+
+def test_a_malformed_metric_is_a_data_error_naming_it():
+    metrics = {"tuned": {"recall": {"accuracy": "0.9"}}}
+    with pytest.raises(DataError, match=r"tuned\.recall\.accuracy: Input should be a valid number"):
+        check_gate(_gate(min_accuracy={"recall": 0.5}), metrics)

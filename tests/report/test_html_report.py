@@ -212,3 +212,48 @@ def test_chromium_dom_shows_key_numbers(report: Path, tmp_path: Path) -> None:
     dom = _chromium("--dump-dom", report.as_uri(), cwd=tmp_path).stdout
     for expected in ("53.7%", "62.0%", SHOWN_GATE_MESSAGE, "Sample answers", "tuned wins"):
         assert expected in dom, expected
+
+
+def test_every_text_from_the_run_is_escaped(tmp_path: Path) -> None:
+    bad = "<i>x</i>"
+    shown = "&lt;i&gt;x&lt;/i&gt;"
+    run = tmp_path / "hostile"
+    summary = {**_summary(0.5, 4), "by_category": {bad: _summary(0.5, 2)}}
+    _write_json(run / "evaluate" / "metrics.json", {
+        bad: {bad: summary}, "retrieval": {bad: {"k": 5, "n": 4, "no_passage": 0.0}},
+        "judge": {"win_rate": 0.5, "challenger": bad, "champion": bad, "judge_model": bad,
+                  "base_url": bad}})
+    _write_rows(run / "evaluate" / "predictions.jsonl", [
+        {"set": bad, "question": bad, "reference": bad, "fact": bad, f"{bad}_answer": bad,
+         f"{bad}_correct": True}])
+    _write_rows(run / "evaluate" / "judgments.jsonl", [
+        {"question": bad, "challenger_answer": bad, "champion_answer": bad, "verdict": bad,
+         "reasons": [bad, bad]}])
+    _write_json(run / "gate.json", {"passed": False, "checks": [{"passed": False,
+                                                                 "message": bad}]})
+    (run / "curate").mkdir()
+    (run / "curate" / "dataset_card.md").write_text(bad, encoding="utf-8")
+    (run / "config.yaml").write_text(f"run:\n  name: '{bad}'\nmodel:\n  base: '{bad}'\n",
+                                     encoding="utf-8")
+    text = render_html_report(run)
+    assert "<i>" not in text
+    # title, heading, base model, gate, metrics (set, variant), category, retrieval, judge
+    # (challenger, champion twice, model, URL), samples, verdicts, reasons, card, config
+    assert text.count(shown) >= 30
+
+
+def test_the_packaged_style_is_inlined(report: Path) -> None:
+    from importlib import resources
+
+    css = resources.files("tuneline.report").joinpath("report.css").read_text("utf-8")
+    assert f"<style>{css}</style>" in report.read_text(encoding="utf-8")
+
+
+def test_malformed_metrics_name_the_field(tmp_path: Path) -> None:
+    from tuneline.errors import DataError
+
+    run = tmp_path / "bad"
+    _write_json(run / "evaluate" / "metrics.json", {"tuned": {"recall": {"accuracy": "high"}}})
+    with pytest.raises(DataError, match=r"metrics\.json: 1 malformed field\(s\):\n"
+                                        r"  - tuned\.recall\.accuracy: "):
+        render_html_report(run)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tuneline.cli.feedback_commands import feedback
+from tuneline.cli.main import cli
 from tuneline.config import load_config
 from tuneline.curate.validate import validate_file
 from tuneline.errors import DataError
@@ -178,13 +178,14 @@ def test_cli_export_and_list(tmp_path):
     store.add("r2", 3, None, _response("r2", "Lyon."))
     out = tmp_path / "feedback.jsonl"
     runner = CliRunner()
-    result = runner.invoke(feedback, ["export", str(config), "--output", str(out)])
+    result = runner.invoke(cli, ["feedback", "export", str(config), "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert "wrote 1 examples" in result.output and "1 rated below 4" in result.output
     assert validate_file(out).ok
-    result = runner.invoke(feedback, ["export", str(config), "-o", str(out), "--min-rating", "3"])
+    result = runner.invoke(cli, ["feedback", "export", str(config), "-o", str(out),
+                                 "--min-rating", "3"])
     assert result.exit_code == 0 and len(out.read_text().splitlines()) == 2
-    result = runner.invoke(feedback, ["list", str(config), "--last", "1"],
+    result = runner.invoke(cli, ["feedback", "list", str(config), "--last", "1"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "r2" in result.output and "spot on" not in result.output
@@ -195,14 +196,14 @@ def test_cli_export_nothing_qualifies_fails(tmp_path):
     config = _config(tmp_path)
     FeedbackStore(tmp_path / "runs" / "demo" / "feedback.db").add("r1", 1, None, None)
     out = tmp_path / "feedback.jsonl"
-    result = CliRunner().invoke(feedback, ["export", str(config), "--output", str(out)])
+    result = CliRunner().invoke(cli, ["feedback", "export", str(config), "--output", str(out)])
     assert result.exit_code == 1
     assert "nothing to export" in result.output and not out.exists()
 
 
 def test_cli_missing_store_names_the_path(tmp_path):
     config = _config(tmp_path)
-    result = CliRunner().invoke(feedback, ["export", str(config), "--output",
+    result = CliRunner().invoke(cli, ["feedback", "export", str(config), "--output",
                                            str(tmp_path / "o.jsonl")])
     assert isinstance(result.exception, DataError)
     assert str(tmp_path / "runs" / "demo" / "feedback.db") in str(result.exception)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneline.evaluate.config import GateConfig
+from tuneline.report.results import EvalResults, parse_results
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 
@@ -36,51 +38,58 @@ class GateResult:
         return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
 
 
-def check_gate(gate: GateConfig, metrics: dict[str, Any]) -> GateResult:
-    """Check `metrics` ({variant: {set: {accuracy, abstention_rate, ...}}}) against `gate`.
+def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> GateResult:
+    """Check evaluate's results against `gate`.
+
+    Args:
+        gate: the thresholds.
+        metrics: `read_results(...)` of metrics.json, or its parsed JSON
+            ({variant: {set: {accuracy, abstention_rate, ...}}, "judge": {...}}).
 
     A metric that a threshold needs but metrics.json lacks is a failed check saying which
     metric is missing, never an exception. No thresholds: the gate passes with no checks.
+
+    Raises:
+        DataError: `metrics` is JSON with a field of the wrong type.
     """
+    results = metrics if isinstance(metrics, EvalResults) else parse_results(metrics)
     checks: list[GateCheck] = []
     for name, threshold in gate.min_accuracy.items():
-        checks.append(_bound(f"min_accuracy.{name}", metrics, name, "accuracy", threshold, True))
+        checks.append(_bound(f"min_accuracy.{name}", results, name, "accuracy", threshold, True))
     for name, threshold in gate.max_hallucination.items():
-        checks.append(_bound(f"max_hallucination.{name}", metrics, name, "hallucination_rate",
+        checks.append(_bound(f"max_hallucination.{name}", results, name, "hallucination_rate",
                              threshold, False))
     for name, threshold in gate.min_abstention.items():
-        checks.append(_bound(f"min_abstention.{name}", metrics, name, "abstention_rate",
+        checks.append(_bound(f"min_abstention.{name}", results, name, "abstention_rate",
                              threshold, True))
     for name, threshold in gate.max_regression.items():
-        checks.append(_regression(f"max_regression.{name}", metrics, name, threshold, BASE))
-        if CHAMPION in metrics:
-            checks.append(_regression(f"max_regression.{name} (vs champion)", metrics, name,
+        checks.append(_regression(f"max_regression.{name}", results, name, threshold, BASE))
+        if CHAMPION in results.variants:
+            checks.append(_regression(f"max_regression.{name} (vs champion)", results, name,
                                       threshold, CHAMPION))
     if gate.min_win_rate is not None:
-        checks.append(_win_rate(metrics, gate.min_win_rate))
+        checks.append(_win_rate(results, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
 
 
-def _metric(metrics: dict[str, Any], variant: str, set_name: str, metric: str) -> float | str:
+def _metric(results: EvalResults, variant: str, set_name: str, metric: str) -> float | str:
     """The number, or a string saying what is missing."""
-    per_set = metrics.get(variant)
-    if not isinstance(per_set, dict):
+    per_set = results.variants.get(variant)
+    if per_set is None:
         return f"metrics.json has no '{variant}' variant"
-    values = per_set.get(set_name)
-    if not isinstance(values, dict):
+    scores = per_set.get(set_name)
+    if scores is None:
         known = ", ".join(sorted(per_set)) or "none"
         return f"metrics.json has no '{set_name}' set for {variant} (sets: {known})"
-    value = values.get(metric)
-    if isinstance(value, dict):  # a rate reported with its interval
-        value = value.get("value")
-    if not isinstance(value, int | float):
+    value = scores.rate(metric)
+    if value is None:
         return f"metrics.json has no '{metric}' metric for {variant}/{set_name}"
-    return float(value)
+    return value
 
 
-def _bound(name: str, metrics: dict[str, Any], set_name: str, metric: str, threshold: float,
+def _bound(name: str, results: EvalResults, set_name: str, metric: str, threshold: float,
            at_least: bool) -> GateCheck:
-    value = _metric(metrics, TUNED, set_name, metric)
+    value = _metric(results, TUNED, set_name, metric)
     if isinstance(value, str):
         return GateCheck(name, threshold, None, False, f"{name}: {value}")
     passed = value >= threshold if at_least else value <= threshold
@@ -91,10 +100,10 @@ def _bound(name: str, metrics: dict[str, Any], set_name: str, metric: str, thres
                      f"({verdict})")
 
 
-def _regression(name: str, metrics: dict[str, Any], set_name: str, threshold: float,
+def _regression(name: str, results: EvalResults, set_name: str, threshold: float,
                 reference: str) -> GateCheck:
-    tuned = _metric(metrics, TUNED, set_name, "accuracy")
-    base = _metric(metrics, reference, set_name, "accuracy")
+    tuned = _metric(results, TUNED, set_name, "accuracy")
+    base = _metric(results, reference, set_name, "accuracy")
     for value in (tuned, base):
         if isinstance(value, str):
             return GateCheck(name, threshold, None, False, f"{name}: {value}")
@@ -107,22 +116,20 @@ def _regression(name: str, metrics: dict[str, Any], set_name: str, threshold: fl
                      f"{drop:.3f}, allowed <= {threshold:.3f} ({verdict})")
 
 
-def _win_rate(metrics: dict[str, Any], threshold: float) -> GateCheck:
+def _win_rate(results: EvalResults, threshold: float) -> GateCheck:
     name = "min_win_rate"
-    judge = metrics.get("judge")
-    value = judge.get("win_rate") if isinstance(judge, dict) else None
-    if isinstance(value, dict):
-        value = value.get("value")
-    if isinstance(judge, dict) and value is None:
-        return GateCheck(name, threshold, None, False,
-                         f"{name}: the judge gave no valid verdict ({judge.get('invalid', 0)} "
-                         f"invalid of {judge.get('n', 0)}); see evaluate/judgments.jsonl")
-    if not isinstance(value, int | float):
+    judge = results.judge
+    if judge is None:
         return GateCheck(name, threshold, None, False,
                          f"{name}: metrics.json has no 'judge.win_rate' metric (is the LLM "
                          "judge configured?); unset gate.min_win_rate or enable the judge")
+    if judge.win_rate is None:
+        return GateCheck(name, threshold, None, False,
+                         f"{name}: the judge gave no valid verdict ({judge.invalid or 0} "
+                         f"invalid of {judge.n or 0}); see evaluate/judgments.jsonl")
+    value = judge.win_rate
     passed = value >= threshold
     verdict = "ok" if passed else "FAILED"
-    return GateCheck(name, threshold, float(value), passed,
+    return GateCheck(name, threshold, value, passed,
                      f"{name}: judge win rate {value:.3f}, required >= {threshold:.3f} "
                      f"({verdict})")

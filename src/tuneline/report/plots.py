@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from html import escape
 from types import ModuleType
 from typing import Any
 
@@ -15,26 +14,29 @@ from tuneline.errors import MissingDependencyError
 
 COLORS = ("#8c96a6", "#2f6fde", "#e07b39", "#3a9d5d", "#9b59b6")
 
+
 def figure_module() -> ModuleType | None:
+    """matplotlib.figure, or None when matplotlib is not installed."""
     try:
         return require("matplotlib.figure")
     except MissingDependencyError:
         return None
 
 
-def plot(figures: ModuleType | None, alt: str, size: tuple[float, float],
-          draw: Callable[..., None], *args: Any) -> str:
-    """An <img> of what `draw` puts on a new figure, embedded as PNG; "" without matplotlib."""
+def plot(figures: ModuleType | None, size: tuple[float, float], draw: Callable[..., None],
+         *args: Any) -> str | None:
+    """What `draw` puts on a new figure, as a PNG data URI; None without matplotlib."""
     if figures is None:
-        return ""
+        return None
     figure = figures.Figure(figsize=size, dpi=100, layout="constrained")
     draw(figure, *args)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
-    return f'<img alt="{escape(alt)}" src="{data_uri(buffer.getvalue(), "image/png")}">'
+    return data_uri(buffer.getvalue(), "image/png")
 
 
 def data_uri(data: bytes, mime: str) -> str:
+    """`data` inline, as a data: URI."""
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -1,0 +1,79 @@
+"""`tuneline export` and `tuneline models pull`: tuned models out, base models in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tuneline.cli.shared import console, errors, load_cli_config
+from tuneline.errors import ModelError
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--model", "model_ref", default=None, metavar="NAME[/VERSION|@ALIAS]",
+              help="Export this registered version (from the configured registry).")
+@click.option("--adapter", "adapter_dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR", help="Export this adapter folder (e.g. runs/<run>/train/adapter).")
+@click.option("--output", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder to create; it appears complete or not at all.")
+@click.option("--merge", is_flag=True,
+              help="Merge the LoRA adapter into its base: a plain HF model folder (safetensors, "
+              "config, tokenizer, chat template). Without it, the adapter alone is copied.")
+@click.option("--base", "base_model", default=None,
+              help="With --merge: the base to merge into (default: the registered version's "
+              "base, else base_model_name_or_path in adapter_config.json).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+              default="float32", show_default=True, help="With --merge: weight dtype written.")
+@click.option("--force", is_flag=True, help="Replace --output when it exists.")
+def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | None,
+           output: Path, merge: bool, base_model: str | None, dtype: str, force: bool) -> None:
+    """Export a tuned model: its LoRA adapter, or (--merge) the base with the adapter merged in.
+
+    The adapter loads in plain PEFT; the merged folder in plain transformers
+    (AutoModelForCausalLM.from_pretrained), neither needing tuneline.
+    """
+    from tuneline.models.export import adapter_base, export_adapter, export_merged
+
+    if (model_ref is None) == (adapter_dir is None):
+        raise click.UsageError("give exactly one of --model NAME[/VERSION] and --adapter DIR")
+    if not merge and (base_model is not None or dtype != "float32"):
+        raise click.UsageError("--base and --dtype only apply with --merge")
+    cfg = load_cli_config(args)
+    base = base_model
+    if model_ref is not None:
+        from tuneline.registry import open_registry
+
+        registry = open_registry(cfg.register)
+        version = registry.materialize(registry.get(model_ref))
+        adapter_dir = version.adapter_dir
+        if not adapter_dir.is_dir():
+            raise ModelError(f"{version.reference} has no local adapter to export (a model "
+                             "trained by a managed backend lives with its provider)")
+        base = base or version.meta.get("base_model")
+        errors.print(f"exporting {version.reference} ({adapter_dir})")
+    assert adapter_dir is not None
+    if not merge:
+        written = export_adapter(adapter_dir, output, overwrite=force)
+        console.print(f"adapter → {written}")
+        return
+    base = base or adapter_base(adapter_dir)
+    errors.print(f"merging {adapter_dir} into {base} ...")
+    written = export_merged(adapter_dir, base, output, dtype, cfg.model.cache_dir, overwrite=force)
+    console.print(f"merged model ({dtype}) → {written}")
+
+
+@click.group()
+def models() -> None:
+    """Manage base models."""
+
+
+@models.command("pull")
+@click.argument("name", default="embedded:smollm2-135m-instruct")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+def models_pull(name: str, cache_dir: Path | None) -> None:
+    """Prepare a base model offline (converts an embedded GGUF to safetensors once)."""
+    from tuneline.models.resolve import resolve_model
+
+    console.print(f"{name} → {resolve_model(name, cache_dir)}")
