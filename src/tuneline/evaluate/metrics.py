@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tuneline.report.results import RATES
 from tuneline.text import contains_fact, normalize
 
 
@@ -46,8 +47,6 @@ def is_correct(answer: str, item: dict) -> bool:
 _ARTICLES = frozenset({"a", "an", "the"})
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
-RATES = ("accuracy", "exact_match", "token_f1", "hallucination_rate", "abstention_rate",
-         "mean_answer_words")
 
 
 def _tokens(text: str) -> list[str]:

@@ -23,10 +23,11 @@ from tuneline.config import PipelineConfig
 from tuneline.curate.stage import EVAL_SETS, load_eval_set
 from tuneline.evaluate.metrics import is_abstention, is_correct, summarize_items
 from tuneline.report.markdown import render_report
+from tuneline.report.results import METRICS_FILE
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
 from tuneline.train.stage import weights_dir
 
-METRICS = "metrics.json"
+METRICS = METRICS_FILE  # read back through tuneline.report.results
 PREDICTIONS = "predictions.jsonl"
 REPORT = "report.md"
 JUDGMENTS = "judgments.jsonl"
