@@ -70,14 +70,16 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     result = PipelineResult(run_dir)
-    for name in stages_to_run(cfg, until):
+    names = stages_to_run(cfg, until)
+    stop_on_failed_gate_after = "track" if "track" in names else "evaluate"
+    for name in names:
         result.artifacts[name] = _run_stage(name, cfg, result, force, resume)
         if on_stage is not None:
             on_stage(result.artifacts[name])
         if name == "evaluate":
             result.gate = check_and_record_gate(cfg, result.artifacts["evaluate"], run_dir)
             result.report = _write_report(run_dir)
-        if name in ("evaluate", "track") and _last_before_gate_stop(cfg, name):
+        if name == stop_on_failed_gate_after:
             _stop_on_failed_gate(result)
     return result
 
@@ -114,11 +116,6 @@ def _run_stage(name: str, cfg: PipelineConfig, result: PipelineResult, force: fr
         return register.run(cfg, a["curate"], a["train"], a["evaluate"], a.get("track"), out,
                             again, gate=gate_of(result))
     raise ValueError(f"not a stage: {name!r}")
-
-
-def _last_before_gate_stop(cfg: PipelineConfig, name: str) -> bool:
-    """A failed gate stops the pipeline after track, or after evaluate when track is off."""
-    return name == "track" or cfg.register.backend != "mlflow"
 
 
 def gate_of(result: PipelineResult) -> GateResult:

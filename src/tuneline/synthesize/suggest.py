@@ -10,15 +10,16 @@ from typing import Any
 
 import yaml
 
+from tuneline.synthesize.column_types import profile_column
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.phrasing import (
     GROUP_WORDS,
-    ID_WORDS,
     NAME_WORDS,
     build_template,
     humanize,
 )
 from tuneline.synthesize.profile import ColumnProfile
+from tuneline.synthesize.thresholds import THRESHOLDS, SuggestThresholds
 
 __all__ = [
     "THRESHOLDS",
@@ -35,68 +36,6 @@ __all__ = [
     "suggest_templates",
 ]
 
-
-@dataclass(frozen=True)
-class SuggestThresholds:
-    """Every number the suggester judges columns and keys by; the code reads THRESHOLDS."""
-
-    # -- sampling
-    sample_rows: int = 20_000  # enough rows to judge types and keys; bigger tables stay fast
-    # -- types, judged on a column's distinct values
-    link_share: float = 0.9  # URLs or emails if 90% look like one: a few "n/a" hide nothing
-    kind_share: float = 0.95  # dates, numbers, slugs, codes: a stray typo keeps the type
-    free_text_avg_len: int = 80  # values longer than this on average are prose, not a fact
-    free_text_spaces: int = 12  # ... as are values of more than 13 words on average
-    categorical_uniqueness: float = 0.5  # values repeat (one per two rows at most): a category
-    # -- entity keys
-    min_distinct: int = 2  # one value names no entity and is a guessable answer
-    key_max_blank_share: float = 0.2  # a key must name at least 80% of the rows
-    key_max_avg_len: int = 60  # longer values (sentences) read badly as an entity's name
-    uniqueness_weight: float = 2.0  # key score: 2 × the share of distinct values, plus bonuses
-    name_bonus: float = 2.0  # a name-like column (name, title, event) beats a merely unique one
-    identifier_penalty: float = 1.5  # codes name an entity, but less readably than names
-    date_key_min_uniqueness: float = 0.95  # a date keys a time series only if nearly unique
-    date_key_penalty: float = 2.5  # ... and ranks below name-like keys ("msft on 2003-09-19")
-    single_key_min_uniqueness: float = 0.5  # a column alone is a key candidate if half unique
-    entity_min_uniqueness: float = 0.8  # the entity key alone must tell 80% of rows apart
-    rejected_key_score: float = -1.0  # a single key below that: under any usable key (>= -0.6)
-    pair_pool: int = 5  # pairs are tried among the 5 most name-like readable columns only
-    pair_min_uniqueness: float = 0.9  # a pair key must tell 90% of rows apart
-    pair_min_gain: float = 0.05  # ... and 5 points more than either column, else it adds nothing
-    max_pairs: int = 3  # the most unique pairs kept as key candidates
-    group_qualifier_bonus: float = 1.0  # event + discipline: a grouping column qualifies best
-    name_qualifier_bonus: float = 0.5  # a second name-like column qualifies less well
-    pair_penalty: float = 1.5  # a pair key reads clumsier than one column
-    # -- attribute against key
-    min_key_facts: int = 2  # a key yielding a single fact for a column is no key for it
-    strict_ambiguity: float = 0.05  # the first key leaving at most 5% of rows ambiguous is taken
-    loose_ambiguity: float = 0.20  # else the least ambiguous, if "a function for most rows"
-    # -- attributes worth asking about
-    max_blank_share: float = 0.5  # a column blank in more than half the rows gets no template
-    near_constant_share: float = 0.98  # one value in 98% of rows is a guessable answer
-    max_float_len: int = 12  # longer floats are raw measurements nobody recalls; round them
-    repeat_share: float = 0.95  # equal to a kept column in 95% of rows: it repeats that one
-    quote_width: int = 30  # skip reasons quote at most this many characters of a value
-    float_quote_width: int = 12  # ... and of a high-precision number
-    # -- usefulness ranking
-    pair_key_weight: float = 0.8  # facts behind a two-column key rank lower: clumsier questions
-    text_kind_weight: float = 0.9  # text and categories rank below exact dates and numbers (1)
-
-
-THRESHOLDS = SuggestThresholds()
-
-_URL = re.compile(r"^(https?://|www\.|/[\w.-]+/)\S*$", re.IGNORECASE)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.\w+$")
-_DATE = re.compile(
-    r"^(\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
-    r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2}-[A-Za-z]{3}-\d{2,4}"
-    r"|\d{1,2} [A-Za-z]{3,9}\.? \d{4}|[A-Za-z]{3,9}\.? \d{1,2}, \d{4})$"
-)
-_INT = re.compile(r"^[+-]?\d+$")
-_NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_SLUG = re.compile(r"^[a-z0-9]+([-_][a-z0-9]+)*$")
-_CODE = re.compile(r"^([A-Z0-9]{1,5}|(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_./-]{3,})$")
-_BOOLEANS = {"true", "false", "yes", "no", "y", "n", "t", "f"}
 
 _EXACT_KINDS = {"date", "integer", "float"}  # weighted 1 in usefulness, others text_kind_weight
 
@@ -138,7 +77,7 @@ def plan_templates(
         facts, ambiguity) and a reason for every column that got no template.
     """
     rows = _sample(_distinct(rows, columns))
-    profiles = {c: _profile(c, [str(r.get(c) or "") for r in rows]) for c in columns}
+    profiles = {c: profile_column(c, [str(r.get(c) or "") for r in rows]) for c in columns}
     candidates = _key_candidates(profiles, rows)
     suggestion = TableSuggestion(table, _entity_key(candidates, profiles, rows))
     if not rows:
@@ -240,60 +179,6 @@ def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- profiling ----------------------------------------------------------------------------------
-
-
-def _profile(name: str, values: list[str]) -> ColumnProfile:
-    filled = [v.strip() for v in values if v and v.strip()]
-    counts = Counter(filled)
-    top, top_count = counts.most_common(1)[0] if counts else ("", 0)
-    words, unit = humanize(name)
-    avg_len = sum(map(len, filled)) / len(filled) if filled else 0.0
-    kind = _infer_kind(words, list(counts), len(filled), avg_len)
-    return ColumnProfile(name, words, unit, kind, len(values), len(filled), len(counts), top,
-                         top_count, avg_len)
-
-
-def _share(pattern: re.Pattern[str], values: list[str]) -> float:
-    return sum(bool(pattern.match(v)) for v in values) / len(values)
-
-
-def _fits(pattern: re.Pattern[str], values: list[str]) -> bool:
-    """Whether the values are of the pattern's type, a few strays allowed."""
-    return _share(pattern, values) >= THRESHOLDS.kind_share
-
-
-def _infer_kind(words: list[str], distinct: list[str], filled: int, avg_len: float) -> str:
-    """The column's type, judged on its distinct values (`kind_share` must fit) and its name."""
-    if not distinct:
-        return "empty"
-    id_named = bool(set(words) & ID_WORDS)
-    lowered = {v.lower() for v in distinct}
-    if _share(_URL, distinct) >= THRESHOLDS.link_share:
-        return "url"
-    if _share(_EMAIL, distinct) >= THRESHOLDS.link_share:
-        return "email"
-    if lowered <= _BOOLEANS or (lowered <= {"0", "1"} and words[0] in {"is", "has"}):
-        return "boolean"
-    if _fits(_DATE, distinct):
-        return "date"
-    if _fits(_NUM, distinct):
-        integer = _fits(_INT, distinct)
-        zero_padded = integer and any(len(v) > 1 and v.startswith("0") for v in distinct)
-        if id_named or zero_padded:
-            return "identifier"
-        return "integer" if integer else "float"
-    slug = _fits(_SLUG, distinct) and any("-" in v or "_" in v for v in distinct)
-    if id_named or slug or _fits(_CODE, distinct):
-        return "identifier"
-    return _text_kind(distinct, filled, avg_len)
-
-
-def _text_kind(distinct: list[str], filled: int, avg_len: float) -> str:
-    """Prose, a category (values repeat) or short text."""
-    spaces = sum(v.count(" ") for v in distinct) / len(distinct)
-    if avg_len > THRESHOLDS.free_text_avg_len or spaces > THRESHOLDS.free_text_spaces:
-        return "free_text"
-    return "categorical" if len(distinct) <= THRESHOLDS.categorical_uniqueness * filled else "text"
 
 
 # -- keys ---------------------------------------------------------------------------------------
