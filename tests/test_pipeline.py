@@ -30,9 +30,12 @@ def test_every_stage_writes_its_artifacts(tiny_run):
     assert not any(art.skipped for art in a.values())
     assert a["ingest"].manifest["counts"]["records"] == 20
     curated = a["curate"].manifest["counts"]
-    assert curated["facts_train"] + curated["facts_val"] + curated["facts_heldout"] == 20
+    assert (curated["facts_train"] + curated["facts_val"] + curated["facts_heldout"]
+            + curated["facts_dev"]) == 20
     assert curated["train"] == 2 * curated["facts_train"]  # the last phrasing is held out
-    assert curated["recall"] == curated["facts_train"]
+    # every trained fact is asked once, in the test recall set or (disjoint) the dev one
+    assert curated["recall"] + curated["dev:recall"] == curated["facts_train"]
+    assert curated["dev:recall"] >= 1 and curated["dev:heldout"] == curated["facts_dev"] >= 1
     train = a["train"].manifest["details"]
     assert train["loss_last"] < train["loss_first"]
     assert (a["train"].path / "adapter" / "adapter_model.safetensors").is_file()

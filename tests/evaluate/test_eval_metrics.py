@@ -9,7 +9,7 @@ from tuneline.evaluate.metrics import (
     bootstrap_ci,
     exact_match,
     gold_answers,
-    is_hallucination,
+    judge_answer,
     score,
     summarize,
     summarize_items,
@@ -45,6 +45,10 @@ def test_token_f1_is_squad_style():
     assert best_token_f1("anything", []) == 0.0
 
 
+def is_hallucination(answer, item):
+    return judge_answer(answer, item).hallucinated
+
+
 def test_hallucination_is_a_confident_wrong_answer():
     assert is_hallucination("Michael Phelps won.", FACT)
     assert not is_hallucination("Léon Marchand, of course.", FACT)
@@ -59,7 +63,7 @@ def test_hallucination_is_a_confident_wrong_answer():
 
 def test_score_of_one_answer():
     s = score("Léon Marchand won the 400m!", FACT)
-    assert s == {"accuracy": 1.0, "exact_match": 1.0, "token_f1": 1.0,
+    assert s == {"accuracy": 1.0, "exact_match": 1.0, "containment": 1.0, "token_f1": 1.0,
                  "hallucination_rate": 0.0, "abstention_rate": 0.0, "mean_answer_words": 5.0}
     s = score("", FACT)
     assert s["accuracy"] == s["exact_match"] == s["token_f1"] == s["mean_answer_words"] == 0.0
@@ -79,8 +83,8 @@ def test_summarize_items_rates_and_categories():
     assert m["abstention_rate"] == pytest.approx(2 / 6)
     assert m["exact_match"] == pytest.approx(2 / 6)
     assert m["mean_answer_words"] == pytest.approx((2 + 2 + 3 + 0 + 9 + 2) / 6)
-    assert set(m["ci95"]) == {"accuracy", "exact_match", "token_f1", "hallucination_rate",
-                              "abstention_rate", "mean_answer_words"}
+    assert set(m["ci95"]) == {"accuracy", "exact_match", "containment", "token_f1",
+                              "hallucination_rate", "abstention_rate", "mean_answer_words"}
     assert set(m["by_category"]) == {"winners", "athletes"}
     assert m["by_category"]["winners"]["n"] == 4
     assert m["by_category"]["winners"]["hallucination_rate"] == 0.25
@@ -100,16 +104,17 @@ def test_bootstrap_ci_contains_the_estimate_narrows_with_n_and_is_seeded():
         lo_l, hi_l)
     assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
     assert bootstrap_ci([]) == (0.0, 0.0)
-    assert summarize([]) == {"accuracy": 0.0, "exact_match": 0.0, "token_f1": 0.0,
-                             "hallucination_rate": 0.0, "abstention_rate": 0.0,
+    assert summarize([]) == {"accuracy": 0.0, "exact_match": 0.0, "containment": 0.0,
+                             "token_f1": 0.0, "hallucination_rate": 0.0, "abstention_rate": 0.0,
                              "mean_answer_words": 0.0, "n": 0,
                              "ci95": {k: [0.0, 0.0] for k in (
-                                 "accuracy", "exact_match", "token_f1", "hallucination_rate",
-                                 "abstention_rate", "mean_answer_words")}}
+                                 "accuracy", "exact_match", "containment", "token_f1",
+                                 "hallucination_rate", "abstention_rate", "mean_answer_words")}}
 
 
 def test_evaluate_metrics_keep_old_keys_and_add_new_ones():
     pytest.importorskip("tqdm")
+    from tuneline.evaluate.claims import Vocabulary
     from tuneline.evaluate.stage import _metrics
 
     rows = [FACT, FACT, UNANSWERABLE]
@@ -117,7 +122,7 @@ def test_evaluate_metrics_keep_old_keys_and_add_new_ones():
                "tuned": ["Léon Marchand", "Léon Marchand won the 400m", TRAINED]}
     predictions = [{**item, **{f"{v}_answer": answers[v][i] for v in answers}}
                    for i, item in enumerate(rows)]
-    metrics = _metrics(predictions, ["base", "tuned"])
+    metrics = _metrics(predictions, ["base", "tuned"], Vocabulary())
     assert set(metrics["tuned"]) == {"recall", "unanswerable"}
     recall = metrics["tuned"]["recall"]
     assert recall["accuracy"] == 1.0 and recall["abstention_rate"] == 0.0 and recall["n"] == 2

@@ -141,7 +141,7 @@ def test_pipeline_gate_blocks_register_then_lets_it_run(tiny_model_dir, tmp_path
     assert not (run_dir / "register").exists()
     assert (run_dir / "report.html").is_file()
     assert "report.html" in proc.stderr.replace("\n", "")  # rich wraps long lines
-    assert "Accuracy" in proc.stdout and "report:" in proc.stdout
+    assert "Strict accuracy" in proc.stdout and "report:" in proc.stdout
     # Tracked in MLflow as a failed-gate run, but never registered as a model version.
     cfg = load_config(config_path)
     registry = open_registry(cfg.register)

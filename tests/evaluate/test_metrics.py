@@ -14,7 +14,8 @@ def test_accuracy():
 
 
 def test_abstentions_are_recognised_and_scored_for_unanswerable_items():
-    from tuneline.evaluate.metrics import is_abstention, is_correct
+    from tuneline.evaluate.metrics import contains_reference as is_correct
+    from tuneline.evaluate.metrics import is_abstention
 
     trained = "I don't have information about that in my data."
     assert is_abstention("Sorry, I don't know who that is.")

@@ -68,12 +68,16 @@ def test_curate_trains_on_some_abstentions_and_holds_out_the_rest(tmp_path):
     curated = result.artifacts["curate"]
     counts = curated.manifest["counts"]
     assert result.artifacts["synthesize"].manifest["counts"]["unanswerable:capital"] == 10
-    assert counts["facts_unanswerable_train"] == 4 and counts["facts_unanswerable_eval"] == 6
+    # 6 held out for the test set, 1 for the dev set (curate.dev_fraction 0.1), 3 trained
+    assert counts["facts_unanswerable_train"] == 3 and counts["facts_unanswerable_eval"] == 6
+    assert counts["facts_unanswerable_dev"] == 1
     held = load_eval_set(curated, "unanswerable")
+    dev = load_eval_set(curated, "unanswerable", "dev")
     assert len(held) == 6 and all(i["expect"] == "abstain" for i in held)
+    assert len(dev) == 1 and {i["fact_id"] for i in dev}.isdisjoint(i["fact_id"] for i in held)
     trained = [ex["messages"] for ex in load_chat(curated, "train")]
     abstentions = [m for m in trained if m[1]["content"] == "No idea, sorry."]
-    assert len(abstentions) == 4 * 2  # two trained phrasings each, the third probes
+    assert len(abstentions) == 3 * 2  # two trained phrasings each, the third probes
     trained_questions = {m[0]["content"] for m in trained}
-    assert not any(i["question"] in trained_questions for i in held)
+    assert not any(i["question"] in trained_questions for i in held + dev)
     assert all(i["fact"] for i in load_eval_set(curated, "recall"))

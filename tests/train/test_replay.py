@@ -77,7 +77,8 @@ def test_base_answers_become_chat_examples(tmp_path, terse_model_dir):
     out = tmp_path / "replay.jsonl"
     counts = build_replay(cfg, n_train=10, out_path=out)
     rows = read_jsonl(out)
-    assert counts == {"replay_examples": 5, "replay_wanted": 5, "replay_cut_off": 0}
+    assert counts == {"replay_examples": 5, "replay_wanted": 5, "replay_cut_off": 0,
+                      "dropped:leak:replay": 0}
     assert len(rows) == 5
     asked = {p["prompt"] for p in replay_prompts(cfg)}
     for row in rows:
@@ -95,7 +96,19 @@ def test_answers_cut_off_by_the_budget_are_not_used(tmp_path, tiny_model_dir):
                                     for i in range(6)), encoding="utf-8")
     cfg.train.replay.prompts_file = prompts_file
     counts = build_replay(cfg, n_train=4, out_path=tmp_path / "replay.jsonl")
-    assert counts == {"replay_examples": 0, "replay_wanted": 2, "replay_cut_off": 6}
+    assert counts == {"replay_examples": 0, "replay_wanted": 2, "replay_cut_off": 6,
+                      "dropped:leak:replay": 0}
+
+
+def test_a_replay_answer_that_states_an_evaluated_fact_is_dropped(tmp_path, terse_model_dir):
+    from tuneline.leakage import GuardedFact, LeakGuard
+
+    cfg = _config(tmp_path, terse_model_dir)
+    # "Yes." is an identifying answer of a heldout fact: every replay answer states it.
+    guard = LeakGuard([GuardedFact("f1", "t", "Yes", ("Entity",))], {"t": {"Yes": 1}})
+    counts = build_replay(cfg, n_train=10, out_path=tmp_path / "replay.jsonl", guard=guard)
+    assert counts["dropped:leak:replay"] == 5 and counts["replay_examples"] == 0
+    assert read_jsonl(tmp_path / "replay.jsonl") == []
 
 
 def test_off_by_default_writes_nothing(tmp_path, tiny_model_dir):

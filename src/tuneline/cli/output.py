@@ -50,8 +50,9 @@ def print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
     if not results.variants:
         console.print(f"no variant could be evaluated; see {evaluated.path / 'report.md'}")
         return
-    table = Table(title="Accuracy [95% interval]: the reference fact is in the answer "
-                  "(unanswerable: the model declines)")
+    table = Table(title="Strict accuracy [95% interval]: the first value the answer claims is "
+                  "the reference and it names no other (unanswerable: it declines and claims "
+                  "nothing); below it, exact match / containment (the reference anywhere)")
     table.add_column("variant")
     for name in results.sets:
         table.add_column(name, justify="right")
@@ -79,7 +80,9 @@ def _accuracy_cell(scores: SetScores | None) -> str:
         return "-"
     ci = scores.ci95.get("accuracy")
     interval = f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else ""
-    return f"{scores.accuracy:.1%}{interval} n={scores.n}"
+    lenient = " / ".join(f"{value:.0%}" if value is not None else "-"
+                         for value in (scores.exact_match, scores.containment))
+    return f"{scores.accuracy:.1%}{interval} n={scores.n}\nEM/contains {lenient}"
 
 
 def print_gate(gate: GateResult | None) -> None:

@@ -126,6 +126,12 @@ class CurateConfig(Section):
     val_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of facts kept for validation loss."
     )
+    dev_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of facts (answerable, and of the unanswerable "
+        "questions; and of the trained facts for recall) that form the dev sets (eval/dev/): "
+        "the same kinds as the test sets on disjoint facts, never trained on. Choose knobs on "
+        "them (`evaluate.split: dev`); the test sets are scored once per run."
+    )
     unanswerable_train_fraction: float = Field(
         0.5, ge=0, lt=1,
         description="Share of the unanswerable questions (synthesize.unanswerable) trained on, "

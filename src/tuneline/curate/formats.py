@@ -38,6 +38,7 @@ def eval_items(facts: list[Fact], phrasings: slice, set_name: str) -> list[dict[
             "fact": fact.fact,
             "fact_id": fact.fact_id,
             "template": fact.template,
+            "entity": fact.entity or [fact.key],
             "source": fact.source,
         }
         for fact in facts

@@ -10,6 +10,7 @@ from typing import Any
 
 from tuneline.config import PipelineConfig
 from tuneline.curate.formats import chat_example
+from tuneline.leakage import LeakGuard
 from tuneline.rag.passages import Passage
 from tuneline.rag.prompt import rag_user_message, shown_text
 from tuneline.rag.record_passages import answering_provenances, gold_provenance, provenance
@@ -18,33 +19,47 @@ from tuneline.synthesize.templates import Fact
 
 
 def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
-                  retriever: Retriever, reading: list[Fact] | None = None
-                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                  retriever: Retriever, reading: list[Fact] | None = None,
+                  guard: LeakGuard | None = None
+                  ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """RAG-format chats for a share of the trained (fact, question) pairs (curate.rag.fraction,
     and unanswerable_fraction for the unanswerable ones), one with its gold passage for each
-    reading fact and, for reading_gold_removed of them, a twin without it; and counts by kind:
-    `rag:gold` (answer from the gold passage), `rag:gold_removed` and `rag:no_gold`
-    (unanswerable questions; both answer with the abstention sentence)."""
+    reading fact and, for reading_gold_removed of them, a twin without it.
+
+    Returns the chats by route (`rag`: trained facts; `rag_unanswerable`: invented ones;
+    `reading`: reading facts) and counts by kind: `rag:gold` (answer from the gold passage),
+    `rag:gold_removed` and `rag:no_gold` (unanswerable questions; both answer with the
+    abstention sentence), and `rag:distractor_leak_avoided`: retrieved passages left out
+    because they state an evaluated fact (`guard`)."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
-    chosen = _chosen_pairs(cfg, facts, phrasings, rng)
+    chosen = [(fact, question, shape, "rag_unanswerable" if fact.kind == "unanswerable"
+               else "rag") for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng)]
     for fact in reading or []:
         question = rng.choice(fact.questions[phrasings])
-        chosen.append((fact, question, _GOLD))
+        chosen.append((fact, question, _GOLD, "reading"))
         if rng.random() < raft.reading_gold_removed:
             # The same question without its answer in the context: only reading tells them apart.
-            chosen.append((fact, question, _REMOVED))
+            chosen.append((fact, question, _REMOVED, "reading"))
     if not chosen:
-        return [], {}
+        return {}, {}
     k, max_chars = cfg.index.retrieval.top_k, cfg.index.retrieval.max_passage_chars
-    questions = [question for _, question, _ in chosen]
+    questions = [question for _, question, _, _ in chosen]
     vectors = retriever.embedder.embed(questions, progress=True)
-    found = retriever.search_embedded(questions, vectors, 2 * k)
-    examples, kinds = [], Counter()
-    for (fact, question, shape), hits, vector in zip(chosen, found, vectors, strict=True):
+    # Twice the context, and deeper when passages stating evaluated facts are left out.
+    depth = 2 * k + min(len(guard) if guard is not None else 0, 10 * k)
+    found = retriever.search_embedded(questions, vectors, depth)
+    examples: dict[str, list[dict[str, Any]]] = {}
+    kinds: Counter[str] = Counter()
+    for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
         answering = answering_provenances(item)  # empty for unanswerable facts (no row)
-        others = [h.passage for h in hits if provenance(h.passage) not in answering][:k]
+        others = [h.passage for h in hits if provenance(h.passage) not in answering]
+        if guard is not None:
+            kinds["rag:distractor_leak_avoided"] += sum(guard.stated(p.text) is not None
+                                                        for p in others[:k])
+            others = [p for p in others if guard.stated(p.text) is None]
+        others = others[:k]
         if not answering:
             kind, passages, answer = "no_gold", others, fact.answer
         elif shape == _REMOVED or (shape == _SAMPLED and rng.random() < raft.gold_removed):
@@ -60,9 +75,9 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
             answer = shown_text(gold, max_chars) if raft.answer == "passage" else fact.answer
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
-        examples.append(chat_example(content, answer))
+        examples.setdefault(route, []).append(chat_example(content, answer))
         kinds[f"rag:{kind}"] += 1
-    return examples, dict(kinds)
+    return examples, {name: n for name, n in kinds.items() if n}
 
 
 # How a chosen pair is shaped: by the gold_removed draw, with its gold passage, or without it.

@@ -11,15 +11,18 @@ from tuneline.synthesize.templates import Fact
 
 @dataclass
 class FactSplit:
-    """Facts assigned to train, validation and held-out test."""
+    """Facts assigned to train, validation, held-out test and held-out dev (for choosing knobs:
+    the test facts are scored once per run, never tuned against)."""
 
     train: list[Fact] = field(default_factory=list)
     val: list[Fact] = field(default_factory=list)
     heldout: list[Fact] = field(default_factory=list)
+    dev: list[Fact] = field(default_factory=list)
 
 
 def split_by_fact(
-    facts: list[Fact], heldout_fraction: float, val_fraction: float, seed: int
+    facts: list[Fact], heldout_fraction: float, val_fraction: float, seed: int,
+    dev_fraction: float = 0.0,
 ) -> FactSplit:
     """Split facts per template (stratified), seeded, so each template is on every side."""
     by_template: dict[str, list[Fact]] = defaultdict(list)
@@ -32,9 +35,11 @@ def split_by_fact(
         rng.shuffle(group)
         n_heldout = _share(len(group), heldout_fraction)
         n_val = _share(len(group), val_fraction)
+        n_dev = _share(len(group), dev_fraction)
         split.heldout += group[:n_heldout]
         split.val += group[n_heldout : n_heldout + n_val]
-        split.train += group[n_heldout + n_val :]
+        split.dev += group[n_heldout + n_val : n_heldout + n_val + n_dev]
+        split.train += group[n_heldout + n_val + n_dev :]
     return split
 
 
@@ -66,6 +71,15 @@ def drop_leaks(split: FactSplit, threshold: float) -> int:
                                                        strict=True)
                 if not index.query(text, signature)]
 
-    before = len(split.val) + len(split.heldout)
+    before = len(split.val) + len(split.heldout) + len(split.dev)
     split.val, split.heldout = unseen(split.val), unseen(split.heldout)
-    return before - len(split.val) - len(split.heldout)
+    split.dev = unseen(split.dev)
+    return before - len(split.val) - len(split.heldout) - len(split.dev)
+
+
+def split_recall(facts: list[Fact], dev_fraction: float, seed: int) -> tuple[list[Fact],
+                                                                             list[Fact]]:
+    """Trained facts whose held-back phrasing is asked in the test and in the dev recall set
+    (disjoint facts, per template)."""
+    split = split_by_fact(facts, 0.0, 0.0, seed, dev_fraction)
+    return split.train, split.dev

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from tuneline.artifacts import (
     hash_tree,
     read_jsonl,
     run_stage,
+    write_json_atomic,
     write_jsonl,
 )
 from tuneline.config import PipelineConfig
@@ -24,13 +26,18 @@ from tuneline.curate.formats import (
     eval_items,
     write_hf_dataset,
 )
-from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact
+from tuneline.curate.leaks import drop_leaking
+from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact, split_recall
 from tuneline.curate.validate import validate_file
 from tuneline.errors import ConfigError, DataError
-from tuneline.synthesize.stage import load_facts
+from tuneline.leakage import LeakGuard
+from tuneline.synthesize.stage import load_facts, load_values
+from tuneline.synthesize.templates import Fact
 
 TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
 EVAL_DIR = "eval"
+DEV_DIR = "dev"  # eval/dev/: the same sets on disjoint facts, for choosing knobs
+VALUES_FILE = "values.json"  # eval/values.json: synthesize's answer values, for strict scoring
 EVAL_SETS = ("recall", "heldout", "unanswerable")
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
@@ -67,35 +74,46 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         if reading and not uses_rag:
             raise ConfigError(["synthesize.reading_facts_per_template: reading facts are only "
                                "trained in RAG format; set curate.rag.fraction > 0"])
+        dev = cfg.curate.dev_fraction
         split = split_by_fact([f for f in facts if f.kind == "qa"],
-                              cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed)
+                              cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed,
+                              dev)
         abstain = split_by_fact(invented, 1 - cfg.curate.unanswerable_train_fraction, 0.0,
-                                cfg.run.seed)
+                                cfg.run.seed, dev)
         leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
         shaped, details = _shape_training(split, cfg.curate, cfg.run.seed)
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
-        chats = {"train": chat_examples(split.train + abstain.train, trained),
+        values = load_values(synthesized)
+        guard = LeakGuard.from_facts(split.heldout + split.dev, values)
+        routes = {"qa": chat_examples(split.train, trained),
+                  "unanswerable": chat_examples(abstain.train, trained)}
+        if uses_rag:
+            rag_routes, shaped_rag = _raft(cfg, split.train + abstain.train, trained, reading,
+                                           guard)
+            routes.update(rag_routes)
+            shaped.update(shaped_rag)
+        train_chats, details["leak_check"] = drop_leaking(routes, guard)
+        chats = {"train": train_chats,
                  "val": chat_examples(split.val, trained),
                  "test": chat_examples(split.heldout, slice(None))}
-        if uses_rag:
-            raft, shaped_rag = _raft(cfg, split.train + abstain.train, trained, reading)
-            chats["train"] += raft
-            shaped.update(shaped_rag)
-        eval_sets = {"recall": eval_items(split.train, recall_only, "recall"),
-                     "heldout": eval_items(split.heldout, recall_only, "heldout"),
-                     "unanswerable": [{**item, "expect": "abstain"} for item in
-                                      eval_items(abstain.heldout, recall_only, "unanswerable")]}
+        recall_test, recall_dev = split_recall(split.train, dev, cfg.run.seed)
+        eval_sets = _eval_sets(recall_test, split.heldout, abstain.heldout, recall_only)
+        dev_sets = _eval_sets(recall_dev, split.dev, abstain.dev, recall_only)
         counts = {
             **cleaning,
             "dropped:near_duplicate_of_train": leaks,
+            **details["leak_check"].counts(),
             **shaped,
             "facts_train": len(split.train),
             "facts_val": len(split.val),
             "facts_heldout": len(split.heldout),
+            "facts_dev": len(split.dev),
             "facts_unanswerable_train": len(abstain.train),
             "facts_unanswerable_eval": len(abstain.heldout),
-            **_write_openai(tmp, chats, eval_sets),
+            "facts_unanswerable_dev": len(abstain.dev),
+            **_write_openai(tmp, chats, eval_sets, dev_sets, values),
         }
+        details["leak_check"] = details["leak_check"].to_json()
         counts.update(_write_exports(tmp, chats, eval_sets, cfg.curate, details))
         if cfg.curate.card:
             details["card"] = _write_card(tmp, cfg, synthesized, split, abstain, chats,
@@ -105,21 +123,42 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
     return run_stage("curate", out_dir, config_hash, inputs, work, force)
 
 
-def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any]
-          ) -> tuple[list[dict], dict[str, int]]:
+def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any],
+          guard: LeakGuard) -> tuple[dict[str, list[dict]], dict[str, int]]:
     from tuneline.curate.raft import raft_examples
     from tuneline.rag.retrieve import Retriever
 
     retriever = Retriever.for_run(cfg)
     try:
-        return raft_examples(cfg, facts, phrasings, retriever, reading)
+        return raft_examples(cfg, facts, phrasings, retriever, reading, guard)
     finally:
         retriever.close()
 
 
-def load_eval_set(curated: Artifact, name: str) -> list[dict]:
-    """One evaluation set written by curate."""
-    return read_jsonl(curated.path / EVAL_DIR / f"{name}.jsonl")
+def _eval_sets(recall: list[Fact], heldout: list[Fact], invented: list[Fact],
+               recall_only: slice) -> dict[str, list[dict[str, Any]]]:
+    return {"recall": eval_items(recall, recall_only, "recall"),
+            "heldout": eval_items(heldout, recall_only, "heldout"),
+            "unanswerable": [{**item, "expect": "abstain"} for item in
+                             eval_items(invented, recall_only, "unanswerable")]}
+
+
+def load_eval_set(curated: Artifact, name: str, split: str = "test") -> list[dict]:
+    """One evaluation set written by curate: the test sets, or the dev sets (`split="dev"`)."""
+    folder = curated.path / EVAL_DIR / (DEV_DIR if split == "dev" else "")
+    return read_jsonl(folder / f"{name}.jsonl")
+
+
+def evaluated_guard(curated: Artifact) -> LeakGuard:
+    """The leak guard of the facts curate evaluates (heldout, test and dev): what no training
+    example may state (the train stage checks its replay examples with it)."""
+    items = [item for split in ("test", "dev")
+             if (curated.path / EVAL_DIR / (DEV_DIR if split == "dev" else "")
+                 / "heldout.jsonl").is_file()
+             for item in load_eval_set(curated, "heldout", split)]
+    path = curated.path / EVAL_DIR / VALUES_FILE
+    values = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return LeakGuard.from_items(items, values)
 
 
 def load_chat(curated: Artifact, split: str) -> list[dict]:
@@ -150,13 +189,18 @@ def _shape_training(
 
 
 def _write_openai(
-    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]]
+    tmp: Path, chats: dict[str, list[dict]], eval_sets: dict[str, list[dict]],
+    dev_sets: dict[str, list[dict]], values: dict[str, dict[str, int]],
 ) -> dict[str, int]:
-    """The files the trainer and evaluator read: OpenAI chat JSONL per split, eval sets."""
+    """The files the trainer and evaluator read: OpenAI chat JSONL per split, the test and dev
+    eval sets, and the table values that strict scoring and the leak check read."""
     counts = {name: write_jsonl(tmp / f"{name}.jsonl", rows) for name, rows in chats.items()}
-    (tmp / EVAL_DIR).mkdir()
+    (tmp / EVAL_DIR / DEV_DIR).mkdir(parents=True)
     for name, rows in eval_sets.items():
         counts[name] = write_jsonl(tmp / EVAL_DIR / f"{name}.jsonl", rows)
+    for name, rows in dev_sets.items():
+        counts[f"dev:{name}"] = write_jsonl(tmp / EVAL_DIR / DEV_DIR / f"{name}.jsonl", rows)
+    write_json_atomic(tmp / EVAL_DIR / VALUES_FILE, values)
     for name in (TRAIN, VAL, TEST):
         _check_format(tmp / name)
     return counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -62,6 +63,11 @@ class EvaluateConfig(Section):
         "passages in the prompt (variants base+rag and tuned+rag) and score the retrieval "
         "(recall@k and MRR of the gold record).",
     )
+    split: Literal["test", "dev"] = Field(
+        "test", description="Which curated sets to answer: 'test' (the verdict: the report "
+        "and the gate; score it once per run) or 'dev' (eval/dev/, disjoint facts: for "
+        "choosing knobs in sweeps and benches).",
+    )
     compare_champion: bool = Field(
         True, description="When the registry has a champion of register.name with local "
         "weights, answer with it too (variant 'champion'): the gate's max_regression then "
@@ -89,6 +95,10 @@ class GateConfig(Section):
         description="How far tuned accuracy may fall below base accuracy per set, e.g. "
         "{general: 0.05}; when the registry's champion was evaluated too, also below the "
         f"champion's. {_SETS}",
+    )
+    variants: list[str] | None = Field(
+        None, description="Variants the thresholds apply to; unset: the ones that are served, "
+        "tuned and, when evaluate answered with retrieval, tuned+rag (on the sets it answers).",
     )
     min_win_rate: float | None = Field(
         None, ge=0, le=1,

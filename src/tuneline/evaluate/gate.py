@@ -10,6 +10,7 @@ from tuneline.evaluate.config import GateConfig
 from tuneline.report.results import EvalResults, parse_results
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
+SERVED_WITH_RETRIEVAL = "tuned+rag"
 
 
 @dataclass
@@ -54,14 +55,18 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
     """
     results = metrics if isinstance(metrics, EvalResults) else parse_results(metrics)
     checks: list[GateCheck] = []
-    for name, threshold in gate.min_accuracy.items():
-        checks.append(_bound(f"min_accuracy.{name}", results, name, "accuracy", threshold, True))
-    for name, threshold in gate.max_hallucination.items():
-        checks.append(_bound(f"max_hallucination.{name}", results, name, "hallucination_rate",
-                             threshold, False))
-    for name, threshold in gate.min_abstention.items():
-        checks.append(_bound(f"min_abstention.{name}", results, name, "abstention_rate",
-                             threshold, True))
+    bounds = [(f"min_accuracy.{name}", name, "accuracy", threshold, True)
+              for name, threshold in gate.min_accuracy.items()]
+    bounds += [(f"max_hallucination.{name}", name, "hallucination_rate", threshold, False)
+               for name, threshold in gate.max_hallucination.items()]
+    bounds += [(f"min_abstention.{name}", name, "abstention_rate", threshold, True)
+               for name, threshold in gate.min_abstention.items()]
+    for variant, required in _checked_variants(gate, results):
+        for label, set_name, metric, threshold, at_least in bounds:
+            if required or set_name in results.variants[variant]:
+                label = label if variant == TUNED else f"{label} ({variant})"
+                checks.append(_bound(label, results, variant, set_name, metric, threshold,
+                                     at_least))
     for name, threshold in gate.max_regression.items():
         checks.append(_regression(f"max_regression.{name}", results, name, threshold, BASE))
         if CHAMPION in results.variants:
@@ -70,6 +75,17 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
     if gate.min_win_rate is not None:
         checks.append(_win_rate(results, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
+
+
+def _checked_variants(gate: GateConfig, results: EvalResults) -> list[tuple[str, bool]]:
+    """(variant, every threshold required) pairs: the configured variants, or the served ones
+    (tuned; tuned+rag on the sets it answered, when evaluate answered with retrieval)."""
+    if gate.variants is not None:
+        return [(variant, True) for variant in gate.variants]
+    served = [(TUNED, True)]
+    if SERVED_WITH_RETRIEVAL in results.variants:
+        served.append((SERVED_WITH_RETRIEVAL, False))
+    return served
 
 
 def _metric(results: EvalResults, variant: str, set_name: str, metric: str) -> float | str:
@@ -87,16 +103,16 @@ def _metric(results: EvalResults, variant: str, set_name: str, metric: str) -> f
     return value
 
 
-def _bound(name: str, results: EvalResults, set_name: str, metric: str, threshold: float,
-           at_least: bool) -> GateCheck:
-    value = _metric(results, TUNED, set_name, metric)
+def _bound(name: str, results: EvalResults, variant: str, set_name: str, metric: str,
+           threshold: float, at_least: bool) -> GateCheck:
+    value = _metric(results, variant, set_name, metric)
     if isinstance(value, str):
         return GateCheck(name, threshold, None, False, f"{name}: {value}")
     passed = value >= threshold if at_least else value <= threshold
     relation = ">=" if at_least else "<="
     verdict = "ok" if passed else "FAILED"
     return GateCheck(name, threshold, value, passed,
-                     f"{name}: tuned {metric} {value:.3f}, required {relation} {threshold:.3f} "
+                     f"{name}: {variant} {metric} {value:.3f}, required {relation} {threshold:.3f} "
                      f"({verdict})")
 
 

@@ -1,13 +1,19 @@
-"""Answer scoring (pure, torch-free): normalised fact containment, SQuAD-style exact match and
-token F1, hallucination and abstention rates, bootstrap confidence intervals."""
+"""Answer scoring (pure, torch-free): strict accuracy (the first value claimed is the reference,
+and no other value of the asked column is named), normalised containment beside it, SQuAD-style
+exact match and token F1, hallucination and abstention rates, bootstrap confidence intervals.
+
+Strict scoring needs the table's values (`Vocabulary`); an item whose template has none (the
+general probe, LLM-written facts) falls back to containment."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from tuneline.evaluate.claims import Vocabulary
 from tuneline.report.results import RATES
 from tuneline.text import contains_fact, normalize
 
@@ -34,12 +40,58 @@ def is_abstention(answer: str, trained_abstention: str | None = None) -> bool:
     return any(f" {m} " in text for m in markers if m)
 
 
-def is_correct(answer: str, item: dict) -> bool:
-    """An eval item is answered right when its fact (or one of its `aliases`) is contained, or,
-    for an item that expects an abstention (`expect: "abstain"`), when the answer declines."""
+def contains_reference(answer: str, item: dict) -> bool:
+    """Lenient: the fact (or one of its `aliases`) appears anywhere in the answer, or, for an
+    item that expects an abstention (`expect: "abstain"`), the answer declines anywhere."""
     if item.get("expect") == "abstain":
         return is_abstention(answer, item.get("reference"))
     return any(contains_fact(answer, fact) for fact in (item["fact"], *item.get("aliases", ())))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one answer is scored: strictly (`correct`, `abstained`, `hallucinated`) and leniently
+    (`contains`); `claims` are the table values the answer names for the asked column."""
+
+    correct: bool
+    contains: bool
+    abstained: bool
+    hallucinated: bool
+    claims: tuple[str, ...] = ()
+
+
+NO_VOCABULARY = Vocabulary()
+
+
+def judge_answer(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY) -> Verdict:
+    """Strict verdict on one answer.
+
+    - correct: the first value claimed for the asked column is the reference and no other
+      value of that column is named ("China, Japan or France" is wrong even when one is right);
+    - abstained: it declines and claims nothing (a hedge plus a claim is not a decline);
+    - hallucinated: not empty, not correct, not a decline.
+
+    For an item that expects an abstention, a claim is any value of any column the vocabulary
+    holds; without a vocabulary for the item's template, correct is containment.
+    """
+    contains = contains_reference(answer, item)
+    if not normalize(answer):
+        return Verdict(False, contains, False, False)
+    abstaining = item.get("expect") == "abstain"
+    declines = is_abstention(answer, item.get("reference") if abstaining else None)
+    template = None if abstaining else item.get("template")
+    if not (vocabulary.by_template if abstaining else vocabulary.knows(template)):
+        correct = contains
+        abstained = declines and (abstaining or not correct)
+        return Verdict(correct, contains, abstained, not (correct or abstained))
+    claims = tuple(vocabulary.claims(answer, template, item.get("question", "")))
+    abstained = declines and not claims
+    if abstaining:
+        correct = abstained
+    else:
+        golds = {normalize(g) for g in (item["fact"], *item.get("aliases", ()))}
+        correct = bool(claims) and all(claim in golds for claim in claims)
+    return Verdict(correct, contains, abstained, not (correct or abstained), claims)
 
 
 # --- Answer-level scores beyond containment (SQuAD-style exact match and token F1) ----------
@@ -86,27 +138,18 @@ def best_token_f1(answer: str, golds: Iterable[str]) -> float:
     return max((token_f1(answer, g) for g in golds), default=0.0)
 
 
-def is_hallucination(answer: str, item: dict) -> bool:
-    """A confident wrong answer: not empty, not correct, not an abstention.
-
-    For an unanswerable item (`expect: "abstain"`) that is any answer that does not decline.
-    An empty answer asserts nothing, so it is neither a hallucination nor an abstention.
-    """
-    if not normalize(answer) or is_correct(answer, item):
-        return False
-    trained = item.get("reference") if item.get("expect") == "abstain" else None
-    return not is_abstention(answer, trained)
-
-
-def score(answer: str, item: dict) -> dict[str, float]:
+def score(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY
+          ) -> dict[str, float]:
     """Every per-answer score for one eval item, as numbers (booleans as 0/1)."""
+    verdict = judge_answer(answer, item, vocabulary)
     golds = gold_answers(item)
     return {
-        "accuracy": float(is_correct(answer, item)),
+        "accuracy": float(verdict.correct),
         "exact_match": float(exact_match(answer, golds)),
+        "containment": float(verdict.contains),
         "token_f1": best_token_f1(answer, golds),
-        "hallucination_rate": float(is_hallucination(answer, item)),
-        "abstention_rate": float(is_abstention(answer)),
+        "hallucination_rate": float(verdict.hallucinated),
+        "abstention_rate": float(verdict.abstained),
         "mean_answer_words": float(len(answer.split())),
     }
 
@@ -160,10 +203,11 @@ def summarize(
 def summarize_items(
     answers: Sequence[str], items: Sequence[dict], category_key: str = "template",
     n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+    vocabulary: Vocabulary = NO_VOCABULARY,
 ) -> dict[str, Any]:
     """`summarize` over all items, plus `by_category` (per `category_key` value) when the items
     carry that key."""
-    scores = [score(a, item) for a, item in zip(answers, items, strict=True)]
+    scores = [score(a, item, vocabulary) for a, item in zip(answers, items, strict=True)]
     summary = summarize(scores, n_resamples, seed)
     groups: dict[str, list[dict[str, float]]] = {}
     for s, item in zip(scores, items, strict=True):

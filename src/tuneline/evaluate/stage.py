@@ -20,8 +20,9 @@ from tuneline.artifacts import (
     write_jsonl,
 )
 from tuneline.config import PipelineConfig
-from tuneline.curate.stage import EVAL_SETS, load_eval_set
-from tuneline.evaluate.metrics import is_abstention, is_correct, summarize_items
+from tuneline.curate.stage import EVAL_DIR, EVAL_SETS, VALUES_FILE, load_eval_set
+from tuneline.evaluate.claims import Vocabulary
+from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
@@ -91,7 +92,9 @@ def find_champion(cfg: PipelineConfig) -> Champion | None:
 def evaluation_items(cfg: PipelineConfig, curated: Artifact) -> list[dict[str, Any]]:
     """The curated sets, then the general probe, each cut to evaluate.max_examples."""
     limit = cfg.evaluate.max_examples
-    items = [item for name in EVAL_SETS for item in load_eval_set(curated, name)[:limit]]
+    split = cfg.evaluate.split
+    items = [item for name in EVAL_SETS
+             for item in load_eval_set(curated, name, split)[:limit]]
     if cfg.evaluate.general_probe:
         items += [{**item, "set": GENERAL} for item in general_probe(cfg)[:limit]]
     return items
@@ -132,10 +135,11 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         if champion is not None:
             details["champion"] = champion.reference
     variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
+    vocabulary = Vocabulary.read(curated.path / EVAL_DIR / VALUES_FILE)
     predictions = [_prediction(item, {v: answers[v][i] for v in variants},
-                               retrieval.get("items", {}).get(i, {}))
+                               retrieval.get("items", {}).get(i, {}), vocabulary)
                    for i, item in enumerate(items)]
-    metrics = _metrics(predictions, variants)
+    metrics = _metrics(predictions, variants, vocabulary)
     if retrieval:
         metrics[RETRIEVAL] = retrieval["metrics"]
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
@@ -151,15 +155,19 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
 
 
 def _prediction(item: dict[str, Any], answers: dict[str, str | None],
-                retrieved: dict[str, Any]) -> dict[str, Any]:
+                retrieved: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     """One predictions.jsonl row: the item, what was retrieved, and each variant's answer with
-    its scores (a variant that did not answer this item, e.g. +rag on `general`, is absent)."""
+    its strict verdict, containment and the values it claims (a variant that did not answer
+    this item, e.g. +rag on `general`, is absent)."""
     row = {**item, **retrieved}
     for variant, answer in answers.items():
         if answer is not None:
+            verdict = judge_answer(answer, item, vocabulary)
             row.update({f"{variant}_answer": answer,
-                        f"{variant}_correct": is_correct(answer, item),
-                        f"{variant}_abstained": is_abstention(answer)})
+                        f"{variant}_correct": verdict.correct,
+                        f"{variant}_contains": verdict.contains,
+                        f"{variant}_abstained": verdict.abstained,
+                        f"{variant}_claims": list(verdict.claims)})
     return row
 
 
@@ -182,7 +190,8 @@ def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str
     return outcome.summary, outcome.usage
 
 
-def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
+def _metrics(predictions: list[dict[str, Any]], variants: list[str], vocabulary: Vocabulary
+             ) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for variant in variants:
         metrics[variant] = {}
@@ -190,7 +199,8 @@ def _metrics(predictions: list[dict[str, Any]], variants: list[str]) -> dict[str
             rows = [p for p in predictions if p["set"] == name and f"{variant}_answer" in p]
             if not rows:
                 continue
-            metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows)
+            metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows,
+                                                     vocabulary=vocabulary)
     return metrics
 
 

@@ -25,9 +25,9 @@ TEMPLATE = "report.html.j2"  # in tuneline/report/templates/; the style is repor
 SAMPLES_PER_SET = 5
 JUDGED_SHOWN = 4
 CATEGORY_KEY = "template"  # what evaluate groups `by_category` on (summarize_items' default)
-TABLE_METRICS = (("accuracy", "accuracy"), ("hallucination_rate", "hallucination"),
-                 ("abstention_rate", "abstention"), ("token_f1", "token F1"),
-                 ("exact_match", "exact match"))
+TABLE_METRICS = (("accuracy", "strict accuracy"), ("exact_match", "exact match"),
+                 ("containment", "containment"), ("hallucination_rate", "hallucination"),
+                 ("abstention_rate", "abstention"), ("token_f1", "token F1"))
 VERDICTS = ("win", "loss", "tie", "invalid")
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 

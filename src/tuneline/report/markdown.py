@@ -38,11 +38,13 @@ def _detail_table(metrics: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = ["", "## Metrics (95% bootstrap intervals)", "",
-             "| variant | set | accuracy | exact match | token F1 | hallucination | abstention "
-             "| answer words |", "|---|---|---|---|---|---|---|---|"]
+             "| variant | set | strict accuracy | exact match | containment | token F1 "
+             "| hallucination | abstention | answer words |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for variant, name, m in rows:
-        cells = [_with_ci(m, k) for k in ("accuracy", "exact_match", "token_f1",
-                                          "hallucination_rate", "abstention_rate")]
+        cells = [_with_ci(m, k) if k in m else "–"
+                 for k in ("accuracy", "exact_match", "containment", "token_f1",
+                           "hallucination_rate", "abstention_rate")]
         lines.append(f"| {variant} | {name} | " + " | ".join(cells)
                      + f" | {m['mean_answer_words']:.1f} |")
     return lines

@@ -13,8 +13,10 @@ from tuneline.errors import DataError
 
 METRICS_FILE = "metrics.json"  # in the evaluate artifact folder
 JUDGE, RETRIEVAL = "judge", "retrieval"  # the top-level keys that are not variants
-RATES = ("accuracy", "exact_match", "token_f1", "hallucination_rate", "abstention_rate",
-         "mean_answer_words")
+# accuracy is strict (the first value claimed is the reference, nothing else of its column is
+# named); containment is the lenient "the reference appears somewhere" beside it.
+RATES = ("accuracy", "exact_match", "containment", "token_f1", "hallucination_rate",
+         "abstention_rate", "mean_answer_words")
 
 
 def _unwrap(value: Any) -> Any:
@@ -41,6 +43,7 @@ class SetScores(_Scores):
     n: Count | None = None
     accuracy: Number | None = None
     exact_match: Number | None = None
+    containment: Number | None = None
     token_f1: Number | None = None
     hallucination_rate: Number | None = None
     abstention_rate: Number | None = None

@@ -9,20 +9,34 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import Artifact, StageResult, read_jsonl, run_stage, write_jsonl
+from tuneline.artifacts import (
+    Artifact,
+    StageResult,
+    read_jsonl,
+    run_stage,
+    write_json_atomic,
+    write_jsonl,
+)
 from tuneline.config import PipelineConfig
 from tuneline.errors import ConfigError
 from tuneline.ingest.records import Record
 from tuneline.ingest.stage import RECORDS, TABLES
+from tuneline.leakage import LeakGuard
 from tuneline.models.resolve import cache_root
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.llm_synth import generate_facts
 from tuneline.synthesize.paraphrase import paraphrase_templates
 from tuneline.synthesize.suggest import auto_templates_for
-from tuneline.synthesize.templates import Fact, check_columns, facts_from_records
+from tuneline.synthesize.templates import (
+    Fact,
+    answer_values,
+    check_columns,
+    facts_from_records,
+)
 from tuneline.synthesize.unanswerable import unanswerable_facts
 
 FACTS = "facts.jsonl"
+VALUES = "values.json"  # {template: {answer value: rows of its table}}: claims and rarity
 
 
 def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
@@ -48,7 +62,10 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
             templates, details["paraphrase"] = paraphrase_templates(
                 templates, syn.paraphrase.per_template, syn.llm.endpoint, llm_cache,
                 keep_last=cfg.curate.recall_phrasings)
-        facts, counts, details["skipped"] = _template_facts(cfg, templates, tables, records)
+        values = {t.name: answer_values(t, records[t.source]) for t in templates}
+        write_json_atomic(tmp / VALUES, values)
+        facts, counts, details["skipped"] = _template_facts(cfg, templates, tables, records,
+                                                            values)
         if syn.llm.enabled:
             llm_facts, report, usage = generate_facts(
                 syn.llm, _known_sources(cfg, tables, records), cfg.curate.recall_phrasings + 1,
@@ -66,7 +83,7 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
 
 def _template_facts(
     cfg: PipelineConfig, templates: list[TemplateConfig], tables: dict[str, Any],
-    records: dict[str, list[Record]],
+    records: dict[str, list[Record]], values: dict[str, dict[str, int]],
 ) -> tuple[list[Fact], dict[str, int], dict[str, dict[str, int]]]:
     """Facts (sampled) and unanswerable questions of every template, with counts and skips."""
     rng = random.Random(cfg.run.seed)
@@ -83,22 +100,28 @@ def _template_facts(
         unsampled[template.name] = [f for f in every if f.fact_id not in chosen]
         counts[f"facts:{template.name}"] = len(found)
         invented = unanswerable_facts(template, records[template.source],
-                                      unanswerable.per_template, unanswerable.answer, rng)
+                                      unanswerable.per_template, unanswerable.answer, rng,
+                                      _rows_of(found, records[template.source]))
         if invented:
             counts[f"unanswerable:{template.name}"] = len(invented)
         facts += found + invented
         skipped[template.name] = dict(report.skipped)
-    reading = _reading_facts(unsampled, facts, cfg.synthesize.reading_facts_per_template, rng)
+    rows = {(r.source, str(r.file), str(r.line)): r for group in records.values() for r in group}
+    reading = _reading_facts(unsampled, facts, cfg.synthesize.reading_facts_per_template, rng,
+                             LeakGuard.from_facts([f for f in facts if f.kind == "qa"], values),
+                             rows)
     for fact in reading:
         counts[f"reading:{fact.template}"] = counts.get(f"reading:{fact.template}", 0) + 1
     return facts + reading, counts, skipped
 
 
 def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],
-                   per_template: int | dict[str, int], rng: random.Random) -> list[Fact]:
-    """Facts for retrieval-reading practice, from rows that no sampled fact of any template
-    comes from and that name no sampled fact's entity (an athlete's other medal would show
-    their country), so that nothing evaluated is ever shown in training this way."""
+                   per_template: int | dict[str, int], rng: random.Random,
+                   sampled: LeakGuard, rows: dict[tuple[str, str, str], Record]) -> list[Fact]:
+    """Facts for retrieval-reading practice, from rows that no sampled fact comes from and
+    whose cells state no sampled fact (`sampled`: an athlete's other medal names the athlete,
+    a champion of two events names the champion), so that whichever sampled facts curate
+    evaluates, reading practice does not show them (curate checks every message again)."""
     if isinstance(per_template, dict):
         unknown = sorted(set(per_template) - set(unsampled))
         if unknown:
@@ -110,22 +133,28 @@ def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],
         counts = dict.fromkeys(unsampled, per_template)
     if not any(counts.values()):
         return []
-    sampled = [f for f in facts if f.kind != "unanswerable"]
-    used = {_row(f) for f in sampled}
-    keys, answers = {f.key for f in sampled}, [f.answer for f in sampled]
+    used = {_row(f) for f in facts if f.kind != "unanswerable"}
 
-    def names_sampled(fact: Fact) -> bool:
-        return any(key in fact.answer for key in keys) or any(fact.key in a for a in answers)
+    def states_sampled(fact: Fact) -> bool:
+        record = rows.get(_row(fact))
+        cells = " | ".join(record.data.values()) if record else ""
+        return sampled.stated(f"{cells} | {fact.answer}") is not None
 
     reading = []
     for name, pool in unsampled.items():
         if not counts[name]:
             continue
-        fresh = [f for f in pool if _row(f) not in used and not names_sampled(f)]
+        fresh = [f for f in pool if _row(f) not in used and not states_sampled(f)]
         for fact in _sample(fresh, counts[name], rng):
             used.add(_row(fact))
             reading.append(dataclasses.replace(fact, kind="reading"))
     return reading
+
+
+def _rows_of(facts: list[Fact], records: list[Record]) -> list[Record]:
+    """The records the facts were rendered from."""
+    lines = {(str(f.source.get("file")), str(f.source.get("line"))) for f in facts}
+    return [r for r in records if (str(r.file), str(r.line)) in lines]
 
 
 def _row(fact: Fact) -> tuple[str, str, str]:
@@ -144,6 +173,12 @@ def _check_sources(templates: list[TemplateConfig], tables: dict[str, Any]) -> N
 def load_facts(artifact: Artifact) -> list[Fact]:
     """Facts written by a synthesize artifact."""
     return [Fact(**row) for row in read_jsonl(artifact.path / FACTS)]
+
+
+def load_values(artifact: Artifact) -> dict[str, dict[str, int]]:
+    """Per template, every value its answer column takes in the table, with its row count."""
+    path = artifact.path / VALUES
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _records_by_source(path: Path) -> dict[str, list[Record]]:

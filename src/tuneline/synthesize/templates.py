@@ -28,6 +28,9 @@ class Fact:
     # "qa"; "unanswerable": about an entity the data lacks, the answer abstains; "reading":
     # only ever trained in RAG format, with its row's passage (retrieval-reading practice)
     kind: str = "qa"
+    # The values that name the entity (its key columns: an athlete's name; a discipline and an
+    # event): a message holding all of them and this fact's answer states this fact.
+    entity: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +71,19 @@ def template_key(template: TemplateConfig) -> str:
     )
 
 
+def answer_values(template: TemplateConfig, records: list[Record]) -> dict[str, int]:
+    """Every value the template's answer (`fact`) takes over all rows of its table, `where` or
+    not, with how many rows hold it: what counts as a claim when scoring, and how identifying
+    a value is (a champion's name holds few rows, a country many)."""
+    columns = placeholders(template.fact)
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        values = {c: (record.data.get(c) or "").strip() for c in columns}
+        if all(values.values()):
+            counts[template.fact.format_map(values)] += 1
+    return dict(sorted(counts.items()))
+
+
 def facts_from_records(
     template: TemplateConfig, records: list[Record]
 ) -> tuple[list[Fact], TemplateReport]:
@@ -95,6 +111,7 @@ def facts_from_records(
                 answer=template.answer.format_map(values),
                 questions=[q.format_map(values) for q in template.questions],
                 source={"source": record.source, "file": record.file, "line": record.line},
+                entity=[values[c] for c in dict.fromkeys(placeholders(key_template))],
             )
         )
     facts = []

@@ -14,20 +14,29 @@ MAX_ATTEMPTS_PER_QUESTION = 50
 
 
 def unanswerable_facts(template: TemplateConfig, records: list[Record], count: int,
-                       answer: str, rng: random.Random) -> list[Fact]:
+                       answer: str, rng: random.Random,
+                       draw_from: list[Record] | None = None) -> list[Fact]:
     """Up to `count` facts asking the template's questions about invented entities.
 
     An invented entity recombines real key values (one column from one row, another from
     another; or the start of one value with the end of another), so it looks like the data
-    but matches no row of the whole table. The expected answer is the abstention `answer`.
+    but matches no row of the whole table (`records`). The values are drawn from `draw_from`
+    (the rows the template's real facts come from; default: every row), so an invented event
+    belongs to a discipline that has real facts, in proportion to them: "a discipline the
+    model never saw, so decline" is no shortcut. The expected answer is the abstention.
     """
     key = template_key(template)
     key_columns = list(dict.fromkeys(placeholders(key)))
-    rows = [{k: v.strip() for k, v in r.data.items()} for r in records]
-    rows = [r for r in rows if all(r.get(c) for c in key_columns)]
+
+    def usable(group: list[Record]) -> list[dict[str, str]]:
+        rows = [{k: v.strip() for k, v in r.data.items()} for r in group]
+        return [r for r in rows if all(r.get(c) for c in key_columns)]
+
+    every = usable(records)
+    rows = usable(draw_from) if draw_from is not None else every
     if not rows or count == 0:
         return []
-    known = {normalize(key.format_map(row)) for row in rows}
+    known = {normalize(key.format_map(row)) for row in every}
     facts: dict[str, Fact] = {}
     for _ in range(count * MAX_ATTEMPTS_PER_QUESTION):
         if len(facts) == count:
@@ -42,7 +51,7 @@ def unanswerable_facts(template: TemplateConfig, records: list[Record], count: i
             template=template.name, key=entity, fact="", answer=answer,
             questions=[q.format_map(values) for q in template.questions],
             source={"source": template.source, "file": None, "line": None},
-            kind="unanswerable",
+            kind="unanswerable", entity=[values[c] for c in key_columns],
         )
     return sorted(facts.values(), key=lambda f: f.fact_id)
 

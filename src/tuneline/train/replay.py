@@ -11,8 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import read_user_jsonl, write_jsonl
+from tuneline.artifacts import hash_strings, read_user_jsonl, write_jsonl
 from tuneline.config import PipelineConfig
+from tuneline.leakage import LeakGuard, message_text
 
 REPLAY_FILE = "replay.jsonl"
 PACKAGED_PROMPTS = "replay_data/general_prompts.jsonl"
@@ -29,23 +30,32 @@ def replay_prompts(cfg: PipelineConfig) -> list[dict[str, str]]:
             for number, row in rows]
 
 
+def prompts_hash(cfg: PipelineConfig) -> str:
+    """A hash of the replay prompts in use, so that new prompts retrain."""
+    return hash_strings(*(f"{p['id']}\t{p['prompt']}" for p in replay_prompts(cfg)))
+
+
 def replay_count(fraction: float, n_train: int) -> int:
     """How many replay examples go with `n_train` curated training examples."""
     return round(fraction * n_train)
 
 
-def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path) -> dict[str, int]:
+def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path,
+                 guard: LeakGuard | None = None) -> dict[str, int]:
     """Answer general prompts with the base model (greedy) and write the finished answers as
-    chat examples to `out_path`; returns counts for the manifest (empty when replay is off)."""
+    chat examples to `out_path`; an answer that states an evaluated fact (`guard`) is dropped,
+    like any curated example. Returns counts for the manifest (empty when replay is off)."""
     wanted = replay_count(cfg.train.replay.fraction, n_train)
     if wanted == 0:
         return {}
     prompts = replay_prompts(cfg)
     random.Random(cfg.run.seed).shuffle(prompts)
     examples, cut_off = _answer_until(cfg, prompts, wanted)
+    leaking = [e for e in examples if guard is not None and guard.stated(message_text(e))]
+    examples = [e for e in examples if e not in leaking]
     write_jsonl(out_path, examples)
     return {"replay_examples": len(examples), "replay_wanted": wanted,
-            "replay_cut_off": cut_off}
+            "replay_cut_off": cut_off, "dropped:leak:replay": len(leaking)}
 
 
 def _answer_until(cfg: PipelineConfig, prompts: list[dict[str, str]],

@@ -81,6 +81,10 @@ def _train_hash(cfg: PipelineConfig) -> str:
         train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
         payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
                    "run": cfg.run.model_dump(mode="json")}
+        if cfg.train.replay.fraction > 0:
+            from tuneline.train.replay import prompts_hash
+
+            payload["replay_prompts"] = prompts_hash(cfg)  # the packaged ones change too
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -97,11 +101,12 @@ def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path)
         from tuneline.train.managed.backends import run_managed_job
 
         return run_managed_job(cfg, curated, tmp)
+    from tuneline.curate.stage import evaluated_guard
     from tuneline.train.job import REPORT_FILE, TrainJob, launch, run_job
     from tuneline.train.replay import REPLAY_FILE, build_replay
 
     replay_counts = build_replay(cfg, _count_lines(curated.path / "train.jsonl"),
-                                 tmp / REPLAY_FILE)
+                                 tmp / REPLAY_FILE, evaluated_guard(curated))
     job = TrainJob(config_path=tmp / ".job-config.yaml", curated_dir=curated.path, out_dir=tmp,
                    checkpoint_dir=checkpoints)
     if cfg.train.num_processes > 1 or cfg.train.accelerate_config is not None:

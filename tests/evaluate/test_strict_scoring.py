@@ -1,0 +1,91 @@
+"""Strict scoring: the first value claimed for the asked column must be the reference, a list of
+candidates is wrong, a hedge plus a claim is no decline (the review's examples, issue #19)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneline.evaluate.claims import Vocabulary
+from tuneline.evaluate.metrics import judge_answer, score, summarize_items
+
+VOCABULARY = Vocabulary.from_values({
+    "athlete_country": ["China", "Japan", "France", "United States", "Australia",
+                        "United States Virgin Islands", "Israel"],
+    "event_champion": ["KANO Koki", "FOX Jessica", "FOX Noemie", "REUVENY Tom"],
+})
+COUNTRY = {"set": "heldout", "template": "athlete_country", "fact": "China",
+           "question": "Which country did PAN Zhanle represent at the Paris 2024 Olympics?",
+           "reference": "PAN Zhanle represented China at the Paris 2024 Olympics."}
+CHAMPION = {"set": "heldout", "template": "event_champion", "fact": "KANO Koki",
+            "question": "Who won the gold medal in Fencing, Men's Epee Individual?",
+            "reference": "KANO Koki of Japan won the gold medal in Fencing, Men's Epee "
+                         "Individual, at Paris 2024."}
+INVENTED = {"set": "unanswerable", "template": "athlete_country", "expect": "abstain",
+            "fact": "", "question": "Which country did FOX Koki represent at Paris 2024?",
+            "reference": "I don't have information about that in my Paris 2024 data."}
+
+
+def verdict(answer: str, item: dict):
+    return judge_answer(answer, item, VOCABULARY)
+
+
+def test_a_list_of_candidates_is_wrong_even_when_it_names_the_reference():
+    v = verdict("It could be China, Japan, France or United States.", COUNTRY)
+    assert v.contains and not v.correct and v.hallucinated and not v.abstained
+    assert v.claims == ("china", "japan", "france", "united states")
+
+
+def test_the_reference_alone_is_right_in_any_wording():
+    for answer in ("PAN Zhanle represented China at the Paris 2024 Olympics.", "china",
+                   "He swam for CHINA."):
+        v = verdict(answer, COUNTRY)
+        assert v.correct and not v.hallucinated and not v.abstained
+
+
+def test_a_hedge_plus_a_claim_is_not_a_decline():
+    right = verdict("I'm not sure, but KANO Koki won it.", CHAMPION)
+    assert right.correct and not right.abstained
+    wrong = verdict("I'm not sure, but REUVENY Tom won it.", CHAMPION)
+    assert not wrong.correct and wrong.hallucinated and not wrong.abstained
+    declined = verdict("I don't have information about that.", CHAMPION)
+    assert declined.abstained and not declined.correct and not declined.hallucinated
+
+
+def test_a_copy_of_two_passages_is_wrong():
+    answer = ("Silver Medal in Fencing, Men's Epee Individual, at Paris 2024: FOX Noemie of "
+              "France. Gold Medal in Fencing, Men's Epee Individual, at Paris 2024: KANO Koki of "
+              "Japan.")
+    v = verdict(answer, CHAMPION)
+    assert v.contains and not v.correct and v.hallucinated
+
+
+def test_a_decline_that_claims_something_is_no_decline():
+    v = verdict("FOX Koki of Japan won the gold medal. No record of other medals.", INVENTED)
+    assert not v.correct and not v.abstained and v.hallucinated
+    assert score("FOX Koki of Japan won the gold medal. No record of other medals.", INVENTED,
+                 VOCABULARY)["containment"] == 1.0  # the lenient reading it replaces
+    clean = verdict(INVENTED["reference"], INVENTED)
+    assert clean.correct and clean.abstained and not clean.hallucinated
+
+
+def test_the_asked_entity_is_not_a_claim_and_the_longest_value_wins():
+    item = {**COUNTRY, "fact": "United States Virgin Islands",
+            "question": "Which country did Japan Smith represent?"}
+    v = verdict("Japan Smith represented United States Virgin Islands.", item)
+    assert v.claims == ("united states virgin islands",) and v.correct
+
+
+def test_without_a_vocabulary_strict_falls_back_to_containment():
+    general = {"set": "general", "template": "geography", "fact": "Paris",
+               "reference": "The capital of France is Paris.", "question": "Capital of France?"}
+    assert verdict("It is Paris.", general).correct
+    assert not verdict("Lyon.", general).correct
+
+
+def test_summaries_report_strict_accuracy_and_containment_side_by_side():
+    answers = ["China.", "China, Japan or France.", "Japan."]
+    m = summarize_items(answers, [COUNTRY] * 3, vocabulary=VOCABULARY)
+    assert m["accuracy"] == pytest.approx(1 / 3)
+    assert m["containment"] == pytest.approx(2 / 3)
+    assert m["exact_match"] == pytest.approx(1 / 3)
+    assert m["hallucination_rate"] == pytest.approx(2 / 3)
