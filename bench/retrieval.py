@@ -1,6 +1,7 @@
 """Retrieval quality and speed per search mode on a run's evaluation sets.
 
-Ours is the config's `index.retrieval` (mode, and matching with the question when
+It reads the dev sets (`eval/dev/`): a bench picks knobs, and knobs are never picked on the
+test sets. Ours is the config's `index.retrieval` (mode, and matching with the question when
 `match_question` is on); the baseline is plain vector search (MiniLM embeddings, what most RAG
 stacks start with); the other modes are printed too. For every eval set whose questions have
 a gold record (recall, heldout), the share of questions whose gold record, or a row stating
@@ -37,7 +38,7 @@ def main() -> None:
     from tuneline.rag.retrieve import Retriever
 
     cfg = load_config(args.config, args.overrides)
-    eval_dir = Path(cfg.run.runs_dir) / cfg.run.name / "curate" / "eval"
+    eval_dir = Path(cfg.run.runs_dir) / cfg.run.name / "curate" / "eval" / "dev"
     sets = {name: read_jsonl(eval_dir / f"{name}.jsonl")
             for name in ("recall", "heldout", "unanswerable")}
     ours = cfg.index.retrieval.mode + ("+match" if cfg.index.retrieval.match_question else "")

@@ -30,6 +30,12 @@ class RunConfig(Section):
     name: str = Field("default", description="Run id: outputs go to <runs_dir>/<name>/<stage>/.")
     runs_dir: Path = Field(Path("runs"), description="Folder holding all runs (relative to cwd).")
     seed: int = Field(0, description="Seed for every random choice (split, shuffling, init).")
+    repeats: int = Field(
+        1, ge=1, description="Run up to evaluate with this many seeds (seed, seed+1, ...): the "
+        "extra ones under <name>/repeats/seed-<n>/ (each its own split, sampling and training); "
+        "<name>/repeats.json and the report give the median and min-max of every metric, and "
+        "the gate checks the medians. The first seed's model is the one tracked and registered.",
+    )
 
 
 # `register` is a stage name; as a field it shadows ABCMeta.register, which nothing here uses.

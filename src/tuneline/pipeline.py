@@ -26,12 +26,13 @@ from tuneline.config import PipelineConfig, save_config
 from tuneline.curate import stage as curate
 from tuneline.errors import ConfigError, QualityGateFailed
 from tuneline.evaluate import stage as evaluate
+from tuneline.evaluate.config import GateConfig
 from tuneline.evaluate.gate import GateResult, check_gate
 from tuneline.index import stage as index
 from tuneline.ingest import stage as ingest
 from tuneline.register import stage as register
 from tuneline.register import track
-from tuneline.report.results import read_results
+from tuneline.report.results import REPEATS_FILE, Repeats, read_results, spread_of
 from tuneline.synthesize import stage as synthesize
 from tuneline.train import stage as train
 
@@ -77,7 +78,11 @@ def run_pipeline(
         if on_stage is not None:
             on_stage(result.artifacts[name])
         if name == "evaluate":
-            result.gate = check_and_record_gate(cfg, result.artifacts["evaluate"], run_dir)
+            repeats = _repeat(cfg, result, force, on_stage) if cfg.run.repeats > 1 else None
+            if repeats is None:
+                (run_dir / REPEATS_FILE).unlink(missing_ok=True)  # from an earlier repeated run
+            result.gate = check_and_record_gate(cfg, result.artifacts["evaluate"], run_dir,
+                                                repeats)
             result.report = _write_report(run_dir)
         if name == stop_on_failed_gate_after:
             _stop_on_failed_gate(result)
@@ -134,9 +139,30 @@ def _stop_on_failed_gate(result: PipelineResult) -> None:
         raise_gate_failure(gate_of(result), result.run_dir)
 
 
-def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path) -> GateResult:
-    """Check evaluate's metrics against `cfg.gate` and write `<run>/gate.json`."""
-    gate = check_gate(cfg.gate, read_results(evaluated.path))
+def _repeat(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
+            on_stage: Callable[[Artifact], None] | None) -> Repeats:
+    """Run up to evaluate with seeds seed+1 .. seed+repeats-1 under `<run>/repeats/`, then
+    write `<run>/repeats.json`: the median and min-max of every metric over all the seeds."""
+    seeds = [cfg.run.seed + i for i in range(cfg.run.repeats)]
+    runs = [read_results(result.artifacts["evaluate"].path)]
+    for seed in seeds[1:]:
+        # The gate holds for the medians, not for each seed.
+        again = cfg.model_copy(update={"gate": GateConfig(), "run": cfg.run.model_copy(update={
+            "seed": seed, "repeats": 1, "name": f"seed-{seed}",
+            "runs_dir": result.run_dir / "repeats"})}, deep=True)
+        repeated = run_pipeline(again, "evaluate", force, on_stage)
+        runs.append(read_results(repeated.artifacts["evaluate"].path))
+    spread = spread_of(runs, seeds)
+    write_json_atomic(result.run_dir / REPEATS_FILE, spread.model_dump(mode="json"))
+    return spread
+
+
+def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Path,
+                          repeats: Repeats | None = None) -> GateResult:
+    """Check evaluate's metrics (the medians over the seeds, with repeats) against `cfg.gate`
+    and write `<run>/gate.json`."""
+    results = read_results(evaluated.path)
+    gate = check_gate(cfg.gate, results if repeats is None else repeats.medians())
     write_json_atomic(run_dir / GATE, gate.to_dict())
     return gate
 

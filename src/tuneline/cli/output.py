@@ -13,7 +13,7 @@ from rich.table import Table
 from tuneline.artifacts import Artifact
 from tuneline.cli.shared import console, errors
 from tuneline.config import PipelineConfig
-from tuneline.report.results import SetScores, read_results
+from tuneline.report.results import SetScores, read_repeats, read_results
 
 if TYPE_CHECKING:
     from tuneline.evaluate.gate import GateResult
@@ -59,6 +59,7 @@ def print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
     for variant, per_set in results.variants.items():
         table.add_row(variant, *(_accuracy_cell(per_set.get(s)) for s in results.sets))
     console.print(table)
+    _print_repeats(evaluated.path.parent)
     judge = results.judge
     if judge is not None and judge.win_rate is not None and judge.ci95 is not None:
         lo, hi = judge.ci95
@@ -73,6 +74,26 @@ def print_metrics(evaluated: Artifact, report: Path | None = None) -> None:
         left = f", {m.no_passage:.1%} left without a passage" if m.no_passage else ""
         console.print(f"retrieval on {name}: {found}{left}")
     console.print(f"report: {report or evaluated.path / 'report.md'}")
+
+
+def _print_repeats(run_dir: Path) -> None:
+    repeats = read_repeats(run_dir)
+    if repeats is None:
+        return
+    table = Table(title=f"Over {len(repeats.seeds)} seeds: median strict accuracy [min-max] "
+                  "(the gate checks the medians)")
+    table.add_column("variant")
+    sets = list(dict.fromkeys(s for per_set in repeats.metrics.values() for s in per_set))
+    for name in sets:
+        table.add_column(name, justify="right")
+    for variant, per_set in repeats.metrics.items():
+        cells = []
+        for name in sets:
+            spread = per_set.get(name, {}).get("accuracy")
+            cells.append("-" if spread is None else
+                         f"{spread.median:.1%} [{spread.min:.0%}-{spread.max:.0%}]")
+        table.add_row(variant, *cells)
+    console.print(table)
 
 
 def _accuracy_cell(scores: SetScores | None) -> str:

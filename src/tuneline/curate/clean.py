@@ -46,6 +46,7 @@ def clean_facts(facts: list[Fact], cfg: CurateConfig) -> tuple[list[Fact], dict[
     """
     from tuneline.curate.dedup import exact_duplicates, near_duplicates
     from tuneline.curate.pii import make_redactor
+    from tuneline.synthesize.out_of_data import KINDS as OUT_OF_DATA_KINDS
 
     redactor = make_redactor(tuple(cfg.pii.entities), cfg.pii.default_region, cfg.pii.engine) \
         if cfg.pii.enabled else None
@@ -58,16 +59,19 @@ def clean_facts(facts: list[Fact], cfg: CurateConfig) -> tuple[list[Fact], dict[
                                    questions=[clean(q) for q in f.questions]) for f in facts]
     masked = redactor.counts if redactor is not None else {}
     counts = {f"pii:{entity}": n for entity, n in sorted(masked.items())}
-    texts = [fact_text(f) for f in cleaned]
+    # Out-of-data questions restate their origin fact on purpose (another year, a variant
+    # name): they go with their origin, which is deduplicated, and are not compared here.
+    compared = [i for i, f in enumerate(cleaned) if f.kind not in OUT_OF_DATA_KINDS]
+    texts = [fact_text(cleaned[i]) for i in compared]
     drop: set[int] = set()
     if cfg.dedup.exact:
         exact = exact_duplicates(texts)
-        drop.update(exact)
+        drop.update(compared[i] for i in exact)
         counts["dropped:exact_duplicate"] = len(exact)
     if cfg.dedup.near:
-        remaining = [i for i in range(len(texts)) if i not in drop]
-        near = near_duplicates([texts[i] for i in remaining], cfg.dedup.threshold)
-        drop.update(remaining[i] for i in near)
+        remaining = [j for j in range(len(texts)) if compared[j] not in drop]
+        near = near_duplicates([texts[j] for j in remaining], cfg.dedup.threshold)
+        drop.update(compared[remaining[j]] for j in near)
         counts["dropped:near_duplicate"] = len(near)
     return [f for i, f in enumerate(cleaned) if i not in drop], counts
 

@@ -15,6 +15,7 @@ from tuneline.rag.passages import Passage
 from tuneline.rag.prompt import rag_user_message, shown_text
 from tuneline.rag.record_passages import answering_provenances, gold_provenance, provenance
 from tuneline.rag.retrieve import Retriever
+from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE, UNANSWERABLE_KINDS
 from tuneline.synthesize.templates import Fact
 
 
@@ -33,8 +34,8 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     because they state an evaluated fact (`guard`)."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
-    chosen = [(fact, question, shape, "rag_unanswerable" if fact.kind == "unanswerable"
-               else "rag") for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng)]
+    chosen = [(fact, question, shape, "rag" if fact.kind == "qa" else "rag_unanswerable")
+              for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng)]
     for fact in reading or []:
         question = rng.choice(fact.questions[phrasings])
         chosen.append((fact, question, _GOLD, "reading"))
@@ -60,7 +61,12 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                                                         for p in others[:k])
             others = [p for p in others if guard.stated(p.text) is None]
         others = others[:k]
-        if not answering:
+        if fact.kind in UNANSWERABLE_KINDS:
+            # A real entity's rows, which do not state what was asked: decline after reading.
+            shown = [h.passage for h in hits
+                     if guard is None or guard.stated(h.passage.text) is None][:k]
+            kind, passages, answer = "not_stated", shown, fact.answer
+        elif not answering:
             kind, passages, answer = "no_gold", others, fact.answer
         elif shape == _REMOVED or (shape == _SAMPLED and rng.random() < raft.gold_removed):
             kind, passages, answer = "gold_removed", others, cfg.synthesize.unanswerable.answer
@@ -87,12 +93,14 @@ _SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
 def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                   rng: random.Random) -> list[tuple[Fact, str, str]]:
     raft = cfg.curate.rag
-    pairs = [(fact, question) for fact in facts for question in fact.questions[phrasings]]
+    pairs = [(fact, question) for fact in facts
+             for question in fact.questions[slice(None) if fact.kind == ABSENT_ATTRIBUTE
+                                            else phrasings]]
     if raft.unanswerable_fraction is None:
         chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
     else:
-        answerable = [p for p in pairs if p[0].kind != "unanswerable"]
-        invented = [p for p in pairs if p[0].kind == "unanswerable"]
+        answerable = [p for p in pairs if p[0].kind == "qa"]
+        invented = [p for p in pairs if p[0].kind != "qa"]
         chosen = (rng.sample(answerable, round(raft.fraction * len(answerable)))
                   + rng.sample(invented, round(raft.unanswerable_fraction * len(invented))))
     return [(fact, question, _SAMPLED) for fact, question in chosen]

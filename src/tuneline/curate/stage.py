@@ -27,10 +27,13 @@ from tuneline.curate.formats import (
     write_hf_dataset,
 )
 from tuneline.curate.leaks import drop_leaking
+from tuneline.curate.out_of_data import probe_chats, probe_eval_sets, split_probes
 from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact, split_recall
 from tuneline.curate.validate import validate_file
 from tuneline.errors import ConfigError, DataError
 from tuneline.leakage import LeakGuard
+from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE
+from tuneline.synthesize.out_of_data import KINDS as PROBE_KINDS
 from tuneline.synthesize.stage import load_facts, load_values
 from tuneline.synthesize.templates import Fact
 
@@ -38,7 +41,9 @@ TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
 EVAL_DIR = "eval"
 DEV_DIR = "dev"  # eval/dev/: the same sets on disjoint facts, for choosing knobs
 VALUES_FILE = "values.json"  # eval/values.json: synthesize's answer values, for strict scoring
-EVAL_SETS = ("recall", "heldout", "unanswerable")
+# recall, heldout and invented entities; then real entities asked what the data cannot answer
+# (an absent attribute, another year) and named by a variant (answerable)
+EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS)
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 
 
@@ -63,7 +68,8 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
         n_recall = cfg.curate.recall_phrasings
-        too_few = sorted({f.template for f in facts if len(f.questions) <= n_recall})
+        too_few = sorted({f.template for f in facts if len(f.questions) <= n_recall
+                          and f.kind != ABSENT_ATTRIBUTE})
         if too_few:
             raise ConfigError([
                 f"synthesize.templates ({name}): needs more than curate.recall_phrasings="
@@ -85,20 +91,26 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
         values = load_values(synthesized)
         guard = LeakGuard.from_facts(split.heldout + split.dev, values)
+        recall_test, recall_dev = split_recall(split.train, dev, cfg.run.seed)
+        probes = split_probes([f for f in facts if f.kind in PROBE_KINDS], split.train,
+                              split.heldout, recall_test, recall_dev, split.dev, cfg.run.seed)
         routes = {"qa": chat_examples(split.train, trained),
-                  "unanswerable": chat_examples(abstain.train, trained)}
+                  "unanswerable": chat_examples(abstain.train, trained),
+                  **probe_chats(probes, trained)}
         if uses_rag:
-            rag_routes, shaped_rag = _raft(cfg, split.train + abstain.train, trained, reading,
-                                           guard)
+            probe_facts = [f for group in probes.train.values() for f in group]
+            rag_routes, shaped_rag = _raft(cfg, split.train + abstain.train + probe_facts,
+                                           trained, reading, guard)
             routes.update(rag_routes)
             shaped.update(shaped_rag)
         train_chats, details["leak_check"] = drop_leaking(routes, guard)
         chats = {"train": train_chats,
                  "val": chat_examples(split.val, trained),
                  "test": chat_examples(split.heldout, slice(None))}
-        recall_test, recall_dev = split_recall(split.train, dev, cfg.run.seed)
-        eval_sets = _eval_sets(recall_test, split.heldout, abstain.heldout, recall_only)
-        dev_sets = _eval_sets(recall_dev, split.dev, abstain.dev, recall_only)
+        eval_sets = {**_eval_sets(recall_test, split.heldout, abstain.heldout, recall_only),
+                     **probe_eval_sets(probes.test, recall_only)}
+        dev_sets = {**_eval_sets(recall_dev, split.dev, abstain.dev, recall_only),
+                    **probe_eval_sets(probes.dev, recall_only)}
         counts = {
             **cleaning,
             "dropped:near_duplicate_of_train": leaks,
@@ -111,6 +123,7 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
             "facts_unanswerable_train": len(abstain.train),
             "facts_unanswerable_eval": len(abstain.heldout),
             "facts_unanswerable_dev": len(abstain.dev),
+            **{f"facts_{kind}_train": len(group) for kind, group in probes.train.items()},
             **_write_openai(tmp, chats, eval_sets, dev_sets, values),
         }
         details["leak_check"] = details["leak_check"].to_json()

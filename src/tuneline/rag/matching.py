@@ -14,6 +14,12 @@ A passage is kept when
    it names this passage's value too; of two named values where one's words are part of the
    other's ("Women's 100m" in "Women's 4 x 100m Relay"), only the longer one counts.
 Passages without match fields (document chunks, unconfigured sources) are kept as they are.
+
+A field the question names no value of in full can be named in part ("Which country did
+Crouser represent?"): by a word that belongs to that field only and to at most
+`DISTINCTIVE_VALUES` of its values; the values named so must then hold every word of the
+question that belongs to that field only ("FOX Koki", spliced from FOX Jessica and KANO Koki,
+names neither). This needs the index's values (`FieldValues`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from tuneline.rag.passages import Hit, Passage
 FIELD_PREFIX = "field:"
 # A sign before a number is part of it: "Men -100 kg" and "Men +100 kg" are two events.
 _WORD = re.compile(r"(?:(?<!\w)[+-](?=\d))?\w+")
+DISTINCTIVE_VALUES = 2  # a word in at most this many values of a field can name one in part
 _STOPWORDS = frozenset({"a", "an", "and", "at", "by", "for", "from", "in", "is", "of", "on",
                         "or", "the", "to", "with"})
 
@@ -69,6 +76,27 @@ class FieldValues:
                 named.setdefault(field, set()).update(v for v in values if v <= asked)
         return _longest(named)
 
+    def partly_named(self, asked: frozenset[str], skip: Iterable[str] = ()
+                     ) -> dict[str, set[frozenset[str]]]:
+        """Per field (but those in `skip`), the values the question names in part: they hold
+        every word of the question that belongs to this field only, one of which belongs to
+        at most DISTINCTIVE_VALUES values."""
+        own: dict[str, set[str]] = {}
+        for word in asked:
+            fields = self._by_word.get(word, {})
+            if len(fields) == 1:
+                (field,) = fields
+                own.setdefault(field, set()).add(word)
+        named: dict[str, set[frozenset[str]]] = {}
+        for field, field_words in own.items():
+            if field in skip or not any(len(self._by_word[w][field]) <= DISTINCTIVE_VALUES
+                                        for w in field_words):
+                continue
+            holding = set.intersection(*(self._by_word[w][field] for w in field_words))
+            if holding:
+                named[field] = holding
+        return named
+
 
 def field_values(passages: Iterable[Passage]) -> dict[str, list[str]]:
     """The distinct values of each match field over passages (what FieldValues is built of)."""
@@ -87,8 +115,9 @@ def matching_hits(question: str, hits: Sequence[Hit],
     asked = words(question)
     fields = [match_fields(h.passage) for h in hits]
     named = known.named(asked) if known is not None else _named_among(asked, fields)
+    partly = known.partly_named(asked, skip=named) if known is not None else {}
     return [hit for hit, values in zip(hits, fields, strict=True)
-            if not values or _is_named(values, asked, named)]
+            if not values or _is_named(values, asked, {**named, **partly}, partly)]
 
 
 def _named_among(asked: frozenset[str], fields: list[dict[str, frozenset[str]]]
@@ -107,8 +136,10 @@ def _longest(named: dict[str, set[frozenset[str]]]) -> dict[str, set[frozenset[s
 
 
 def _is_named(values: dict[str, frozenset[str]], asked: frozenset[str],
-              named: dict[str, set[frozenset[str]]]) -> bool:
-    names_one = any(value and value <= asked for value in values.values())
+              named: dict[str, set[frozenset[str]]],
+              partly: dict[str, set[frozenset[str]]] | None = None) -> bool:
+    names_one = (any(value and value <= asked for value in values.values())
+                 or any(values.get(field) in found for field, found in (partly or {}).items()))
     agrees = all(values.get(field) in found for field, found in named.items()
                  if field in values)
     return names_one and agrees

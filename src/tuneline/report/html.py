@@ -18,7 +18,14 @@ from markupsafe import Markup
 
 from tuneline.artifacts import read_jsonl, write_text_atomic
 from tuneline.report import plots as html_plots
-from tuneline.report.results import METRICS_FILE, EvalResults, JudgeScores, read_results
+from tuneline.report.results import (
+    METRICS_FILE,
+    EvalResults,
+    JudgeScores,
+    Repeats,
+    read_repeats,
+    read_results,
+)
 
 REPORT = "report.html"
 TEMPLATE = "report.html.j2"  # in tuneline/report/templates/; the style is report.css
@@ -54,6 +61,7 @@ class RunFiles:
     gate: GateSummary | None
     card: str | None
     card_dir: Path
+    repeats: Repeats | None = None  # <run>/repeats.json, with run.repeats > 1
 
     @property
     def base_model(self) -> str | None:
@@ -194,6 +202,7 @@ def load_run(run_dir: Path) -> RunFiles:
         gate=_read_gate(run_dir / "gate.json"),
         card=_read_text(run_dir / "curate" / "dataset_card.md"),
         card_dir=run_dir / "curate",
+        repeats=read_repeats(run_dir),
     )
 
 

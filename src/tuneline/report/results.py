@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -150,3 +151,57 @@ def _field(loc: tuple[int | str, ...]) -> str:
     """The dotted JSON path of a validation error (variants sit at the top of the file)."""
     parts = loc[1:] if loc and loc[0] == "variants" else loc
     return ".".join(str(part) for part in parts)
+
+
+# --- Repeated runs (run.repeats) ----------------------------------------------------------
+
+REPEATS_FILE = "repeats.json"  # in the run folder: {"seeds": [...], "metrics": {...}}
+
+
+class Spread(_Scores):
+    """One metric over the repeats: the median, the lowest and the highest run."""
+
+    median: Number
+    min: Number
+    max: Number
+
+
+class Repeats(_Scores):
+    """Every metric of every variant and set over the repeated runs (one per seed)."""
+
+    seeds: list[int] = []
+    metrics: dict[str, dict[str, dict[str, Spread]]] = {}
+
+    def medians(self) -> EvalResults:
+        """The medians, shaped like metrics.json (what the gate checks with repeats)."""
+        return parse_results({variant: {name: {metric: spread.median
+                                               for metric, spread in rates.items()}
+                                        for name, rates in per_set.items()}
+                              for variant, per_set in self.metrics.items()})
+
+
+def spread_of(runs: list[EvalResults], seeds: list[int]) -> Repeats:
+    """Median and min–max of each rate (RATES) per variant and set, over the runs that have it."""
+    metrics: dict[str, dict[str, dict[str, Spread]]] = {}
+    for variant in dict.fromkeys(v for run in runs for v in run.variants):
+        for name in dict.fromkeys(s for run in runs for s in run.variants.get(variant, {})):
+            for metric in RATES:
+                values = sorted(value for run in runs
+                                if (scores := run.scores(variant, name)) is not None
+                                and (value := scores.rate(metric)) is not None)
+                if values:
+                    metrics.setdefault(variant, {}).setdefault(name, {})[metric] = Spread(
+                        median=statistics.median(values), min=values[0], max=values[-1])
+    return Repeats(seeds=seeds, metrics=metrics)
+
+
+def read_repeats(run_dir: Path) -> Repeats | None:
+    """`<run>/repeats.json`, or None when the run was not repeated."""
+    path = Path(run_dir) / REPEATS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Repeats.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise DataError(f"{path}: malformed ({exc.error_count()} field(s)); rerun the "
+                        "pipeline to write it again") from None

@@ -71,6 +71,27 @@ class UnanswerableConfig(Section):
         "I don't have information about that in my data.",
         description="The abstention answer trained and expected for them.",
     )
+    out_of_data: bool | None = Field(
+        None, description="Also ask about the sampled facts' real entities what the data "
+        "cannot answer: an attribute no column holds (absent_attribute) and the template's "
+        "questions with a qualifier outside the data, its year shifted (other_qualifier); and "
+        "name people by a variant of their name (variant_name, answerable). Unset: on when "
+        "per_template > 0.",
+    )
+    attributes: list[str] = Field(
+        default_factory=list, description="Your own absent-attribute questions, added to the "
+        "packaged ones; {entity} is the entity's key values, or use the key's placeholders, "
+        "e.g. 'Who coached {name}?'.",
+    )
+    qualifiers: dict[str, list[str]] = Field(
+        default_factory=dict, description="Qualifiers to swap for ones outside the data, e.g. "
+        "{'Paris 2024': ['Tokyo 2020', 'London 2012']}; a question without one has its years "
+        "shifted instead.",
+    )
+
+    @property
+    def builds_out_of_data(self) -> bool:
+        return self.per_template > 0 if self.out_of_data is None else self.out_of_data
 
 
 class ParaphraseConfig(Section):

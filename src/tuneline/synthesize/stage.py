@@ -25,6 +25,12 @@ from tuneline.leakage import LeakGuard
 from tuneline.models.resolve import cache_root
 from tuneline.synthesize.config import TemplateConfig
 from tuneline.synthesize.llm_synth import generate_facts
+from tuneline.synthesize.out_of_data import (
+    absent_attribute_facts,
+    absent_attributes,
+    other_qualifier_facts,
+    variant_name_facts,
+)
 from tuneline.synthesize.paraphrase import paraphrase_templates
 from tuneline.synthesize.suggest import auto_templates_for
 from tuneline.synthesize.templates import (
@@ -104,7 +110,12 @@ def _template_facts(
                                       _rows_of(found, records[template.source]))
         if invented:
             counts[f"unanswerable:{template.name}"] = len(invented)
-        facts += found + invented
+        probes = (_out_of_data(cfg, template, found, every, tables, rng)
+                  if unanswerable.builds_out_of_data else [])
+        for fact in probes:
+            counts[f"{fact.kind}:{template.name}"] = counts.get(
+                f"{fact.kind}:{template.name}", 0) + 1
+        facts += found + invented + probes
         skipped[template.name] = dict(report.skipped)
     rows = {(r.source, str(r.file), str(r.line)): r for group in records.values() for r in group}
     reading = _reading_facts(unsampled, facts, cfg.synthesize.reading_facts_per_template, rng,
@@ -149,6 +160,18 @@ def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],
             used.add(_row(fact))
             reading.append(dataclasses.replace(fact, kind="reading"))
     return reading
+
+
+def _out_of_data(cfg: PipelineConfig, template: TemplateConfig, found: list[Fact],
+                 every: list[Fact], tables: dict[str, Any], rng: random.Random) -> list[Fact]:
+    """Absent-attribute, other-qualifier and variant-name questions about the sampled facts."""
+    unanswerable = cfg.synthesize.unanswerable
+    columns = [c for table in tables.values() for c in table["columns"]]
+    attributes = absent_attributes(template, columns, unanswerable.attributes)
+    return (absent_attribute_facts(template, found, attributes, unanswerable.answer, rng)
+            + other_qualifier_facts(template, found, unanswerable.answer, rng,
+                                    unanswerable.qualifiers)
+            + variant_name_facts(template, found, [f.key for f in every], rng))
 
 
 def _rows_of(facts: list[Fact], records: list[Record]) -> list[Record]:
