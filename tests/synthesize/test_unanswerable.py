@@ -62,7 +62,8 @@ def test_curate_trains_on_some_abstentions_and_holds_out_the_rest(tmp_path):
     from tuneline.pipeline import run_pipeline
 
     data = tiny_pipeline_config(tmp_path, tmp_path)
-    data["synthesize"]["unanswerable"] = {"per_template": 10, "answer": "No idea, sorry."}
+    data["synthesize"]["unanswerable"] = {"per_template": 10, "answer": "No idea, sorry.",
+                                          "out_of_data": False}  # invented entities only
     data["curate"]["unanswerable_train_fraction"] = 0.4
     result = run_pipeline(PipelineConfig.model_validate(data), until="curate")
     curated = result.artifacts["curate"]
@@ -81,3 +82,25 @@ def test_curate_trains_on_some_abstentions_and_holds_out_the_rest(tmp_path):
     trained_questions = {m[0]["content"] for m in trained}
     assert not any(i["question"] in trained_questions for i in held + dev)
     assert all(i["fact"] for i in load_eval_set(curated, "recall"))
+
+
+def test_curate_asks_real_entities_what_the_data_cannot_answer(tmp_path):
+    from conftest import tiny_pipeline_config
+    from tuneline.config import PipelineConfig
+    from tuneline.curate.stage import load_chat, load_eval_set
+    from tuneline.pipeline import run_pipeline
+
+    data = tiny_pipeline_config(tmp_path, tmp_path)
+    data["synthesize"]["unanswerable"] = {"per_template": 4, "answer": "No idea, sorry."}
+    result = run_pipeline(PipelineConfig.model_validate(data), until="curate")
+    curated = result.artifacts["curate"]
+    asked = load_eval_set(curated, "absent_attribute") + load_eval_set(curated, "absent_attribute",
+                                                                       "dev")
+    assert asked and all(i["expect"] == "abstain" for i in asked)
+    trained = {m["messages"][0]["content"]: m["messages"][1]["content"]
+               for m in load_chat(curated, "train")}
+    countries = {i["entity"][0] for i in asked}
+    declined = [q for q, a in trained.items() if a == "No idea, sorry."
+                and any(c in q for c in countries)]
+    assert not declined  # entities asked about are never the ones trained to decline
+    assert load_eval_set(curated, "other_qualifier") == []  # no year in the capital questions
