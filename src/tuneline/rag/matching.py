@@ -16,10 +16,11 @@ A passage is kept when
 Passages without match fields (document chunks, unconfigured sources) are kept as they are.
 
 A field the question names no value of in full can be named in part ("Which country did
-Crouser represent?"): by a word that belongs to that field only and to at most
-`DISTINCTIVE_VALUES` of its values; the values named so must then hold every word of the
-question that belongs to that field only ("FOX Koki", spliced from FOX Jessica and KANO Koki,
-names neither). This needs the index's values (`FieldValues`).
+Crouser represent?"): by a capitalised word of the question that belongs to that field only and
+to at most `DISTINCTIVE_VALUES` of its values; the values named so must then hold every
+capitalised word of the question that belongs to that field only ("FOX Koki", spliced from FOX
+Jessica and KANO Koki, names neither). Lower-case words never name in part: "won" is a word of
+"KIM Won Ho" and of most questions. This needs the index's values (`FieldValues`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def words(text: str) -> frozenset[str]:
     folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return frozenset(w for w in _WORD.findall(folded)
                      if w not in _STOPWORDS and (len(w) > 1 or w.isdigit()))
+
+
+def capitalised(text: str) -> frozenset[str]:
+    """The words (as `words` folds them) of the tokens that start with a capital letter."""
+    return words(" ".join(t for t in _WORD.findall(text) if t[:1].isupper()))
 
 
 def match_fields(passage: Passage) -> dict[str, frozenset[str]]:
@@ -115,7 +121,8 @@ def matching_hits(question: str, hits: Sequence[Hit],
     asked = words(question)
     fields = [match_fields(h.passage) for h in hits]
     named = known.named(asked) if known is not None else _named_among(asked, fields)
-    partly = known.partly_named(asked, skip=named) if known is not None else {}
+    partly = (known.partly_named(capitalised(question), skip=named) if known is not None
+              else {})
     return [hit for hit, values in zip(hits, fields, strict=True)
             if not values or _is_named(values, asked, {**named, **partly}, partly)]
 
