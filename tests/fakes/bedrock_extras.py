@@ -6,7 +6,8 @@ neither provisioned throughput nor bedrock-runtime's Converse (both raise NotImp
 job's output location as documented). `bedrock_extras()` patches moto's response classes with
 the two missing operations: throughput goes Creating -> InService over polls, and Converse
 answers for a custom model with the training answer closest to the question (read back from
-the job's training file in moto's S3), for any other model with BASE_ANSWER.
+the job's training file in moto's S3), for any other model with BASE_ANSWER; each call is
+recorded with the answer it got.
 """
 
 from __future__ import annotations
@@ -102,13 +103,15 @@ def bedrock_extras(region: str = "us-east-1") -> Iterator[dict[str, Any]]:
     def converse(self: BedrockRuntimeResponse) -> str:
         model_id = unquote(re.match(r"^/model/(.+)/converse$", self.path).group(1))
         params = json.loads(self.body)
-        seen["converse"].append({"modelId": model_id, **params})
+        call = {"modelId": model_id, **params}
+        seen["converse"].append(call)
         question = params["messages"][-1]["content"][0]["text"]
         model_arn = seen["throughputs"].get(model_id, {}).get("model_arn", model_id)
         pairs = _training_answers(model_arn, region)
         words = set(re.findall(r"\w+", question.lower()))
         answer = max(pairs, key=lambda p: len(words & set(re.findall(r"\w+", p[0].lower()))))[
             1] if pairs else BASE_ANSWER
+        call["answer"] = answer  # what this model said, for tests to trace into the metrics
         return json.dumps({"output": {"message": {"role": "assistant",
                                                   "content": [{"text": answer}]}},
                            "stopReason": "end_turn",

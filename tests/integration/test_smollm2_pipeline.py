@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -67,20 +68,43 @@ def test_training_lowers_loss_and_changes_only_the_adapter(pipeline, base_weight
 
 
 def test_evaluation_compares_base_and_tuned(pipeline):
-    import json
+    from tuneline.artifacts import read_jsonl
 
     _, result, _ = pipeline
-    metrics = json.loads((result.artifacts["evaluate"].path / "metrics.json").read_text())
+    evaluated = result.artifacts["evaluate"].path
+    metrics = json.loads((evaluated / "metrics.json").read_text())
     assert metrics["base"]["recall"]["n"] == metrics["tuned"]["recall"]["n"] == 6
     assert metrics["tuned"]["unanswerable"]["n"] == 4  # 2 of 4 per template held out
-    predictions = (result.artifacts["evaluate"].path / "predictions.jsonl").read_text()
-    assert predictions.count("tuned_answer") >= 6
+    predictions = read_jsonl(evaluated / "predictions.jsonl")
+    recall = [p for p in predictions if p["set"] == "recall"]
+    # The metrics are the scored answers of each variant.
+    for variant in ("base", "tuned"):
+        for name in ("recall", "unanswerable"):
+            rows = [p for p in predictions if p["set"] == name]
+            assert metrics[variant][name]["accuracy"] == pytest.approx(
+                sum(p[f"{variant}_correct"] for p in rows) / len(rows))
+    # Training moved the answers the way it should: the tuned model answers the trained facts
+    # (recall asks them in a phrasing it never saw) in their trained sentence, and more of them
+    # rightly, than the base model, which knows nothing of Paris 2024's medallists (2026-12-03
+    # slice: tuned 4/6, base 0/6); and it declines invented athletes and events it was taught
+    # to decline (2/4 vs 0/4).
+    assert all(p["tuned_answer"] != p["base_answer"] for p in recall)
+    assert metrics["tuned"]["recall"]["accuracy"] > metrics["base"]["recall"]["accuracy"]
+    assert metrics["tuned"]["recall"]["token_f1"] > metrics["base"]["recall"]["token_f1"] + 0.2
+    assert (metrics["tuned"]["unanswerable"]["abstention_rate"]
+            > metrics["base"]["unanswerable"]["abstention_rate"])
 
 
 def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
     from openai import OpenAI
 
-    cfg, _, _ = pipeline
+    from tuneline.artifacts import read_jsonl
+
+    cfg, result, _ = pipeline
+    predictions = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+    # A trained fact the evaluated tuned model got right (and the base model did not).
+    known = next(p for p in predictions if p["set"] == "recall" and p["tuned_correct"]
+                 and not p["base_correct"])
     with tuneline_serve(str(workdir / "paris2024" / "tuneline.yaml"),
                         f"register.registry_dir={cfg.register.registry_dir}",
                         f"run.runs_dir={cfg.run.runs_dir}") as base_url:
@@ -96,11 +120,21 @@ def test_tuneline_serve_answers_the_openai_client(pipeline, workdir):
         # The end-of-turn token was trained: the tuned model stops by itself, well before 64.
         assert reply.choices[0].finish_reason == "stop"
         assert reply.usage.completion_tokens < 48
+        # What is served is the tuned model: it knows the trained fact as evaluate found.
+        trained = client.chat.completions.create(
+            model="paris2024", max_tokens=cfg.evaluate.max_new_tokens,
+            messages=[{"role": "user", "content": known["question"]}])
+        assert known["fact"] in trained.choices[0].message.content, known
         # The demo indexes its medallists: '+rag' answers from retrieved passages and cites them.
         grounded = client.chat.completions.create(
             model="paris2024+rag", max_tokens=48,
             messages=[{"role": "user", "content": "Which country did LEDECKY Katie represent "
                                                   "at the Paris 2024 Olympics?"}])
         cited = grounded.model_extra["citations"]
-        assert any("LEDECKY Katie" in c["text"] for c in cited)
-        assert all(c["source"] == "medallists" and c["line"] for c in cited)
+        # Matching keeps only her rows (four medals in the demo data), each naming her country;
+        # the answer copies one of them (curate.rag.answer: passage), country included.
+        assert sorted(int(c["line"]) for c in cited) == [27, 165, 295, 909]
+        assert all(c["source"] == "medallists" and
+                   c["text"].endswith(": LEDECKY Katie of United States.") for c in cited)
+        answer = grounded.choices[0].message.content
+        assert "LEDECKY Katie of United States" in answer, answer

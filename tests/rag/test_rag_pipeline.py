@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("lancedb")
 pytest.importorskip("torch")
 
-from conftest import serve_in_thread, tiny_pipeline_config  # noqa: E402
+from conftest import CAPITALS, serve_in_thread, tiny_pipeline_config  # noqa: E402
 from tuneline.artifacts import read_jsonl  # noqa: E402
 from tuneline.config import PipelineConfig  # noqa: E402
 from tuneline.errors import ConfigError  # noqa: E402
@@ -54,15 +54,22 @@ def test_raft_examples_put_the_gold_passage_among_distractors(rag_run):
     rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     assert counts["rag:gold"] + counts["rag:gold_removed"] == len(rag_rows) > 0
     assert counts["rag:gold"] > counts["rag:gold_removed"] > 0
+    facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
+    capitals = dict((country, capital) for country, capital, _ in CAPITALS)
     abstain = cfg.synthesize.unanswerable.answer
+    removed = 0
     for row in rag_rows:
         prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
         assert prompt.count("</passage>") == 3
-        if answer == abstain:
-            # The gold sentence was taken out: the answer is not in the context.
-            assert not any(line.strip() and line in answer for line in prompt.splitlines())
-        else:
-            assert answer in prompt  # the gold fact sentence is one of the passages
+        (fact,) = [f for f in facts if prompt.rsplit("Question: ", 1)[1] in f["questions"]]
+        # The passage the index holds for this fact's row, as a block of the prompt shows it.
+        gold = f"\n{FACT.format(country=fact['key'], capital=capitals[fact['key']])}\n</passage>"
+        if answer == abstain:  # gold removed: the context must not hold the answer
+            removed += 1
+            assert gold not in prompt and capitals[fact["key"]] not in prompt
+        else:  # the answer is the fact's, and its gold passage is one of the three
+            assert answer == fact["answer"] and gold in prompt
+    assert removed == counts["rag:gold_removed"]
 
 
 def test_rag_variants_and_retrieval_metrics(rag_run):
@@ -250,6 +257,7 @@ def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_di
     cfg.index.match_fields = {"capitals": ["country"]}
     cfg.index.retrieval.match_question = True
     cfg.synthesize.unanswerable.per_template = 6
+    cfg.synthesize.unanswerable.out_of_data = False  # invented countries only
     result = run_pipeline(cfg, until="curate")
     values = json.loads((result.artifacts["index"].path / "match_values.json").read_text())
     assert "Peru" in values["country"] and len(values["country"]) == 20
@@ -305,3 +313,26 @@ def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
     plain = [r for r in train if not r["messages"][0]["content"].startswith("Answer the")]
     assert plain and all(r["messages"][1]["content"].startswith("The capital of ")
                          for r in plain)
+
+
+def test_a_name_in_part_finds_its_passages_and_a_spliced_name_none():
+    from tuneline.rag.matching import FieldValues, matching_hits
+    from tuneline.rag.passages import Hit, Passage
+
+    names = ["CROUSER Ryan", "FOX Jessica", "FOX Noemie", "KANO Koki", "SMITH Ryan", "KIM Won Ho"]
+    hits = [Hit(Passage(f"p{i}", f"Gold Medal: {name}.", "medallists",
+                        {"field:name": name, "field:discipline": "Athletics"}), 1.0)
+            for i, name in enumerate(names)]
+    known = FieldValues({"name": names, "discipline": ["Athletics"]})
+
+    def kept(question: str) -> list[str]:
+        return [h.passage.metadata["field:name"] for h in matching_hits(question, hits, known)]
+
+    assert kept("Which country did Crouser represent?") == ["CROUSER Ryan"]
+    # a lower-case word never names in part ("won" is a word of "KIM Won Ho")
+    assert kept("Crouser won a medal. Which country does this athlete represent?") == [
+        "CROUSER Ryan"]
+    assert kept("Which country did Ryan CROUSER represent?") == ["CROUSER Ryan"]
+    assert kept("Which country did FOX Koki represent?") == []  # spliced from two athletes
+    assert kept("Which country did Ryan represent?") == ["CROUSER Ryan", "SMITH Ryan"]
+    assert kept("Which country did Fox represent?") == ["FOX Jessica", "FOX Noemie"]

@@ -226,8 +226,9 @@ def test_pipeline_with_throughput_and_converse_evaluates_through_bedrock(
         tmp_path, role_arn, polls):
     from tuneline.registry import open_registry
 
-    data = _config(tmp_path, role_arn, provisioned_throughput={"enabled": True,
-                                                              "model_units": 2})
+    data = _config(tmp_path, role_arn, exports=("openai", "bedrock"),
+                   provisioned_throughput={"enabled": True, "model_units": 2})
+    data["curate"]["bedrock_format"] = "prompt_completion"  # what the Llama base model takes
     with bedrock_extras(REGION) as seen:
         cfg, result = _pipeline(tmp_path, data)
     (job,) = jobs(REGION).values()
@@ -241,14 +242,45 @@ def test_pipeline_with_throughput_and_converse_evaluates_through_bedrock(
     assert remote["provisioned_model_arn"] == remote["invoke_model_id"] == provisioned
     assert remote["test_invocation"]["ok"] and remote["test_invocation"]["answer"]
 
-    models = {call["modelId"] for call in seen["converse"]}
-    assert models == {provisioned, "meta.llama3-2-1b-instruct-v1:0"}
+    # The job trained on curate's Bedrock export, byte for byte, and that export is the
+    # curated training chats.
+    curated = result.artifacts["curate"].path
+    assert remote["data_source"] == "curate/bedrock"
+    uploaded = boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key=job.training_data_config["s3Uri"].split("/", 3)[3])["Body"].read()
+    assert uploaded == (curated / "bedrock" / "train.jsonl").read_bytes()
+    assert [(r["prompt"], r["completion"]) for r in _s3_jsonl(job.training_data_config["s3Uri"])
+            ] == [(c["messages"][0]["content"], c["messages"][-1]["content"])
+                  for c in read_jsonl(curated / "train.jsonl")]
+
+    # Evaluate asked the provisioned custom model for 'tuned' and the base model for 'base',
+    # each question once, and wrote down what each said. (The fake answers the custom model
+    # with its nearest training answer, so the scores below measure evaluate's bookkeeping,
+    # not a model's quality.)
+    base_id = "meta.llama3-2-1b-instruct-v1:0"
+    evaluated = result.artifacts["evaluate"]
+    assert evaluated.manifest["details"]["models"] == {"base": base_id, "tuned": provisioned}
     assert all(call["inferenceConfig"] == {"maxTokens": cfg.evaluate.max_new_tokens,
                                            "temperature": 0.0} for call in seen["converse"])
-    metrics = read_json(result.artifacts["evaluate"].path / "metrics.json")
-    assert metrics["tuned"]["recall"]["accuracy"] > metrics["base"]["recall"]["accuracy"] == 0
-    predictions = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
-    assert {p["base_answer"] for p in predictions} == {BASE_ANSWER}
+    said = {model: {} for model in (provisioned, base_id)}
+    for call in seen["converse"]:
+        said[call["modelId"]][call["messages"][-1]["content"][0]["text"]] = call["answer"]
+    predictions = read_jsonl(evaluated.path / "predictions.jsonl")
+    questions = {p["question"] for p in predictions}
+    assert set(said) == {provisioned, base_id} and set(said[base_id]) == questions
+    assert set(said[provisioned]) >= questions  # and train's one test invocation
+    for p in predictions:
+        assert p["tuned_answer"] == said[provisioned][p["question"]]
+        assert p["base_answer"] == said[base_id][p["question"]] == BASE_ANSWER
+    # The metrics are those answers scored: the fake only ever says whole training answers,
+    # so an answer is right exactly when it is the item's reference sentence.
+    metrics = read_json(evaluated.path / "metrics.json")
+    for name in ("recall", "heldout"):
+        rows = [p for p in predictions if p["set"] == name]
+        for variant in ("base", "tuned"):
+            right = [p[f"{variant}_answer"] == p["reference"] for p in rows]
+            assert metrics[variant][name]["n"] == len(rows) > 0
+            assert metrics[variant][name]["accuracy"] == pytest.approx(sum(right) / len(rows))
 
     version = open_registry(cfg.register).get("capitals")
     assert version.meta["provisioned_model_arn"] == provisioned
