@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuneline.curate.out_of_data import probe_chats, probe_eval_sets, split_probes
+from tuneline.curate.out_of_data_split import probe_chats, probe_eval_sets, split_probes
 from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE, OTHER_QUALIFIER, VARIANT_NAME
 from tuneline.synthesize.templates import Fact
 

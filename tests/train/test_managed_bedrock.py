@@ -96,7 +96,8 @@ def test_job_is_created_with_the_documented_shape_polled_and_recorded(
     assert train_uri == f"s3://{BUCKET}/tuneline/{job.job_name}/train.jsonl"
     assert job.output_data_config["s3Uri"] == f"s3://{BUCKET}/tuneline/{job.job_name}/output/"
     records = _s3_jsonl(train_uri)  # Llama takes prompt/completion records
-    assert len(records) == 32 and set(records[0]) == {"prompt", "completion"}
+    trained = curated.manifest["counts"]["train"]  # the curated training chats, one record each
+    assert len(records) == trained == 28 and set(records[0]) == {"prompt", "completion"}
     assert len(_s3_jsonl(validator["s3Uri"])) == 4
     assert polls["n"] == 2  # InProgress, InProgress, Completed
 

@@ -27,7 +27,7 @@ from tuneline.curate.formats import (
     write_hf_dataset,
 )
 from tuneline.curate.leaks import drop_leaking
-from tuneline.curate.out_of_data import probe_chats, probe_eval_sets, split_probes
+from tuneline.curate.out_of_data_split import probe_chats, probe_eval_sets, split_probes
 from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact, split_recall
 from tuneline.curate.validate import validate_file
 from tuneline.errors import ConfigError, DataError
