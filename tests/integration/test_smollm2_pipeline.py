@@ -85,12 +85,13 @@ def test_evaluation_compares_base_and_tuned(pipeline):
                 sum(p[f"{variant}_correct"] for p in rows) / len(rows))
     # Training moved the answers the way it should: the tuned model answers the trained facts
     # (recall asks them in a phrasing it never saw) in their trained sentence, and more of them
-    # rightly, than the base model, which knows nothing of Paris 2024's medallists (2026-12-03
-    # slice: tuned 4/6, base 0/6); and it declines invented athletes and events it was taught
-    # to decline (2/4 vs 0/4).
+    # rightly, than the base model, which knows nothing of Paris 2024's medallists; and it
+    # declines invented athletes and events it was taught to decline. Two runs of this slice on
+    # 2026-12-03: recall tuned 4/6 and 3/6, base 0/6 (token F1 0.76 and 0.59, base 0.27 and
+    # 0.33); unanswerable declined 2/4 tuned, 0/4 base.
     assert all(p["tuned_answer"] != p["base_answer"] for p in recall)
     assert metrics["tuned"]["recall"]["accuracy"] > metrics["base"]["recall"]["accuracy"]
-    assert metrics["tuned"]["recall"]["token_f1"] > metrics["base"]["recall"]["token_f1"] + 0.2
+    assert metrics["tuned"]["recall"]["token_f1"] > metrics["base"]["recall"]["token_f1"] + 0.1
     assert (metrics["tuned"]["unanswerable"]["abstention_rate"]
             > metrics["base"]["unanswerable"]["abstention_rate"])
 
