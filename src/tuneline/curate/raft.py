@@ -55,16 +55,15 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
         answering = answering_provenances(item)  # empty for unanswerable facts (no row)
-        others = [h.passage for h in hits if provenance(h.passage) not in answering]
-        if guard is not None:
-            kinds["rag:distractor_leak_avoided"] += sum(guard.stated(p.text) is not None
-                                                        for p in others[:k])
-            others = [p for p in others if guard.stated(p.text) is None]
-        others = others[:k]
+        # Passages stating an evaluated fact are never shown (checked once per hit).
+        safe = [guard is None or guard.stated(h.passage.text) is None for h in hits]
+        candidates = [(h.passage, ok) for h, ok in zip(hits, safe, strict=True)
+                      if provenance(h.passage) not in answering]
+        kinds["rag:distractor_leak_avoided"] += sum(not ok for _, ok in candidates[:k])
+        others = [p for p, ok in candidates if ok][:k]
         if fact.kind in UNANSWERABLE_KINDS:
             # A real entity's rows, which do not state what was asked: decline after reading.
-            shown = [h.passage for h in hits
-                     if guard is None or guard.stated(h.passage.text) is None][:k]
+            shown = [h.passage for h, ok in zip(hits, safe, strict=True) if ok][:k]
             kind, passages, answer = "not_stated", shown, fact.answer
         elif not answering:
             kind, passages, answer = "no_gold", others, fact.answer
