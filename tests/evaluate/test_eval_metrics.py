@@ -90,6 +90,17 @@ def test_summarize_items_rates_and_categories():
     assert m["by_category"]["winners"]["hallucination_rate"] == 0.25
     assert m["by_category"]["athletes"]["accuracy"] == 0.5
     assert "by_category" not in summarize_items(["x"], [{"fact": "y", "reference": "y"}])
+    assert "by_group" not in m  # no item names a group
+
+
+def test_summarize_items_by_group_splits_declines_per_discipline():
+    rowing = {**UNANSWERABLE, "group": "Rowing"}
+    athletics = {**UNANSWERABLE, "group": "Athletics"}
+    m = summarize_items([TRAINED, TRAINED, "Zyx won it", TRAINED],
+                        [rowing, rowing, athletics, athletics])
+    assert m["by_group"]["Rowing"]["n"] == 2 and m["by_group"]["Rowing"]["accuracy"] == 1.0
+    assert m["by_group"]["Athletics"]["accuracy"] == 0.5
+    assert m["by_group"]["Athletics"]["hallucination_rate"] == 0.5
 
 
 def test_bootstrap_ci_contains_the_estimate_narrows_with_n_and_is_seeded():

@@ -80,6 +80,10 @@ def test_without_a_vocabulary_strict_falls_back_to_containment():
                "reference": "The capital of France is Paris.", "question": "Capital of France?"}
     assert verdict("It is Paris.", general).correct
     assert not verdict("Lyon.", general).correct
+    # the domain's refusal mentions Paris: it is not the answer to the capital of France
+    refusal = verdict("I don't have information about that in my Paris 2024 data.", general)
+    assert refusal.contains and not refusal.correct
+    assert verdict("I don't know.", general).abstained
 
 
 def test_summaries_report_strict_accuracy_and_containment_side_by_side():

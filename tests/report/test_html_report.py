@@ -160,6 +160,19 @@ def test_without_matplotlib_tables_replace_plots(tmp_path: Path,
     assert "<summary>numbers</summary>" not in text  # the table stands in for the plot
 
 
+def test_results_per_group_are_listed_with_their_sizes(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    metrics = _metrics()
+    metrics["tuned"]["recall"]["by_group"] = {"Rowing": _summary(0.25, 4),
+                                              "Athletics": _summary(0.875, 8)}
+    _write_json(run / "evaluate" / "metrics.json", metrics)
+    text = render_html_report(run)
+    row = r"<tr><td>(Rowing|Athletics)</td><td class=\"num\">(\d+)</td>(.*?)</tr>"
+    rows = re.findall(row, text)
+    assert {(g, n) for g, n, _ in rows} == {("Rowing", "4"), ("Athletics", "8")}
+    assert "25.0%" in dict((g, cells) for g, _, cells in rows)["Rowing"]
+
+
 def test_metrics_only_run_renders_not_available_notes(tmp_path: Path) -> None:
     run = tmp_path / "bare"
     _write_json(run / "evaluate" / "metrics.json", {"tuned": {"recall": {"accuracy": 0.5,

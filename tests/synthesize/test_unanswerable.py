@@ -44,6 +44,27 @@ def test_composite_keys_recombine_into_unseen_pairs():
     assert len(facts) == 10 and not {normalize(f.key) for f in facts} & real
 
 
+def test_invented_events_stay_in_a_discipline_that_has_real_facts():
+    records = _medallists()
+    template = TemplateConfig(
+        name="event_champion", source="medallists", key="{discipline} | {event}",
+        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
+        answer="{name} won.", fact="{name}")
+    sampled = [r for r in records if r.data["discipline"] in {"Athletics", "Swimming"}]
+    facts = unanswerable_facts(template, records, 12, "No data.", random.Random(2), sampled)
+    assert len(facts) == 12
+    events_of = {}
+    for r in sampled:
+        events_of.setdefault(r.data["discipline"], set()).add(r.data["event"])
+    for fact in facts:
+        discipline, event = fact.entity
+        assert discipline in events_of  # only disciplines the sampled facts come from
+        assert event not in events_of[discipline]  # and an event that discipline never held
+        # made of two of that discipline's own event names, not of another sport's
+        words = set(event.split())
+        assert words <= {w for e in events_of[discipline] for w in e.split()}
+
+
 def test_same_seed_same_questions_and_zero_means_none():
     records = _medallists()
     template = TemplateConfig(name="t", source="medallists", key="{name}",

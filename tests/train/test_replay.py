@@ -15,7 +15,13 @@ from tuneline.config import PipelineConfig  # noqa: E402
 from tuneline.errors import DataError  # noqa: E402
 from tuneline.evaluate.metrics import normalize  # noqa: E402
 from tuneline.evaluate.stage import general_probe  # noqa: E402
-from tuneline.train.replay import build_replay, replay_count, replay_prompts  # noqa: E402
+from tuneline.rag.prompt import rag_user_message  # noqa: E402
+from tuneline.train.replay import (  # noqa: E402
+    build_replay,
+    plain_declines,
+    replay_count,
+    replay_prompts,
+)
 
 SHORT_ANSWER = "Yes."
 
@@ -70,6 +76,24 @@ def test_replay_count_scales_with_the_training_set():
     assert replay_count(0.0, 500) == 0
     assert replay_count(0.25, 192) == 48
     assert replay_count(1.0, 7) == 7
+    # with replay on, one general answer at least per decline trained on a bare question
+    assert replay_count(0.1, 400, n_declines=130) == 130
+    assert replay_count(0.1, 400, n_declines=12) == 40
+    assert replay_count(0.0, 400, n_declines=130) == 0
+
+
+def test_plain_declines_count_bare_questions_declined_not_passage_ones(tmp_path):
+    refusal = "I don't have information about that in my Paris 2024 data."
+    rag_question = rag_user_message("Who won the Men's 100m?", [])  # "(no passage found)"
+    chats = [("Who won the Men's 100m at Tokyo 2020?", refusal),
+             ("Who coached KANO Koki?", "Sorry, I don't know."),
+             ("Who won the Men's 100m?", "LYLES Noah won it."),
+             (rag_question, refusal)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a}]})
+                            + "\n" for q, a in chats), encoding="utf-8")
+    assert plain_declines(path, refusal) == 2
 
 
 def test_base_answers_become_chat_examples(tmp_path, terse_model_dir):

@@ -39,6 +39,9 @@ def eval_items(facts: list[Fact], phrasings: slice, set_name: str) -> list[dict[
             "fact_id": fact.fact_id,
             "template": fact.template,
             "entity": fact.entity or [fact.key],
+            # the leading key value of a key of several columns (an event's discipline):
+            # results per group show whether declines follow the group rather than the entity
+            "group": fact.entity[0] if len(fact.entity) > 1 else None,
             "source": fact.source,
         }
         for fact in facts

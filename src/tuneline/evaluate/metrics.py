@@ -72,7 +72,10 @@ def judge_answer(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY
     - hallucinated: not empty, not correct, not a decline.
 
     For an item that expects an abstention, a claim is any value of any column the vocabulary
-    holds; without a vocabulary for the item's template, correct is containment.
+    holds. Without a vocabulary for the item's template (the general probe), correct is
+    containment without a decline: "I don't have information about that in my Paris 2024
+    data." does not answer "What is the capital of France?"; a decline that holds the
+    reference is neither correct nor a clean decline.
     """
     contains = contains_reference(answer, item)
     if not normalize(answer):
@@ -81,8 +84,8 @@ def judge_answer(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY
     declines = is_abstention(answer, item.get("reference") if abstaining else None)
     template = None if abstaining else item.get("template")
     if not (vocabulary.by_template if abstaining else vocabulary.knows(template)):
-        correct = contains
-        abstained = declines and (abstaining or not correct)
+        correct = contains and (abstaining or not declines)
+        abstained = declines and (abstaining or not contains)
         return Verdict(correct, contains, abstained, not (correct or abstained))
     claims = tuple(vocabulary.claims(answer, template, item.get("question", "")))
     abstained = declines and not claims
@@ -200,20 +203,24 @@ def summarize(
     return summary
 
 
+GROUP_KEY = "group"  # eval items' leading key value (curate.formats.eval_items)
+
+
 def summarize_items(
     answers: Sequence[str], items: Sequence[dict], category_key: str = "template",
     n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
     vocabulary: Vocabulary = NO_VOCABULARY,
 ) -> dict[str, Any]:
-    """`summarize` over all items, plus `by_category` (per `category_key` value) when the items
-    carry that key."""
+    """`summarize` over all items, plus `by_category` (per `category_key` value) and
+    `by_group` (per the items' `group`: an event's discipline) when the items carry them."""
     scores = [score(a, item, vocabulary) for a, item in zip(answers, items, strict=True)]
     summary = summarize(scores, n_resamples, seed)
-    groups: dict[str, list[dict[str, float]]] = {}
-    for s, item in zip(scores, items, strict=True):
-        if item.get(category_key) is not None:
-            groups.setdefault(str(item[category_key]), []).append(s)
-    if groups:
-        summary["by_category"] = {name: summarize(rows, n_resamples, seed)
-                                  for name, rows in sorted(groups.items())}
+    for name, key in (("by_category", category_key), ("by_group", GROUP_KEY)):
+        groups: dict[str, list[dict[str, float]]] = {}
+        for s, item in zip(scores, items, strict=True):
+            if item.get(key) is not None:
+                groups.setdefault(str(item[key]), []).append(s)
+        if groups:
+            summary[name] = {value: summarize(rows, n_resamples, seed)
+                             for value, rows in sorted(groups.items())}
     return summary

@@ -56,7 +56,7 @@ def run(cfg: PipelineConfig, indexed: Artifact | None, curated: Artifact, traine
 
     metrics.json is {variant: {set: {accuracy, exact_match, token_f1, hallucination_rate,
     abstention_rate, mean_answer_words, n, ci95: {metric: [lo, hi]}, by_category: {template:
-    {...same fields}}}}}; see `tuneline.evaluate.metrics.summarize_items`.
+    {...same fields}}, by_group: {group: {...}}}}}; see `tuneline.evaluate.metrics.summarize_items`.
     """
     config_hash = cfg.section_hash("evaluate", "model")
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}

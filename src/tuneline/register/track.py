@@ -92,7 +92,7 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
-                if key not in ("ci95", "by_category"):
+                if key not in ("ci95", "by_category", "by_group"):
                     name = str(key).replace("+", "_")
                     walk(f"{prefix}.{name}" if prefix else name, inner)
         elif isinstance(value, int | float) and not isinstance(value, bool):

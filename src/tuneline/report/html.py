@@ -85,6 +85,9 @@ class CategoryBlock:
     table: dict[str, dict[str, float]]
     variants: list[str]
     plot: Plot | None
+    # the same per group (an event's discipline), with the number of items in each
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    group_sizes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -270,12 +273,27 @@ def _categories(run: RunFiles, figures: ModuleType | None) -> list[CategoryBlock
         table = _category_accuracy(run.results, set_name)
         if not table:
             continue
+        groups, sizes = _group_accuracy(run.results, set_name)
         size = (9, 1.2 + 0.5 * len(table) * max(1, len(run.results.variants)) ** 0.5)
         uri = html_plots.plot(figures, size, html_plots.draw_categories, table, set_name)
         plot = Plot(f"accuracy per category, {set_name}", uri) if uri else None
         variants = list(dict.fromkeys(v for per in table.values() for v in per))
-        blocks.append(CategoryBlock(set_name, table, variants, plot))
+        blocks.append(CategoryBlock(set_name, table, variants, plot, groups, sizes))
     return blocks
+
+
+def _group_accuracy(results: EvalResults, set_name: str
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """({group: {variant: accuracy}}, {group: n}) for one set."""
+    table: dict[str, dict[str, float]] = {}
+    sizes: dict[str, int] = {}
+    for variant, per_set in results.variants.items():
+        scores = per_set.get(set_name)
+        for group, summary in (scores.by_group if scores else {}).items():
+            if summary.accuracy is not None:
+                table.setdefault(group, {})[variant] = summary.accuracy
+                sizes[group] = summary.n or 0
+    return table, sizes
 
 
 def _category_accuracy(results: EvalResults, set_name: str) -> dict[str, dict[str, float]]:

@@ -39,7 +39,8 @@ class _Scores(BaseModel):
 
 class SetScores(_Scores):
     """One variant on one evaluation set: mean per-answer scores (None where the file has none),
-    their bootstrap 95% intervals, and the same per category (the items' `template`)."""
+    their bootstrap 95% intervals, and the same per category (the items' `template`) and per
+    group (their leading key value: an event's discipline)."""
 
     n: Count | None = None
     accuracy: Number | None = None
@@ -51,6 +52,7 @@ class SetScores(_Scores):
     mean_answer_words: Number | None = None
     ci95: dict[str, Interval] = {}
     by_category: dict[str, SetScores] = {}
+    by_group: dict[str, SetScores] = {}
 
     def rate(self, name: str) -> float | None:
         """The score called `name` (one of RATES); None when absent or not a score."""

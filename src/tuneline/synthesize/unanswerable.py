@@ -18,12 +18,15 @@ def unanswerable_facts(template: TemplateConfig, records: list[Record], count: i
                        draw_from: list[Record] | None = None) -> list[Fact]:
     """Up to `count` facts asking the template's questions about invented entities.
 
-    An invented entity recombines real key values (one column from one row, another from
-    another; or the start of one value with the end of another), so it looks like the data
-    but matches no row of the whole table (`records`). The values are drawn from `draw_from`
-    (the rows the template's real facts come from; default: every row), so an invented event
-    belongs to a discipline that has real facts, in proportion to them: "a discipline the
-    model never saw, so decline" is no shortcut. The expected answer is the abstention.
+    An invented entity recombines real key values, so it looks like the data but matches no
+    row of the whole table (`records`): a one-column key joins the start of one value to the
+    end of another; a key of several columns keeps the leading ones (the group: an event's
+    discipline) of one real row and recombines the last one from values of the same group
+    ("Athletics | Men's 400m Hurdles" + "Athletics | Women's 100m" → "Athletics | Men's 100m").
+    Rows are drawn from `draw_from` (the rows the template's real facts come from; default:
+    every row), so groups come in proportion to the real facts: "a discipline the model never
+    saw, or an event that is not of its discipline, so decline" is no shortcut. The expected
+    answer is the abstention.
     """
     key = template_key(template)
     key_columns = list(dict.fromkeys(placeholders(key)))
@@ -41,8 +44,8 @@ def unanswerable_facts(template: TemplateConfig, records: list[Record], count: i
     for _ in range(count * MAX_ATTEMPTS_PER_QUESTION):
         if len(facts) == count:
             break
-        values = dict(rng.choice(rows))
-        values.update(_invented_key(key_columns, rows, rng))
+        anchor = rng.choice(rows)
+        values = {**anchor, **_invented_key(key_columns, anchor, rows, rng)}
         entity = key.format_map(values)
         if normalize(entity) in known or entity in facts:
             continue
@@ -56,13 +59,16 @@ def unanswerable_facts(template: TemplateConfig, records: list[Record], count: i
     return sorted(facts.values(), key=lambda f: f.fact_id)
 
 
-def _invented_key(columns: list[str], rows: list[dict[str, str]],
+def _invented_key(columns: list[str], anchor: dict[str, str], rows: list[dict[str, str]],
                   rng: random.Random) -> dict[str, str]:
-    if len(columns) > 1:
-        return {c: rng.choice(rows)[c] for c in columns}
-    column = columns[0]
-    first, second = rng.choice(rows)[column], rng.choice(rows)[column]
-    return {column: _splice(first, second, rng)}
+    """Key values for one invented entity: `anchor`'s group columns, the last one made up."""
+    *group, last = columns
+    peers = [r for r in rows if all(r[c] == anchor[c] for c in group)]
+    distinct = sorted({r[last] for r in peers})
+    if len(distinct) < 2:  # a group with one value: its partner comes from another group
+        distinct = [anchor[last], rng.choice(rows)[last]]
+    first, second = rng.sample(distinct, 2) if len(distinct) > 2 else distinct
+    return {**{c: anchor[c] for c in group}, last: _splice(first, second, rng)}
 
 
 def _splice(first: str, second: str, rng: random.Random) -> str:

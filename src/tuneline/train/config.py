@@ -47,7 +47,9 @@ class ReplayConfig(Section):
         0.0, ge=0, le=1, description="Replay examples per curated training example: the base "
         "model's own answers to general prompts (a set apart from the evaluation's general "
         "probe), mixed into training so that domain tuning does not overwrite everyday "
-        "behaviour, e.g. a trained refusal spreading to every question. 0 turns it off.",
+        "behaviour, e.g. a trained refusal spreading to every question; with replay on, at "
+        "least one replay example per trained decline to a question without passages (the "
+        "refusal spreads from those). 0 turns it off.",
     )
     prompts_file: Path | None = Field(
         None, description="JSONL of general prompts (field `prompt`) replacing the packaged set."

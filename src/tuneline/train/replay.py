@@ -11,11 +11,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import hash_strings, read_user_jsonl, write_jsonl
+from tuneline.artifacts import hash_strings, read_jsonl, read_user_jsonl, write_jsonl
 from tuneline.config import PipelineConfig
 from tuneline.leakage import LeakGuard, message_text
 
 REPLAY_FILE = "replay.jsonl"
+PASSAGE_OPENING = "<passage"  # how a RAG prompt shows its passages (tuneline.rag.prompt)
 PACKAGED_PROMPTS = "replay_data/general_prompts.jsonl"
 
 
@@ -35,17 +36,36 @@ def prompts_hash(cfg: PipelineConfig) -> str:
     return hash_strings(*(f"{p['id']}\t{p['prompt']}" for p in replay_prompts(cfg)))
 
 
-def replay_count(fraction: float, n_train: int) -> int:
-    """How many replay examples go with `n_train` curated training examples."""
-    return round(fraction * n_train)
+def replay_count(fraction: float, n_train: int, n_declines: int = 0) -> int:
+    """How many replay examples go with `n_train` curated training examples, `n_declines` of
+    them declines asked without passages: `fraction` of the examples, and with replay on at
+    least one per such decline. A refusal trained on bare questions spreads to every bare
+    question unless as many everyday ones are answered (docs/log.md, 2026-12-03 evening)."""
+    if fraction == 0:
+        return 0
+    return max(round(fraction * n_train), n_declines)
+
+
+def plain_declines(train_file: Path, abstention: str) -> int:
+    """Training chats whose answer declines (`abstention` or a common refusal) to a question
+    asked without retrieved passages."""
+    from tuneline.evaluate.metrics import is_abstention
+
+    count = 0
+    for row in read_jsonl(train_file):
+        messages = row["messages"]
+        asked = next(m["content"] for m in messages if m["role"] == "user")
+        if PASSAGE_OPENING not in asked and is_abstention(messages[-1]["content"], abstention):
+            count += 1
+    return count
 
 
 def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path,
-                 guard: LeakGuard | None = None) -> dict[str, int]:
+                 guard: LeakGuard | None = None, n_declines: int = 0) -> dict[str, int]:
     """Answer general prompts with the base model (greedy) and write the finished answers as
     chat examples to `out_path`; an answer that states an evaluated fact (`guard`) is dropped,
     like any curated example. Returns counts for the manifest (empty when replay is off)."""
-    wanted = replay_count(cfg.train.replay.fraction, n_train)
+    wanted = replay_count(cfg.train.replay.fraction, n_train, n_declines)
     if wanted == 0:
         return {}
     prompts = replay_prompts(cfg)

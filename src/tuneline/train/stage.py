@@ -103,10 +103,12 @@ def _train(cfg: PipelineConfig, curated: Artifact, tmp: Path, checkpoints: Path)
         return run_managed_job(cfg, curated, tmp)
     from tuneline.curate.stage import evaluated_guard
     from tuneline.train.job import REPORT_FILE, TrainJob, launch, run_job
-    from tuneline.train.replay import REPLAY_FILE, build_replay
+    from tuneline.train.replay import REPLAY_FILE, build_replay, plain_declines
 
-    replay_counts = build_replay(cfg, _count_lines(curated.path / "train.jsonl"),
-                                 tmp / REPLAY_FILE, evaluated_guard(curated))
+    train_file = curated.path / "train.jsonl"
+    replay_counts = build_replay(
+        cfg, _count_lines(train_file), tmp / REPLAY_FILE, evaluated_guard(curated),
+        plain_declines(train_file, cfg.synthesize.unanswerable.answer))
     job = TrainJob(config_path=tmp / ".job-config.yaml", curated_dir=curated.path, out_dir=tmp,
                    checkpoint_dir=checkpoints)
     if cfg.train.num_processes > 1 or cfg.train.accelerate_config is not None:
