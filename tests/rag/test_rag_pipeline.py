@@ -26,6 +26,9 @@ def _config(root: Path, model_dir: Path, **curate_rag) -> PipelineConfig:
     data["index"] = {"enabled": True, "templates": {"capitals": FACT},
                      "retrieval": {"top_k": 3}}
     data["curate"]["rag"] = {"fraction": 0.5, "gold_removed": 0.25, **curate_rag}
+    # these tests count what RAFT builds; the decline budget (tests/curate/test_declines.py)
+    # would thin the declines they look at
+    data["curate"]["max_decline_share"] = 1.0
     data["train"]["epochs"] = 1
     data["gate"] = {}
     return PipelineConfig.model_validate(data)

@@ -140,6 +140,14 @@ class CurateConfig(Section):
     recall_phrasings: int = Field(
         1, ge=1, description="Phrasings per fact reserved for the 'recall' eval set."
     )
+    max_decline_share: float = Field(
+        1 / 3, gt=0, le=1,
+        description="Most of the training chats of one format (bare questions; questions with "
+        "passages) that may decline: beyond it, declines (unanswerable, absent attribute, "
+        "other qualifier, gold removed...) are thinned at random in proportion across their "
+        "routes (`dropped:decline_budget:<route>`). A model trained on as many declines as "
+        "answers declines what it knows. 1 keeps them all.",
+    )
     select: SelectConfig = Field(
         default_factory=SelectConfig, description="Informative subset of the training facts."
     )

@@ -19,6 +19,7 @@ from tuneline.artifacts import (
 from tuneline.config import PipelineConfig
 from tuneline.curate.clean import clean_facts
 from tuneline.curate.config import CurateConfig
+from tuneline.curate.declines import within_decline_budget
 from tuneline.curate.formats import (
     bedrock_problems,
     bedrock_record,
@@ -103,6 +104,9 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                                            trained, reading, guard)
             routes.update(rag_routes)
             shaped.update(shaped_rag)
+        routes, budget = within_decline_budget(routes, cfg.curate.max_decline_share,
+                                               cfg.synthesize.unanswerable.answer, cfg.run.seed)
+        shaped.update(budget)
         train_chats, details["leak_check"] = drop_leaking(routes, guard)
         chats = {"train": train_chats,
                  "val": chat_examples(split.val, trained),

@@ -16,7 +16,6 @@ from tuneline.config import PipelineConfig
 from tuneline.leakage import LeakGuard, message_text
 
 REPLAY_FILE = "replay.jsonl"
-PASSAGE_OPENING = "<passage"  # how a RAG prompt shows its passages (tuneline.rag.prompt)
 PACKAGED_PROMPTS = "replay_data/general_prompts.jsonl"
 
 
@@ -49,15 +48,10 @@ def replay_count(fraction: float, n_train: int, n_declines: int = 0) -> int:
 def plain_declines(train_file: Path, abstention: str) -> int:
     """Training chats whose answer declines (`abstention` or a common refusal) to a question
     asked without retrieved passages."""
-    from tuneline.evaluate.metrics import is_abstention
+    from tuneline.curate.declines import chat_format, is_decline
 
-    count = 0
-    for row in read_jsonl(train_file):
-        messages = row["messages"]
-        asked = next(m["content"] for m in messages if m["role"] == "user")
-        if PASSAGE_OPENING not in asked and is_abstention(messages[-1]["content"], abstention):
-            count += 1
-    return count
+    return sum(1 for chat in read_jsonl(train_file)
+               if chat_format(chat) == "plain" and is_decline(chat, abstention))
 
 
 def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path,

@@ -1,0 +1,73 @@
+"""Declines in proportion: a model trained on as many declines as answers declines what it knows.
+
+With invented entities, absent attributes, other qualifiers and gold-removed contexts each adding
+declines, they made up half of the demo's training chats, and the tuned model declined a
+phrasing it had not been trained on for two thirds of the facts it had learned (docs/log.md,
+2026-12-03 evening). Per format (a bare question, or one with retrieved passages, since a decline
+is learned per format), the declines are thinned, seeded and in proportion across their routes,
+until they are at most `curate.max_decline_share` of that format's training chats.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from tuneline.evaluate.metrics import is_abstention
+
+PASSAGE_OPENING = "<passage"  # how a RAG prompt shows its passages (tuneline.rag.prompt)
+
+
+def is_decline(chat: dict[str, Any], abstention: str) -> bool:
+    """The chat's answer declines (the configured abstention or a common refusal)."""
+    return is_abstention(chat["messages"][-1]["content"], abstention)
+
+
+def chat_format(chat: dict[str, Any]) -> str:
+    """'rag' when the question comes with passages, else 'plain'."""
+    asked = next(m["content"] for m in chat["messages"] if m["role"] == "user")
+    return "rag" if PASSAGE_OPENING in asked else "plain"
+
+
+def within_decline_budget(routes: dict[str, list[dict[str, Any]]], max_share: float,
+                          abstention: str, seed: int
+                          ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """`routes` with declines thinned to at most `max_share` of each format's chats, and the
+    counts `dropped:decline_budget:<route>` (only routes that lost some)."""
+    rng = random.Random(seed)
+    drop: set[tuple[str, int]] = set()
+    for fmt in ("plain", "rag"):
+        declines = [(route, i) for route, chats in routes.items() for i, chat in enumerate(chats)
+                    if chat_format(chat) == fmt and is_decline(chat, abstention)]
+        answers = sum(1 for chats in routes.values() for chat in chats
+                      if chat_format(chat) == fmt and not is_decline(chat, abstention))
+        allowed = (math.floor(max_share / (1 - max_share) * answers + 1e-9) if max_share < 1
+                   else None)
+        if allowed is None or len(declines) <= allowed:
+            continue
+        drop |= set(_thin(declines, len(declines) - allowed, rng))
+    kept = {route: [c for i, c in enumerate(chats) if (route, i) not in drop]
+            for route, chats in routes.items()}
+    counts: dict[str, int] = {}
+    for route, _ in sorted(drop):
+        counts[f"dropped:decline_budget:{route}"] = counts.get(
+            f"dropped:decline_budget:{route}", 0) + 1
+    return kept, counts
+
+
+def _thin(declines: list[tuple[str, int]], n_drop: int, rng: random.Random
+          ) -> list[tuple[str, int]]:
+    """`n_drop` of `declines`, each route losing in proportion to its share (largest
+    remainders), chosen at random within the route."""
+    by_route: dict[str, list[tuple[str, int]]] = {}
+    for item in declines:
+        by_route.setdefault(item[0], []).append(item)
+    exact = {r: n_drop * len(items) / len(declines) for r, items in by_route.items()}
+    quota = {r: math.floor(x) for r, x in exact.items()}
+    for r in sorted(exact, key=lambda r: quota[r] - exact[r])[: n_drop - sum(quota.values())]:
+        quota[r] += 1
+    dropped = []
+    for route, items in sorted(by_route.items()):
+        dropped += rng.sample(items, quota[route])
+    return dropped

@@ -1,0 +1,47 @@
+"""The decline budget: declines thinned per format, in proportion across their routes."""
+
+from __future__ import annotations
+
+from tuneline.curate.declines import within_decline_budget
+from tuneline.rag.prompt import rag_user_message
+
+REFUSAL = "I don't have information about that in my Paris 2024 data."
+
+
+def chat(question: str, answer: str) -> dict:
+    return {"messages": [{"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]}
+
+
+def plain(n: int, answer: str, tag: str) -> list[dict]:
+    return [chat(f"{tag} question {i}?", answer) for i in range(n)]
+
+
+def with_passages(n: int, answer: str, tag: str) -> list[dict]:
+    return [chat(rag_user_message(f"{tag} question {i}?", []), answer) for i in range(n)]
+
+
+def test_declines_are_thinned_per_format_in_proportion_across_routes():
+    routes = {"qa": plain(60, "LYLES Noah won it.", "qa"),
+              "unanswerable": plain(40, REFUSAL, "invented"),
+              "other_qualifier": plain(20, REFUSAL, "tokyo"),
+              "rag": with_passages(30, "Gold Medal in Athletics: LYLES Noah.", "rag"),
+              "rag_unanswerable": with_passages(10, REFUSAL, "rag-invented")}
+    kept, counts = within_decline_budget(routes, 1 / 3, REFUSAL, seed=0)
+    # plain: 60 answers allow 30 declines of 60 -> 20 of 40 invented and 10 of 20 kept
+    assert counts == {"dropped:decline_budget:unanswerable": 20,
+                      "dropped:decline_budget:other_qualifier": 10}
+    assert len(kept["unanswerable"]) == 20 and len(kept["other_qualifier"]) == 10
+    assert kept["qa"] == routes["qa"]  # answers are never dropped
+    # with passages: 10 declines to 30 answers is within the budget
+    assert kept["rag_unanswerable"] == routes["rag_unanswerable"]
+    share = (20 + 10) / (60 + 20 + 10)
+    assert abs(share - 1 / 3) < 1e-9
+
+
+def test_the_budget_is_seeded_and_one_keeps_everything():
+    routes = {"qa": plain(10, "Paris.", "qa"), "unanswerable": plain(30, REFUSAL, "x")}
+    first, _ = within_decline_budget(routes, 0.25, REFUSAL, seed=3)
+    second, _ = within_decline_budget(routes, 0.25, REFUSAL, seed=3)
+    assert first == second and len(first["unanswerable"]) == 3
+    assert within_decline_budget(routes, 1.0, REFUSAL, seed=3) == (routes, {})
