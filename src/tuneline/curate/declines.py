@@ -15,8 +15,7 @@ import random
 from typing import Any
 
 from tuneline.evaluate.metrics import is_abstention
-
-PASSAGE_OPENING = "<passage"  # how a RAG prompt shows its passages (tuneline.rag.prompt)
+from tuneline.rag.prompt import INSTRUCTION
 
 
 def is_decline(chat: dict[str, Any], abstention: str) -> bool:
@@ -27,7 +26,7 @@ def is_decline(chat: dict[str, Any], abstention: str) -> bool:
 def chat_format(chat: dict[str, Any]) -> str:
     """'rag' when the question comes with passages, else 'plain'."""
     asked = next(m["content"] for m in chat["messages"] if m["role"] == "user")
-    return "rag" if PASSAGE_OPENING in asked else "plain"
+    return "rag" if asked.startswith(INSTRUCTION) else "plain"
 
 
 def within_decline_budget(routes: dict[str, list[dict[str, Any]]], max_share: float,
