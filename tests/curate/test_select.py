@@ -156,7 +156,7 @@ def test_curate_shapes_only_the_training_facts(tmp_path):
 
     synthesized = _synthesized(tmp_path, _capital_facts())
     base_cfg = {"heldout_fraction": 0.2, "val_fraction": 0.1, "dev_fraction": 0.0,
-                "card": False}
+                "recall_dev_fraction": 0.0, "card": False}
     plain = curate.run(PipelineConfig.model_validate({"curate": base_cfg}), synthesized, None,
                        tmp_path / "plain")
     shaped_cfg = PipelineConfig.model_validate({"curate": {

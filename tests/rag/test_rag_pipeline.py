@@ -158,6 +158,7 @@ def test_reading_facts_come_from_unused_rows_and_are_trained_only_with_passages(
                                                                               tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0)
     cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.dev_facts_per_template = 0  # the 8 rows left are reading practice
     cfg.synthesize.reading_facts_per_template = 5
     result = run_pipeline(cfg, until="curate")
     facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
@@ -183,6 +184,7 @@ def test_reading_facts_come_from_unused_rows_and_are_trained_only_with_passages(
 def test_reading_facts_need_rag_curation(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, fraction=0.0)
     cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.dev_facts_per_template = 0  # the 8 rows left are reading practice
     cfg.synthesize.reading_facts_per_template = 2
     with pytest.raises(ConfigError, match="reading_facts_per_template"):
         run_pipeline(cfg, until="curate")
@@ -192,6 +194,7 @@ def test_reading_twins_and_unanswerable_questions_with_passages(tmp_path, tiny_m
     cfg = _config(tmp_path, tiny_model_dir, fraction=0.25, gold_removed=0.0,
                   unanswerable_fraction=1.0, reading_gold_removed=1.0)
     cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.dev_facts_per_template = 0  # the 8 rows left are reading practice
     cfg.synthesize.reading_facts_per_template = 4
     cfg.synthesize.unanswerable.per_template = 6
     result = run_pipeline(cfg, until="curate")
@@ -242,6 +245,7 @@ def test_gold_removed_context_keeps_no_row_stating_the_same_fact(tmp_path, tiny_
 def test_reading_facts_per_template_by_name(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, fraction=0.25)
     cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.dev_facts_per_template = 0  # the 8 rows left are reading practice
     cfg.synthesize.reading_facts_per_template = {"capital": 3}
     result = run_pipeline(cfg, until="synthesize")
     assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 3

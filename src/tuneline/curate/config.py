@@ -128,9 +128,15 @@ class CurateConfig(Section):
     )
     dev_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of facts (answerable, and of the unanswerable "
-        "questions; and of the trained facts for recall) that form the dev sets (eval/dev/): "
+        "questions) that form the dev sets (eval/dev/) besides synthesize."
+        "dev_facts_per_template: "
         "the same kinds as the test sets on disjoint facts, never trained on. Choose knobs on "
         "them (`evaluate.split: dev`); the test sets are scored once per run."
+    )
+    recall_dev_fraction: float = Field(
+        0.25, ge=0, lt=1, description="Share of the trained facts whose held-back phrasing "
+        "is asked in the dev recall set rather than the test one (training is the same "
+        "either way)."
     )
     unanswerable_train_fraction: float = Field(
         0.5, ge=0, lt=1,

@@ -76,23 +76,27 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                 f"synthesize.templates ({name}): needs more than curate.recall_phrasings="
                 f"{n_recall} questions so some are left to train on" for name in too_few
             ])
-        invented = [f for f in facts if f.kind == "unanswerable"]
+        invented = [f for f in facts if f.kind == "unanswerable" and not f.reserved]
+        reserved = [f for f in facts if f.reserved == "dev"]
         reading = [f for f in facts if f.kind == "reading"]
         if reading and not uses_rag:
             raise ConfigError(["synthesize.reading_facts_per_template: reading facts are only "
                                "trained in RAG format; set curate.rag.fraction > 0"])
         dev = cfg.curate.dev_fraction
-        split = split_by_fact([f for f in facts if f.kind == "qa"],
+        split = split_by_fact([f for f in facts if f.kind == "qa" and not f.reserved],
                               cfg.curate.heldout_fraction, cfg.curate.val_fraction, cfg.run.seed,
                               dev)
+        split.dev += [f for f in reserved if f.kind == "qa"]
         abstain = split_by_fact(invented, 1 - cfg.curate.unanswerable_train_fraction, 0.0,
                                 cfg.run.seed, dev)
+        abstain.dev += [f for f in reserved if f.kind == "unanswerable"]
         leaks = drop_leaks(split, cfg.curate.dedup.threshold) if cfg.curate.dedup.near else 0
         shaped, details = _shape_training(split, cfg.curate, cfg.run.seed)
         trained, recall_only = slice(None, -n_recall), slice(-n_recall, None)
         values = load_values(synthesized)
         guard = LeakGuard.from_facts(split.heldout + split.dev, values)
-        recall_test, recall_dev = split_recall(split.train, dev, cfg.run.seed)
+        recall_test, recall_dev = split_recall(split.train, cfg.curate.recall_dev_fraction,
+                                               cfg.run.seed)
         probes = split_probes([f for f in facts if f.kind in PROBE_KINDS], split.train,
                               split.heldout, recall_test, recall_dev, split.dev, cfg.run.seed)
         routes = {"qa": chat_examples(split.train, trained),

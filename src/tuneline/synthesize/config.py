@@ -109,6 +109,14 @@ class SynthesizeConfig(Section):
     max_facts_per_template: int | None = Field(
         None, ge=1, description="Sample at most this many facts per template (seeded)."
     )
+    dev_facts_per_template: int = Field(
+        20, ge=0, description="With max_facts_per_template, also sample this many facts per "
+        "template from the rows left over, and as many extra invented entities, for the dev "
+        "sets only (with their out-of-data questions): never trained, never in the test sets, "
+        "and kept out of every training message like the test facts. Knobs are chosen on "
+        "the dev sets, which then hold enough questions to tell two settings apart, at no "
+        "training cost (the demo run does not score them; `evaluate.split: dev` does).",
+    )
     reading_facts_per_template: int | dict[str, int] = Field(
         0, description="Also sample this many facts per template from rows no other fact "
         "uses, as retrieval-reading practice: curate turns each into one RAG-format training "

@@ -103,15 +103,26 @@ def _template_facts(
         every, report = facts_from_records(template, records[template.source])
         found = _sample(every, cfg.synthesize.max_facts_per_template, rng)
         chosen = {f.fact_id for f in found}
+        rest = [f for f in every if f.fact_id not in chosen]
+        dev_only = _reserve_for_dev(
+            _sample(rest, cfg.synthesize.dev_facts_per_template, rng) if rest else [])
+        chosen |= {f.fact_id for f in dev_only}
         unsampled[template.name] = [f for f in every if f.fact_id not in chosen]
         counts[f"facts:{template.name}"] = len(found)
-        invented = unanswerable_facts(template, records[template.source],
-                                      unanswerable.per_template, unanswerable.answer, rng,
+        if dev_only:
+            counts[f"dev_facts:{template.name}"] = len(dev_only)
+        n_invented = unanswerable.per_template + (len(dev_only) if unanswerable.per_template
+                                                  else 0)
+        invented = unanswerable_facts(template, records[template.source], n_invented,
+                                      unanswerable.answer, rng,
                                       _rows_of(found, records[template.source]))
+        invented = (invented[: unanswerable.per_template]
+                    + _reserve_for_dev(invented[unanswerable.per_template:]))
         if invented:
             counts[f"unanswerable:{template.name}"] = len(invented)
-        probes = (_out_of_data(cfg, template, found, every, tables, rng)
+        probes = (_out_of_data(cfg, template, found + dev_only, every, tables, rng)
                   if unanswerable.builds_out_of_data else [])
+        found += dev_only
         for fact in probes:
             counts[f"{fact.kind}:{template.name}"] = counts.get(
                 f"{fact.kind}:{template.name}", 0) + 1
@@ -124,6 +135,10 @@ def _template_facts(
     for fact in reading:
         counts[f"reading:{fact.template}"] = counts.get(f"reading:{fact.template}", 0) + 1
     return facts + reading, counts, skipped
+
+
+def _reserve_for_dev(facts: list[Fact]) -> list[Fact]:
+    return [dataclasses.replace(f, reserved="dev") for f in facts]
 
 
 def _reading_facts(unsampled: dict[str, list[Fact]], facts: list[Fact],

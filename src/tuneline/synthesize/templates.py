@@ -31,6 +31,9 @@ class Fact:
     # The values that name the entity (its key columns: an athlete's name; a discipline and an
     # event): a message holding all of them and this fact's answer states this fact.
     entity: list[str] = field(default_factory=list)
+    # "dev": sampled beyond synthesize.max_facts_per_template for the dev sets only, never
+    # trained or tested (synthesize.dev_facts_per_template); "": curate's split decides.
+    reserved: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
