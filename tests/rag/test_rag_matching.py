@@ -74,6 +74,18 @@ def test_an_event_recombined_with_another_discipline_keeps_nothing():
                  known=None) == [1]
 
 
+def test_a_question_naming_another_year_than_the_passages_keeps_nothing():
+    dated = [Passage(id=p.id, text=p.text.replace(":", " at Paris 2024:"), source=p.source,
+                     metadata=p.metadata) for p in ROWS]
+    assert _kept("Which country did LYLES Noah represent at Paris 2024?", dated) == [1, 3]
+    assert _kept("Which country did LYLES Noah represent at the Tokyo 2020 Games?", dated) == []
+    assert _kept("Who won the 2021 Tokyo Games Men's 100m in Athletics?", dated) == []
+    # passages that state no year say nothing against the one asked
+    assert _kept("Which country did LYLES Noah represent at the Tokyo 2020 Games?") == [1, 3]
+    # the numbers of event names are words with letters or signs, not years
+    assert _kept("Who won the gold medal in Judo, Men +100 kg, in 2024?", dated) == [7]
+
+
 def test_passages_without_match_fields_are_kept():
     chunk = Passage(id="handbook:c1", text="Medal ceremonies start at noon.", source="handbook")
     hits = [Hit(chunk, 2.0), *(Hit(p, 1.0) for p in ROWS)]

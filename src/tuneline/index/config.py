@@ -23,7 +23,8 @@ class RetrievalConfig(Section):
     match_question: bool = Field(
         False, description="Put a passage in the prompt only if the question names it: one of "
         "its index.match_fields in full, and the same value as every other candidate the "
-        "question names for a field (tuneline.rag.matching). No passage left: the prompt says "
+        "question names for a field; and it states no other number than one the question "
+        "names (another year) (tuneline.rag.matching). No passage left: the prompt says "
         "none was found, and a tuned model declines.",
     )
     candidates: int = Field(

@@ -13,6 +13,10 @@ A passage is kept when
 2. for every match field, if the question names some candidate's value of that field in full,
    it names this passage's value too; of two named values where one's words are part of the
    other's ("Women's 100m" in "Women's 4 x 100m Relay"), only the longer one counts.
+3. the passage states no other number where the question names one: a number the question
+   names (a word of digits: "2020" in "... at the Tokyo 2020 Olympics?") is a word of the
+   passage, or the passage holds no number of as many digits. A question about another year
+   than the data's gets no passage, as one about an entity the data lacks.
 Passages without match fields (document chunks, unconfigured sources) are kept as they are.
 
 A field the question names no value of in full can be named in part ("Which country did
@@ -123,8 +127,16 @@ def matching_hits(question: str, hits: Sequence[Hit],
     named = known.named(asked) if known is not None else _named_among(asked, fields)
     partly = (known.partly_named(capitalised(question), skip=named) if known is not None
               else {})
+    numbers = [w for w in asked if w.isdigit()]
     return [hit for hit, values in zip(hits, fields, strict=True)
-            if not values or _is_named(values, asked, {**named, **partly}, partly)]
+            if not values or (_is_named(values, asked, {**named, **partly}, partly)
+                              and not _states_other_numbers(numbers, hit.passage.text))]
+
+
+def _states_other_numbers(asked: list[str], text: str) -> bool:
+    held = [w for w in words(text) if w.isdigit()]
+    return any(number not in held and any(len(w) == len(number) for w in held)
+               for number in asked)
 
 
 def _named_among(asked: frozenset[str], fields: list[dict[str, frozenset[str]]]
