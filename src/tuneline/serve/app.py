@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
     fastapi = require("fastapi")
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from tuneline.serve.routes import generate, ops
     from tuneline.serve.routes.auth import authenticate
@@ -68,13 +70,21 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first["loc"] if p != "body"]
+        loc = _param_path(first["loc"])
         if first.get("type") == "json_invalid":
             message, param = "request body is not valid JSON", None
         else:
             message, param = f"{'.'.join(loc) or 'body'}: {first['msg']}", ".".join(loc) or None
         body = error_body(message, "invalid_request_error", param)
         return JSONResponse(status_code=400, content=body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Any, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors (an undecodable body, an unknown path or method) in
+        # OpenAI's shape like every other error.
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse(status_code=exc.status_code, headers=exc.headers,
+                            content=error_body(str(exc.detail), type_))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Any, exc: Exception) -> JSONResponse:
@@ -106,3 +116,19 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         return response
 
     return app
+
+
+_TYPE_TAG = re.compile(r"^(str|int|float|bool|none|dict|list)\b|\[|^function-")
+
+
+def _param_path(loc: Any) -> list[str]:
+    """The request field an error is about: pydantic's location less 'body' and from the first
+    union-member tag on ('stop.list[str]' → 'stop', 'messages.0.content.str' → ...content)."""
+    path = []
+    for part in loc:
+        if part == "body":
+            continue
+        if isinstance(part, str) and _TYPE_TAG.search(part):
+            break
+        path.append(str(part))
+    return path

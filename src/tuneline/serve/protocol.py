@@ -4,54 +4,160 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    """A message; content may be OpenAI's list of text parts, joined into one string. Fields
+    a chat template cannot carry (`name`, tool calls, audio) are refused, not dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    @field_validator("content")
+    @classmethod
+    def _joined(cls, content: str | list[TextPart]) -> str:
+        return content if isinstance(content, str) else "".join(p.text for p in content)
+
+    @field_validator("role")
+    @classmethod
+    def _developer_is_system(cls, role: str) -> str:
+        return "system" if role == "developer" else role  # OpenAI's newer name for it
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    # OpenAI clients send fields we do not use (e.g. `n=1`, `user`); accept and ignore them.
-    model_config = ConfigDict(extra="allow")
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+
+
+class _OpenAIRequest(BaseModel):
+    """Fields both endpoints share. Types are strict ("yes" is not a boolean, "8" not an
+    integer). Every field OpenAI defines is declared, so that `refusal` can refuse what this
+    server does not do instead of ignoring it; a field OpenAI does not define is refused too."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    # Identifiers for the caller's own abuse tracking: recorded nowhere, change nothing.
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+
+    def refusal(self) -> tuple[str, str] | None:
+        """(param, message) for the first field this server would have to ignore, or None."""
+        for name, neutral, why in _REFUSED:
+            if name in type(self).model_fields and not neutral(getattr(self, name)):
+                return name, f"{name} is not supported by this server ({why})"
+        if self.stream_options is not None and not self.stream:
+            return "stream_options", "stream_options is only allowed when stream is true"
+        for name in self.model_extra or {}:
+            return name, f"Unrecognized request argument supplied: {name}"
+        return None
+
+
+class ChatCompletionRequest(_OpenAIRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    service_tier: str | None = None
+    web_search_options: dict[str, Any] | None = None
     rag: bool | None = Field(
         None, description="tuneline extension: retrieve passages from the index and answer "
         "from them (citations come back in the response); default: on for '<name>+rag'.")
 
+    def refusal(self) -> tuple[str, str] | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            return "top_logprobs", "top_logprobs needs logprobs: true"
+        return super().refusal()
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
-    model: str
+class CompletionRequest(_OpenAIRequest):
     prompt: str | list[str] = Field(min_length=1)
-    max_tokens: int | None = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    max_tokens: int | None = Field(16, ge=1)
     n: int = Field(1, ge=1, le=1, description="Only one choice per prompt is supported.")
-    echo: bool = Field(False, description="Not supported; must be false.")
-    stream: bool = False
-    stream_options: StreamOptions | None = None
+    best_of: int | None = Field(None, ge=1, le=20)
+    echo: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
+    suffix: str | None = None
+
+
+def _off(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value == {} or value == []
+
+
+# Fields this server cannot honour yet: (name, neutral value test, why). A request that sets one
+# to anything but its neutral value gets a 400 naming it (docs/serve.md, "Request fields").
+_REFUSED: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("logprobs", _off, "log-probabilities are not returned yet"),
+    ("top_logprobs", _off, "log-probabilities are not returned yet"),
+    ("response_format", lambda v: v is None or v.type == "text",
+     "no constrained decoding yet: only {\"type\": \"text\"}"),
+    ("tools", _off, "no tool calling"),
+    ("tool_choice", lambda v: v is None or v == "none", "no tool calling"),
+    ("parallel_tool_calls", lambda v: v is None, "no tool calling"),
+    ("functions", _off, "no function calling"),
+    ("function_call", lambda v: v is None or v == "none", "no function calling"),
+    ("frequency_penalty", _off, "no repetition penalties"),
+    ("presence_penalty", _off, "no repetition penalties"),
+    ("logit_bias", _off, "no logit bias"),
+    ("store", _off, "completions are not stored for later retrieval"),
+    ("metadata", _off, "completions are not stored, so there is nothing to tag"),
+    ("modalities", lambda v: v is None or v == ["text"], "text only"),
+    ("audio", _off, "text only"),
+    ("prediction", _off, "no predicted outputs"),
+    ("reasoning_effort", _off, "not a reasoning model"),
+    ("verbosity", _off, "no verbosity control"),
+    ("service_tier", lambda v: v in (None, "auto", "default"), "one service tier"),
+    ("web_search_options", _off, "no web search"),
+    ("best_of", lambda v: v in (None, 1), "one candidate per prompt"),
+    ("echo", _off, "the prompt is not echoed"),
+    ("suffix", lambda v: v in (None, ""), "no fill-in-the-middle"),
+]
 
 
 class FeedbackRequest(BaseModel):

@@ -50,6 +50,7 @@ class _Call:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request
                            ) -> JSONResponse | StreamingResponse:
+    _refuse_unsupported(body)
     call = _start(request, body.model)
     messages = [m.model_dump() for m in body.messages]
     citations = None
@@ -80,8 +81,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request
                       ) -> JSONResponse | StreamingResponse:
-    if body.echo:
-        raise APIError(400, "echo is not supported", "invalid_request_error", "echo")
+    _refuse_unsupported(body)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise APIError(400, "send one prompt per request", "invalid_request_error", "prompt")
@@ -106,6 +106,14 @@ async def completions(body: CompletionRequest, request: Request
                                   finish_reason=_finish_reason(final))])
     call.state.responses.remember(response_id, call.served, messages, final.text)
     return JSONResponse(completion.model_dump(), headers=_headers(call))
+
+
+def _refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
+    """A 400 naming the first field this server would otherwise have to ignore."""
+    refused = body.refusal()
+    if refused is not None:
+        param, message = refused
+        raise APIError(400, message, "invalid_request_error", param)
 
 
 def _start(request: Request, model: str) -> _Call:

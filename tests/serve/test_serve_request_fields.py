@@ -1,0 +1,180 @@
+"""Every request field is honoured or refused the way OpenAI refuses (#25), over real HTTP on
+the tiny model: no type coercion, no silently ignored option, OpenAI's error shape on every
+route, nothing malformed reaching the model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from openai import BadRequestError, OpenAI  # noqa: E402
+
+from conftest import serve_in_thread  # noqa: E402
+from tuneline.serve.app import build_app  # noqa: E402
+from tuneline.serve.config import ServeConfig  # noqa: E402
+from tuneline.serve.engines.transformers_engine import TransformersEngine  # noqa: E402
+
+HI = [{"role": "user", "content": "Hi"}]
+CHAT = {"model": "tiny", "messages": HI, "max_tokens": 4}
+COMPLETION = {"model": "tiny", "prompt": "Hi", "max_tokens": 4}
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+# (fields laid over a valid chat request, the param the 400 must name)
+CHAT_CASES = [
+    ({"stream": "yes"}, "stream"),
+    ({"stream": 1}, "stream"),
+    ({"max_tokens": "8"}, "max_tokens"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_completion_tokens": 2.5}, "max_completion_tokens"),
+    ({"temperature": "0.5"}, "temperature"),
+    ({"temperature": 3}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"seed": 1.5}, "seed"),
+    ({"n": 2}, "n"),
+    ({"stop": 5}, "stop"),
+    ({"model": 5}, "model"),
+    ({"rag": "yes"}, "rag"),
+    ({"messages": []}, "messages"),
+    ({"messages": "Hi"}, "messages"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [{"role": "user"}]}, "messages.0.content"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+    ({"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages.0.name"),
+    ({"messages": [{"role": "assistant", "content": "x", "tool_calls": []}]},
+     "messages.0.tool_calls"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, "messages.0.content"),
+    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": True, "top_logprobs": 500}, "top_logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"logprobs": "true"}, "logprobs"),
+    ({"tools": "all"}, "tools"),
+    ({"tools": [TOOL]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"parallel_tool_calls": True}, "parallel_tool_calls"),
+    ({"functions": [TOOL["function"]]}, "functions"),
+    ({"function_call": "auto"}, "function_call"),
+    ({"response_format": {"type": "xml"}}, "response_format.type"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+     "response_format"),
+    ({"response_format": "json"}, "response_format"),
+    ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"presence_penalty": 3}, "presence_penalty"),
+    ({"logit_bias": {"42": -100}}, "logit_bias"),
+    ({"store": True}, "store"),
+    ({"metadata": {"team": "a"}}, "metadata"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+    ({"reasoning_effort": "high"}, "reasoning_effort"),
+    ({"service_tier": "flex"}, "service_tier"),
+    ({"web_search_options": {"search_context_size": "low"}}, "web_search_options"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}},
+     "stream_options.include_usage"),
+    ({"stream": True, "stream_options": {"include_obfuscation": False}},
+     "stream_options.include_obfuscation"),
+    ({"foo": 1}, "foo"),
+]
+COMPLETION_CASES = [
+    ({"prompt": 5}, "prompt"),
+    ({"prompt": ["a", "b"]}, "prompt"),
+    ({"echo": True}, "echo"),
+    ({"best_of": 3}, "best_of"),
+    ({"logprobs": 2}, "logprobs"),
+    ({"logprobs": 10}, "logprobs"),
+    ({"suffix": "end"}, "suffix"),
+    ({"max_tokens": "16"}, "max_tokens"),
+    ({"logit_bias": {"42": 5}}, "logit_bias"),
+    ({"bar": True}, "bar"),
+]
+# Accepted: each is honoured, or is an identifier that changes nothing.
+ACCEPTED = [
+    {"n": 1, "stream": False, "logprobs": False, "tool_choice": "none", "top_p": 1},
+    {"response_format": {"type": "text"}, "frequency_penalty": 0, "presence_penalty": 0.0},
+    {"user": "u-1", "safety_identifier": "s", "prompt_cache_key": "k", "store": False},
+    {"modalities": ["text"], "service_tier": "auto", "logit_bias": {}},
+    {"messages": [{"role": "developer", "content": "Be brief."},
+                  {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
+]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path):
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    settings = ServeConfig.model_validate({"max_tokens_default": 4})
+    with serve_in_thread(build_app({"tiny": engine}, settings)) as url:
+        yield url
+    engine.close()
+
+
+def _prompt_tokens(url: str) -> float:
+    text = httpx.get(f"{url.removesuffix('/v1')}/metrics").text
+    found = re.search(r'^tuneline_prompt_tokens_total\{model="tiny"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _is_openai_error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert error["type"] == "invalid_request_error"
+    return error
+
+
+def test_malformed_requests_are_refused_naming_the_field_and_never_reach_the_model(server):
+    assert len(CHAT_CASES) + len(COMPLETION_CASES) >= 40
+    cases = ([("chat/completions", {**CHAT, **over}, param) for over, param in CHAT_CASES]
+             + [("completions", {**COMPLETION, **over}, param)
+                for over, param in COMPLETION_CASES])
+    before = _prompt_tokens(server)
+    wrong = []
+    for path, body, param in cases:
+        response = httpx.post(f"{server}/{path}", json=body)
+        error = _is_openai_error(response, 400)
+        if error["param"] != param:
+            wrong.append((path, body, param, error))
+    assert not wrong
+    assert _prompt_tokens(server) == before  # nothing was generated for them
+    healthy = httpx.post(f"{server}/chat/completions", json=CHAT)
+    assert healthy.status_code == 200 and healthy.json()["usage"]["prompt_tokens"] > 0
+    assert _prompt_tokens(server) > before
+
+
+def test_neutral_values_of_unsupported_fields_are_accepted(server):
+    for over in ACCEPTED:
+        response = httpx.post(f"{server}/chat/completions", json={**CHAT, **over})
+        assert response.status_code == 200, (over, response.text)
+
+
+def test_undecodable_bodies_and_unknown_routes_get_the_openai_shape(server):
+    headers = {"content-type": "application/json"}
+    bad_utf8 = httpx.post(f"{server}/chat/completions", headers=headers,
+                          content=b'{"model": "tiny", "messages": [{"role": "user", '
+                                  b'"content": "\xff\xfe"}]}')
+    _is_openai_error(bad_utf8, 400)
+    array = httpx.post(f"{server}/chat/completions", json=[CHAT])
+    _is_openai_error(array, 400)
+    missing = httpx.post(f"{server}/embeddings", json={"model": "tiny", "input": "x"})
+    _is_openai_error(missing, 404)
+    wrong_method = httpx.get(f"{server}/chat/completions")
+    _is_openai_error(wrong_method, 405)
+
+
+def test_the_openai_client_gets_a_bad_request_naming_the_field(server):
+    client = OpenAI(base_url=server, api_key="none", max_retries=0)
+    refused = {
+        "tools": {"tools": [TOOL]},
+        "response_format": {"response_format": {"type": "json_object"}},
+        "logprobs": {"logprobs": True, "top_logprobs": 2},
+        "stream": {"extra_body": {"stream": "yes"}},
+    }
+    for param, options in refused.items():
+        with pytest.raises(BadRequestError) as caught:
+            client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, **options)
+        assert caught.value.body["param"] == param
