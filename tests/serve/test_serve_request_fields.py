@@ -48,7 +48,7 @@ CHAT_CASES = [
      "messages.0.tool_calls"),
     ({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, "messages.0.content"),
-    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": True, "stream": True}, "logprobs"),
     ({"logprobs": True, "top_logprobs": 500}, "top_logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": "true"}, "logprobs"),
@@ -86,7 +86,7 @@ COMPLETION_CASES = [
     ({"prompt": ["a", "b"]}, "prompt"),
     ({"echo": True}, "echo"),
     ({"best_of": 3}, "best_of"),
-    ({"logprobs": 2}, "logprobs"),
+    ({"logprobs": -1}, "logprobs"),
     ({"logprobs": 10}, "logprobs"),
     ({"suffix": "end"}, "suffix"),
     ({"max_tokens": "16"}, "max_tokens"),
@@ -105,12 +105,17 @@ ACCEPTED = [
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir: Path):
+def engine(tiny_model_dir: Path):
     engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(engine):
     settings = ServeConfig.model_validate({"max_tokens_default": 4})
     with serve_in_thread(build_app({"tiny": engine}, settings)) as url:
         yield url
-    engine.close()
 
 
 def _prompt_tokens(url: str) -> float:
@@ -171,10 +176,60 @@ def test_the_openai_client_gets_a_bad_request_naming_the_field(server):
     refused = {
         "tools": {"tools": [TOOL]},
         "response_format": {"response_format": {"type": "json_object"}},
-        "logprobs": {"logprobs": True, "top_logprobs": 2},
+        "top_logprobs": {"logprobs": True, "top_logprobs": 21},
         "stream": {"extra_body": {"stream": "yes"}},
     }
     for param, options in refused.items():
         with pytest.raises(BadRequestError) as caught:
             client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, **options)
         assert caught.value.body["param"] == param
+
+
+def _greedy_logprobs(engine, prompt_ids: list[int], steps: int):
+    """The model's own greedy path and the log-softmax at each of its steps."""
+    import torch
+
+    ids, rows = list(prompt_ids), []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = engine.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+            rows.append(torch.log_softmax(logits, dim=-1))
+            ids.append(int(rows[-1].argmax()))
+    return ids[len(prompt_ids):], rows
+
+
+def test_chat_logprobs_are_the_models_own_log_softmax(server, engine):
+    client = OpenAI(base_url=server, api_key="none", max_retries=0)
+    messages = [{"role": "user", "content": "What is the capital of Peru?"}]
+    answer = client.chat.completions.create(model="tiny", messages=messages, max_tokens=6,
+                                            temperature=0, logprobs=True, top_logprobs=5)
+    content = answer.choices[0].logprobs.content
+    stopped = answer.choices[0].finish_reason == "stop"
+    assert len(content) == answer.usage.completion_tokens - stopped  # EOS has no entry
+    chosen, own = _greedy_logprobs(engine, engine.encode_chat(messages, None), len(content))
+    assert [t.token for t in content] == engine.token_strings(chosen)
+    for token, token_id, row in zip(content, chosen, own, strict=True):
+        assert token.logprob == pytest.approx(float(row[token_id]), abs=1e-4)
+        assert bytes(token.bytes) == token.token.encode("utf-8")
+        best = row.topk(5)
+        assert [t.logprob for t in token.top_logprobs] == pytest.approx(
+            best.values.tolist(), abs=1e-4)
+        assert [t.token for t in token.top_logprobs] == engine.token_strings(
+            best.indices.tolist())
+
+
+def test_completion_logprobs_have_openais_legacy_shape(server, engine):
+    response = httpx.post(f"{server}/completions", json={
+        "model": "tiny", "prompt": "The capital of Peru is", "max_tokens": 5,
+        "temperature": 0, "logprobs": 3}).json()
+    logprobs = response["choices"][0]["logprobs"]
+    n = len(logprobs["tokens"])
+    assert n and len(logprobs["token_logprobs"]) == len(logprobs["top_logprobs"]) == n
+    assert all(len(top) <= 3 for top in logprobs["top_logprobs"])
+    # greedy: each chosen token is its position's likeliest
+    for token, logprob, top in zip(logprobs["tokens"], logprobs["token_logprobs"],
+                                   logprobs["top_logprobs"], strict=True):
+        assert top[token] == pytest.approx(logprob) and logprob == pytest.approx(
+            max(top.values()))
+    assert logprobs["text_offset"][0] == 0
+    assert logprobs["text_offset"][-1] == sum(len(t) for t in logprobs["tokens"][:-1])

@@ -75,6 +75,8 @@ class _OpenAIRequest(BaseModel):
         for name, neutral, why in _REFUSED:
             if name in type(self).model_fields and not neutral(getattr(self, name)):
                 return name, f"{name} is not supported by this server ({why})"
+        if self.stream and getattr(self, "logprobs", None) not in (None, False):
+            return "logprobs", "logprobs with stream is not supported yet"
         if self.stream_options is not None and not self.stream:
             return "stream_options", "stream_options is only allowed when stream is true"
         for name in self.model_extra or {}:
@@ -133,8 +135,6 @@ def _off(value: Any) -> bool:
 # Fields this server cannot honour yet: (name, neutral value test, why). A request that sets one
 # to anything but its neutral value gets a 400 naming it (docs/serve.md, "Request fields").
 _REFUSED: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("logprobs", _off, "log-probabilities are not returned yet"),
-    ("top_logprobs", _off, "log-probabilities are not returned yet"),
     ("response_format", lambda v: v is None or v.type == "text",
      "no constrained decoding yet: only {\"type\": \"text\"}"),
     ("tools", _off, "no tool calling"),
@@ -168,10 +168,25 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=10_000)
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob]
+
+
 class Choice(BaseModel):
     index: int
     message: ChatMessage
     finish_reason: Literal["stop", "length"]
+    logprobs: ChoiceLogprobs | None = None
 
 
 class Usage(BaseModel):
@@ -205,7 +220,8 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
+    # OpenAI's legacy shape: tokens, token_logprobs, top_logprobs ({token: logprob}), text_offset
+    logprobs: dict[str, list[Any]] | None = None
 
 
 class Completion(BaseModel):

@@ -18,6 +18,7 @@ from tuneline.serve.engines.engine import (
     QueueFull,
     Sink,
     TextEvent,
+    TokenLogprob,
 )
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -36,6 +37,7 @@ class _Sequence:
     position: int = 0
     generator: Any = None
     done: bool = False
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class ContinuousBatcher:
@@ -276,6 +278,7 @@ class ContinuousBatcher:
     def _advance(self, logits: Any, sequences: list[_Sequence]) -> None:
         """Sample one token per sequence, stream its text, retire finished sequences."""
         tokens = self._sample(logits, sequences)
+        self._record_logprobs(logits, sequences, tokens)
         for sequence, token in zip(sequences, tokens, strict=True):
             sequence.ids.append(token)
             sequence.position += 1
@@ -296,6 +299,21 @@ class ContinuousBatcher:
                 probs = _top_p_filter(torch, probs, sampling.top_p)
             chosen[row] = int(torch.multinomial(probs.cpu(), 1, generator=sequence.generator))
         return chosen
+
+    def _record_logprobs(self, logits: Any, sequences: list[_Sequence],
+                         tokens: list[int]) -> None:
+        rows = [i for i, s in enumerate(sequences) if s.request.sampling.logprobs is not None]
+        if not rows:
+            return
+        logprobs = self._torch.log_softmax(logits[rows].float(), dim=-1)
+        for at, row in enumerate(rows):
+            sequence, token = sequences[row], tokens[row]
+            k = sequence.request.sampling.logprobs or 0
+            top = logprobs[at].topk(k) if k else None
+            alternatives = (tuple(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+                            if top is not None else ())
+            sequence.logprobs.append(
+                TokenLogprob(token, float(logprobs[at, token]), alternatives))
 
     def _emit(self, sequence: _Sequence, token: int) -> None:
         request = sequence.request
@@ -322,8 +340,11 @@ class ContinuousBatcher:
         sequence.done = True
         if text.startswith(sequence.emitted) and len(text) > len(sequence.emitted):
             sequence.sink(TextEvent(text[len(sequence.emitted):]))
+        logprobs = None
+        if sequence.request.sampling.logprobs is not None:
+            logprobs = tuple(t for t in sequence.logprobs if t.token_id not in self.eos_ids)
         sequence.sink(FinalEvent(text, len(sequence.request.prompt_ids), len(sequence.ids),
-                                 reason, token_ids=tuple(sequence.ids)))
+                                 reason, token_ids=tuple(sequence.ids), logprobs=logprobs))
 
     def _drop_finished(self, keep: list[int]) -> None:
         if not keep:

@@ -17,6 +17,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # None: no log-probabilities; k: each chosen token's, with the k likeliest alternatives
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,16 @@ class GenerationRequest:
     prompt_ids: list[int]
     sampling: SamplingParams
     adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token with its log-probability under the model (log-softmax of its logits,
+    before temperature and top-p) and the likeliest alternatives, best first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class FinalEvent:
     finish_reason: str  # stop | length | cancelled | error
     error: str | None = None
     token_ids: tuple[int, ...] = ()  # the generated tokens, EOS included
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when asked: per answer token, EOS not
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,10 @@ class Engine(Protocol):
 
     def encode_text(self, prompt: str) -> list[int]:
         """Token ids of a raw completion prompt."""
+        ...
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """Each token's own text (for log-probabilities)."""
         ...
 
     def submit(self, request: GenerationRequest, sink: Sink) -> threading.Event:

@@ -98,6 +98,9 @@ class TransformersEngine:
     def encode_text(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        return [str(self.tokenizer.decode([i])) for i in ids]
+
     def submit(self, request: GenerationRequest, sink: Sink) -> threading.Event:
         if request.adapter is not None and request.adapter not in self.adapters:
             raise KeyError(f"adapter '{request.adapter}' is not loaded")

@@ -18,6 +18,7 @@ from tuneline.serve.engines.engine import (
     QueueFull,
     Sink,
     TextEvent,
+    TokenLogprob,
 )
 
 
@@ -68,6 +69,9 @@ class VllmEngine:
     def encode_text(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        return [str(self.tokenizer.decode([i])) for i in ids]
+
     def submit(self, request: GenerationRequest, sink: Sink) -> threading.Event:
         if request.adapter is not None and request.adapter not in self._lora:
             raise KeyError(f"adapter '{request.adapter}' is not loaded")
@@ -86,7 +90,8 @@ class VllmEngine:
 
         s = request.sampling
         params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature,
-                                top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None)
+                                top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None,
+                                logprobs=s.logprobs)
         lora = self._lora[request.adapter] if request.adapter else self._default
         request_id = uuid.uuid4().hex
         emitted, output = "", None
@@ -105,7 +110,8 @@ class VllmEngine:
                     emitted = output.text
             assert output is not None
             sink(FinalEvent(output.text, len(request.prompt_ids), len(output.token_ids),
-                            output.finish_reason or "stop", token_ids=tuple(output.token_ids)))
+                            output.finish_reason or "stop", token_ids=tuple(output.token_ids),
+                            logprobs=_token_logprobs(output, s.logprobs)))
         except Exception as exc:  # a failed request fails alone
             sink(FinalEvent(emitted, len(request.prompt_ids), 0, "error", error=str(exc)))
         finally:
@@ -126,3 +132,16 @@ class VllmEngine:
         if shutdown is not None:
             shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _token_logprobs(output: Any, k: int | None) -> tuple[TokenLogprob, ...] | None:
+    """vLLM's per-token {token id: Logprob} (the chosen token and the k likeliest, raw model
+    log-probabilities by default) as TokenLogprobs; EOS is not in vLLM's token_ids."""
+    if k is None or output.logprobs is None:
+        return None
+    found = []
+    for token, candidates in zip(output.token_ids, output.logprobs, strict=False):
+        ranked = sorted(candidates.items(), key=lambda c: c[1].rank or 0)
+        top = tuple((int(t), float(lp.logprob)) for t, lp in ranked if lp.rank and lp.rank <= k)
+        found.append(TokenLogprob(int(token), float(candidates[token].logprob), top))
+    return tuple(found)

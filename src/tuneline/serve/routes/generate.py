@@ -23,9 +23,12 @@ from tuneline.serve.protocol import (
     ChatCompletionRequest,
     ChatMessage,
     Choice,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
     CompletionRequest,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from tuneline.serve.state import APIError, Route, ServerState
@@ -59,7 +62,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     prompt_ids = await run_in_threadpool(call.route.engine.encode_chat, messages,
                                          call.route.adapter)
     sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
-                         body.temperature, body.top_p, body.seed, body.stop)
+                         body.temperature, body.top_p, body.seed, body.stop,
+                         (body.top_logprobs or 0) if body.logprobs else None)
     pending = _submit(call, GenerationRequest(prompt_ids, sampling, call.route.adapter))
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
@@ -72,7 +76,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     completion = ChatCompletion(
         id=response_id, model=call.served,
         choices=[Choice(index=0, message=ChatMessage(role="assistant", content=final.text),
-                        finish_reason=_finish_reason(final))],
+                        finish_reason=_finish_reason(final),
+                        logprobs=_chat_logprobs(call.route.engine, final))],
         usage=_usage(final), citations=citations)
     call.state.responses.remember(response_id, call.served, messages, final.text)
     return JSONResponse(completion.model_dump(exclude_none=True), headers=_headers(call))
@@ -90,7 +95,7 @@ async def completions(body: CompletionRequest, request: Request
     if not prompt_ids:
         raise APIError(400, "the prompt is empty", "invalid_request_error", "prompt")
     sampling = _sampling(call, len(prompt_ids), body.max_tokens, body.temperature, body.top_p,
-                         body.seed, body.stop)
+                         body.seed, body.stop, body.logprobs)
     pending = _submit(call, GenerationRequest(prompt_ids, sampling, call.route.adapter))
     response_id = f"cmpl-{uuid.uuid4().hex}"
     messages = [{"role": "user", "content": prompts[0]}]
@@ -103,7 +108,8 @@ async def completions(body: CompletionRequest, request: Request
     completion = Completion(
         id=response_id, model=call.served, usage=_usage(final),
         choices=[CompletionChoice(index=0, text=final.text,
-                                  finish_reason=_finish_reason(final))])
+                                  finish_reason=_finish_reason(final),
+                                  logprobs=_completion_logprobs(call.route.engine, final))])
     call.state.responses.remember(response_id, call.served, messages, final.text)
     return JSONResponse(completion.model_dump(), headers=_headers(call))
 
@@ -135,7 +141,8 @@ def _start(request: Request, model: str) -> _Call:
 
 
 def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperature: float,
-              top_p: float, seed: int | None, stop: str | list[str] | None) -> SamplingParams:
+              top_p: float, seed: int | None, stop: str | list[str] | None,
+              logprobs: int | None = None) -> SamplingParams:
     max_tokens = max_tokens or call.state.settings.max_tokens_default
     context = call.route.engine.context_length
     if prompt_tokens + max_tokens > context:
@@ -145,7 +152,40 @@ def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperatu
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if len(stops) > 4:
         raise APIError(400, "at most 4 stop sequences", "invalid_request_error", "stop")
-    return SamplingParams(max_tokens, temperature, top_p, seed, tuple(s for s in stops if s))
+    return SamplingParams(max_tokens, temperature, top_p, seed, tuple(s for s in stops if s),
+                          logprobs)
+
+
+def _chat_logprobs(engine: Any, final: FinalEvent) -> ChoiceLogprobs | None:
+    """OpenAI's chat shape: per answer token its text, bytes, log-probability, alternatives."""
+    if final.logprobs is None:
+        return None
+    ids = [t.token_id for t in final.logprobs]
+    ids += [i for t in final.logprobs for i, _ in t.top]
+    text = dict(zip(ids, engine.token_strings(ids), strict=True))
+
+    def entry(token: int, logprob: float) -> dict[str, Any]:
+        return {"token": text[token], "logprob": logprob,
+                "bytes": list(text[token].encode("utf-8"))}
+
+    return ChoiceLogprobs(content=[
+        TokenLogprob(**entry(t.token_id, t.logprob),
+                     top_logprobs=[TopLogprob(**entry(i, lp)) for i, lp in t.top])
+        for t in final.logprobs])
+
+
+def _completion_logprobs(engine: Any, final: FinalEvent) -> dict[str, list[Any]] | None:
+    """OpenAI's legacy completions shape (tokens, token_logprobs, top_logprobs, text_offset)."""
+    if final.logprobs is None:
+        return None
+    ids = [t.token_id for t in final.logprobs]
+    alternatives = [i for t in final.logprobs for i, _ in t.top]
+    text = dict(zip(ids + alternatives, engine.token_strings(ids + alternatives), strict=True))
+    tokens = [text[i] for i in ids]
+    offsets = [sum(len(t) for t in tokens[:n]) for n in range(len(tokens))]
+    return {"tokens": tokens, "token_logprobs": [t.logprob for t in final.logprobs],
+            "top_logprobs": [{text[i]: lp for i, lp in t.top} for t in final.logprobs],
+            "text_offset": offsets}
 
 
 def _submit(call: _Call, request: GenerationRequest) -> PendingGeneration:
