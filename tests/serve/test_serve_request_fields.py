@@ -173,15 +173,18 @@ def test_undecodable_bodies_and_unknown_routes_get_the_openai_shape(server):
 
 def test_the_openai_client_gets_a_bad_request_naming_the_field(server):
     client = OpenAI(base_url=server, api_key="none", max_retries=0)
-    refused = {
-        "tools": {"tools": [TOOL]},
-        "response_format": {"response_format": {"type": "json_object"}},
-        "top_logprobs": {"logprobs": True, "top_logprobs": 21},
-        "stream": {"extra_body": {"stream": "yes"}},
-    }
-    for param, options in refused.items():
+    refused = [  # the cases of issue #25, then a few more
+        ("stream", {"extra_body": {"stream": "yes"}}),
+        ("top_logprobs", {"logprobs": True, "top_logprobs": 500}),
+        ("tools", {"tools": "all"}),
+        ("response_format.type", {"response_format": {"type": "xml"}}),
+        ("tools", {"tools": [TOOL]}),
+        ("response_format", {"response_format": {"type": "json_object"}}),
+        ("max_tokens", {"extra_body": {"max_tokens": "8"}}),
+    ]
+    for param, options in refused:
         with pytest.raises(BadRequestError) as caught:
-            client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, **options)
+            client.chat.completions.create(model="tiny", messages=HI, **options)
         assert caught.value.body["param"] == param
 
 
