@@ -82,8 +82,15 @@ def test_a_question_naming_another_year_than_the_passages_keeps_nothing():
     assert _kept("Who won the 2021 Tokyo Games Men's 100m in Athletics?", dated) == []
     # passages that state no year say nothing against the one asked
     assert _kept("Which country did LYLES Noah represent at the Tokyo 2020 Games?") == [1, 3]
-    # the numbers of event names are words with letters or signs, not years
     assert _kept("Who won the gold medal in Judo, Men +100 kg, in 2024?", dated) == [7]
+
+
+def test_a_distance_the_row_does_not_have_rules_the_row_out():
+    # an invented event that holds a real one's words in full, and another distance
+    assert _kept("Who won the gold medal in Athletics, Women's 200m 100m?") == []
+    assert _kept("Who won the gold medal in Athletics, Women's 100m?") == [5]
+    # the relay's "4" and "100m" are both in the question: it stays
+    assert _kept("Who won the Women's 4 x 100m Relay in Athletics?") == [6]
 
 
 def test_passages_without_match_fields_are_kept():

@@ -65,6 +65,19 @@ def test_invented_events_stay_in_a_discipline_that_has_real_facts():
         assert words <= {w for e in events_of[discipline] for w in e.split()}
 
 
+def test_an_invented_event_never_repeats_a_real_one_word_for_word():
+    records = _medallists()
+    template = TemplateConfig(
+        name="event_champion", source="medallists", key="{discipline} | {event}",
+        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
+        answer="{name} won.", fact="{name}")
+    facts = unanswerable_facts(template, records, 200, "No data.", random.Random(3))
+    real = {frozenset(normalize(f"{r.data['discipline']} {r.data['event']}").split())
+            for r in records}
+    assert len(facts) == 200  # "Men's 100m 100m Breaststroke" is the real event, asked oddly
+    assert not {frozenset(normalize(" ".join(f.entity)).split()) for f in facts} & real
+
+
 def test_same_seed_same_questions_and_zero_means_none():
     records = _medallists()
     template = TemplateConfig(name="t", source="medallists", key="{name}",

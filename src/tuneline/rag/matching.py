@@ -13,10 +13,12 @@ A passage is kept when
 2. for every match field, if the question names some candidate's value of that field in full,
    it names this passage's value too; of two named values where one's words are part of the
    other's ("Women's 100m" in "Women's 4 x 100m Relay"), only the longer one counts.
-3. the passage states no other number where the question names one: a number the question
-   names (a word of digits: "2020" in "... at the Tokyo 2020 Olympics?") is a word of the
-   passage, or the passage holds no number of as many digits. A question about another year
-   than the data's gets no passage, as one about an entity the data lacks.
+3. the passage states no other number where the question names one: each word of the
+   question with digits ("2020" in "... at the Tokyo 2020 Olympics?", "100m") is a word of the
+   passage, or the passage has no word of its shape (the same word with any digits: "2024",
+   "200m"). A question about another year than the data's gets no passage, as one about an
+   entity the data lacks, and so does "Women's 100m 200m Backstroke", which names the real
+   "Women's 200m Backstroke" in full but also a distance that row does not have.
 Passages without match fields (document chunks, unconfigured sources) are kept as they are.
 
 A field the question names no value of in full can be named in part ("Which country did
@@ -38,6 +40,7 @@ from tuneline.rag.passages import Hit, Passage
 FIELD_PREFIX = "field:"
 # A sign before a number is part of it: "Men -100 kg" and "Men +100 kg" are two events.
 _WORD = re.compile(r"(?:(?<!\w)[+-](?=\d))?\w+")
+_DIGIT = re.compile(r"\d")
 DISTINCTIVE_VALUES = 2  # a word in at most this many values of a field can name one in part
 _STOPWORDS = frozenset({"a", "an", "and", "at", "by", "for", "from", "in", "is", "of", "on",
                         "or", "the", "to", "with"})
@@ -127,16 +130,16 @@ def matching_hits(question: str, hits: Sequence[Hit],
     named = known.named(asked) if known is not None else _named_among(asked, fields)
     partly = (known.partly_named(capitalised(question), skip=named) if known is not None
               else {})
-    numbers = [w for w in asked if w.isdigit()]
+    numbers = [w for w in asked if _DIGIT.search(w)]
     return [hit for hit, values in zip(hits, fields, strict=True)
             if not values or (_is_named(values, asked, {**named, **partly}, partly)
                               and not _states_other_numbers(numbers, hit.passage.text))]
 
 
 def _states_other_numbers(asked: list[str], text: str) -> bool:
-    held = [w for w in words(text) if w.isdigit()]
-    return any(number not in held and any(len(w) == len(number) for w in held)
-               for number in asked)
+    held = {w for w in words(text) if _DIGIT.search(w)}
+    shapes = {_DIGIT.sub("#", w) for w in held}
+    return any(number not in held and _DIGIT.sub("#", number) in shapes for number in asked)
 
 
 def _named_among(asked: frozenset[str], fields: list[dict[str, frozenset[str]]]
