@@ -31,6 +31,13 @@ class RetrievalConfig(Section):
         20, ge=1, le=200, description="With match_question, how many hits are searched and "
         "matched before the top_k matching ones are kept.",
     )
+    scope_margin: float | None = Field(
+        0.2, ge=0, le=1, description="With match_question and synthesize.templates: a "
+        "question whose shape (the values it names masked: 'Who coached X?') is less similar "
+        "to every trained template phrasing than the phrasings are to each other, less this "
+        "margin, gets no passage: it asks something the table does not hold "
+        "(tuneline.rag.scope). The margin was chosen on the demo's dev sets. null: off.",
+    )
 
 
 class IndexConfig(Section):

@@ -41,7 +41,7 @@ class Retriever:
     """Questions in, the top-k passages of each out (best first)."""
 
     def __init__(self, index: IndexConfig, uri: str, collection: str, embedder: Any = None,
-                 known: FieldValues | None = None):
+                 known: FieldValues | None = None, template_questions: Sequence[str] = ()):
         from tuneline.rag.embed import Embedder
         from tuneline.rag.stores import open_store
 
@@ -49,6 +49,12 @@ class Retriever:
         self.known = known
         self._lock = threading.Lock()  # server threads share one embedder and connection
         self.embedder = embedder or Embedder(index.embedder, index.batch_size)
+        self.scope = None
+        margin = self.settings.scope_margin
+        if known is not None and margin is not None and len(set(template_questions)) > 1:
+            from tuneline.rag.scope import ScopeGate
+
+            self.scope = ScopeGate(self.embedder, template_questions, known, margin)
         self.store = open_store(index.store, uri, collection, self.embedder.dim)
         if self.store.count() == 0:
             raise ConfigError([f"index: the store {uri} (collection {collection!r}) is empty; "
@@ -62,7 +68,8 @@ class Retriever:
         uri, collection = store_location(cfg)
         if is_local_uri(uri) and not Path(uri).exists():
             raise ConfigError([f"index: no vector store at {uri}; run `tuneline index` first"])
-        return cls(cfg.index, uri, collection, known=_known_values(cfg))
+        return cls(cfg.index, uri, collection, known=_known_values(cfg),
+                   template_questions=_trained_phrasings(cfg))
 
     def search(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
         """The top-k hits of every question (k defaults to index.retrieval.top_k)."""
@@ -83,8 +90,12 @@ class Retriever:
                      for question, vector in zip(questions, vectors, strict=True)]
         if not matching:
             return found
-        return [matching_hits(question, hits, self.known)[:k]
-                for question, hits in zip(questions, found, strict=True)]
+        in_scope = [True] * len(questions)
+        if self.scope is not None:
+            with self._lock:
+                in_scope = self.scope.in_scope(questions)
+        return [matching_hits(question, hits, self.known)[:k] if scoped else []
+                for question, hits, scoped in zip(questions, found, in_scope, strict=True)]
 
     def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
         """The stored passage matching `where` (e.g. a gold record's source, file and line)."""
@@ -93,6 +104,12 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _trained_phrasings(cfg: PipelineConfig) -> list[str]:
+    """The template phrasings training uses (the held-back recall ones left out)."""
+    held_back = cfg.curate.recall_phrasings
+    return [q for t in cfg.synthesize.templates for q in t.questions[:-held_back]]
 
 
 def _known_values(cfg: PipelineConfig) -> FieldValues | None:

@@ -1,0 +1,72 @@
+"""Does a question ask what the table holds? (index.retrieval.scope_margin)
+
+Matching (tuneline.rag.matching) keeps the passages about the entity a question names, but a
+real entity asked for something no column holds ("Who coached CROUSER Ryan?", "How long did
+Fencing, Women's Foil Individual last?") still gets that entity's rows, and a small model reads
+them as an answer. The question's *shape* tells: with the values it names masked ("Who coached
+X?"), it is far from every question template the data is asked by ("Which country did X
+represent at the Paris 2024 Olympics?"), while a new phrasing of a template question stays close.
+
+The gate embeds the masked question (the index's embedder) and compares it (cosine) with the
+templates' trained phrasings, masked the same way. The threshold comes from the templates
+themselves: the least similar trained phrasing to its nearest other phrasing, less
+`scope_margin`. Below it the question gets no passage, so the tuned model declines, as for an
+entity the data lacks. The held-back phrasings (the recall set's) are never used, so evaluation
+measures the gate on phrasings it did not see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tuneline.rag.matching import FieldValues, capitalised, words
+
+MASK = "X"
+_PLACEHOLDER_RUN = re.compile(r"\{[^{}]+\}(?:[\s,|()'’]*\{[^{}]+\})*")
+_TOKEN = re.compile(r"[+-]?\w+(?:['’]\w+)*")
+_MASK_RUN = re.compile(rf"{MASK}(?:[\s,|()'’]*{MASK})+")
+
+
+def template_shape(question: str) -> str:
+    """A template question with each run of placeholders as one mask."""
+    return _PLACEHOLDER_RUN.sub(MASK, question)
+
+
+def question_shape(question: str, known: FieldValues) -> str:
+    """A question with the words of the match field values it names (in full or in part) as
+    one mask per run: "Who coached CROUSER Ryan?" → "Who coached X ?"."""
+    named = known.named(words(question))
+    named |= known.partly_named(capitalised(question), skip=named)
+    value_words = {w for values in named.values() for value in values for w in value}
+    def masked(token: re.Match[str]) -> str:
+        folded = words(token.group())
+        return MASK if folded and folded <= value_words else token.group()
+
+    return _MASK_RUN.sub(MASK, _TOKEN.sub(masked, question))
+
+
+class ScopeGate:
+    """In scope: the masked question is about as close to a template phrasing as the
+    template phrasings are to each other (module docstring)."""
+
+    def __init__(self, embedder: Any, template_questions: Sequence[str], known: FieldValues,
+                 margin: float):
+        shapes = sorted({template_shape(q) for q in template_questions})
+        if len(shapes) < 2:
+            raise ValueError("the scope gate needs at least two template phrasings")
+        self.embedder, self.known = embedder, known
+        self._shapes = embedder.embed(shapes)
+        similarity = self._shapes @ self._shapes.T
+        for i in range(len(shapes)):
+            similarity[i, i] = -1.0
+        self.threshold = float(similarity.max(axis=1).min()) - margin
+
+    def similarity(self, questions: Sequence[str]) -> list[float]:
+        """Each question's cosine similarity to its nearest template phrasing, masked."""
+        masked = [question_shape(q, self.known) for q in questions]
+        return [float(s) for s in (self.embedder.embed(masked) @ self._shapes.T).max(axis=1)]
+
+    def in_scope(self, questions: Sequence[str]) -> list[bool]:
+        return [s >= self.threshold for s in self.similarity(questions)]
