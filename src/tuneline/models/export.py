@@ -98,6 +98,33 @@ def export_merged(
     return _write_atomically(output, write)
 
 
+def export_gguf(
+    adapter_dir: Path,
+    base: str,
+    output: Path,
+    name: str,
+    quant: str = "f16",
+    cache_dir: Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Merge a LoRA adapter into its base and write `output/<name>.gguf` (llama.cpp, Ollama)
+    with an Ollama `Modelfile` beside it (tuneline.models.gguf_export)."""
+    from tuneline.models.gguf_export import write_gguf
+
+    read_adapter_config(adapter_dir)
+    _check_output(Path(adapter_dir), output, overwrite)
+    model, tokenizer = merge_adapter(Path(adapter_dir), base, cache_dir, "float32")
+
+    def write(tmp: Path) -> None:
+        merged = tmp / ".merged"
+        model.save_pretrained(merged)
+        tokenizer.save_pretrained(merged)
+        write_gguf(merged, tmp, name, quant)
+        shutil.rmtree(merged)
+
+    return _write_atomically(output, write)
+
+
 def merge_adapter(
     adapter_dir: Path, base: str, cache_dir: Path | None = None, dtype: str = "float32"
 ) -> tuple[Any, Any]:

@@ -1,0 +1,160 @@
+"""`tuneline export --format gguf`: the merged model as GGUF with the `gguf` package alone,
+read back by transformers (`gguf_file=`), with the chat template, end tokens and an Ollama
+Modelfile that match what training used."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("gguf")
+
+from conftest import build_random_adapter  # noqa: E402
+from tuneline.errors import ModelError  # noqa: E402
+from tuneline.models.gguf_export import write_gguf  # noqa: E402
+
+PROMPTS = [f"Question {i}: what is the capital of country number {i}?" for i in range(20)]
+CONVERSATION = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is the capital of Peru?"},
+                {"role": "assistant", "content": "Lima."},
+                {"role": "user", "content": "And of Chile?"}]
+
+
+def _export(*args: str) -> None:
+    from click.testing import CliRunner
+
+    from tuneline.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["export", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir, tmp_path_factory):
+    """The merged HF export and the f16 and q8_0 GGUF exports of one adapter."""
+    root = tmp_path_factory.mktemp("gguf")
+    adapter = build_random_adapter(tiny_model_dir, root / "adapter", seed=5)
+    _export("--adapter", str(adapter), "--format", "hf", "--output", str(root / "hf"))
+    for quant in ("f16", "q8_0"):
+        _export("--adapter", str(adapter), "--format", "gguf", "--quant", quant,
+                "--output", str(root / quant))
+    return root
+
+
+def _load(folder: Path, gguf: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"gguf_file": f"{folder.name}.gguf"} if gguf else {}
+    return (AutoModelForCausalLM.from_pretrained(folder, **extra).eval(),
+            AutoTokenizer.from_pretrained(folder, **extra))
+
+
+def _greedy(model, tokenizer, prompt: str) -> list[int]:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                        add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    out = model.generate(ids, max_new_tokens=8, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_gguf_reads_back_with_the_merged_weights_and_tokenizer(exported):
+    import torch
+
+    merged, tokenizer = _load(exported / "hf", gguf=False)
+    ids = tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        reference = merged(ids).logits
+    for quant, tolerance in (("f16", 2e-3), ("q8_0", 5e-2)):
+        model, gguf_tokenizer = _load(exported / quant, gguf=True)
+        with torch.no_grad():
+            assert (model(ids).logits - reference).abs().max() < tolerance, quant
+        assert gguf_tokenizer(PROMPTS[0])["input_ids"] == ids[0].tolist()
+    f16, f16_tokenizer = _load(exported / "f16", gguf=True)
+    same = sum(_greedy(merged, tokenizer, p) == _greedy(f16, f16_tokenizer, p) for p in PROMPTS)
+    assert same == len(PROMPTS)
+
+
+def test_one_chat_template_and_one_end_token_everywhere(exported):
+    _, trained = _load(exported / "hf", gguf=False)
+    _, gguf_tokenizer = _load(exported / "f16", gguf=True)
+    assert gguf_tokenizer.chat_template == trained.chat_template
+    for prompt in (True, False):
+        assert gguf_tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=prompt) == (
+            trained.apply_chat_template(CONVERSATION, add_generation_prompt=prompt))
+    assert gguf_tokenizer.eos_token == trained.eos_token == "<|im_end|>"
+
+
+def test_the_modelfile_renders_the_chat_template_and_stops_on_the_end_token(exported):
+    modelfile = (exported / "f16" / "Modelfile").read_text(encoding="utf-8")
+    assert modelfile.startswith("FROM ./f16.gguf\n")
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile
+    template = modelfile.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+    # the Go template, filled in for the conversation, is the chat template's own rendering
+    _, trained = _load(exported / "hf", gguf=False)
+    expected = trained.apply_chat_template(CONVERSATION, tokenize=False,
+                                           add_generation_prompt=True)
+    assert _render_go_template(template, CONVERSATION) == expected
+
+
+def _render_go_template(template: str, messages: list[dict[str, str]]) -> str:
+    """The subset of Go's text/template the Modelfile uses: a range over messages, one branch
+    per role, no whitespace trimming inside it."""
+    body, generation = template.removeprefix("{{- range .Messages }}").split(
+        "{{ end }}{{ end }}")
+    branches = dict(re.findall(r'\{\{ (?:if|else if) eq \.Role "(\w+)" \}\}(.*?)'
+                               r"(?=\{\{ else if |\Z)", body, re.S))
+    return "".join(branches[m["role"]].replace("{{ .Content }}", m["content"])
+                   for m in messages) + generation
+
+
+def test_an_unsupported_architecture_is_named(tmp_path, tiny_model_dir):
+    folder = tmp_path / "gpt2"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["GPT2LMHeadModel"]
+    config["model_type"] = "gpt2"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="GPT2LMHeadModel"):
+        write_gguf(folder, tmp_path, "x")
+
+
+@pytest.mark.integration
+def test_smollm2_gguf_answers_like_the_hf_model_and_stops_by_itself(tmp_path):
+    """The embedded model, exported as GGUF: f16 and q8_0 give the same greedy answers (up to
+    64 tokens) as the HF model on at least 19 of 20 prompts, and answers end with the
+    end-of-turn token. Measured 2026-12-03: f16 19/20 (f16 rounding flips one near-tie)."""
+    from tuneline.models.resolve import resolve_model
+
+    source = Path(resolve_model("embedded:smollm2-135m-instruct"))
+    hf, tokenizer = _load(source, gguf=False)
+    prompts = [f"In one sentence, what is {topic}?" for topic in (
+        "photosynthesis", "gravity", "a prime number", "the moon", "democracy", "a volcano",
+        "an atom", "music", "a river", "coffee", "a computer", "the ocean", "a library", "rain",
+        "a bridge", "chess", "a forest", "electricity", "a city", "sleep")]
+    expected = [_greedy_until_end(hf, tokenizer, p) for p in prompts]
+    for quant, at_least in (("f16", 19), ("q8_0", 19)):
+        folder = tmp_path / quant
+        folder.mkdir()
+        write_gguf(source, folder, quant, quant)
+        model, gguf_tokenizer = _load(folder, gguf=True)
+        answers = [_greedy_until_end(model, gguf_tokenizer, p) for p in prompts]
+        assert sum(a == e for a, e in zip(answers, expected, strict=True)) >= at_least, quant
+    ended = [a[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>") for a in expected[:10]]
+    assert all(ended)
+
+
+def _greedy_until_end(model, tokenizer, prompt: str) -> list[int]:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                        add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    out = model.generate(ids, max_new_tokens=64, do_sample=False,
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                         pad_token_id=tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
