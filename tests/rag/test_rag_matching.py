@@ -93,6 +93,14 @@ def test_a_distance_the_row_does_not_have_rules_the_row_out():
     assert _kept("Who won the Women's 4 x 100m Relay in Athletics?") == [6]
 
 
+def test_an_event_no_row_has_rules_out_its_discipline_rows_too():
+    # the discipline is named in full, the event words belong to two different events
+    assert _kept("Who won the gold medal in Athletics, Individual Relay?") == []
+    # a spliced weight class: each row lacks one of the two numbers
+    assert _kept("Who won the gold medal in Judo, Men -100 +100 kg?") == []
+    assert _kept("Who won the gold medal in Judo, Men -100 kg?") == [8]
+
+
 def test_passages_without_match_fields_are_kept():
     chunk = Passage(id="handbook:c1", text="Medal ceremonies start at noon.", source="handbook")
     hits = [Hit(chunk, 2.0), *(Hit(p, 1.0) for p in ROWS)]

@@ -14,19 +14,23 @@ A passage is kept when
    it names this passage's value too; of two named values where one's words are part of the
    other's ("Women's 100m" in "Women's 4 x 100m Relay"), only the longer one counts.
 3. the passage states no other number where the question names one: each word of the
-   question with digits ("2020" in "... at the Tokyo 2020 Olympics?", "100m") is a word of the
-   passage, or the passage has no word of its shape (the same word with any digits: "2024",
-   "200m"). A question about another year than the data's gets no passage, as one about an
-   entity the data lacks, and so does "Women's 100m 200m Backstroke", which names the real
-   "Women's 200m Backstroke" in full but also a distance that row does not have.
+   question with digits ("2020" in "... at the Tokyo 2020 Olympics?", "100m", "+100") is a word
+   of the passage, or the passage has no word of its shape (the same word with any number,
+   signed or not: "2024", "200m", "-63"). A question about another year than the data's gets
+   no passage, as one about an entity the data lacks, and so does "Women's 100m 200m
+   Backstroke", which names the real "Women's 200m Backstroke" in full but also a distance that
+   row does not have.
 Passages without match fields (document chunks, unconfigured sources) are kept as they are.
 
 A field the question names no value of in full can be named in part ("Which country did
 Crouser represent?"): by a capitalised word of the question that belongs to that field only and
 to at most `DISTINCTIVE_VALUES` of its values; the values named so must then hold every
 capitalised word of the question that belongs to that field only ("FOX Koki", spliced from FOX
-Jessica and KANO Koki, names neither). Lower-case words never name in part: "won" is a word of
-"KIM Won Ho" and of most questions. This needs the index's values (`FieldValues`).
+Jessica and KANO Koki, names neither). When no value holds them all, the question names a value
+of that field the index lacks, and no passage with that field is kept ("Dressage Jump
+(Equestrian)" names the discipline in full, but no Equestrian event is "Dressage Jump").
+Lower-case words never name in part: "won" is a word of "KIM Won Ho" and of most questions.
+This needs the index's values (`FieldValues`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ FIELD_PREFIX = "field:"
 # A sign before a number is part of it: "Men -100 kg" and "Men +100 kg" are two events.
 _WORD = re.compile(r"(?:(?<!\w)[+-](?=\d))?\w+")
 _DIGIT = re.compile(r"\d")
+_NUMBER = re.compile(r"[+-]?\d+")  # a word's shape: its numbers, signed or not, as one mark
 DISTINCTIVE_VALUES = 2  # a word in at most this many values of a field can name one in part
 _STOPWORDS = frozenset({"a", "an", "and", "at", "by", "for", "from", "in", "is", "of", "on",
                         "or", "the", "to", "with"})
@@ -105,9 +110,9 @@ class FieldValues:
             if field in skip or not any(len(self._by_word[w][field]) <= DISTINCTIVE_VALUES
                                         for w in field_words):
                 continue
-            holding = set.intersection(*(self._by_word[w][field] for w in field_words))
-            if holding:
-                named[field] = holding
+            # An empty set rules the field's passages out: the question names a value of it
+            # that the index does not hold ("Dressage Jump": no event has both words).
+            named[field] = set.intersection(*(self._by_word[w][field] for w in field_words))
         return named
 
 
@@ -138,8 +143,8 @@ def matching_hits(question: str, hits: Sequence[Hit],
 
 def _states_other_numbers(asked: list[str], text: str) -> bool:
     held = {w for w in words(text) if _DIGIT.search(w)}
-    shapes = {_DIGIT.sub("#", w) for w in held}
-    return any(number not in held and _DIGIT.sub("#", number) in shapes for number in asked)
+    shapes = {_NUMBER.sub("#", w) for w in held}
+    return any(number not in held and _NUMBER.sub("#", number) in shapes for number in asked)
 
 
 def _named_among(asked: frozenset[str], fields: list[dict[str, frozenset[str]]]
