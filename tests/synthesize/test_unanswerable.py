@@ -17,6 +17,13 @@ def _medallists():
     return list(read_csv("medallists", PARIS / "medallists.csv"))
 
 
+def _event_template() -> TemplateConfig:
+    return TemplateConfig(
+        name="event_champion", source="medallists", key="{discipline} | {event}",
+        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
+        answer="{name} won.", fact="{name}")
+
+
 def test_invented_athletes_are_absent_from_the_whole_table():
     records = _medallists()
     template = TemplateConfig(
@@ -46,10 +53,7 @@ def test_composite_keys_recombine_into_unseen_pairs():
 
 def test_invented_events_stay_in_a_discipline_that_has_real_facts():
     records = _medallists()
-    template = TemplateConfig(
-        name="event_champion", source="medallists", key="{discipline} | {event}",
-        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
-        answer="{name} won.", fact="{name}")
+    template = _event_template()
     sampled = [r for r in records if r.data["discipline"] in {"Athletics", "Swimming"}]
     facts = unanswerable_facts(template, records, 12, "No data.", random.Random(2), sampled)
     assert len(facts) == 12
@@ -67,10 +71,7 @@ def test_invented_events_stay_in_a_discipline_that_has_real_facts():
 
 def test_an_invented_event_never_repeats_a_real_one_word_for_word():
     records = _medallists()
-    template = TemplateConfig(
-        name="event_champion", source="medallists", key="{discipline} | {event}",
-        questions=["Who won {discipline}, {event}?", "Name the champion of {discipline} {event}."],
-        answer="{name} won.", fact="{name}")
+    template = _event_template()
     facts = unanswerable_facts(template, records, 200, "No data.", random.Random(3))
     real = {frozenset(normalize(f"{r.data['discipline']} {r.data['event']}").split())
             for r in records}

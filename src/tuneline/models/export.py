@@ -87,15 +87,8 @@ def export_merged(
     """
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
-    read_adapter_config(adapter_dir)
-    _check_output(Path(adapter_dir), output, overwrite)
-    model, tokenizer = merge_adapter(Path(adapter_dir), base, cache_dir, dtype)
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-
-    return _write_atomically(output, write)
+    return _export_merged_as(adapter_dir, base, output, dtype, cache_dir, overwrite,
+                             lambda model, tokenizer, tmp: _save(model, tokenizer, tmp))
 
 
 def export_gguf(
@@ -111,18 +104,27 @@ def export_gguf(
     with an Ollama `Modelfile` beside it (tuneline.models.gguf_export)."""
     from tuneline.models.gguf_export import write_gguf
 
+    def write(model: Any, tokenizer: Any, tmp: Path) -> None:
+        _save(model, tokenizer, tmp / ".merged")
+        write_gguf(tmp / ".merged", tmp, name, quant)
+        shutil.rmtree(tmp / ".merged")
+
+    return _export_merged_as(adapter_dir, base, output, "float32", cache_dir, overwrite, write)
+
+
+def _export_merged_as(adapter_dir: Path, base: str, output: Path, dtype: str,
+                      cache_dir: Path | None, overwrite: bool,
+                      write: Callable[[Any, Any, Path], None]) -> Path:
+    """Merge the adapter, then let `write` fill a temporary folder that becomes `output`."""
     read_adapter_config(adapter_dir)
     _check_output(Path(adapter_dir), output, overwrite)
-    model, tokenizer = merge_adapter(Path(adapter_dir), base, cache_dir, "float32")
+    model, tokenizer = merge_adapter(Path(adapter_dir), base, cache_dir, dtype)
+    return _write_atomically(output, lambda tmp: write(model, tokenizer, tmp))
 
-    def write(tmp: Path) -> None:
-        merged = tmp / ".merged"
-        model.save_pretrained(merged)
-        tokenizer.save_pretrained(merged)
-        write_gguf(merged, tmp, name, quant)
-        shutil.rmtree(merged)
 
-    return _write_atomically(output, write)
+def _save(model: Any, tokenizer: Any, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def merge_adapter(

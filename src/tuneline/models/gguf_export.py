@@ -152,6 +152,7 @@ def _write_tensors(writer: Any, model_dir: Path, config: Any, quant: str) -> Non
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    kind = None if quant == "f16" else getattr(gguf.GGMLQuantizationType, quant.upper())
     for hf_name, tensor in _state_dict(model_dir).items():
         if hf_name == "lm_head.weight" and config.tie_word_embeddings:
             continue  # llama.cpp reuses token_embd for a tied output
@@ -165,14 +166,9 @@ def _write_tensors(writer: Any, model_dir: Path, config: Any, quant: str) -> Non
             data = _permute(data, kv_heads)
         if data.ndim == 1:
             writer.add_tensor(name, data.astype(np.float32))
-        elif quant == "f16":
-            writer.add_tensor(name, data.astype(np.float16))
+        elif kind is None or data.shape[-1] % gguf.GGML_QUANT_SIZES[kind][0]:
+            writer.add_tensor(name, data.astype(np.float16))  # f16, or rows too short to quantise
         else:
-            kind = getattr(gguf.GGMLQuantizationType, quant.upper())
-            block = gguf.GGML_QUANT_SIZES[kind][0]
-            if data.shape[-1] % block:
-                writer.add_tensor(name, data.astype(np.float16))  # rows too short to quantise
-                continue
             writer.add_tensor(name, gguf.quants.quantize(data, kind), raw_dtype=kind)
 
 
@@ -227,12 +223,13 @@ def _turn_parts(tokenizer: Any) -> tuple[dict[str, tuple[str, str]], str, str]:
 
     first = [("system", _SYSTEM), ("user", _USER)]
     answered = [*first, ("assistant", _ASSISTANT)]
-    user = added(render(answered), render([*answered, ("user", _USER)]), _USER)
-    assistant = added(render(first), render(answered), _ASSISTANT)
-    system_block = render(first)[: -len(user[0] + _USER + user[1])]
-    system = tuple(system_block.split(_SYSTEM, 1))
-    generation = render(first, prompt=True)[len(render(first)):]
-    default_block = render([("user", _USER)])[: -len(user[0] + _USER + user[1]) or None]
+    rendered_first, rendered_answered = render(first), render(answered)
+    user = added(rendered_answered, render([*answered, ("user", _USER)]), _USER)
+    assistant = added(rendered_first, rendered_answered, _ASSISTANT)
+    user_turn = user[0] + _USER + user[1]
+    system = tuple(rendered_first[: -len(user_turn)].split(_SYSTEM, 1))
+    generation = render(first, prompt=True)[len(rendered_first):]
+    default_block = render([("user", _USER)])[: -len(user_turn) or None]
     default_system = ""
     if default_block.startswith(system[0]) and default_block.endswith(system[1]):
         default_system = default_block[len(system[0]): len(default_block) - len(system[1])]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from tuneline.serve.engines.engine import (
     QueueFull,
     SamplingParams,
 )
+from tuneline.serve.engines.engine import TokenLogprob as EngineTokenLogprob  # not the reply's
 from tuneline.serve.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -160,9 +161,7 @@ def _chat_logprobs(engine: Any, final: FinalEvent) -> ChoiceLogprobs | None:
     """OpenAI's chat shape: per answer token its text, bytes, log-probability, alternatives."""
     if final.logprobs is None:
         return None
-    ids = [t.token_id for t in final.logprobs]
-    ids += [i for t in final.logprobs for i, _ in t.top]
-    text = dict(zip(ids, engine.token_strings(ids), strict=True))
+    text = _token_texts(engine, final.logprobs)
 
     def entry(token: int, logprob: float) -> dict[str, Any]:
         return {"token": text[token], "logprob": logprob,
@@ -174,14 +173,19 @@ def _chat_logprobs(engine: Any, final: FinalEvent) -> ChoiceLogprobs | None:
         for t in final.logprobs])
 
 
+def _token_texts(engine: Any, logprobs: Sequence[EngineTokenLogprob]) -> dict[int, str]:
+    """The text of every chosen and alternative token, decoded in one call."""
+    ids = list(dict.fromkeys([t.token_id for t in logprobs]
+                             + [i for t in logprobs for i, _ in t.top]))
+    return dict(zip(ids, engine.token_strings(ids), strict=True))
+
+
 def _completion_logprobs(engine: Any, final: FinalEvent) -> dict[str, list[Any]] | None:
     """OpenAI's legacy completions shape (tokens, token_logprobs, top_logprobs, text_offset)."""
     if final.logprobs is None:
         return None
-    ids = [t.token_id for t in final.logprobs]
-    alternatives = [i for t in final.logprobs for i, _ in t.top]
-    text = dict(zip(ids + alternatives, engine.token_strings(ids + alternatives), strict=True))
-    tokens = [text[i] for i in ids]
+    text = _token_texts(engine, final.logprobs)
+    tokens = [text[t.token_id] for t in final.logprobs]
     offsets = [sum(len(t) for t in tokens[:n]) for n in range(len(tokens))]
     return {"tokens": tokens, "token_logprobs": [t.logprob for t in final.logprobs],
             "top_logprobs": [{text[i]: lp for i, lp in t.top} for t in final.logprobs],
