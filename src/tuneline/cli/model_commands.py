@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,6 +56,7 @@ def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | Non
         raise click.UsageError("--quant only applies with --format gguf")
     cfg = load_cli_config(args)
     base = base_model
+    version = None
     if model_ref is not None:
         from tuneline.registry import open_registry
 
@@ -81,8 +83,25 @@ def export(args: tuple[str, ...], model_ref: str | None, adapter_dir: Path | Non
                       f"-f {written / 'Modelfile'}` or llama.cpp on {written / (name + '.gguf')}")
         return
     errors.print(f"merging {adapter_dir} into {base} ...")
-    written = export_merged(adapter_dir, base, output, dtype, cfg.model.cache_dir, overwrite=force)
-    console.print(f"merged model ({dtype}) → {written}")
+    card = _model_card(model_ref or output.name, base, version, adapter_dir, dtype)
+    written = export_merged(adapter_dir, base, output, dtype, cfg.model.cache_dir,
+                            overwrite=force, card=card)
+    console.print(f"merged model ({dtype}) with its model card → {written}")
+
+
+def _model_card(reference: str, base: str, version: Any, adapter_dir: Path, dtype: str) -> str:
+    """README.md of a merged export: lineage from the registry version, else the run folder."""
+    from tuneline.models.model_card import (
+        base_model_facts,
+        lineage_of_adapter,
+        lineage_of_version,
+        render_model_card,
+    )
+
+    lineage = lineage_of_version(version) if version is not None else lineage_of_adapter(
+        adapter_dir)
+    name = reference.split("@")[0].split("/")[0]
+    return render_model_card(name, base_model_facts(base), lineage, dtype)
 
 
 @click.group()

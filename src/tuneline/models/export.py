@@ -70,12 +70,14 @@ def export_merged(
     dtype: str = "float32",
     cache_dir: Path | None = None,
     overwrite: bool = False,
+    card: str | None = None,
 ) -> Path:
     """Merge a LoRA adapter into its base and write a plain HF model folder to `output`.
 
     The folder holds safetensors weights, config.json, generation_config.json and the tokenizer
     with the chat template saved next to the adapter (the one training used), so
-    `AutoModelForCausalLM.from_pretrained(output)` needs neither PEFT nor tuneline.
+    `AutoModelForCausalLM.from_pretrained(output)` needs neither PEFT nor tuneline; and `card`,
+    when given, as its README.md (tuneline.models.model_card).
 
     Args:
         adapter_dir: a PEFT LoRA adapter folder.
@@ -84,11 +86,17 @@ def export_merged(
         dtype: weight dtype of the export; the merge itself runs in float32.
         cache_dir: where converted embedded models are cached.
         overwrite: replace an existing `output`.
+        card: the model card's markdown.
     """
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
-    return _export_merged_as(adapter_dir, base, output, dtype, cache_dir, overwrite,
-                             lambda model, tokenizer, tmp: _save(model, tokenizer, tmp))
+
+    def write(model: Any, tokenizer: Any, tmp: Path) -> None:
+        _save(model, tokenizer, tmp)
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+
+    return _export_merged_as(adapter_dir, base, output, dtype, cache_dir, overwrite, write)
 
 
 def export_gguf(

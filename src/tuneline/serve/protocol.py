@@ -75,8 +75,6 @@ class _OpenAIRequest(BaseModel):
         for name, neutral, why in _REFUSED:
             if name in type(self).model_fields and not neutral(getattr(self, name)):
                 return name, f"{name} is not supported by this server ({why})"
-        if self.stream and getattr(self, "logprobs", None) not in (None, False):
-            return "logprobs", "logprobs with stream is not supported yet"
         if self.stream_options is not None and not self.stream:
             return "stream_options", "stream_options is only allowed when stream is true"
         for name in self.model_extra or {}:

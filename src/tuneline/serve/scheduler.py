@@ -38,6 +38,7 @@ class _Sequence:
     generator: Any = None
     done: bool = False
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    logprobs_sent: int = 0  # how many of `logprobs` went out with a TextEvent
 
 
 class ContinuousBatcher:
@@ -330,16 +331,25 @@ class ContinuousBatcher:
         safe = _streamable(text, request.sampling.stop)
         if len(safe) > len(sequence.emitted):
             delta, sequence.emitted = safe[len(sequence.emitted):], safe
-            sequence.sink(TextEvent(delta))
+            sequence.sink(TextEvent(delta, self._unsent_logprobs(sequence)))
         return None
+
+    def _unsent_logprobs(self, sequence: _Sequence) -> tuple[TokenLogprob, ...]:
+        """The tokens' log-probabilities not streamed yet (a token whose text is held back, a
+        partial character or a possible stop string, goes out with the next text)."""
+        unsent = sequence.logprobs[sequence.logprobs_sent:]
+        sequence.logprobs_sent = len(sequence.logprobs)
+        return tuple(t for t in unsent if t.token_id not in self.eos_ids)
 
     def _text(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True)).lstrip()
 
     def _finish(self, sequence: _Sequence, text: str, reason: str) -> None:
         sequence.done = True
-        if text.startswith(sequence.emitted) and len(text) > len(sequence.emitted):
-            sequence.sink(TextEvent(text[len(sequence.emitted):]))
+        rest = text[len(sequence.emitted):] if text.startswith(sequence.emitted) else ""
+        unsent = self._unsent_logprobs(sequence)
+        if rest or unsent:
+            sequence.sink(TextEvent(rest, unsent))
         logprobs = None
         if sequence.request.sampling.logprobs is not None:
             logprobs = tuple(t for t in sequence.logprobs if t.token_id not in self.eos_ids)

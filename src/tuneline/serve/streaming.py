@@ -21,6 +21,7 @@ class PendingGeneration:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[TextEvent | FinalEvent] = asyncio.Queue()
         self._timeout_s = timeout_s
+        self.request = request
         self.started = time.perf_counter()
         self.first_token_s: float | None = None
         self._cancel = engine.submit(request, self._from_engine)

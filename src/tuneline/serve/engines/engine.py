@@ -42,9 +42,11 @@ class TokenLogprob:
 
 @dataclass(frozen=True)
 class TextEvent:
-    """New text for a streaming client."""
+    """New text for a streaming client, with the log-probabilities (when asked) of the tokens
+    generated since the previous event (EOS never among them)."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

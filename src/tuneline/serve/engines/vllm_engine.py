@@ -94,7 +94,7 @@ class VllmEngine:
                                 logprobs=s.logprobs)
         lora = self._lora[request.adapter] if request.adapter else self._default
         request_id = uuid.uuid4().hex
-        emitted, output = "", None
+        emitted, output, sent = "", None, 0
         try:
             async for result in self.engine.generate(
                     TokensPrompt(prompt_token_ids=request.prompt_ids), params, request_id,
@@ -106,12 +106,16 @@ class VllmEngine:
                                     "cancelled"))
                     return
                 if len(output.text) > len(emitted):
-                    sink(TextEvent(output.text[len(emitted):]))
-                    emitted = output.text
+                    new = (_token_logprobs(output, s.logprobs) or ())[sent:]
+                    sink(TextEvent(output.text[len(emitted):], new))
+                    emitted, sent = output.text, sent + len(new)
             assert output is not None
+            logprobs = _token_logprobs(output, s.logprobs)
+            if logprobs and len(logprobs) > sent:
+                sink(TextEvent("", logprobs[sent:]))
             sink(FinalEvent(output.text, len(request.prompt_ids), len(output.token_ids),
                             output.finish_reason or "stop", token_ids=tuple(output.token_ids),
-                            logprobs=_token_logprobs(output, s.logprobs)))
+                            logprobs=logprobs))
         except Exception as exc:  # a failed request fails alone
             sink(FinalEvent(emitted, len(request.prompt_ids), 0, "error", error=str(exc)))
         finally:

@@ -17,6 +17,7 @@ from tuneline.serve.engines.engine import (
     GenerationRequest,
     QueueFull,
     SamplingParams,
+    TextEvent,
 )
 from tuneline.serve.engines.engine import TokenLogprob as EngineTokenLogprob  # not the reply's
 from tuneline.serve.protocol import (
@@ -78,7 +79,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
         id=response_id, model=call.served,
         choices=[Choice(index=0, message=ChatMessage(role="assistant", content=final.text),
                         finish_reason=_finish_reason(final),
-                        logprobs=_chat_logprobs(call.route.engine, final))],
+                        logprobs=_chat_logprobs(call.route.engine, final.logprobs))],
         usage=_usage(final), citations=citations)
     call.state.responses.remember(response_id, call.served, messages, final.text)
     return JSONResponse(completion.model_dump(exclude_none=True), headers=_headers(call))
@@ -110,7 +111,8 @@ async def completions(body: CompletionRequest, request: Request
         id=response_id, model=call.served, usage=_usage(final),
         choices=[CompletionChoice(index=0, text=final.text,
                                   finish_reason=_finish_reason(final),
-                                  logprobs=_completion_logprobs(call.route.engine, final))])
+                                  logprobs=_completion_logprobs(call.route.engine,
+                                                                final.logprobs))])
     call.state.responses.remember(response_id, call.served, messages, final.text)
     return JSONResponse(completion.model_dump(), headers=_headers(call))
 
@@ -157,11 +159,12 @@ def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperatu
                           logprobs)
 
 
-def _chat_logprobs(engine: Any, final: FinalEvent) -> ChoiceLogprobs | None:
+def _chat_logprobs(engine: Any, logprobs: Sequence[EngineTokenLogprob] | None
+                   ) -> ChoiceLogprobs | None:
     """OpenAI's chat shape: per answer token its text, bytes, log-probability, alternatives."""
-    if final.logprobs is None:
+    if logprobs is None:
         return None
-    text = _token_texts(engine, final.logprobs)
+    text = _token_texts(engine, logprobs)
 
     def entry(token: int, logprob: float) -> dict[str, Any]:
         return {"token": text[token], "logprob": logprob,
@@ -170,7 +173,7 @@ def _chat_logprobs(engine: Any, final: FinalEvent) -> ChoiceLogprobs | None:
     return ChoiceLogprobs(content=[
         TokenLogprob(**entry(t.token_id, t.logprob),
                      top_logprobs=[TopLogprob(**entry(i, lp)) for i, lp in t.top])
-        for t in final.logprobs])
+        for t in logprobs])
 
 
 def _token_texts(engine: Any, logprobs: Sequence[EngineTokenLogprob]) -> dict[int, str]:
@@ -180,15 +183,22 @@ def _token_texts(engine: Any, logprobs: Sequence[EngineTokenLogprob]) -> dict[in
     return dict(zip(ids, engine.token_strings(ids), strict=True))
 
 
-def _completion_logprobs(engine: Any, final: FinalEvent) -> dict[str, list[Any]] | None:
-    """OpenAI's legacy completions shape (tokens, token_logprobs, top_logprobs, text_offset)."""
-    if final.logprobs is None:
+def _completion_logprobs(engine: Any, logprobs: Sequence[EngineTokenLogprob] | None,
+                         before: str = "") -> dict[str, list[Any]] | None:
+    """OpenAI's legacy completions shape (tokens, token_logprobs, top_logprobs, text_offset).
+
+    `before`: the texts of the answer's earlier tokens (streamed in earlier chunks). An offset
+    is where the token starts in the answer's text, which has its leading space stripped."""
+    if logprobs is None:
         return None
-    text = _token_texts(engine, final.logprobs)
-    tokens = [text[t.token_id] for t in final.logprobs]
-    offsets = [sum(len(t) for t in tokens[:n]) for n in range(len(tokens))]
-    return {"tokens": tokens, "token_logprobs": [t.logprob for t in final.logprobs],
-            "top_logprobs": [{text[i]: lp for i, lp in t.top} for t in final.logprobs],
+    text = _token_texts(engine, logprobs)
+    tokens = [text[t.token_id] for t in logprobs]
+    starts = [len(before) + sum(len(t) for t in tokens[:n]) for n in range(len(tokens))]
+    joined = before + "".join(tokens)
+    lead = len(joined) - len(joined.lstrip())
+    offsets = [max(0, start - lead) for start in starts]
+    return {"tokens": tokens, "token_logprobs": [t.logprob for t in logprobs],
+            "top_logprobs": [{text[i]: lp for i, lp in t.top} for t in logprobs],
             "text_offset": offsets}
 
 
@@ -252,11 +262,23 @@ async def _sse_chunks(call: _Call, pending: PendingGeneration, response_id: str,
     base = {"id": response_id, "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": call.served}
 
-    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+    logprobs_asked = pending.request.sampling.logprobs is not None
+    token_texts = ""  # the texts of the tokens streamed so far, for completions' text_offset
+
+    def choice(event: TextEvent | None, finish: str | None) -> dict[str, Any]:
+        text = None if event is None else event.text
+        nonlocal token_texts
+        logprobs = None
+        if logprobs_asked and event is not None and chat:
+            logprobs = _chat_logprobs(call.route.engine, event.logprobs)
+        elif logprobs_asked and event is not None:
+            logprobs = _completion_logprobs(call.route.engine, event.logprobs, token_texts)
+            token_texts += "".join(logprobs["tokens"] if logprobs else [])
         if chat:
-            return {"index": 0, "delta": {} if text is None else {"content": text},
-                    "finish_reason": finish}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            delta = {} if text is None else {"content": text}
+            return {"index": 0, "delta": delta, "finish_reason": finish,
+                    **({"logprobs": logprobs.model_dump()} if logprobs is not None else {})}
+        return {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
 
     if chat:
         first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
@@ -276,7 +298,8 @@ async def _sse_chunks(call: _Call, pending: PendingGeneration, response_id: str,
 async def _stream_events(call: _Call, pending: PendingGeneration,
                          messages: list[dict[str, str]], response_id: str
                          ) -> AsyncIterator[tuple[str, Any]]:
-    """('text', str)*, then ('final', FinalEvent) or ('error', body); accounts for the call."""
+    """('text', TextEvent)*, then ('final', FinalEvent) or ('error', body); accounts for the
+    call."""
     from tuneline.serve.protocol import error_body
 
     final, status = None, 200
@@ -291,7 +314,7 @@ async def _stream_events(call: _Call, pending: PendingGeneration,
                 else:
                     yield "final", event
             else:
-                yield "text", event.text
+                yield "text", event
     except TimeoutError:
         status = 504
         yield "error", error_body("the request did not finish in time", "timeout_error",
