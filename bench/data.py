@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--near-sample", type=int, default=2_000,
                         help="rows for the brute-force near-dup baseline")
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     texts = synthetic_tickets(args.rows)
     ours: list = []
     run_tuneline(texts, ours)

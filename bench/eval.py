@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                         help="as train.precision (auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     batch_sizes = args.batch_size or [16, 32]
 
     import torch

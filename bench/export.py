@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--max-new", type=int, default=48, help="answer tokens at most")
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
 
     from tuneline.artifacts import read_jsonl
     from tuneline.config import load_config

@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, as for `tuneline run`")
     parser.add_argument("--k", default="1,2,3,4,6", help="comma-separated cut-offs")
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     ks = [int(k) for k in args.k.split(",")]
 
     from tuneline.artifacts import read_jsonl

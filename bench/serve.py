@@ -540,6 +540,9 @@ def main() -> None:
     args = parse_args()
     if args.client or args.baseline:
         return child("client" if args.client else "baseline", args.client or args.baseline)
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by both children
     started, load_before = time.monotonic(), os.getloadavg()

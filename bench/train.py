@@ -326,6 +326,9 @@ def main() -> None:
                         help="where curate and the trainers write (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     variants = [v.strip() for v in args.trl.split(",") if v.strip()]
     if unknown := [v for v in variants if v not in TRL_VARIANTS]:
         parser.error(f"--trl: unknown variant(s) {unknown}; choose from {list(TRL_VARIANTS)}")

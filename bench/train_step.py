@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    from tuneline.machine import this_machine
+
+    print(this_machine().summary())  # figures compare within one machine class only
     set_cpu_threads()
     bf16 = use_bf16("auto", "cpu")
     tokenizer = load_tokenizer(args.model)

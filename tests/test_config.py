@@ -77,3 +77,15 @@ def test_a_saved_resolved_config_loads_again(tmp_path):
     cfg = load_config(example, [])
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml", []) == cfg
+
+
+def test_stage_hashes_follow_the_seed_not_the_repeats_or_the_run_folder():
+    """`run.repeats=3` after a single run reuses seed 0's stages instead of retraining them."""
+    from tuneline.config import PipelineConfig
+
+    one = PipelineConfig.model_validate({"run": {"name": "a", "repeats": 1}})
+    three = PipelineConfig.model_validate({"run": {"name": "b", "repeats": 3,
+                                                   "runs_dir": "elsewhere"}})
+    seeded = PipelineConfig.model_validate({"run": {"name": "a", "seed": 1}})
+    assert one.section_hash("synthesize", "run") == three.section_hash("synthesize", "run")
+    assert one.section_hash("curate", "run") != seeded.section_hash("curate", "run")

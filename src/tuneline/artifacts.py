@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import tuneline
+from tuneline.machine import this_machine
 
 MANIFEST = "manifest.json"
 _TRACKED_LIBRARIES = ("torch", "transformers", "peft", "pydantic")
@@ -198,6 +199,7 @@ def run_stage(
             "counts": result.counts,
             "details": result.details,
             "versions": library_versions(),
+            "machine": this_machine().as_dict(),  # timings compare within one class only
             "timings": {"started": started, "finished": finished, "seconds": finished - started},
         }
         write_json_atomic(tmp_dir / MANIFEST, manifest)

@@ -63,8 +63,11 @@ class PipelineConfig(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving.")
 
     def section_hash(self, *sections: str) -> str:
-        """Stable hash of the named sections, used in stage fingerprints."""
-        payload = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        """Stable hash of the named sections, used in stage fingerprints. Of `run` only the
+        seed shapes a stage's output (name and runs_dir say where it goes; repeats how many
+        seeds run), so a repeated run reuses the first seed's stages."""
+        payload = {s: {"seed": self.run.seed} if s == "run" else
+                   getattr(self, s).model_dump(mode="json") for s in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -35,9 +35,11 @@ PLAIN_STAGES = ("ingest", "index", "curate", "evaluate", "register")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--force", is_flag=True, help="Rerun every stage even when nothing changed.")
 def run(args: tuple[str, ...], force: bool) -> None:
+    from tuneline.machine import this_machine
     from tuneline.pipeline import STAGES, run_pipeline
 
     cfg = load_cli_config(args)
+    errors.print(this_machine().summary())  # the timings below hold for this class of machine
     with _metrics_on_gate_failure(cfg):
         result = run_pipeline(cfg, force=frozenset(STAGES) if force else frozenset(),
                               on_stage=print_stage)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import ModelError
+from tuneline.machine import this_machine
 from tuneline.models.resolve import resolve_model
 
 
@@ -18,14 +18,9 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return this_machine().native_bf16
 
 
 def use_bf16(precision: str, device: str) -> bool:
