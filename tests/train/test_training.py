@@ -58,3 +58,31 @@ def test_lora_training_lowers_loss_and_leaves_the_base_untouched(tiny_model_dir)
         assert torch.allclose(answer_loss(model, batch),
                               answer_loss(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                           batch), atol=1e-5)
+
+
+def test_top_layers_adapts_only_the_top_blocks_and_backward_stops_below_them(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.errors import ConfigError
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import answer_loss, attach_lora
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    blocks = base.config.num_hidden_layers
+    assert blocks >= 2
+    model = attach_lora(base, TrainConfig.model_validate({"lora": {"top_layers": 1}}))
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(f".layers.{blocks - 1}." in n for n in trained)
+
+    below = {}
+    layers = model.get_base_model().model.layers
+    layers[blocks - 2].register_forward_hook(
+        lambda module, args, output: below.update(out=output[0] if isinstance(output, tuple)
+                                                  else output))
+    answer_loss(model, _batch(tiny_model_dir)).backward()
+    assert below["out"].requires_grad is False  # autograd records nothing below the top block
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+    with pytest.raises(ConfigError, match="top_layers"):
+        attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                    TrainConfig.model_validate({"lora": {"top_layers": blocks + 1}}))

@@ -21,6 +21,11 @@ class LoraConfig(Section):
         ],
         description="Module names that get LoRA adapters.",
     )
+    top_layers: int | None = Field(
+        None, ge=1, description="Adapt only the top N transformer blocks (PEFT "
+        "layers_to_transform): backward then stops below them, so a step costs less; null "
+        "adapts every block.",
+    )
 
 
 class QloraConfig(Section):

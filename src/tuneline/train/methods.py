@@ -72,6 +72,7 @@ def attach_lora(model: Any, cfg: TrainConfig) -> Any:
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
+        layers_to_transform=_top_layers(model, cfg.lora.top_layers),
         task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():
@@ -79,6 +80,17 @@ def attach_lora(model: Any, cfg: TrainConfig) -> Any:
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
                                 category=FutureWarning)
         return peft.get_peft_model(model, lora)
+
+
+def _top_layers(model: Any, top: int | None) -> list[int] | None:
+    """Indices of the top `top` blocks (all of them when `top` is None or covers them)."""
+    if top is None:
+        return None
+    blocks = int(model.config.num_hidden_layers)
+    if top > blocks:
+        raise ConfigError([f"train.lora.top_layers: {top} is more than the model's {blocks} "
+                           "transformer blocks"])
+    return list(range(blocks - top, blocks))
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
