@@ -264,3 +264,49 @@ def test_auto_templates_let_a_config_without_templates_synthesize(tmp_path):
                                until="synthesize").artifacts["synthesize"]
     assert synthesized.manifest["details"]["auto_templates"]
     assert synthesized.manifest["counts"]["facts"] > 0
+
+
+# Twelve elements with the columns of the table the review tried (#20): the name-origin column
+# is unique and its name holds "name", yet its values are prose, never an entity's name.
+ELEMENTS = [
+    ("1", "H", "Hydrogen", "1.008", "s", "Henry Cavendish", "1766",
+     "Greek: hydro (water) and genes (generate)"),
+    ("2", "He", "Helium", "4.0026", "s", "Pierre Janssen, Norman Lockyer", "1868",
+     "Greek: helios (sun)"),
+    ("3", "Li", "Lithium", "6.94", "s", "Johan August Arfwedson", "1817",
+     "Greek: lithos (stone)"),
+    ("6", "C", "Carbon", "12.011", "p", "Ancient Egyptians", "-3750",
+     "Latin: carbo (coal)"),
+    ("7", "N", "Nitrogen", "14.007", "p", "Daniel Rutherford", "1772",
+     "Greek: nitron and genes (native-soda-forming)"),
+    ("8", "O", "Oxygen", "15.999", "p", "Carl Wilhelm Scheele", "1771",
+     "Greek: oxy and genes (acid-forming)"),
+    ("11", "Na", "Sodium", "22.99", "s", "Humphry Davy", "1807",
+     "English (from medieval Latin): soda"),
+    ("26", "Fe", "Iron", "55.845", "d", "Ancient Middle East", "-3500",
+     "English word (symbol from Latin: ferrum)"),
+    ("29", "Cu", "Copper", "63.546", "d", "Middle East", "-9000",
+     "English, from Latin cuprum (Cyprus)"),
+    ("47", "Ag", "Silver", "107.87", "d", "Ancient Near East", "-5000",
+     "English word (symbol from Latin: argentum)"),
+    ("79", "Au", "Gold", "196.97", "d", "Ancient Middle East", "-6000",
+     "English word (symbol from Latin: aurum)"),
+    ("92", "U", "Uranium", "238.03", "f", "Martin Heinrich Klaproth", "1789",
+     "After the planet Uranus, itself named after Greek god of the sky"),
+]
+ELEMENT_COLUMNS = ["atomic_number", "symbol", "name", "atomic_weight", "block", "discoverers",
+                   "discovery_year", "name_origin"]
+
+
+def test_prose_is_never_the_entity_key_even_when_its_column_is_called_a_name():
+    data = [dict(zip(ELEMENT_COLUMNS, row, strict=True)) for row in ELEMENTS]
+    plan = plan_templates("elements", ELEMENT_COLUMNS, data)
+    assert plan.key in (("name",), ("symbol",))
+
+    templates = {t.fact: t for t in plan.templates}
+    assert "name_origin" not in plan.key and "{name_origin}" in templates
+    # "atomic number" names a number the element carries; it counts nothing
+    assert templates["{atomic_number}"].questions[0] == "What is the atomic number of {name}?"
+    # a plural column is asked and answered in the plural
+    assert templates["{discoverers}"].questions[0] == "Who are the discoverers of {name}?"
+    assert templates["{discoverers}"].answer == "The discoverers of {name} are {discoverers}."

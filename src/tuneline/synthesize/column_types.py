@@ -30,9 +30,10 @@ def profile_column(name: str, values: list[str]) -> ColumnProfile:
     top, top_count = counts.most_common(1)[0] if counts else ("", 0)
     words, unit = humanize(name)
     avg_len = sum(map(len, filled)) / len(filled) if filled else 0.0
+    avg_words = sum(len(v.split()) for v in filled) / len(filled) if filled else 0.0
     kind = _infer_kind(words, list(counts), len(filled), avg_len)
     return ColumnProfile(name, words, unit, kind, len(values), len(filled), len(counts), top,
-                         top_count, avg_len)
+                         top_count, avg_len, avg_words)
 
 
 def _share(pattern: re.Pattern[str], values: list[str]) -> float:

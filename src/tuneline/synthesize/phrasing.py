@@ -57,7 +57,8 @@ GROUP_WORDS = {"category", "genre", "group", "sport", "discipline", "department"
                "club", "party", "band", "conference"}
 _PERSON_WORDS = {"author", "director", "winner", "champion", "ceo", "founder", "manager",
                  "owner", "artist", "captain", "coach", "president", "leader", "composer",
-                 "inventor", "designer", "architect", "creator", "mayor"}
+                 "inventor", "designer", "architect", "creator", "mayor", "discoverer",
+                 "player", "member", "writer", "editor", "producer", "singer"}
 
 # Phrasings per kind of attribute. curate holds the last one out to probe recall, so it is a
 # real rewording. {e}: the entity, {the_e}: "the <noun> <entity>", {v}: the fact.
@@ -110,6 +111,13 @@ _PHRASES: dict[str, tuple[tuple[str, ...], str]] = {
     "generic": (("What is the {label} of {e}?", "Which {label} is listed for {the_e}?",
                  "Tell me the {label} of {e}.", "What {label} does {e} have?"),
                 "The {label} of {e} is {v}."),
+    # A plural label ("discoverers", "ingredients"): the value may be a list.
+    "persons": (("Who are the {label} of {e}?", "Name the {label} of {the_e}.",
+                 "Which people are the {label} of {e}?", "Who are listed as the {label} of {e}?"),
+                "The {label} of {e} are {v}."),
+    "generic_plural": (("What are the {label} of {e}?", "Which {label} are listed for {the_e}?",
+                        "Tell me the {label} of {e}.", "What {label} does {e} have?"),
+                       "The {label} of {e} are {v}."),
 }
 
 
@@ -254,6 +262,8 @@ def _number_family(
         return "price", parts
     if words[-1] in _ADJECTIVES:
         return "measure", parts | {"adj": _ADJECTIVES[words[-1]]}
+    if _names_a_number(words):
+        return "plain_measure", parts  # "atomic number", "jersey number": a label, no count
     noun = [w for w in words if w not in _COUNT_WORDS | {"of"}]
     if p.kind != "integer" or p.unit is not None or not noun:
         return "plain_measure", parts
@@ -267,9 +277,18 @@ def _number_family(
     return "plain_measure", parts
 
 
+def _names_a_number(words: list[str]) -> bool:
+    """'<thing> number' with a singular thing names a number the row carries (atomic number,
+    phone number), unlike 'number of goals' or 'goals number', which count."""
+    return (len(words) > 1 and words[-1] == "number" and words[-2] != "of"
+            and not _is_plural(words[-2]) and not set(words[:-1]) & _COUNT_WORDS)
+
+
 def _text_family(words: list[str], noun: str) -> str:
     if words[-1] in _PERSON_WORDS:
         return "person"
+    if _is_plural(words[-1]):
+        return "persons" if _singular(words[-1]) in _PERSON_WORDS else "generic_plural"
     if len(words) == 1 and words[0] in _PLACE_WORDS:
         # A country lies *in* a continent; a person or a product comes *from* a country.
         return "located" if noun.split(" ")[-1] in _PLACE_WORDS else "place"

@@ -19,6 +19,7 @@ class ColumnProfile:
     top: str
     top_count: int
     avg_len: float
+    avg_words: float = 1.0  # words per value: names have a few, prose and lists more
 
     @property
     def uniqueness(self) -> float:

@@ -195,6 +195,8 @@ def _key_score(p: ColumnProfile) -> float | None:
     if p.kind not in ("text", "categorical", "identifier"):
         return None
     score = THRESHOLDS.uniqueness_weight * p.uniqueness + _name_bonus(p)
+    if _wordy(p):
+        score -= THRESHOLDS.prose_key_penalty
     return score - (THRESHOLDS.identifier_penalty if p.kind == "identifier" else 0.0)
 
 
@@ -206,7 +208,13 @@ def _keyable(p: ColumnProfile) -> bool:
 
 
 def _name_bonus(p: ColumnProfile) -> float:
-    return THRESHOLDS.name_bonus if set(p.words) & NAME_WORDS else 0.0
+    """A column called a name whose values read like names (not prose that explains one)."""
+    return THRESHOLDS.name_bonus if set(p.words) & NAME_WORDS and not _wordy(p) else 0.0
+
+
+def _wordy(p: ColumnProfile) -> bool:
+    """Values of more words than a name has: a sentence, an explanation, a list of names."""
+    return p.avg_words > THRESHOLDS.key_max_name_words
 
 
 def _values(rows: list[dict[str, str]], columns: tuple[str, ...]) -> list[tuple[str, ...]]:

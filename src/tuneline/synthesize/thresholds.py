@@ -23,6 +23,8 @@ class SuggestThresholds:
     key_max_avg_len: int = 60  # longer values (sentences) read badly as an entity's name
     uniqueness_weight: float = 2.0  # key score: 2 × the share of distinct values, plus bonuses
     name_bonus: float = 2.0  # a name-like column (name, title, event) beats a merely unique one
+    key_max_name_words: float = 4.5  # names average ≤ 4.5 words ("Men's Individual Time Trial")
+    prose_key_penalty: float = 3.0  # more words per value: prose or a list, whatever the column
     identifier_penalty: float = 1.5  # codes name an entity, but less readably than names
     date_key_min_uniqueness: float = 0.95  # a date keys a time series only if nearly unique
     date_key_penalty: float = 2.5  # ... and ranks below name-like keys ("msft on 2003-09-19")
