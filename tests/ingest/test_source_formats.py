@@ -174,3 +174,22 @@ def test_utf8_check_spans_chunk_boundaries(tmp_path):
     path.write_bytes(("a\n" + "é€\n" * 400_000).encode("utf-8") + b"\xff\n")
     with pytest.raises(DataError, match=r"not UTF-8 \(byte 2400002\)"):
         resolve_encoding(path, "auto")
+
+
+def test_whole_floats_read_as_integers_and_nan_as_blank(tmp_path):
+    """A year column stored as floats because one year is missing (what pandas writes) reads
+    as years, not '1766.0'; the missing one is blank, not 'nan'."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "elements.parquet"
+    pq.write_table(pa.table({"name": ["Hydrogen", "Carbon", "Iron"],
+                             "year": [1766.0, float("nan"), -3500.0],
+                             "weight": [1.008, 12.0, 55.845]}), path)
+    rows = [r.data for r in read_source(_source(path=str(path), key="name"))]
+    assert [r["year"] for r in rows] == ["1766", "", "-3500"]
+    assert [r["weight"] for r in rows] == ["1.008", "12", "55.845"]
+    jsonl = tmp_path / "elements.jsonl"
+    jsonl.write_text('{"name": "Hydrogen", "year": 1766.0}\n{"name": "Gold", "year": NaN}\n')
+    assert [r.data["year"] for r in read_source(_source(path=str(jsonl), key="name"))] == [
+        "1766", ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,17 @@ class Record:
 
 
 def cell_text(value: Any) -> str:
-    """A cell as text: None is empty, lists and objects are JSON."""
+    """A cell as text: None and NaN are empty, lists and objects are JSON, a whole float is an
+    integer (a year column that pandas stored as floats because one was missing: 1766.0)."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
     return str(value)
 
 
