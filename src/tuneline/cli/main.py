@@ -10,6 +10,7 @@ from rich.markup import escape
 from tuneline.cli.config_commands import config
 from tuneline.cli.data_commands import data
 from tuneline.cli.feedback_commands import feedback
+from tuneline.cli.init_command import init
 from tuneline.cli.model_commands import export, models
 from tuneline.cli.pipeline_commands import run, stage_commands, synthesize, train
 from tuneline.cli.registry_commands import registry
@@ -24,7 +25,7 @@ def cli() -> None:
     """tuneline: domain data → grounded Q&A → LoRA fine-tune → evaluation → registry → server."""
 
 
-for _command in (run, *stage_commands, train, synthesize, export, models, data, config,
+for _command in (init, run, *stage_commands, train, synthesize, export, models, data, config,
                  registry, serve, serve_key, feedback):
     cli.add_command(_command)
 

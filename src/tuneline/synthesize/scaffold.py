@@ -1,0 +1,201 @@
+"""`tuneline init`: a whole commented config for tables nobody configured, every choice derived
+from the data (key, templates, passages, what retrieval matches), sized to a time budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tuneline.errors import DataError
+from tuneline.ingest.config import SourceConfig
+from tuneline.ingest.sources import read_source
+from tuneline.synthesize.phrasing import humanize
+from tuneline.synthesize.suggest import TableSuggestion, plan_templates
+
+FORMATS = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
+# Two templates of 30 facts (with their retrieval practice, unanswerable and replay examples)
+# train in about 8 minutes on 2 cores of the slower machine class; the whole run in about 13.
+MAX_TEMPLATES = 2
+FACTS_PER_TEMPLATE = 30
+READING_FACTS_PER_TEMPLATE = 40
+
+
+@dataclass(frozen=True)
+class InitPlan:
+    """What `tuneline init` found: the run's name, its sources and a suggestion per table."""
+
+    name: str
+    sources: list[tuple[str, Path]]  # (source name, file) in the order given
+    suggestions: list[TableSuggestion]
+
+    @property
+    def chosen(self) -> list[tuple[TableSuggestion, int]]:
+        """(table, template index) of the templates the config trains, the budget's worth."""
+        picked = [(s, i) for s in self.suggestions for i in range(len(s.templates))]
+        # One per table first, so a second table is not crowded out by the first one's tail.
+        picked.sort(key=lambda pair: pair[1])
+        return picked[:MAX_TEMPLATES]
+
+
+def plan_init(paths: list[Path], name: str | None = None) -> InitPlan:
+    """Read each file and suggest its templates; a DataError says what init needs when a file
+    cannot give a single template, and nothing is written then."""
+    if not paths:
+        raise DataError("init needs at least one data file (CSV, TSV, JSON, JSONL or Parquet)")
+    sources: list[tuple[str, Path]] = []
+    suggestions = []
+    for path in paths:
+        source = _unique(_slug(path.stem), {s for s, _ in sources})
+        rows = _read_table(path, source)
+        suggestions.append(plan_templates(source, list(rows[0]), rows, None))
+        sources.append((source, path))
+    plan = InitPlan(name or sources[0][0], sources, suggestions)
+    if not plan.chosen:
+        reasons = "; ".join(f"{s.table}: " + ", ".join(f"{c} ({why})" for c, why in
+                                                      list(s.skipped.items())[:6])
+                            for s in suggestions)
+        raise DataError("init found nothing to ask about: no column names the rows (a key: "
+                        "short, mostly unique values such as names or codes) with another "
+                        f"column to ask for. Columns and why they were passed over: {reasons}")
+    return plan
+
+
+def render_config(plan: InitPlan, config_path: Path) -> str:
+    """The config's YAML, commented, with source paths relative to its folder."""
+    config_dir = config_path.parent
+    chosen = plan.chosen
+    templates = [s.templates[i] for s, i in chosen]
+    tables = list(dict.fromkeys(s.table for s, _ in chosen))
+    by_table = {s.table: s for s in plan.suggestions}
+    lines = [
+        f"# Written by `tuneline init` for {', '.join(str(p) for _, p in plan.sources)}.",
+        f"# Run:       tuneline run {config_path}",
+        "# Every choice below was derived from the data; each comment says from what.",
+        "run:", f"  name: {plan.name}", "  seed: 0", "",
+        "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
+        "ingest:", "  sources:",
+    ]
+    lines += [f"    - {_flow({'name': source, 'path': _relative(path, config_dir)})}"
+              for source, path in plan.sources]
+    lines += ["", "synthesize:",
+              f"  # {len(templates)} templates of {FACTS_PER_TEMPLATE} facts fit a run of about "
+              "10 minutes on 2 CPU cores;",
+              "  # more facts or templates cost time in proportion (max_facts_per_template).",
+              f"  max_facts_per_template: {FACTS_PER_TEMPLATE}", "  templates:"]
+    for suggestion, index in chosen:
+        template = suggestion.templates[index]
+        why = suggestion.notes.get(template.name, "")
+        lines.append(f"    # {suggestion.table}, key {' + '.join(suggestion.key)}"
+                     + (f": {why}" if why else ""))
+        dumped = yaml.safe_dump([template.model_dump(exclude_defaults=True)], sort_keys=False,
+                                allow_unicode=True, width=100)
+        lines += ["    " + line for line in dumped.splitlines()]
+    left = [t.name for s in plan.suggestions for t in s.templates if t not in templates]
+    if left:
+        lines.append("  # Also suggested, left out to keep the run short (`tuneline synthesize "
+                     "CONFIG --suggest`")
+        lines.append("  # prints them): " + _wrap(", ".join(left), "  # "))
+    skipped = [f"{s.table}.{column} ({why})" for s in plan.suggestions
+               for column, why in s.skipped.items()]
+    if skipped:
+        lines.append("  # Not asked about: " + _wrap("; ".join(skipped), "  # "))
+    lines += [
+        "  # Questions the data cannot answer (invented entities, an attribute no column holds,",
+        "  # a qualifier outside the data) are made from these templates; the model learns to",
+        "  # say so with this sentence.",
+        "  unanswerable:", "    per_template: 24",
+        f"    answer: {_quote(f'I do not have information about that in my {plan.name} data.')}",
+        "  # Reading practice: rows no evaluated fact uses, trained with their passage only.",
+        "  reading_facts_per_template: "
+        + _flow({t.name: READING_FACTS_PER_TEMPLATE for t in templates}),
+        "",
+        "# Retrieval: one passage per row, the entity first, then what the templates ask for,",
+        "# so the model reads what it is asked about before the value it copies.",
+        "index:", "  enabled: true", f"  sources: {_flow(tables)}", "  templates:",
+    ]
+    lines += [f"    {table}: {_quote(_passage(by_table[table], templates))}" for table in tables]
+    lines += [
+        "  retrieval: {mode: text, top_k: 5, match_question: true}",
+        "  # Matching keeps only the passages holding every value of these columns that the",
+        "  # question names: an invented entity gets no passage, and the model declines.",
+        "  match_fields: " + _flow({t: list(by_table[t].key) for t in tables}), "",
+        "curate:", "  heldout_fraction: 0.2", "  val_fraction: 0.05",
+        "  dev_fraction: 0.0   # dev sets come from synthesize.dev_facts_per_template instead",
+        "  recall_phrasings: 1", "  unanswerable_train_fraction: 0.63",
+        "  rag: {fraction: 0.1, gold_removed: 0.1, unanswerable_fraction: 0.5, "
+        "reading_gold_removed: 0.2,", "        answer: passage}", "",
+        "train:", "  epochs: 2", "  learning_rate: 2.0e-3", "  batch_size: 8",
+        "  max_seq_len: 352      # curate stops and says so if answers would be cut",
+        "  lora: {r: 16, alpha: 32}", "  replay: {fraction: 0.1}   # against forgetting", "",
+        "evaluate:", "  max_new_tokens: 40", "  batch_size: 32", "",
+        "# A model below these is not registered (exit 7). general: everyday questions, the",
+        "# tuned model may lose at most 20 points against the base model on them.",
+        "gate:", "  min_accuracy: {recall: 0.30}", "  max_hallucination: {recall: 0.30}",
+        "  min_abstention: {unanswerable: 0.25}", "  max_regression: {general: 0.20}", "",
+        "register:", f"  name: {plan.name}", "",
+    ]
+    return "\n".join(lines)
+
+
+def _read_table(path: Path, source: str) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() not in FORMATS:
+        raise DataError(f"{path}: unknown format '{path.suffix}'; init reads "
+                        f"{', '.join(sorted(FORMATS))} files")
+    rows = [record.data for record in read_source(SourceConfig(name=source, path=path))]
+    if not rows:
+        raise DataError(f"{path}: the table is empty; init needs rows to learn from")
+    if len(rows[0]) < 2:
+        raise DataError(f"{path}: one column only; init needs a column that names each row "
+                        "and at least one more to ask about")
+    return rows
+
+
+def _passage(suggestion: TableSuggestion, templates: list) -> str:
+    """'{key}: label {value}; ...' over the attributes this table's templates ask for."""
+    asked = [t.fact.strip("{}") for t in templates if t.source == suggestion.table]
+    entity = " ".join("{" + column + "}" for column in suggestion.key)
+    parts = [f"{' '.join(humanize(column)[0])} {{{column}}}" for column in asked]
+    return f"{entity}: {'; '.join(parts)}."
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    return slug if slug and not slug[0].isdigit() else f"t_{slug}"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    return next(n for n in [name, *(f"{name}_{i}" for i in range(2, 1000))] if n not in taken)
+
+
+def _relative(path: Path, config_dir: Path) -> str:
+    """The path as the config reads it: relative to the config's folder."""
+    return os.path.relpath(path.resolve(), config_dir.resolve())
+
+
+def _flow(value: object) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000,
+                          allow_unicode=True).strip()
+
+
+def _quote(text: str) -> str:
+    """A double-quoted YAML scalar (JSON's string syntax is YAML's)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _wrap(text: str, prefix: str, width: int = 96) -> str:
+    words, lines, line = text.split(" "), [], ""
+    for word in words:
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return f"\n{prefix}".join(lines)
