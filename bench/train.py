@@ -10,11 +10,13 @@ are the attention-mask sum of the batches it trained on, its seconds run from `o
 to `on_train_end` (model load and dataset preparation excluded, as on our side). Peak RSS is
 sampled per phase by a background thread; "Δ RSS" is over the RSS at the start of the phase.
 
-TRL's defaults include bf16=True, which on a CPU without native bf16 (AVX2 only) is emulated and
-~30x slower than fp32; the `fp32` variant changes only that (bf16=False) for a second baseline.
+TRL's defaults include bf16=True, which on a CPU without native bf16 is emulated and ~30x
+slower than fp32; the `fp32` variant changes only that (bf16=False). The default baseline is
+the fair one for the machine, what a TRL user there would run: `defaults` where the CPU has
+native bf16, `fp32` where it does not; the output says which (`--trl defaults,fp32` runs both).
 
-    .venv/bin/python bench/train.py                            # both variants, 1.5k tok, 5-8 min
-    .venv/bin/python bench/train.py --tokens 20000 --trl fp32  # ~6 min on 2 cores
+    .venv/bin/python bench/train.py                            # the fair baseline, 1.5k tok
+    .venv/bin/python bench/train.py --tokens 20000             # ~6 min on 2 cores
     options: --threads N, --order trl-first, --json result.json
 """
 
@@ -318,8 +320,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for all runs (default: the project's choice, "
                              "all cores)")
-    parser.add_argument("--trl", default="defaults,fp32",
-                        help=f"comma-separated TRL variants to run: {', '.join(TRL_VARIANTS)}")
+    parser.add_argument("--trl", default=None,
+                        help=f"comma-separated TRL variants to run: {', '.join(TRL_VARIANTS)} "
+                             "(default: the fair one for this machine)")
     parser.add_argument("--order", choices=("ours-first", "trl-first"), default="ours-first",
                         help="whether ours runs before or after TRL (all in this process)")
     parser.add_argument("--runs-dir", type=Path, default=None,
@@ -328,8 +331,12 @@ def main() -> None:
     args = parser.parse_args()
     from tuneline.machine import this_machine
 
-    print(this_machine().summary())  # figures compare within one machine class only
-    variants = [v.strip() for v in args.trl.split(",") if v.strip()]
+    machine = this_machine()
+    print(machine.summary())  # figures compare within one machine class only
+    fair = "defaults" if machine.native_bf16 else "fp32"
+    variants = [v.strip() for v in (args.trl or fair).split(",") if v.strip()]
+    print(f"fair TRL baseline here: {fair} ({'native' if machine.native_bf16 else 'no native'} "
+          f"bf16); running: {', '.join(variants)}")
     if unknown := [v for v in variants if v not in TRL_VARIANTS]:
         parser.error(f"--trl: unknown variant(s) {unknown}; choose from {list(TRL_VARIANTS)}")
     if args.threads:
