@@ -32,6 +32,7 @@ _EXTRA_OF = {
     "pyarrow": "data",
     "httpx": "llm",
     "sklearn": "data",
+    "scipy": "data",  # comes with scikit-learn
     "matplotlib": "report",
     "presidio_analyzer": "pii",
     "tldextract": "pii",

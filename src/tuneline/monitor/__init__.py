@@ -1,0 +1,1 @@
+"""Production monitoring: drift of live traffic against what a version was trained on."""
