@@ -178,3 +178,31 @@ def _greedy_until_end(model, tokenizer, prompt: str) -> list[int]:
                          eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                          pad_token_id=tokenizer.pad_token_id)
     return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.integration
+def test_ollama_creates_the_model_from_the_modelfile_and_answers(exported, tmp_path):
+    """Where an `ollama` binary is on PATH: `ollama create` from the exported Modelfile keeps
+    its template and stop token, and the created model answers."""
+    import subprocess
+
+    ollama = shutil.which("ollama")
+    if ollama is None:
+        pytest.skip("no `ollama` binary on PATH: `ollama create` cannot be tried here")
+    folder = tmp_path / "f16"
+    shutil.copytree(exported / "f16", folder)
+    # The tiny random model never ends an answer by itself: cap it for this test only.
+    with (folder / "Modelfile").open("a", encoding="utf-8") as modelfile:
+        modelfile.write("\nPARAMETER num_predict 16\n")
+    created = subprocess.run([ollama, "create", "tuneline-test-f16", "-f", "Modelfile"],
+                             cwd=folder, capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0, created.stderr
+    try:
+        shown = subprocess.run([ollama, "show", "tuneline-test-f16", "--modelfile"],
+                               capture_output=True, text=True, timeout=60)
+        assert '"<|im_end|>"' in shown.stdout and "TEMPLATE" in shown.stdout
+        answered = subprocess.run([ollama, "run", "tuneline-test-f16", "Say hi."],
+                                  capture_output=True, text=True, timeout=300)
+        assert answered.returncode == 0 and answered.stdout.strip(), answered.stderr
+    finally:
+        subprocess.run([ollama, "rm", "tuneline-test-f16"], capture_output=True, timeout=60)
