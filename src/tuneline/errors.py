@@ -62,3 +62,9 @@ class ManagedJobError(TunelineError):
     """A provider's fine-tuning job (OpenAI, Bedrock) failed, was refused or timed out."""
 
     exit_code = 9
+
+
+class DriftAlert(TunelineError):
+    """Live traffic moved away from what the model was trained on (`tuneline monitor`)."""
+
+    exit_code = 10

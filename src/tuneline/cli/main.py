@@ -12,6 +12,7 @@ from tuneline.cli.data_commands import data
 from tuneline.cli.feedback_commands import feedback
 from tuneline.cli.init_command import init
 from tuneline.cli.model_commands import export, models
+from tuneline.cli.monitor_command import monitor
 from tuneline.cli.pipeline_commands import run, stage_commands, synthesize, train
 from tuneline.cli.registry_commands import registry
 from tuneline.cli.serve_commands import serve, serve_key
@@ -26,7 +27,7 @@ def cli() -> None:
 
 
 for _command in (init, run, *stage_commands, train, synthesize, export, models, data, config,
-                 registry, serve, serve_key, feedback):
+                 registry, serve, serve_key, feedback, monitor):
     cli.add_command(_command)
 
 
