@@ -51,8 +51,9 @@ def test_the_root_group_registers_every_command():
     from tuneline.cli.main import cli
 
     assert sorted(cli.commands) == [
-        "config", "curate", "data", "evaluate", "export", "feedback", "index", "ingest",
-        "models", "register", "registry", "run", "serve", "serve-key", "synthesize", "train"]
+        "config", "curate", "data", "evaluate", "export", "feedback", "index", "ingest", "init",
+        "models", "monitor", "register", "registry", "run", "serve", "serve-key", "synthesize",
+        "train"]
 
 
 def test_metrics_print_reads_metrics_json(tmp_path, monkeypatch):
