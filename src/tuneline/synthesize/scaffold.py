@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,12 +191,6 @@ def _quote(text: str) -> str:
 
 
 def _wrap(text: str, prefix: str, width: int = 96) -> str:
-    words, lines, line = text.split(" "), [], ""
-    for word in words:
-        if line and len(line) + len(word) + 1 > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    return f"\n{prefix}".join(lines)
+    """`text` as comment lines: the first continues a line, the others start with `prefix`."""
+    return textwrap.fill(text, width, subsequent_indent=prefix, break_long_words=False,
+                         break_on_hyphens=False)
