@@ -32,6 +32,8 @@ _EXTRA_OF = {
     "pyarrow": "data",
     "httpx": "llm",
     "sklearn": "data",
+    "datasets": "data",  # conversation folders saved by Hugging Face datasets
+    "rouge_score": "eval",
     "scipy": "data",  # comes with scikit-learn
     "matplotlib": "report",
     "presidio_analyzer": "pii",

@@ -89,7 +89,12 @@ def _print_repeats(run_dir: Path) -> None:
     for variant, per_set in repeats.metrics.items():
         cells = []
         for name in sets:
-            spread = per_set.get(name, {}).get("accuracy")
+            rates = per_set.get(name, {})
+            if "accuracy" not in rates and "rouge_l" in rates:
+                spread = rates["rouge_l"]
+                cells.append(f"ROUGE-L {spread.median:.2f} [{spread.min:.2f}-{spread.max:.2f}]")
+                continue
+            spread = rates.get("accuracy")
             cells.append("-" if spread is None else
                          f"{spread.median:.1%} [{spread.min:.0%}-{spread.max:.0%}]")
         table.add_row(variant, *cells)
@@ -97,6 +102,11 @@ def _print_repeats(run_dir: Path) -> None:
 
 
 def _accuracy_cell(scores: SetScores | None) -> str:
+    if scores is not None and scores.accuracy is None and scores.rouge_l is not None:
+        ci = scores.ci95.get("rouge_l")
+        interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        similarity = "-" if scores.similarity is None else f"{scores.similarity:.2f}"
+        return f"ROUGE-L {scores.rouge_l:.2f}{interval} n={scores.n}\nsimilarity {similarity}"
     if scores is None or scores.accuracy is None:
         return "-"
     ci = scores.ci95.get("accuracy")

@@ -19,6 +19,17 @@ from tuneline.artifacts import (
 from tuneline.config import PipelineConfig
 from tuneline.curate.clean import clean_facts
 from tuneline.curate.config import CurateConfig
+from tuneline.curate.conversations import (
+    REFERENCE_RECALL_SET,
+    REFERENCE_SET,
+    ConversationSplit,
+    clean_conversations,
+    conversation_chats,
+    conversation_stats,
+    reference_items,
+    separate_trained_replies,
+    split_conversations,
+)
 from tuneline.curate.declines import within_decline_budget
 from tuneline.curate.formats import (
     bedrock_problems,
@@ -35,7 +46,7 @@ from tuneline.errors import ConfigError, DataError
 from tuneline.leakage import LeakGuard
 from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE
 from tuneline.synthesize.out_of_data import KINDS as PROBE_KINDS
-from tuneline.synthesize.stage import load_facts, load_values
+from tuneline.synthesize.stage import load_conversations, load_facts, load_values
 from tuneline.synthesize.templates import Fact
 
 TRAIN, VAL, TEST = "train.jsonl", "val.jsonl", "test.jsonl"
@@ -43,9 +54,13 @@ EVAL_DIR = "eval"
 DEV_DIR = "dev"  # eval/dev/: the same sets on disjoint facts, for choosing knobs
 VALUES_FILE = "values.json"  # eval/values.json: synthesize's answer values, for strict scoring
 # recall, heldout and invented entities; then real entities asked what the data cannot answer
-# (an absent attribute, another year) and named by a variant (answerable)
-EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS)
+# (an absent attribute, another year) and named by a variant (answerable); then held-out
+# conversations, their last assistant turn the reference (graded as free text): replies no
+# training conversation says, and replies one does (curate.conversations)
+EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS, REFERENCE_SET,
+             REFERENCE_RECALL_SET)
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
+CONVERSATION_SIDES = ("train", "val", "heldout", "heldout_recall", "dev", "dev_recall")
 
 
 def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, out_dir: Path,
@@ -111,16 +126,29 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         routes, budget = within_decline_budget(routes, cfg.curate.max_decline_share,
                                                cfg.synthesize.unanswerable.answer, cfg.run.seed)
         shaped.update(budget)
+        talks, talk_counts = _conversations(cfg, synthesized)
+        routes["conversation"] = conversation_chats(talks.train)
         train_chats, details["leak_check"] = drop_leaking(routes, guard)
         chats = {"train": train_chats,
-                 "val": chat_examples(split.val, trained),
-                 "test": chat_examples(split.heldout, slice(None))}
+                 "val": chat_examples(split.val, trained) + conversation_chats(talks.val),
+                 "test": (chat_examples(split.heldout, slice(None))
+                          + conversation_chats(talks.heldout + talks.heldout_recall))}
         eval_sets = {**_eval_sets(recall_test, split.heldout, abstain.heldout, recall_only),
-                     **probe_eval_sets(probes.test, recall_only)}
+                     **probe_eval_sets(probes.test, recall_only),
+                     REFERENCE_SET: reference_items(talks.heldout),
+                     REFERENCE_RECALL_SET: reference_items(talks.heldout_recall,
+                                                           REFERENCE_RECALL_SET)}
         dev_sets = {**_eval_sets(recall_dev, split.dev, abstain.dev, recall_only),
-                    **probe_eval_sets(probes.dev, recall_only)}
+                    **probe_eval_sets(probes.dev, recall_only),
+                    REFERENCE_SET: reference_items(talks.dev),
+                    REFERENCE_RECALL_SET: reference_items(talks.dev_recall,
+                                                          REFERENCE_RECALL_SET)}
+        if talk_counts:
+            details["conversations"] = {side: conversation_stats(getattr(talks, side))
+                                        for side in CONVERSATION_SIDES}
         counts = {
             **cleaning,
+            **talk_counts,
             "dropped:near_duplicate_of_train": leaks,
             **details["leak_check"].counts(),
             **shaped,
@@ -142,6 +170,22 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         return StageResult(counts=counts, details=details)
 
     return run_stage("curate", out_dir, config_hash, inputs, work, force)
+
+
+def _conversations(cfg: PipelineConfig, synthesized: Artifact
+                   ) -> tuple[ConversationSplit, dict[str, int]]:
+    """Synthesize's conversations cleaned, split by thread (or group), and the held-out ones
+    whose reply training also says removed; with their counts (none without conversations)."""
+    conversations = load_conversations(synthesized)
+    if not conversations:
+        return ConversationSplit(), {}
+    kept, counts = clean_conversations(conversations, cfg.curate)
+    talks = split_conversations(kept, cfg.curate.heldout_fraction, cfg.curate.val_fraction,
+                                cfg.curate.dev_fraction, cfg.run.seed)
+    separate_trained_replies(talks, cfg.curate.dedup.threshold)
+    counts.update({f"conversations_{side}": len(getattr(talks, side))
+                   for side in CONVERSATION_SIDES})
+    return talks, counts
 
 
 def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any],

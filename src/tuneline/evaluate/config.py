@@ -11,6 +11,8 @@ from tuneline.config_base import Section
 from tuneline.llm.config import LlmEndpointConfig
 
 _SETS = "Keys are evaluation set names (recall, heldout, unanswerable, ...)."
+# Scores where higher is better, which min_score and min_gain may name.
+GATED_SCORES = ("accuracy", "exact_match", "containment", "token_f1", "rouge_l", "similarity")
 
 
 class JudgeConfig(Section):
@@ -42,6 +44,10 @@ class JudgeConfig(Section):
 
 class EvaluateConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer.")
+    reference_max_new_tokens: int = Field(
+        160, ge=1, description="Generation budget per reply to a held-out conversation (the "
+        "reference set: free text, graded against the reference reply).",
+    )
     batch_size: int = Field(16, ge=1, description="Prompts generated together.")
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate at most this many questions per set."
@@ -100,6 +106,17 @@ class GateConfig(Section):
         None, description="Variants the thresholds apply to; unset: the ones that are served, "
         "tuned and, when evaluate answered with retrieval, tuned+rag (on the sets it answers).",
     )
+    min_score: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Lowest tuned value of any score per set, e.g. {reference: {rouge_l: 0.2, "
+        "similarity: 0.6}} for held-out conversations (scores: rouge_l, similarity, token_f1, "
+        "accuracy, exact_match, containment). Keys are evaluation set names.",
+    )
+    min_gain: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="How far tuned must be above base per set and score, e.g. {reference: "
+        "{rouge_l: 0.05}}: tuning must teach what the base model does not already say.",
+    )
     min_win_rate: float | None = Field(
         None, ge=0, le=1,
         description="Lowest LLM-judge win rate of tuned over base (metrics.json judge.win_rate); "
@@ -112,4 +129,17 @@ class GateConfig(Section):
         bad = [f"{name}={rate}" for name, rate in value.items() if not 0 <= rate <= 1]
         if bad:
             raise ValueError(f"rates must be between 0 and 1, got {', '.join(bad)}")
+        return value
+
+    @field_validator("min_score", "min_gain")
+    @classmethod
+    def _scores(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        problems = [f"{name}.{metric}: not a score (scores: {', '.join(GATED_SCORES)})"
+                    for name, per_set in value.items() for metric in per_set
+                    if metric not in GATED_SCORES]
+        problems += [f"{name}.{metric}={bound}: must be between 0 and 1"
+                     for name, per_set in value.items() for metric, bound in per_set.items()
+                     if not 0 <= bound <= 1]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value

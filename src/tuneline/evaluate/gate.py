@@ -61,6 +61,9 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
                for name, threshold in gate.max_hallucination.items()]
     bounds += [(f"min_abstention.{name}", name, "abstention_rate", threshold, True)
                for name, threshold in gate.min_abstention.items()]
+    bounds += [(f"min_score.{name}.{metric}", name, metric, threshold, True)
+               for name, per_set in gate.min_score.items()
+               for metric, threshold in per_set.items()]
     for variant, required in _checked_variants(gate, results):
         for label, set_name, metric, threshold, at_least in bounds:
             if required or set_name in results.variants[variant]:
@@ -72,6 +75,9 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
         if CHAMPION in results.variants:
             checks.append(_regression(f"max_regression.{name} (vs champion)", results, name,
                                       threshold, CHAMPION))
+    for name, per_set in gate.min_gain.items():
+        for metric, threshold in per_set.items():
+            checks.append(_gain(f"min_gain.{name}.{metric}", results, name, metric, threshold))
     if gate.min_win_rate is not None:
         checks.append(_win_rate(results, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
@@ -130,6 +136,22 @@ def _regression(name: str, results: EvalResults, set_name: str, threshold: float
     return GateCheck(name, threshold, drop, passed,
                      f"{name}: tuned accuracy {tuned:.3f} vs {reference} {base:.3f}, a drop of "
                      f"{drop:.3f}, allowed <= {threshold:.3f} ({verdict})")
+
+
+def _gain(name: str, results: EvalResults, set_name: str, metric: str, threshold: float
+          ) -> GateCheck:
+    tuned = _metric(results, TUNED, set_name, metric)
+    base = _metric(results, BASE, set_name, metric)
+    for value in (tuned, base):
+        if isinstance(value, str):
+            return GateCheck(name, threshold, None, False, f"{name}: {value}")
+    assert isinstance(tuned, float) and isinstance(base, float)
+    gain = tuned - base
+    passed = gain >= threshold - 1e-12
+    verdict = "ok" if passed else "FAILED"
+    return GateCheck(name, threshold, gain, passed,
+                     f"{name}: tuned {metric} {tuned:.3f} vs base {base:.3f}, a gain of "
+                     f"{gain:.3f}, required >= {threshold:.3f} ({verdict})")
 
 
 def _win_rate(results: EvalResults, threshold: float) -> GateCheck:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,9 +21,17 @@ from tuneline.artifacts import (
     write_jsonl,
 )
 from tuneline.config import PipelineConfig
+from tuneline.curate.conversations import REFERENCE_RECALL_SET, REFERENCE_SET
 from tuneline.curate.stage import EVAL_DIR, EVAL_SETS, VALUES_FILE, load_eval_set
+from tuneline.errors import MissingDependencyError
 from tuneline.evaluate.claims import Vocabulary
 from tuneline.evaluate.metrics import judge_answer, summarize_items
+from tuneline.evaluate.reference import (
+    REFERENCE_METRICS,
+    SimilarityFn,
+    score_references,
+    summarize_scores,
+)
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
@@ -38,6 +47,7 @@ RAG_VARIANTS = ("base+rag", "tuned+rag")
 RETRIEVAL = "retrieval"  # the top-level metrics.json key with recall@k and MRR, not a variant
 GENERAL = "general"
 PACKAGED_PROBE = "probes/general.jsonl"
+FREE_TEXT_SETS = (REFERENCE_SET, REFERENCE_RECALL_SET)  # graded against a reference reply
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,15 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     if (trained.path / REMOTE_MODEL).is_file():
         answers, details = _answer_remote(cfg, trained, items)
     else:
-        questions = [[{"role": "user", "content": item["question"]}] for item in items]
+        questions = [prompt_messages(item) for item in items]
+        budgets = [answer_budget(cfg, item) for item in items]
         speed: dict[str, float] = {}
         sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
         if champion is not None:
             sources[CHAMPION] = (champion.base_model, champion.weights)
         for variant, (base, weights) in sources.items():
-            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions)
+            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions,
+                                                           budgets)
         if with_rag:
             rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed)
             answers.update(rag_answers)
@@ -139,7 +151,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     predictions = [_prediction(item, {v: answers[v][i] for v in variants},
                                retrieval.get("items", {}).get(i, {}), vocabulary)
                    for i, item in enumerate(items)]
-    metrics = _metrics(predictions, variants, vocabulary)
+    metrics = _metrics(cfg, predictions, variants, vocabulary, details)
     if retrieval:
         metrics[RETRIEVAL] = retrieval["metrics"]
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
@@ -154,12 +166,27 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     return StageResult(counts={"questions": len(items)}, details=details)
 
 
+def prompt_messages(item: dict[str, Any]) -> list[dict[str, str]]:
+    """What the model is asked: a held-out conversation's history, or the item's question."""
+    return list(item.get("messages") or [{"role": "user", "content": item["question"]}])
+
+
+def answer_budget(cfg: PipelineConfig, item: dict[str, Any]) -> int:
+    """New tokens an answer may take: free-text replies (the reference set) get more."""
+    return (cfg.evaluate.reference_max_new_tokens if item["set"] in FREE_TEXT_SETS
+            else cfg.evaluate.max_new_tokens)
+
+
 def _prediction(item: dict[str, Any], answers: dict[str, str | None],
                 retrieved: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     """One predictions.jsonl row: the item, what was retrieved, and each variant's answer with
     its strict verdict, containment and the values it claims (a variant that did not answer
     this item, e.g. +rag on `general`, is absent)."""
     row = {**item, **retrieved}
+    if item["set"] in FREE_TEXT_SETS:  # free text: graded against the reference in _metrics
+        row.update({f"{variant}_answer": answer for variant, answer in answers.items()
+                    if answer is not None})
+        return row
     for variant, answer in answers.items():
         if answer is not None:
             verdict = judge_answer(answer, item, vocabulary)
@@ -190,33 +217,68 @@ def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str
     return outcome.summary, outcome.usage
 
 
-def _metrics(predictions: list[dict[str, Any]], variants: list[str], vocabulary: Vocabulary
-             ) -> dict[str, Any]:
+def _metrics(cfg: PipelineConfig, predictions: list[dict[str, Any]], variants: list[str],
+             vocabulary: Vocabulary, details: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
+    similarity: SimilarityFn | None = None
+    loaded = False
     for variant in variants:
         metrics[variant] = {}
         for name in (*EVAL_SETS, GENERAL):
             rows = [p for p in predictions if p["set"] == name and f"{variant}_answer" in p]
             if not rows:
                 continue
-            metrics[variant][name] = summarize_items([p[f"{variant}_answer"] for p in rows], rows,
-                                                     vocabulary=vocabulary)
+            answers = [p[f"{variant}_answer"] for p in rows]
+            if name in FREE_TEXT_SETS:
+                if not loaded:
+                    similarity, loaded = _similarity(cfg, details), True
+                scores = score_references(answers, rows, similarity,
+                                          cfg.synthesize.unanswerable.answer)
+                for row, row_scores in zip(rows, scores, strict=True):
+                    row.update({f"{variant}_{k}": v for k, v in row_scores.items()
+                                if k in REFERENCE_METRICS})
+                metrics[variant][name] = summarize_scores(scores, rows)
+            else:
+                metrics[variant][name] = summarize_items(answers, rows, vocabulary=vocabulary)
     return metrics
+
+
+def _similarity(cfg: PipelineConfig, details: dict[str, Any]) -> SimilarityFn | None:
+    """Embedding similarity with the index's embedding model (the bundled MiniLM by default);
+    None, with the reason in details, when the rag extra is not installed."""
+    from tuneline.evaluate.reference import embedding_similarity
+
+    try:
+        return embedding_similarity(cfg.index.embedder)
+    except MissingDependencyError as exc:
+        details["skipped_metrics"] = {"similarity": str(exc)}
+        return None
 
 
 def _answer_all(
     cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
-    conversations: list[list[dict[str, str]]],
+    conversations: list[list[dict[str, str]]], budgets: list[int],
 ) -> tuple[list[str], float]:
+    """Every conversation answered, those of one token budget generated together; returns the
+    answers and the tokens/s over all of them."""
     from tuneline.models.generation import generate_with_progress
     from tuneline.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(base, weights, cfg.model.cache_dir,
                                           cfg.train.precision)
-    generations, tokens_per_second = generate_with_progress(
-        model, tokenizer, conversations, cfg.evaluate.max_new_tokens, cfg.evaluate.batch_size,
-        f"evaluate {variant}")
-    return [g.text for g in generations], tokens_per_second
+    texts: list[str] = [""] * len(conversations)
+    seconds = tokens = 0.0
+    for budget in sorted(set(budgets)):
+        chosen = [i for i, b in enumerate(budgets) if b == budget]
+        started = time.perf_counter()
+        generations, tokens_per_second = generate_with_progress(
+            model, tokenizer, [conversations[i] for i in chosen], budget,
+            cfg.evaluate.batch_size, f"evaluate {variant}")
+        elapsed = time.perf_counter() - started
+        seconds, tokens = seconds + elapsed, tokens + tokens_per_second * elapsed
+        for i, generation in zip(chosen, generations, strict=True):
+            texts[i] = generation.text
+    return texts, tokens / max(seconds, 1e-9)
 
 
 def _answer_with_retrieval(
@@ -236,13 +298,15 @@ def _answer_with_retrieval(
     finally:
         retriever.close()
     max_chars = cfg.index.retrieval.max_passage_chars
-    conversations = [rag_messages([{"role": "user", "content": items[i]["question"]}],
-                                  [h.passage for h in found], max_chars)
+    conversations = [rag_messages(prompt_messages(items[i]), [h.passage for h in found],
+                                  max_chars)
                      for i, found in zip(chosen, hits, strict=True)]
+    budgets = [answer_budget(cfg, items[i]) for i in chosen]
     answers: dict[str, list[str | None]] = {}
     for variant in RAG_VARIANTS:
         base, weights = sources[variant.removesuffix("+rag")]
-        texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations)
+        texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations,
+                                            budgets)
         answers[variant] = [None] * len(items)
         for i, text in zip(chosen, texts, strict=True):
             answers[variant][i] = text

@@ -17,7 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tuneline.config_base import Section
 
 SourceFormat = Literal[
-    "auto", "csv", "tsv", "json", "jsonl", "parquet", "sql", "text", "markdown"
+    "auto", "csv", "tsv", "json", "jsonl", "parquet", "sql", "text", "markdown", "chat"
 ]
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
                      ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -91,7 +91,10 @@ class SourceConfig(Section):
     format: SourceFormat = Field(
         "auto", description="File format; 'auto' picks it from the file extension. 'text' and "
         "'markdown' read documents as chunks: one record per chunk with columns text, title "
-        "(the markdown heading trail, or the file name), chunk (its index) and file."
+        "(the markdown heading trail, or the file name), chunk (its index) and file. 'chat' "
+        "reads conversations (OpenAI chat JSONL, ShareGPT, Alpaca or prompt/completion, "
+        "detected by shape; or a folder saved by Hugging Face datasets' save_to_disk): one "
+        "record per conversation, its OpenAI messages as JSON in column `messages`."
     )
     delimiter: str | None = Field(
         None, description="CSV field delimiter; default: sniffed from the file (',' ';' tab '|')."
@@ -167,9 +170,10 @@ class SourceConfig(Section):
         return self
 
     def _check_folder(self) -> None:
-        if self.format not in DOCUMENT_FORMATS:
-            raise ValueError(f"'{self.path}' is a folder; only text and markdown sources read "
-                             "folders: set format to text or markdown, or point path at a file")
+        if self.format not in (*DOCUMENT_FORMATS, "chat"):
+            raise ValueError(f"'{self.path}' is a folder; only text and markdown sources (and "
+                             "chat, for a saved Hugging Face dataset) read folders: set format, "
+                             "or point path at a file")
 
     def _check_chunking(self) -> None:
         # Only values that differ from the defaults: a saved resolved config must load again.

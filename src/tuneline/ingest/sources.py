@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import hash_file
+from tuneline.artifacts import hash_file, hash_tree
 from tuneline.errors import DataError
 from tuneline.ingest.config import DOCUMENT_FORMATS, SourceConfig
 from tuneline.ingest.records import (
@@ -168,7 +168,11 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         yield from read_sql(source)
         return
     assert source.path is not None  # guaranteed by SourceConfig's validation
-    if source.format in DOCUMENT_FORMATS:
+    if source.format == "chat":
+        from tuneline.ingest.chat_files import read_chat_file
+
+        yield from read_chat_file(source.name, source.path, source.encoding)
+    elif source.format in DOCUMENT_FORMATS:
         from tuneline.ingest.documents import read_documents
 
         yield from read_documents(source)
@@ -188,6 +192,8 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
 def source_fingerprint(source: SourceConfig) -> str:
     """Content hash of a source: the file's bytes, every document in a folder, or for SQL the
     rows the query returns now."""
+    if source.path is not None and source.path.is_dir() and source.format == "chat":
+        return hash_tree(source.path)
     if source.path is not None and source.path.is_dir():
         from tuneline.ingest.documents import documents_fingerprint
 

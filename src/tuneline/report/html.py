@@ -34,7 +34,8 @@ JUDGED_SHOWN = 4
 CATEGORY_KEY = "template"  # what evaluate groups `by_category` on (summarize_items' default)
 TABLE_METRICS = (("accuracy", "strict accuracy"), ("exact_match", "exact match"),
                  ("containment", "containment"), ("hallucination_rate", "hallucination"),
-                 ("abstention_rate", "abstention"), ("token_f1", "token F1"))
+                 ("abstention_rate", "abstention"), ("token_f1", "token F1"),
+                 ("rouge_l", "ROUGE-L"), ("similarity", "similarity"))
 VERDICTS = ("win", "loss", "tie", "invalid")
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 

@@ -15,6 +15,9 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
     for name in sets:
         lines += ["", f"## Samples: {name}", ""]
         for p in [p for p in predictions if p["set"] == name][:SAMPLES_PER_SET]:
+            if "rouge_l" in next(iter(metrics.values())).get(name, {}):
+                lines += _free_text_sample(p, metrics)
+                continue
             lines += [
                 f"- **Q:** {p['question']}",
                 f"  - reference: {p['reference']} (fact: `{p['fact']}`)",
@@ -27,23 +30,41 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) ->
 
 
 def accuracy_table(metrics: dict[str, Any]) -> list[str]:
-    """Markdown table lines: strict accuracy (with n) per variant (rows) and set (columns)."""
+    """Markdown table lines per variant (rows) and set (columns): strict accuracy (with n), or
+    for free-text sets ROUGE-L and embedding similarity."""
     sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
     lines = ["| variant | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
     for variant, per_set in metrics.items():
-        cells = [f"{per_set[s]['accuracy']:.1%} (n={per_set[s]['n']})" if s in per_set else "–"
-                 for s in sets]
+        cells = [_headline(per_set[s]) if s in per_set else "–" for s in sets]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _headline(m: dict[str, Any]) -> str:
+    if "accuracy" in m:
+        return f"{m['accuracy']:.1%} (n={m['n']})"
+    similarity = f", similarity {m['similarity']:.2f}" if "similarity" in m else ""
+    return f"ROUGE-L {m['rouge_l']:.2f}{similarity} (n={m['n']})"
+
+
+def _free_text_sample(p: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    lines = [f"- **Q:** {p['question']}", f"  - reference: {p['reference']}"]
+    for variant in metrics:
+        if f"{variant}_answer" in p:
+            score = p.get(f"{variant}_rouge_l")
+            shown = f" (ROUGE-L {score:.2f})" if score is not None else ""
+            lines.append(f"  - {variant}{shown}: {p[f'{variant}_answer']}")
     return lines
 
 
 def _detail_table(metrics: dict[str, Any]) -> list[str]:
     """Every metric per variant and set, rates with their bootstrap 95% interval."""
     rows = [(variant, name, m) for variant, per_set in metrics.items()
-            for name, m in per_set.items() if "ci95" in m]
+            for name, m in per_set.items() if "ci95" in m and "accuracy" in m]
+    lines = _free_text_table(metrics)
     if not rows:
-        return []
-    lines = ["", "## Metrics (95% bootstrap intervals)", "",
+        return lines
+    lines = [*lines, "", "## Metrics (95% bootstrap intervals)", "",
              "| variant | set | strict accuracy | exact match | containment | token F1 "
              "| hallucination | abstention | answer words |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -54,6 +75,29 @@ def _detail_table(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"| {variant} | {name} | " + " | ".join(cells)
                      + f" | {m['mean_answer_words']:.1f} |")
     return lines
+
+
+def _free_text_table(metrics: dict[str, Any]) -> list[str]:
+    """Replies graded against a reference reply, scores with their bootstrap 95% interval."""
+    rows = [(variant, name, m) for variant, per_set in metrics.items()
+            for name, m in per_set.items() if "rouge_l" in m]
+    if not rows:
+        return []
+    lines = ["", "## Free-text replies against the reference (95% bootstrap intervals)", "",
+             "| variant | set | ROUGE-L | similarity | token F1 | abstention | answer words | n |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant, name, m in rows:
+        cells = [_score_with_ci(m, k) if k in m else "–"
+                 for k in ("rouge_l", "similarity", "token_f1")]
+        lines.append(f"| {variant} | {name} | " + " | ".join(cells)
+                     + f" | {m['abstention_rate']:.1%} | {m['mean_answer_words']:.1f} "
+                       f"| {m['n']} |")
+    return lines
+
+
+def _score_with_ci(m: dict[str, Any], key: str) -> str:
+    lo, hi = m["ci95"][key]
+    return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _with_ci(m: dict[str, Any], key: str) -> str:

@@ -16,8 +16,10 @@ METRICS_FILE = "metrics.json"  # in the evaluate artifact folder
 JUDGE, RETRIEVAL = "judge", "retrieval"  # the top-level keys that are not variants
 # accuracy is strict (the first value claimed is the reference, nothing else of its column is
 # named); containment is the lenient "the reference appears somewhere" beside it.
+# rouge_l and similarity (embedding cosine to the reference) grade free-text replies: the
+# reference set of held-out conversations.
 RATES = ("accuracy", "exact_match", "containment", "token_f1", "hallucination_rate",
-         "abstention_rate", "mean_answer_words")
+         "abstention_rate", "mean_answer_words", "rouge_l", "similarity")
 
 
 def _unwrap(value: Any) -> Any:
@@ -50,6 +52,8 @@ class SetScores(_Scores):
     hallucination_rate: Number | None = None
     abstention_rate: Number | None = None
     mean_answer_words: Number | None = None
+    rouge_l: Number | None = None
+    similarity: Number | None = None
     ci95: dict[str, Interval] = {}
     by_category: dict[str, SetScores] = {}
     by_group: dict[str, SetScores] = {}

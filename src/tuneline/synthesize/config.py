@@ -102,6 +102,67 @@ class ParaphraseConfig(Section):
     )
 
 
+class ConversationConfig(Section):
+    """How one ingest source becomes conversations: a `chat` source as it is; a table as one
+    exchange per row (prompt, response) or as threads of rows (thread, content, role)."""
+
+    source: str = Field(description="Name of the ingest source (a table, a SQL query, or a "
+                        "`format: chat` conversation file).")
+    prompt: str | None = Field(
+        None, description="Single turn: the column holding the user's message.")
+    response: str | None = Field(
+        None, description="Single turn: the column holding the assistant's reply.")
+    thread: str | None = Field(
+        None, description="Threads: the column that identifies a conversation (a ticket id); "
+        "its rows, in `order`, are the turns.")
+    order: str | None = Field(
+        None, description="Threads: the column that orders a thread's rows (a timestamp or a "
+        "number, compared as numbers when every value is one); default: source order.")
+    role: str | None = Field(
+        None, description="Threads: the column saying who wrote the row (author type).")
+    content: str | None = Field(
+        None, description="Threads: the column holding the message text.")
+    roles: dict[str, str] = Field(
+        default_factory=lambda: {"user": "user", "assistant": "assistant"},
+        description="Threads: `role` values mapped to chat roles (user, assistant, system; "
+        "`skip` leaves those rows out, e.g. internal notes). A value not listed is an error "
+        "naming the row.")
+    system: str | None = Field(
+        None, description="A system prompt put first in every conversation of this source "
+        "(one the data already has is kept instead).")
+    group: str | None = Field(
+        None, description="A column grouping conversations (a customer id): curate keeps a "
+        "group's conversations in one split, so nothing about a customer seen in training "
+        "is evaluated.")
+
+    @model_validator(mode="after")
+    def _one_mapping(self) -> ConversationConfig:
+        single = (self.prompt, self.response)
+        threads = (self.thread, self.role, self.content)
+        if any(single) and any(threads):
+            raise ValueError("give either prompt and response (one exchange per row) or "
+                             "thread, role and content (threads of rows), not both")
+        if any(single) and not all(single):
+            raise ValueError("a single-turn mapping needs both prompt and response")
+        if any(threads) and not all(threads):
+            missing = [n for n, v in zip(("thread", "role", "content"), threads,
+                                         strict=True) if not v]
+            raise ValueError(f"a thread mapping needs thread, role and content; missing: "
+                             f"{', '.join(missing)}")
+        if self.order and not self.thread:
+            raise ValueError("order applies to a thread mapping (set thread, role, content)")
+        bad = sorted(v for v in self.roles.values()
+                     if v not in ("user", "assistant", "system", "skip"))
+        if bad:
+            raise ValueError(f"roles map to user, assistant, system or skip; got {bad}")
+        return self
+
+    @property
+    def mapping(self) -> str:
+        """'chat' (a conversation file), 'single' or 'thread'."""
+        return "single" if self.prompt else "thread" if self.thread else "chat"
+
+
 class SynthesizeConfig(Section):
     templates: list[TemplateConfig] = Field(
         default_factory=list, description="Question/answer templates over ingested tables."
@@ -138,6 +199,13 @@ class SynthesizeConfig(Section):
     llm: LlmSynthesisConfig = Field(
         default_factory=LlmSynthesisConfig,
         description="LLM-written Q&A pairs from batches of rows, grounding-checked.",
+    )
+    conversations: list[ConversationConfig] = Field(
+        default_factory=list,
+        description="Sources taught as conversations (support tickets, chat logs, an existing "
+        "chat JSONL): curate splits them by thread, trains on most and evaluates the last "
+        "assistant turn of the held-out ones (eval set 'reference', graded by ROUGE-L, "
+        "embedding similarity and token F1).",
     )
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from tuneline.ingest.stage import RECORDS, TABLES
 from tuneline.leakage import LeakGuard
 from tuneline.models.resolve import cache_root
 from tuneline.synthesize.config import TemplateConfig
+from tuneline.synthesize.conversations import Conversation, build_conversations
 from tuneline.synthesize.llm_synth import generate_facts
 from tuneline.synthesize.out_of_data import (
     absent_attribute_facts,
@@ -42,15 +43,17 @@ from tuneline.synthesize.templates import (
 from tuneline.synthesize.unanswerable import unanswerable_facts
 
 FACTS = "facts.jsonl"
+CONVERSATIONS = "conversations.jsonl"
 VALUES = "values.json"  # {template: {answer value: rows of its table}}: claims and rarity
 
 
 def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
     """Write `out_dir/facts.jsonl`: one line per fact with all its question phrasings."""
     syn = cfg.synthesize
-    if not (syn.templates or syn.auto_templates or syn.llm.enabled):
+    if not (syn.templates or syn.auto_templates or syn.llm.enabled or syn.conversations):
         raise ConfigError(["synthesize.templates: no templates configured (set "
-                           "synthesize.auto_templates: true, or enable synthesize.llm)"])
+                           "synthesize.auto_templates: true, enable synthesize.llm, or map "
+                           "sources to synthesize.conversations)"])
     config_hash = cfg.section_hash("synthesize", "run")
 
     def work(tmp: Path) -> StageResult:
@@ -59,7 +62,8 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
         _check_sources(syn.templates, tables)
         templates = list(syn.templates)
         if syn.auto_templates:
-            templates += auto_templates_for(tables, records, {t.source for t in templates})
+            taken = {t.source for t in templates} | {c.source for c in syn.conversations}
+            templates += auto_templates_for(tables, records, taken)
         details: dict[str, Any] = {"auto_templates": [t.name for t in
                                                       templates[len(syn.templates):]]}
         llm_cache = cache_root(cfg.model.cache_dir) / "llm-responses"
@@ -80,6 +84,11 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
             counts["facts:llm"] = len(llm_facts)
             details["llm"] = {**report.to_json(), "usage": usage.to_json()}
         counts["facts"] = write_jsonl(tmp / FACTS, (f.to_json() for f in facts))
+        conversations, conversation_counts = build_conversations(syn.conversations, tables,
+                                                                 records)
+        counts.update(conversation_counts)
+        counts["conversations"] = write_jsonl(tmp / CONVERSATIONS,
+                                              (c.to_json() for c in conversations))
         counts["questions"] = sum(len(f.questions) for f in facts)
         return StageResult(counts=counts, details=details)
 
@@ -211,6 +220,12 @@ def _check_sources(templates: list[TemplateConfig], tables: dict[str, Any]) -> N
 def load_facts(artifact: Artifact) -> list[Fact]:
     """Facts written by a synthesize artifact."""
     return [Fact(**row) for row in read_jsonl(artifact.path / FACTS)]
+
+
+def load_conversations(artifact: Artifact) -> list[Conversation]:
+    """Conversations written by a synthesize artifact (none from one written before them)."""
+    path = artifact.path / CONVERSATIONS
+    return [Conversation(**row) for row in read_jsonl(path)] if path.is_file() else []
 
 
 def load_values(artifact: Artifact) -> dict[str, dict[str, int]]:

@@ -1,0 +1,168 @@
+"""Curate conversations: normalise and mask every message, drop duplicate conversations, split
+by thread (or by group), keep every evaluated reply out of training, and write eval items."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneline.curate.clean import normalize_text
+from tuneline.curate.config import CurateConfig
+from tuneline.curate.split import _share
+from tuneline.synthesize.conversations import Conversation
+
+# Held-out conversations, graded on their last assistant turn (the reference): `reference`
+# when no training conversation says that reply, `reference_recall` when one does (a canned
+# answer, or one FAQ answer to another phrasing: a new question to a known reply).
+REFERENCE_SET = "reference"
+REFERENCE_RECALL_SET = "reference_recall"
+
+
+@dataclass
+class ConversationSplit:
+    train: list[Conversation] = field(default_factory=list)
+    val: list[Conversation] = field(default_factory=list)
+    heldout: list[Conversation] = field(default_factory=list)
+    dev: list[Conversation] = field(default_factory=list)
+    # held-out (test, dev) conversations whose reply a training conversation also says
+    heldout_recall: list[Conversation] = field(default_factory=list)
+    dev_recall: list[Conversation] = field(default_factory=list)
+
+
+def clean_conversations(conversations: list[Conversation], cfg: CurateConfig
+                        ) -> tuple[list[Conversation], dict[str, int]]:
+    """Normalise and PII-mask every message, then drop exact and near duplicate conversations
+    (compared whole: every message, roles included). Counts are prefixed 'conversations:'."""
+    from tuneline.curate.dedup import exact_duplicates, near_duplicates
+    from tuneline.curate.pii import make_redactor
+
+    redactor = make_redactor(tuple(cfg.pii.entities), cfg.pii.default_region, cfg.pii.engine) \
+        if cfg.pii.enabled else None
+
+    def clean(text: str) -> str:
+        text = normalize_text(text) if cfg.normalize else text
+        return redactor.redact(text) if redactor is not None else text
+
+    cleaned = [dataclasses.replace(c, messages=[{"role": m["role"],
+                                                 "content": clean(m["content"])}
+                                                for m in c.messages])
+               for c in conversations]
+    counts = {f"conversations:pii:{entity}": n
+              for entity, n in sorted((redactor.counts if redactor else {}).items())}
+    texts = [conversation_text(c) for c in cleaned]
+    drop: set[int] = set()
+    if cfg.dedup.exact:
+        exact = exact_duplicates(texts)
+        drop.update(exact)
+        counts["conversations:dropped:exact_duplicate"] = len(exact)
+    if cfg.dedup.near:
+        remaining = [i for i in range(len(texts)) if i not in drop]
+        near = near_duplicates([texts[i] for i in remaining], cfg.dedup.threshold)
+        drop.update(remaining[j] for j in near)
+        counts["conversations:dropped:near_duplicate"] = len(near)
+    return [c for i, c in enumerate(cleaned) if i not in drop], counts
+
+
+def conversation_text(conversation: Conversation) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in conversation.messages)
+
+
+def split_conversations(conversations: list[Conversation], heldout_fraction: float,
+                        val_fraction: float, dev_fraction: float, seed: int
+                        ) -> ConversationSplit:
+    """Seeded split per source; a thread (or, with a group column, a whole group such as one
+    customer's tickets) never spans two splits."""
+    units: dict[str, dict[str, list[Conversation]]] = defaultdict(lambda: defaultdict(list))
+    for conversation in conversations:
+        unit = (f"group:{conversation.group}" if conversation.group is not None
+                else f"thread:{conversation.thread}")
+        units[conversation.source][unit].append(conversation)
+    split = ConversationSplit()
+    rng = random.Random(seed)
+    for source in sorted(units):
+        names = sorted(units[source])
+        rng.shuffle(names)
+        n_heldout = _share(len(names), heldout_fraction)
+        n_val = _share(len(names), val_fraction)
+        n_dev = _share(len(names), dev_fraction)
+        sides = ((split.heldout, names[:n_heldout]),
+                 (split.val, names[n_heldout:n_heldout + n_val]),
+                 (split.dev, names[n_heldout + n_val:n_heldout + n_val + n_dev]),
+                 (split.train, names[n_heldout + n_val + n_dev:]))
+        for side, chosen in sides:
+            side += [c for name in chosen for c in units[source][name]]
+    return split
+
+
+def separate_trained_replies(split: ConversationSplit, threshold: float) -> int:
+    """Move held-out and dev conversations whose reference reply (the last assistant turn) a
+    training conversation also says, exactly or nearly, to `heldout_recall` / `dev_recall`:
+    `reference` then holds only replies absent from training. Returns how many moved."""
+    from tuneline.curate.dedup import NearDuplicateIndex, exact_key
+
+    trained = [m["content"] for c in split.train for m in c.messages if m["role"] == "assistant"]
+    exact = {exact_key(text) for text in trained}
+    index = NearDuplicateIndex(threshold)
+    for signature in index.signatures(trained) if trained else []:
+        index.add("", signature)
+    moved = 0
+    for side in ("heldout", "dev"):
+        kept, seen = [], getattr(split, f"{side}_recall")
+        for conversation in getattr(split, side):
+            reply = reference_reply(conversation)
+            if exact_key(reply) in exact or (trained and index.query(reply)):
+                seen.append(conversation)
+                moved += 1
+            else:
+                kept.append(conversation)
+        setattr(split, side, kept)
+    return moved
+
+
+def reference_reply(conversation: Conversation) -> str:
+    return conversation.messages[-1]["content"]
+
+
+def conversation_chats(conversations: list[Conversation]) -> list[dict[str, Any]]:
+    return [{"messages": c.messages} for c in conversations]
+
+
+def reference_items(conversations: list[Conversation], set_name: str = REFERENCE_SET
+                    ) -> list[dict[str, Any]]:
+    """Eval items: the conversation up to its last user turn is the prompt, its last assistant
+    turn the reference."""
+    items = []
+    for c in conversations:
+        prompt = c.messages[:-1]
+        items.append({
+            "id": f"{set_name}-{c.conversation_id}",
+            "set": set_name,
+            "question": prompt[-1]["content"],
+            "messages": prompt,
+            "reference": reference_reply(c),
+            "fact": reference_reply(c),
+            "template": c.source,
+            "entity": [c.thread],
+            "group": None,
+            "conversation_id": c.conversation_id,
+            "source": {"source": c.source, **c.provenance},
+        })
+    return items
+
+
+def conversation_stats(conversations: list[Conversation]) -> dict[str, Any]:
+    """Turn and length statistics for the dataset card: per split and in all."""
+    if not conversations:
+        return {}
+    turns = [sum(m["role"] != "system" for m in c.messages) for c in conversations]
+    words = [len(m["content"].split()) for c in conversations for m in c.messages
+             if m["role"] == "assistant"]
+    return {"conversations": len(conversations),
+            "turns": {"median": statistics.median(turns), "max": max(turns)},
+            "multi_turn": sum(t > 2 for t in turns),
+            "with_system_prompt": sum(c.messages[0]["role"] == "system" for c in conversations),
+            "assistant_words": {"median": statistics.median(words), "max": max(words)}}
