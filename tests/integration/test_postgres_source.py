@@ -2,57 +2,12 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parents[2] / "examples" / "paris2024" / "data"
-
-
-def _pg_bin() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    found = candidates[0] if candidates else shutil.which("pg_ctl")
-    return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway cluster on loopback; as root the server runs as the `postgres` user."""
-    pytest.importorskip("psycopg")
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
-    root = Path(tempfile.mkdtemp(prefix="tuneline-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-
-    def pg(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, cwd=root)
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "tuneline", "-E", "UTF8")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-       f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
-    try:
-        yield f"postgresql+psycopg://tuneline@127.0.0.1:{port}/postgres"
-    finally:
-        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def to_messages(obj: dict[str, Any], shape: str) -> list[dict[str, str]]:
                 {"role": "assistant", "content": _text(obj["output"], "output")}]
     prompt, completion = obj["prompt"], obj["completion"]
     # TRL's conversational prompt-completion: both sides are message lists.
-    head = (_openai_messages(prompt) if isinstance(prompt, list)
+    head = (_openai_messages(prompt, whole=False) if isinstance(prompt, list)
             else [{"role": "user", "content": _text(prompt, "prompt")}])
     tail = (_openai_messages(completion, whole=False) if isinstance(completion, list)
             else [{"role": "assistant", "content": _text(completion, "completion")}])
