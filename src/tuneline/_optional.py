@@ -34,6 +34,9 @@ _EXTRA_OF = {
     "sklearn": "data",
     "datasets": "data",  # conversation folders saved by Hugging Face datasets
     "rouge_score": "eval",
+    "docutils": "docs",
+    "bs4": "docs",
+    "pypdf": "docs",
     "scipy": "data",  # comes with scikit-learn
     "matplotlib": "report",
     "presidio_analyzer": "pii",

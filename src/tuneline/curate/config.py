@@ -112,6 +112,16 @@ class RaftConfig(Section):
         "passage taken out and the abstention as answer, so that answering depends on "
         "reading the passages rather than on the question's shape.",
     )
+    conversation_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of the training conversations (synthesize."
+        "conversations) also given in the RAG format: the last user turn with the passages "
+        "retrieved for it, the reply unchanged; a passage that shares a run of twelve words "
+        "with an evaluated reply is left out. Needs index.enabled.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.fraction > 0 or self.conversation_fraction > 0
 
 
 class CurateConfig(Section):

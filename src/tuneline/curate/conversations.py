@@ -127,6 +127,41 @@ def reference_reply(conversation: Conversation) -> str:
     return conversation.messages[-1]["content"]
 
 
+# A passage sharing this many consecutive words with a reply quotes it; shorter runs are
+# often boilerplate that many answers share ("then release it and wait while the").
+LEAK_SHINGLE_WORDS = 12
+
+
+def rag_conversations(conversations: list[Conversation], fraction: float,
+                      retriever: Any, top_k: int, max_chars: int, evaluated: list[str],
+                      seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """RAG-format copies of a seeded share of the training conversations: the last user turn
+    carries the passages retrieved for it, the reply is unchanged. A passage sharing a run of
+    LEAK_SHINGLE_WORDS words with an `evaluated` reply is never shown (counted)."""
+    from tuneline.curate.dedup import shingles
+    from tuneline.rag.prompt import rag_messages
+
+    if not conversations or fraction <= 0:
+        return [], {}
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(conversations)),
+                               max(1, round(len(conversations) * fraction))))
+    guarded = {s for reply in evaluated
+               for s in shingles(reply, LEAK_SHINGLE_WORDS)
+               if s.count(b" ") >= LEAK_SHINGLE_WORDS - 1}
+    questions = [conversations[i].messages[-2]["content"] for i in chosen]
+    examples, avoided = [], 0
+    for i, hits in zip(chosen, retriever.search(questions, 2 * top_k), strict=True):
+        safe = [h.passage for h in hits
+                if not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded]
+        avoided += len(hits) - len(safe)
+        messages = conversations[i].messages
+        examples.append({"messages": [*rag_messages(messages[:-1], safe[:top_k], max_chars),
+                                      messages[-1]]})
+    return examples, {"conversations:rag": len(examples),
+                      "conversations:rag:distractor_leak_avoided": avoided}
+
+
 def conversation_chats(conversations: list[Conversation]) -> list[dict[str, Any]]:
     return [{"messages": c.messages} for c in conversations]
 

@@ -73,10 +73,10 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
     config_hash = (f"{cfg.section_hash('curate', 'run', 'model')}:{cfg.train.max_seq_len}"
                    if cfg.curate.card else cfg.section_hash("curate", "run"))
     inputs = {"synthesize": synthesized.output_hash}
-    uses_rag = cfg.curate.rag.fraction > 0
+    uses_rag = cfg.curate.rag.enabled
     if uses_rag:
         if indexed is None:
-            raise ConfigError(["curate.rag.fraction: RAG training examples need the index; "
+            raise ConfigError(["curate.rag: RAG training examples need the index; "
                                "set index.enabled: true"])
         config_hash += ":" + cfg.section_hash("index", "synthesize")
         inputs["index"] = indexed.output_hash
@@ -128,6 +128,9 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         shaped.update(budget)
         talks, talk_counts = _conversations(cfg, synthesized)
         routes["conversation"] = conversation_chats(talks.train)
+        if uses_rag and talks.train:
+            routes["conversation_rag"], rag_counts = _rag_conversations(cfg, talks)
+            talk_counts.update(rag_counts)
         train_chats, details["leak_check"] = drop_leaking(routes, guard)
         chats = {"train": train_chats,
                  "val": chat_examples(split.val, trained) + conversation_chats(talks.val),
@@ -186,6 +189,22 @@ def _conversations(cfg: PipelineConfig, synthesized: Artifact
     counts.update({f"conversations_{side}": len(getattr(talks, side))
                    for side in CONVERSATION_SIDES})
     return talks, counts
+
+
+def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
+                       ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    from tuneline.curate.conversations import rag_conversations, reference_reply
+    from tuneline.rag.retrieve import Retriever
+
+    evaluated = [reference_reply(c) for side in ("heldout", "heldout_recall", "dev",
+                                                 "dev_recall") for c in getattr(talks, side)]
+    retriever = Retriever.for_run(cfg)
+    try:
+        return rag_conversations(talks.train, cfg.curate.rag.conversation_fraction, retriever,
+                                 cfg.index.retrieval.top_k,
+                                 cfg.index.retrieval.max_passage_chars, evaluated, cfg.run.seed)
+    finally:
+        retriever.close()
 
 
 def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline.evaluate.claims import Vocabulary
-from tuneline.report.results import RATES
+from tuneline.report.results import FACT_RATES
 from tuneline.text import contains_fact, normalize
 
 
@@ -193,9 +193,9 @@ def summarize(
     scores: list[dict[str, float]], n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
-    """Means of `score` rows (their keys; RATES when there are none), with `n` and a bootstrap
-    95% interval (`ci95`) for each."""
-    columns = {k: [s[k] for s in scores] for k in (scores[0] if scores else RATES)}
+    """Means of `score` rows (their keys; FACT_RATES when there are none), with `n` and a
+    bootstrap 95% interval (`ci95`) for each."""
+    columns = {k: [s[k] for s in scores] for k in (scores[0] if scores else FACT_RATES)}
     n = len(scores)
     summary: dict[str, Any] = {k: (sum(col) / n if n else 0.0) for k, col in columns.items()}
     summary["n"] = n

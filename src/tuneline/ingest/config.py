@@ -17,13 +17,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tuneline.config_base import Section
 
 SourceFormat = Literal[
-    "auto", "csv", "tsv", "json", "jsonl", "parquet", "sql", "text", "markdown", "chat"
+    "auto", "csv", "tsv", "json", "jsonl", "parquet", "sql", "text", "markdown", "rst", "html",
+    "pdf", "chat"
 ]
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
                      ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                      ".pq": "parquet", ".txt": "text", ".md": "markdown",
-                     ".markdown": "markdown"}
-DOCUMENT_FORMATS = ("text", "markdown")
+                     ".markdown": "markdown", ".rst": "rst", ".rest": "rst", ".html": "html",
+                     ".htm": "html", ".xhtml": "html", ".pdf": "pdf"}
+DOCUMENT_FORMATS = ("text", "markdown", "rst", "html", "pdf")
 
 
 class JoinConfig(Section):
@@ -84,14 +86,17 @@ class JoinConfig(Section):
 class SourceConfig(Section):
     name: str = Field(description="Table name that templates refer to.")
     path: Path | None = Field(
-        None, description="Data file, or for text/markdown a file or a folder whose matching "
-        "files (.txt; .md/.markdown) are all read, recursively, in sorted order, hidden ones "
-        "skipped. Relative paths resolve from the config file."
+        None, description="Data file, or for documents a file or a folder whose matching "
+        "files (.txt; .md/.markdown; .rst/.rst.txt; .html/.htm; .pdf) are all read, "
+        "recursively, in sorted order, hidden ones skipped. Relative paths resolve from the "
+        "config file."
     )
     format: SourceFormat = Field(
-        "auto", description="File format; 'auto' picks it from the file extension. 'text' and "
-        "'markdown' read documents as chunks: one record per chunk with columns text, title "
-        "(the markdown heading trail, or the file name), chunk (its index) and file. 'chat' "
+        "auto", description="File format; 'auto' picks it from the file extension. 'text', "
+        "'markdown', 'rst' (reStructuredText, Sphinx roles read as their text), 'html' and "
+        "'pdf' (its text layer) read documents as chunks: one record per chunk with columns "
+        "text, title (the heading trail, or the file name), chunk (its index) and file; the "
+        "record's line is the chunk's first source line (a PDF's: its page). 'chat' "
         "reads conversations (OpenAI chat JSONL, ShareGPT, Alpaca or prompt/completion, "
         "detected by shape; or a folder saved by Hugging Face datasets' save_to_disk): one "
         "record per conversation, its OpenAI messages as JSON in column `messages`."
@@ -115,14 +120,23 @@ class SourceConfig(Section):
     )
     chunk_size: int = Field(
         1000, ge=50, le=1_000_000,
-        description="Text/markdown: most characters per chunk. Markdown is split at headings "
+        description="Documents: most characters per chunk. Markdown, rst and html are split "
+        "at headings "
         "first, then paragraphs are packed; a longer paragraph is split at sentence ends, then "
         "cut.",
     )
     chunk_overlap: int = Field(
         100, ge=0,
-        description="Text/markdown: characters a chunk repeats from the end of the previous "
+        description="Documents: characters a chunk repeats from the end of the previous "
         "chunk of the same section (starting at a word); at most half of chunk_size.",
+    )
+    faq: bool = Field(
+        False, description="Documents: read question-answer pairs instead of chunks (a "
+        "heading that asks a question and the text under it; `Q:` / `A:` blocks; a "
+        "definition-list term that asks one), no LLM involved: one record per pair with "
+        "columns question, answer, title (the heading trail), file and shape; its line is the "
+        "question's. Map it with synthesize.conversations (prompt: question, response: "
+        "answer); read the same files again as another source for the index.",
     )
     join: list[JoinConfig] = Field(
         default_factory=list,
@@ -160,7 +174,8 @@ class SourceConfig(Section):
         if self.path.is_dir():
             self._check_folder()
         elif self.format == "auto":
-            suffix = self.path.suffix.lower()
+            suffix = (".rst" if self.path.name.lower().endswith(".rst.txt")
+                      else self.path.suffix.lower())
             if suffix not in _FORMAT_BY_SUFFIX:
                 raise ValueError(f"cannot tell the format of '{self.path.name}' from its "
                                  f"extension; set format to one of csv, tsv, json, jsonl, parquet, "
@@ -171,9 +186,9 @@ class SourceConfig(Section):
 
     def _check_folder(self) -> None:
         if self.format not in (*DOCUMENT_FORMATS, "chat"):
-            raise ValueError(f"'{self.path}' is a folder; only text and markdown sources (and "
-                             "chat, for a saved Hugging Face dataset) read folders: set format, "
-                             "or point path at a file")
+            raise ValueError(f"'{self.path}' is a folder; only document sources (text, "
+                             "markdown, rst, html, pdf; and chat, for a saved Hugging Face "
+                             "dataset) read folders: set format, or point path at a file")
 
     def _check_chunking(self) -> None:
         # Only values that differ from the defaults: a saved resolved config must load again.
@@ -181,8 +196,11 @@ class SourceConfig(Section):
                     if name in self.model_fields_set
                     and getattr(self, name) != type(self).model_fields[name].default}
         if chunking and self.format not in DOCUMENT_FORMATS:
-            raise ValueError(f"{' and '.join(sorted(chunking))} apply to text and markdown "
-                             f"sources only, not '{self.format}'; remove it")
+            raise ValueError(f"{' and '.join(sorted(chunking))} apply to document sources "
+                             f"only, not '{self.format}'; remove it")
+        if self.faq and self.format not in DOCUMENT_FORMATS:
+            raise ValueError(f"faq reads documents (text, markdown, rst, html, pdf), not "
+                             f"'{self.format}'; remove it")
         if self.chunk_overlap * 2 > self.chunk_size:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be at most half of "
                              f"chunk_size ({self.chunk_size}); lower it")

@@ -15,7 +15,9 @@ from tuneline.errors import DataError
 from tuneline.ingest.config import SourceConfig
 from tuneline.ingest.records import Record, resolve_encoding, undecodable
 
-SUFFIXES = {"text": (".txt",), "markdown": (".md", ".markdown")}
+SUFFIXES = {"text": (".txt",), "markdown": (".md", ".markdown"),
+            "rst": (".rst", ".rst.txt", ".rest"), "html": (".html", ".htm", ".xhtml"),
+            "pdf": (".pdf",)}
 _PARAGRAPH = re.compile(r"(?:^[ \t]*\S.*(?:\n|\Z))+", re.MULTILINE)
 _SENTENCE = re.compile(r"\S.*?(?:[.!?。！？…]+[\"'”’)\]]*(?=\s)|\Z)", re.DOTALL)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?^(?:---|\.\.\.)[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -39,7 +41,7 @@ def document_files(path: Path, fmt: str) -> list[Path]:
         return [path]
     files = [
         file for file in path.rglob("*")
-        if file.suffix.lower() in SUFFIXES[fmt] and file.is_file()
+        if file.name.lower().endswith(SUFFIXES[fmt]) and file.is_file()
         and not any(part.startswith(".") for part in file.relative_to(path).parts)
     ]
     return sorted(files, key=lambda file: file.relative_to(path).as_posix())
@@ -66,13 +68,64 @@ def read_documents(source: SourceConfig) -> Iterator[Record]:
                         f"folder for source '{source.name}'; check path and format")
     for file in files:
         relative = _relative(file, source.path)
-        text = read_text(file, source.encoding)
-        chunks = chunk_document(text, source.format, file.stem, source.chunk_size,
-                                source.chunk_overlap)
+        if source.faq:
+            yield from _faq_records(source, file, relative)
+            continue
+        if source.format in STRUCTURED_FORMATS:
+            from tuneline.ingest.structured import chunk_sections
+
+            chunks = chunk_sections(document_sections(file, source.format, source.encoding),
+                                    _stem(file), source.chunk_size, source.chunk_overlap)
+        else:
+            text = read_text(file, source.encoding)
+            chunks = chunk_document(text, source.format, file.stem, source.chunk_size,
+                                    source.chunk_overlap)
         for index, chunk in enumerate(chunks):
             data = {"text": chunk.text, "title": chunk.title, "chunk": str(index),
                     "file": relative}
             yield Record(source.name, str(file), chunk.line, data, key=f"{relative}#{index}")
+
+
+STRUCTURED_FORMATS = ("rst", "html", "pdf")  # read into sections of blocks, then chunked
+
+
+def document_sections(file: Path, fmt: str, encoding: str = "auto") -> list[Any]:
+    """The sections (`tuneline.ingest.structured.Section`) of one document of any format."""
+    from tuneline.ingest.structured import text_sections
+
+    if fmt == "pdf":
+        from tuneline.ingest.web_and_pdf import pdf_sections
+
+        return pdf_sections(file)
+    text = read_text(file, encoding)
+    if fmt == "rst":
+        from tuneline.ingest.rst import rst_sections
+
+        return rst_sections(text, file)
+    if fmt == "html":
+        from tuneline.ingest.web_and_pdf import html_sections
+
+        return html_sections(text, file)
+    return text_sections(text, _stem(file), markdown=fmt == "markdown")
+
+
+def _faq_records(source: SourceConfig, file: Path, relative: str) -> Iterator[Record]:
+    from tuneline.ingest.structured import faq_pairs
+
+    for pair in faq_pairs(document_sections(file, source.format, source.encoding)):
+        data = {"question": pair.question, "answer": pair.answer, "title": pair.title,
+                "file": relative, "shape": pair.shape}
+        yield Record(source.name, str(file), pair.line, data, key=f"{relative}:{pair.line}")
+
+
+def _stem(file: Path) -> str:
+    """The file name without its document suffix ('general.rst.txt' -> 'general')."""
+    name = file.name
+    for suffix in sorted((s for group in SUFFIXES.values() for s in group), key=len,
+                         reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return file.stem
 
 
 def _relative(file: Path, root: Path) -> str:

@@ -84,7 +84,8 @@ def write_card(folder: Path, card: CardInputs) -> list[str]:
     plots = draw_plots(folder / PLOTS_DIR, card)
     sections = [
         _header(card), _stages_section(card), _splits_section(card, plots),
-        _categories_section(card, plots), _drops_section(card, plots),
+        _categories_section(card, plots), _conversations_section(card),
+        _drops_section(card, plots),
         _lengths_section(card, plots), _samples_section(card), _terms_section(card, plots),
         _shaping_section(card), _provenance_section(card), _config_section(card),
     ]
@@ -101,7 +102,8 @@ def drops(card: CardInputs) -> dict[str, int]:
              for template, reasons in sorted(card.upstream_skipped.items())
              for reason, n in sorted(reasons.items()) if n}
     found.update({key: n for key, n in card.counts.items()
-                  if key.startswith(("dropped:", "pii:", "bedrock_warning:"))})
+                  if key.startswith(("dropped:", "pii:", "bedrock_warning:",
+                                     "conversations:dropped:", "conversations:pii:"))})
     return found
 
 
@@ -284,12 +286,34 @@ def _categories_section(card: CardInputs, plots: dict[str, str] | None) -> str:
     return text + _image(plots, "categories", "facts per template")
 
 
+def _conversations_section(card: CardInputs) -> str:
+    """Turns and reply lengths of the conversations per split (synthesize.conversations)."""
+    stats = card.details.get("conversations")
+    if not stats:
+        return ""
+    rows = [[side, s["conversations"], s["turns"]["median"], s["turns"]["max"], s["multi_turn"],
+             s["with_system_prompt"], s["assistant_words"]["median"], s["assistant_words"]["max"]]
+            for side, s in stats.items() if s]
+    rag = card.counts.get("conversations:rag")
+    avoided = card.counts.get("conversations:rag:distractor_leak_avoided", 0)
+    trained = (f" {rag} training conversations are also trained with the passages retrieved "
+               f"for their last question ({avoided} passages sharing twelve words with an "
+               "evaluated reply left out)." if rag else "")
+    header = ["split", "conversations", "turns (median)", "turns (max)", "multi-turn",
+              "with system prompt", "reply words (median)", "reply words (max)"]
+    return ("## Conversations\n\nSplit by thread (or by group), so no conversation spans two "
+            "splits. `heldout` replies are said by no training conversation; `heldout_recall` "
+            "replies are (a new question to a known reply); `dev*` are for choosing knobs."
+            + trained + "\n\n" + _table(header, rows))
+
+
 def _drops_section(card: CardInputs, plots: dict[str, str] | None) -> str:
     found = drops(card)
     if not found:
         return "## Dropped and masked\n\nNothing was dropped or masked.\n"
     return ("## Dropped and masked\n\n`synthesize:*` rows were skipped before curate; "
-            "`dropped:*` are facts; `pii:*` are masked entities (the fact is kept).\n\n"
+            "`dropped:*` are facts; `pii:*` are masked entities (the fact is kept); "
+            "`conversations:*` the same for conversations.\n\n"
             + _table(["reason", "count"], [[k, v] for k, v in found.items()])
             + _image(plots, "drops", "drops per reason"))
 

@@ -18,8 +18,9 @@ JUDGE, RETRIEVAL = "judge", "retrieval"  # the top-level keys that are not varia
 # named); containment is the lenient "the reference appears somewhere" beside it.
 # rouge_l and similarity (embedding cosine to the reference) grade free-text replies: the
 # reference set of held-out conversations.
-RATES = ("accuracy", "exact_match", "containment", "token_f1", "hallucination_rate",
-         "abstention_rate", "mean_answer_words", "rouge_l", "similarity")
+FACT_RATES = ("accuracy", "exact_match", "containment", "token_f1", "hallucination_rate",
+              "abstention_rate", "mean_answer_words")
+RATES = (*FACT_RATES, "rouge_l", "similarity")
 
 
 def _unwrap(value: Any) -> Any:

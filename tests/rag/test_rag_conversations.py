@@ -1,0 +1,61 @@
+"""Documents to conversations with retrieval: an FAQ read into question-answer pairs, the same
+file indexed in chunks, and RAG-format training conversations that never show an evaluated
+reply (real MiniLM embedder and LanceDB; curate only, nothing is trained)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("lancedb")
+
+from tuneline.artifacts import read_jsonl  # noqa: E402
+from tuneline.config import PipelineConfig  # noqa: E402
+from tuneline.pipeline import run_pipeline  # noqa: E402
+
+TOPICS = ["router", "modem", "printer", "camera", "speaker", "monitor", "keyboard", "tablet",
+          "charger", "headset", "scanner", "projector"]
+
+
+def _faq(path):
+    sections = [f"## How do I reset the {topic}?\n\nHold the {topic} power key for "
+                f"{7 + i} seconds until its {topic} light turns violet, then release it and "
+                f"wait while the {topic} restarts.\n" for i, topic in enumerate(TOPICS)]
+    path.write_text("# Device FAQ\n\n" + "\n".join(sections), encoding="utf-8")
+    return path
+
+
+def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_model_dir):
+    faq = _faq(tmp_path / "faq.md")
+    cfg = PipelineConfig.model_validate({
+        "run": {"name": "faq", "runs_dir": str(tmp_path / "runs"), "seed": 1},
+        "model": {"base": str(tiny_model_dir)},
+        "ingest": {"sources": [{"name": "pairs", "path": str(faq), "faq": True},
+                               {"name": "docs", "path": str(faq), "chunk_size": 200,
+                                "chunk_overlap": 0}]},
+        "synthesize": {"conversations": [{"source": "pairs", "prompt": "question",
+                                          "response": "answer"}]},
+        "index": {"enabled": True, "sources": ["docs"], "retrieval": {"top_k": 3}},
+        "curate": {"heldout_fraction": 0.25, "val_fraction": 0.0, "dev_fraction": 0.0,
+                   "card": False, "rag": {"conversation_fraction": 1.0}},
+    })
+    result = run_pipeline(cfg, until="curate")
+    curated = result.artifacts["curate"]
+    counts = curated.manifest["counts"]
+    references = [item["reference"] for item in read_jsonl(curated.path / "eval" /
+                                                           "reference.jsonl")]
+    assert counts["conversations_heldout"] == len(references) == 3
+    assert counts["conversations:rag"] == counts["conversations_train"] == 9
+    assert counts["conversations:rag:distractor_leak_avoided"] > 0
+    train = read_jsonl(curated.path / "train.jsonl")
+    with_passages = [row for row in train if "</passage>" in row["messages"][0]["content"]]
+    assert len(with_passages) == 9
+    replies = {row["messages"][-1]["content"] for row in train}
+    for row in with_passages:
+        prompt = row["messages"][0]["content"]
+        assert row["messages"][-1]["content"] in replies
+        for reference in references:
+            assert reference[:60] not in prompt
+    # a trained question's own section is among its passages
+    own = sum(row["messages"][-1]["content"][:40] in row["messages"][0]["content"]
+              for row in with_passages)
+    assert own >= 6
