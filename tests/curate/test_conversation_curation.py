@@ -4,7 +4,7 @@ splits, and every evaluated reply either absent from training or set apart as re
 from __future__ import annotations
 
 from tuneline.curate.config import CurateConfig
-from tuneline.curate.conversations import (
+from tuneline.curate.conversation_split import (
     clean_conversations,
     reference_items,
     separate_trained_replies,

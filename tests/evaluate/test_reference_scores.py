@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tuneline.evaluate.config import GateConfig
+from tuneline.evaluate.free_text import rouge_l, score_references, summarize_scores
 from tuneline.evaluate.gate import check_gate
-from tuneline.evaluate.reference import rouge_l, score_references, summarize_scores
 
 pytest.importorskip("rouge_score")
 
@@ -49,7 +49,7 @@ def test_similarity_comes_from_the_given_function_and_is_summarized():
 
 def test_embedding_similarity_with_the_bundled_minilm():
     pytest.importorskip("sentence_transformers")
-    from tuneline.evaluate.reference import embedding_similarity
+    from tuneline.evaluate.free_text import embedding_similarity
     from tuneline.index.config import EMBEDDED_EMBEDDER
 
     close, far = embedding_similarity(EMBEDDED_EMBEDDER)(

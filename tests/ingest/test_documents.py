@@ -124,9 +124,9 @@ def test_folder_source_reads_matching_files_sorted_and_recursively(tmp_path):
 
 
 @pytest.mark.parametrize(("source", "message"), [
-    ({"path": "docs"}, r"is a folder; only text and markdown sources read folders"),
+    ({"path": "docs"}, r"is a folder; only document sources .text, markdown, rst, html, pdf"),
     ({"path": "docs", "format": "csv"}, "is a folder"),
-    ({"path": "t.csv", "chunk_size": 200}, "chunk_size apply to text and markdown sources only"),
+    ({"path": "t.csv", "chunk_size": 200}, "chunk_size apply to document sources only"),
     ({"path": "a.md", "chunk_size": 100, "chunk_overlap": 60}, "at most half of chunk_size"),
     ({"path": "a.md", "chunk_size": 10}, "chunk_size"),
 ])

@@ -19,7 +19,7 @@ from tuneline.artifacts import (
 from tuneline.config import PipelineConfig
 from tuneline.curate.clean import clean_facts
 from tuneline.curate.config import CurateConfig
-from tuneline.curate.conversations import (
+from tuneline.curate.conversation_split import (
     REFERENCE_RECALL_SET,
     REFERENCE_SET,
     ConversationSplit,
@@ -193,7 +193,7 @@ def _conversations(cfg: PipelineConfig, synthesized: Artifact
 
 def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
                        ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    from tuneline.curate.conversations import rag_conversations, reference_reply
+    from tuneline.curate.conversation_split import rag_conversations, reference_reply
     from tuneline.rag.retrieve import Retriever
 
     evaluated = [reference_reply(c) for side in ("heldout", "heldout_recall", "dev",

@@ -3,9 +3,11 @@ unanswerable and general sets; metrics per variant and set; optionally an LLM ju
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,17 +23,17 @@ from tuneline.artifacts import (
     write_jsonl,
 )
 from tuneline.config import PipelineConfig
-from tuneline.curate.conversations import REFERENCE_RECALL_SET, REFERENCE_SET
+from tuneline.curate.conversation_split import REFERENCE_RECALL_SET, REFERENCE_SET
 from tuneline.curate.stage import EVAL_DIR, EVAL_SETS, VALUES_FILE, load_eval_set
 from tuneline.errors import MissingDependencyError
 from tuneline.evaluate.claims import Vocabulary
-from tuneline.evaluate.metrics import judge_answer, summarize_items
-from tuneline.evaluate.reference import (
+from tuneline.evaluate.free_text import (
     REFERENCE_METRICS,
     SimilarityFn,
     score_references,
     summarize_scores,
 )
+from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
@@ -151,7 +153,9 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     predictions = [_prediction(item, {v: answers[v][i] for v in variants},
                                retrieval.get("items", {}).get(i, {}), vocabulary)
                    for i, item in enumerate(items)]
-    metrics = _metrics(cfg, predictions, variants, vocabulary, details)
+    metrics = _metrics(predictions, variants, vocabulary,
+                       functools.partial(_similarity, cfg, details),
+                       cfg.synthesize.unanswerable.answer)
     if retrieval:
         metrics[RETRIEVAL] = retrieval["metrics"]
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
@@ -217,8 +221,12 @@ def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str
     return outcome.summary, outcome.usage
 
 
-def _metrics(cfg: PipelineConfig, predictions: list[dict[str, Any]], variants: list[str],
-             vocabulary: Vocabulary, details: dict[str, Any]) -> dict[str, Any]:
+def _metrics(predictions: list[dict[str, Any]], variants: list[str], vocabulary: Vocabulary,
+             load_similarity: Callable[[], SimilarityFn | None] = lambda: None,
+             abstention: str | None = None) -> dict[str, Any]:
+    """Scores per variant and set: strict scoring for facts, and for the free-text sets
+    ROUGE-L, token F1 and (when `load_similarity` gives a function) embedding similarity,
+    also written into each prediction row as `<variant>_<score>`."""
     metrics: dict[str, Any] = {}
     similarity: SimilarityFn | None = None
     loaded = False
@@ -231,9 +239,8 @@ def _metrics(cfg: PipelineConfig, predictions: list[dict[str, Any]], variants: l
             answers = [p[f"{variant}_answer"] for p in rows]
             if name in FREE_TEXT_SETS:
                 if not loaded:
-                    similarity, loaded = _similarity(cfg, details), True
-                scores = score_references(answers, rows, similarity,
-                                          cfg.synthesize.unanswerable.answer)
+                    similarity, loaded = load_similarity(), True
+                scores = score_references(answers, rows, similarity, abstention)
                 for row, row_scores in zip(rows, scores, strict=True):
                     row.update({f"{variant}_{k}": v for k, v in row_scores.items()
                                 if k in REFERENCE_METRICS})
@@ -246,7 +253,7 @@ def _metrics(cfg: PipelineConfig, predictions: list[dict[str, Any]], variants: l
 def _similarity(cfg: PipelineConfig, details: dict[str, Any]) -> SimilarityFn | None:
     """Embedding similarity with the index's embedding model (the bundled MiniLM by default);
     None, with the reason in details, when the rag extra is not installed."""
-    from tuneline.evaluate.reference import embedding_similarity
+    from tuneline.evaluate.free_text import embedding_similarity
 
     try:
         return embedding_similarity(cfg.index.embedder)

@@ -51,7 +51,7 @@ def documents_fingerprint(path: Path, fmt: str) -> str:
     """sha256 over the relative names and contents of every document a source reads."""
     digest = hashlib.sha256()
     for file in document_files(path, fmt):
-        digest.update(_relative(file, path).encode() + b"\0" + hash_file(file).encode())
+        digest.update(relative_name(file, path).encode() + b"\0" + hash_file(file).encode())
     return digest.hexdigest()
 
 
@@ -67,68 +67,17 @@ def read_documents(source: SourceConfig) -> Iterator[Record]:
         raise DataError(f"{source.path}: no {'/'.join(SUFFIXES[source.format])} files in this "
                         f"folder for source '{source.name}'; check path and format")
     for file in files:
-        relative = _relative(file, source.path)
-        if source.faq:
-            yield from _faq_records(source, file, relative)
-            continue
-        if source.format in STRUCTURED_FORMATS:
-            from tuneline.ingest.structured import chunk_sections
-
-            chunks = chunk_sections(document_sections(file, source.format, source.encoding),
-                                    _stem(file), source.chunk_size, source.chunk_overlap)
-        else:
-            text = read_text(file, source.encoding)
-            chunks = chunk_document(text, source.format, file.stem, source.chunk_size,
-                                    source.chunk_overlap)
+        relative = relative_name(file, source.path)
+        text = read_text(file, source.encoding)
+        chunks = chunk_document(text, source.format, file.stem, source.chunk_size,
+                                source.chunk_overlap)
         for index, chunk in enumerate(chunks):
             data = {"text": chunk.text, "title": chunk.title, "chunk": str(index),
                     "file": relative}
             yield Record(source.name, str(file), chunk.line, data, key=f"{relative}#{index}")
 
 
-STRUCTURED_FORMATS = ("rst", "html", "pdf")  # read into sections of blocks, then chunked
-
-
-def document_sections(file: Path, fmt: str, encoding: str = "auto") -> list[Any]:
-    """The sections (`tuneline.ingest.structured.Section`) of one document of any format."""
-    from tuneline.ingest.structured import text_sections
-
-    if fmt == "pdf":
-        from tuneline.ingest.web_and_pdf import pdf_sections
-
-        return pdf_sections(file)
-    text = read_text(file, encoding)
-    if fmt == "rst":
-        from tuneline.ingest.rst import rst_sections
-
-        return rst_sections(text, file)
-    if fmt == "html":
-        from tuneline.ingest.web_and_pdf import html_sections
-
-        return html_sections(text, file)
-    return text_sections(text, _stem(file), markdown=fmt == "markdown")
-
-
-def _faq_records(source: SourceConfig, file: Path, relative: str) -> Iterator[Record]:
-    from tuneline.ingest.structured import faq_pairs
-
-    for pair in faq_pairs(document_sections(file, source.format, source.encoding)):
-        data = {"question": pair.question, "answer": pair.answer, "title": pair.title,
-                "file": relative, "shape": pair.shape}
-        yield Record(source.name, str(file), pair.line, data, key=f"{relative}:{pair.line}")
-
-
-def _stem(file: Path) -> str:
-    """The file name without its document suffix ('general.rst.txt' -> 'general')."""
-    name = file.name
-    for suffix in sorted((s for group in SUFFIXES.values() for s in group), key=len,
-                         reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return file.stem
-
-
-def _relative(file: Path, root: Path) -> str:
+def relative_name(file: Path, root: Path) -> str:
     return file.name if file == root else file.relative_to(root).as_posix()
 
 

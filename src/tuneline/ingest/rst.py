@@ -14,7 +14,7 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import DataError
-from tuneline.ingest.structured import Block, Section
+from tuneline.ingest.sections import Block, Section
 
 _ROLE = re.compile(r":(?P<name>[A-Za-z][\w.+-]*(?::[\w.+-]+)?):`")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+(?P<name>[\w:.+-]+)::", re.MULTILINE)

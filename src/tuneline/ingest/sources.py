@@ -21,6 +21,7 @@ from tuneline.ingest.records import (
     resolve_encoding,
     undecodable,
 )
+from tuneline.ingest.structured import read_structured, reads_structured
 
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -172,6 +173,8 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         from tuneline.ingest.chat_files import read_chat_file
 
         yield from read_chat_file(source.name, source.path, source.encoding)
+    elif source.format in DOCUMENT_FORMATS and reads_structured(source):
+        yield from read_structured(source)
     elif source.format in DOCUMENT_FORMATS:
         from tuneline.ingest.documents import read_documents
 

@@ -1,176 +1,74 @@
-"""Documents as sections of blocks (reStructuredText, HTML, PDF, and markdown for FAQs): each
-block keeps its source line (or page), each section its heading trail. Chunked for the index
-like markdown is, and read for question-answer pairs (FAQs) with no LLM."""
+"""Read documents of any format (reStructuredText, HTML, PDF, and text or markdown for FAQs)
+into sections of blocks; yield their chunks, or their FAQ question-answer pairs, as records."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from pathlib import Path
 
-from tuneline.ingest.documents import Chunk, _LineIndex, _units, pack
+from tuneline.errors import DataError
+from tuneline.ingest.config import SourceConfig
+from tuneline.ingest.documents import SUFFIXES, document_files, read_text, relative_name
+from tuneline.ingest.records import Record
+from tuneline.ingest.sections import Section, chunk_sections, faq_pairs, text_sections
 
-# A question in a Q:/A: block, and its answer ("Q. ...", "Question: ...", "A) ...").
-_Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNORECASE)
-_A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Block:
-    """A paragraph, list item, code block, or definition-list term or definition."""
-
-    text: str
-    line: int
-    # "text", "code", "term" (a definition-list term), "definition", or "page": a PDF page's
-    # text, whose `line` is the page number
-    kind: str = "text"
+STRUCTURED_FORMATS = ("rst", "html", "pdf")  # read into sections of blocks, then chunked
 
 
-@dataclass
-class Section:
-    """A heading (its trail of parent headings) and the blocks under it before the next
-    heading of any level."""
-
-    trail: list[str]
-    line: int
-    blocks: list[Block] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        return " > ".join(t for t in self.trail if t)
+def reads_structured(source: SourceConfig) -> bool:
+    """Whether this module reads `source` (rst, html, pdf, or any document source with faq)."""
+    return source.format in STRUCTURED_FORMATS or source.faq
 
 
-@dataclass(frozen=True)
-class FaqPair:
-    """A question and its answer found in a document, with where the question stands."""
-
-    question: str
-    answer: str
-    title: str
-    line: int
-    shape: str  # "heading", "qa_block" or "definition"
-
-
-def chunk_sections(sections: list[Section], name: str, size: int, overlap: int) -> list[Chunk]:
-    """Chunks of at most `size` characters, packed from each section's blocks as markdown
-    sections are; a chunk's line is that of the block it starts in."""
-    chunks: list[Chunk] = []
-    for section in sections:
-        if not section.blocks:
+def read_structured(source: SourceConfig) -> Iterator[Record]:
+    """One record per chunk (columns text, title, chunk, file) or, with `faq`, per question-
+    answer pair (question, answer, title, file, shape), of every document of the source."""
+    assert source.path is not None  # guaranteed by SourceConfig's validation
+    files = document_files(source.path, source.format)
+    if not files:
+        raise DataError(f"{source.path}: no {'/'.join(SUFFIXES[source.format])} files in this "
+                        f"folder for source '{source.name}'; check path and format")
+    for file in files:
+        relative = relative_name(file, source.path)
+        sections = document_sections(file, source.format, source.encoding)
+        if source.faq:
+            for pair in faq_pairs(sections):
+                data = {"question": pair.question, "answer": pair.answer, "title": pair.title,
+                        "file": relative, "shape": pair.shape}
+                yield Record(source.name, str(file), pair.line, data,
+                             key=f"{relative}:{pair.line}")
             continue
-        texts = [b.text if b.kind == "code" else flowed(b.text) for b in section.blocks]
-        starts, offset = [], 0
-        for text in texts:
-            starts.append(offset)
-            offset += len(text) + 2
-        joined = "\n\n".join(texts)
-        for begin, finish in pack(joined, _units(joined, 0, len(joined), size, overlap), size,
-                                  overlap):
-            block = section.blocks[max(0, _last_at_or_before(starts, begin))]
-            chunks.append(Chunk(joined[begin:finish], section.title or name, block.line))
-    return chunks
+        chunks = chunk_sections(sections, document_stem(file), source.chunk_size,
+                                source.chunk_overlap)
+        for index, chunk in enumerate(chunks):
+            data = {"text": chunk.text, "title": chunk.title, "chunk": str(index),
+                    "file": relative}
+            yield Record(source.name, str(file), chunk.line, data, key=f"{relative}#{index}")
 
 
-def _last_at_or_before(starts: list[int], offset: int) -> int:
-    import bisect
+def document_sections(file: Path, fmt: str, encoding: str = "auto") -> list[Section]:
+    """The sections of one document of any document format."""
+    if fmt == "pdf":
+        from tuneline.ingest.web_and_pdf import pdf_sections
 
-    return bisect.bisect_right(starts, offset) - 1
+        return pdf_sections(file)
+    text = read_text(file, encoding)
+    if fmt == "rst":
+        from tuneline.ingest.rst import rst_sections
 
+        return rst_sections(text, file)
+    if fmt == "html":
+        from tuneline.ingest.web_and_pdf import html_sections
 
-def faq_pairs(sections: list[Section]) -> list[FaqPair]:
-    """Question-answer pairs: a heading that asks a question, with the blocks under it as the
-    answer; `Q:` / `A:` blocks; a definition-list term that asks a question, with its
-    definition. Questions without an answer are left out."""
-    pairs: list[FaqPair] = []
-    for section in sections:
-        heading = section.trail[-1] if section.trail else ""
-        own = [b for b in section.blocks if b.kind != "term"]
-        if _asks(heading) and own:
-            pairs.append(FaqPair(heading, _join(own), section.title, section.line, "heading"))
-            continue
-        pairs += _qa_blocks(section) + _definitions(section)
-    return pairs
+        return html_sections(text, file)
+    return text_sections(text, document_stem(file), markdown=fmt == "markdown")
 
 
-def _asks(text: str) -> bool:
-    return text.rstrip().endswith("?")
-
-
-def _join(blocks: list[Block]) -> str:
-    """Blocks as one answer: prose lines joined into paragraphs, code kept as it is."""
-    return "\n\n".join(b.text if b.kind == "code" else flowed(b.text) for b in blocks).strip()
-
-
-def flowed(text: str) -> str:
-    """Prose whose source lines were wrapped: one line per paragraph, list items kept apart."""
-    paragraphs = re.split(r"\n\s*\n", text)
-    return "\n\n".join(re.sub(r"\n(?!- )", " ", re.sub(r"[ \t]+\n", "\n", p)).strip()
-                        for p in paragraphs).strip()
-
-
-def _qa_blocks(section: Section) -> list[FaqPair]:
-    """Q:/A: pairs, whether each is its own paragraph or both share one."""
-    lines = [(block.line + (number if block.kind != "page" else 0), text, block.kind)
-             for block in section.blocks if block.kind in ("text", "page")
-             for number, text in enumerate(block.text.split("\n"))]
-    pairs: list[FaqPair] = []
-    question: tuple[str, int] | None = None
-    answer: list[str] = []
-
-    def close() -> None:
-        if question is not None and "".join(answer).strip():
-            text = flowed("\n".join(answer))
-            pairs.append(FaqPair(question[0], text, section.title, question[1], "qa_block"))
-
-    in_answer = False
-    for line, text, _ in lines:
-        if (match := _Q_LINE.match(text)) is not None:
-            close()
-            asked, _, replied = match["text"].partition(" A: ")  # "Q: ... A: ..." on one line
-            question, answer, in_answer = (asked.strip(), line), [], False
-            if replied.strip():
-                answer, in_answer = [replied], True
-        elif question is not None and (match := _A_LINE.match(text)) is not None:
-            answer, in_answer = [match["text"]], True
-        elif question is not None and in_answer:
-            answer.append(text)
-        elif question is not None:  # the question continues on the next line
-            question = (f"{question[0]} {text.strip()}".strip(), question[1])
-    close()
-    return pairs
-
-
-def _definitions(section: Section) -> list[FaqPair]:
-    pairs = []
-    blocks = section.blocks
-    for i, block in enumerate(blocks):
-        if block.kind != "term" or not _asks(block.text):
-            continue
-        answer = []
-        for following in blocks[i + 1:]:
-            if following.kind != "definition":
-                break
-            answer.append(following)
-        if answer:
-            pairs.append(FaqPair(block.text.strip(), _join(answer), section.title, block.line,
-                                 "definition"))
-    return pairs
-
-
-def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
-    """Sections of blocks of a markdown (headings) or plain-text document (one section)."""
-    from tuneline.ingest.documents import _PARAGRAPH, _blank_front_matter, markdown_sections
-
-    if markdown:
-        text = _blank_front_matter(text)
-    lines = _LineIndex(text)
-    spans = markdown_sections(text, name) if markdown else [(name, 0, len(text))]
-    sections = []
-    for title, start, end in spans:
-        trail = title.split(" > ") if title != name else []
-        section = Section(trail, lines.line_of(max(0, start - 1)))
-        for paragraph in _PARAGRAPH.finditer(text, start, end):
-            body = paragraph.group().strip()
-            if body:
-                section.blocks.append(Block(body, lines.line_of(paragraph.start())))
-        sections.append(section)
-    return sections
+def document_stem(file: Path) -> str:
+    """The file name without its document suffix ('general.rst.txt' -> 'general')."""
+    name = file.name
+    for suffix in sorted((s for group in SUFFIXES.values() for s in group), key=len,
+                         reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return file.stem

@@ -8,7 +8,7 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import DataError
-from tuneline.ingest.structured import Block, Section
+from tuneline.ingest.sections import Block, Section
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # Elements read whole as one block (what they contain is not walked again).
