@@ -74,3 +74,25 @@ def test_reference_items_ask_the_history_and_keep_the_last_reply():
     assert item["question"] == "Refund?" and len(item["messages"]) == 4
     assert item["messages"][-1] == {"role": "user", "content": "Refund?"}
     assert item["source"] == {"source": "tickets", "file": "db", "lines": [4, 5, 6, 7]}
+
+
+def test_trained_questions_reworded_for_recall():
+    from tuneline.curate.conversation_split import rephrased_items
+    from tuneline.curate.rephrase import rephrase_question
+
+    assert rephrase_question("How can I reset it?") == "Is there a way to reset it?"
+    assert rephrase_question("Can I end a raw string with a backslash?") == (
+        "Is it possible to end a raw string with a backslash?")
+    assert rephrase_question("Why can't I do that?") is None  # no rule: left out
+    assert rephrase_question("How do I a? And b?") is None  # two questions
+    talks = [_talk(str(i), f"How can I do thing {i}?", f"Like this {i}.") for i in range(8)]
+    talks.append(_talk("x", "Why is it so?", "Because."))
+    test, dev = rephrased_items(talks, 0.5, seed=0)
+    assert len(test) == len(dev) == 2
+    for item in test + dev:
+        assert item["set"] == "reference_recall" and item["id"].endswith("-reworded")
+        number = item["reworded_from"].split()[-1].rstrip("?")
+        assert item["question"] == f"Is there a way to do thing {number}?"
+        assert item["messages"] == [{"role": "user", "content": item["question"]}]
+        assert item["reference"] == f"Like this {number}."
+    assert rephrased_items(talks, 0.0, seed=0) == ([], [])

@@ -153,6 +153,13 @@ class CurateConfig(Section):
         description="Share of the unanswerable questions (synthesize.unanswerable) trained on, "
         "teaching abstention; the rest form the 'unanswerable' eval set.",
     )
+    reworded_fraction: float = Field(
+        0.0, ge=0, le=1, description="Conversations: share of the trained one-question "
+        "conversations also asked with their question reworded by a rule ('How can I X?' -> "
+        "'Is there a way to X?'; tuneline.curate.rephrase), never trained, in the "
+        "reference_recall sets (half test, half dev): does the model answer the question or "
+        "only its trained wording? Questions no rule rewords are left out.",
+    )
     recall_phrasings: int = Field(
         1, ge=1, description="Phrasings per fact reserved for the 'recall' eval set."
     )

@@ -162,6 +162,34 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
                       "conversations:rag:distractor_leak_avoided": avoided}
 
 
+def rephrased_items(trained: list[Conversation], fraction: float, seed: int
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Unseen phrasings of trained questions, as `reference_recall` items (test, dev): a
+    seeded share of the trained one-question conversations whose question a rule rewords
+    (tuneline.curate.rephrase), halved between the test and dev sets; the reference is the
+    trained reply."""
+    from tuneline.curate.rephrase import rephrase_question
+
+    if fraction <= 0:
+        return [], []
+    rng = random.Random(seed)
+    single = [c for c in trained if [m["role"] for m in c.messages if m["role"] != "system"]
+              == ["user", "assistant"]]
+    reworded = [(c, q) for c in single
+                if (q := rephrase_question(c.messages[-2]["content"])) is not None]
+    chosen = rng.sample(reworded, round(len(reworded) * fraction)) if reworded else []
+    items = []
+    for conversation, question in chosen:
+        asked = dataclasses.replace(conversation, messages=[
+            *conversation.messages[:-2], {"role": "user", "content": question},
+            conversation.messages[-1]])
+        [item] = reference_items([asked], REFERENCE_RECALL_SET)
+        items.append({**item, "id": f"{item['id']}-reworded", "reworded_from":
+                      conversation.messages[-2]["content"]})
+    half = len(items) // 2
+    return items[half:], items[:half]
+
+
 def conversation_chats(conversations: list[Conversation]) -> list[dict[str, Any]]:
     return [{"messages": c.messages} for c in conversations]
 

@@ -27,6 +27,7 @@ from tuneline.curate.conversation_split import (
     conversation_chats,
     conversation_stats,
     reference_items,
+    rephrased_items,
     separate_trained_replies,
     split_conversations,
 )
@@ -128,6 +129,9 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         shaped.update(budget)
         talks, talk_counts = _conversations(cfg, synthesized)
         routes["conversation"] = conversation_chats(talks.train)
+        reworded = rephrased_items(talks.train, cfg.curate.reworded_fraction, cfg.run.seed)
+        if reworded[0] or reworded[1]:
+            talk_counts["conversations:reworded"] = len(reworded[0]) + len(reworded[1])
         if uses_rag and talks.train:
             routes["conversation_rag"], rag_counts = _rag_conversations(cfg, talks)
             talk_counts.update(rag_counts)
@@ -140,12 +144,12 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                      **probe_eval_sets(probes.test, recall_only),
                      REFERENCE_SET: reference_items(talks.heldout),
                      REFERENCE_RECALL_SET: reference_items(talks.heldout_recall,
-                                                           REFERENCE_RECALL_SET)}
+                                                           REFERENCE_RECALL_SET) + reworded[0]}
         dev_sets = {**_eval_sets(recall_dev, split.dev, abstain.dev, recall_only),
                     **probe_eval_sets(probes.dev, recall_only),
                     REFERENCE_SET: reference_items(talks.dev),
                     REFERENCE_RECALL_SET: reference_items(talks.dev_recall,
-                                                          REFERENCE_RECALL_SET)}
+                                                          REFERENCE_RECALL_SET) + reworded[1]}
         if talk_counts:
             details["conversations"] = {side: conversation_stats(getattr(talks, side))
                                         for side in CONVERSATION_SIDES}
