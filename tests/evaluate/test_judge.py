@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, serve_in_thread
+from fakes.judge_llm import fake_judge as _fake_judge
+from fakes.judge_llm import judge_config as _cfg
 from tuneline.errors import ConfigError, LlmEndpointError
 from tuneline.evaluate.config import JudgeConfig
 from tuneline.evaluate.judge import (
@@ -99,29 +101,6 @@ def test_user_rubric_must_keep_the_placeholders(tmp_path):
         load_rubric(tmp_path / "missing.md")
 
 
-def _fake_judge(decide):
-    """An OpenAI-compatible judge LLM (an external service, faked): `decide(prompt)` gives the
-    reply, or None for an HTTP 400."""
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
-
-    app = FastAPI()
-    app.state.bodies = []
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict):
-        app.state.bodies.append(body)
-        text = decide(body["messages"][-1]["content"])
-        if text is None:
-            return JSONResponse({"error": {"message": "prompt refused"}}, status_code=400)
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-
-    return app
-
-
 def _prefers_paris(prompt: str) -> str:
     a = re.search(r"Answer A:\n(.*?)\n\nAnswer B:", prompt, re.S).group(1)
     b = re.search(r"Answer B:\n(.*?)\n\nReply with", prompt, re.S).group(1)
@@ -133,12 +112,6 @@ def _prefers_paris(prompt: str) -> str:
 def _pairs(*answers: tuple[str, str]) -> list[JudgePair]:
     return [JudgePair("What is the capital of France?", "Paris.", tuned, base, {"set": "recall"})
             for tuned, base in answers]
-
-
-def _cfg(url: str, judge: dict | None = None, **endpoint) -> JudgeConfig:
-    settings = {"base_url": url, "model": "judge", "max_retries": 0, "timeout_s": 60,
-                "api_key_env": None, **endpoint}
-    return JudgeConfig(endpoint=settings, **(judge or {}))
 
 
 def test_a_judge_that_always_picks_a_gives_ties():

@@ -12,7 +12,8 @@ from tuneline.llm.config import LlmEndpointConfig
 
 _SETS = "Keys are evaluation set names (recall, heldout, unanswerable, ...)."
 # Scores where higher is better, which min_score and min_gain may name.
-GATED_SCORES = ("accuracy", "exact_match", "containment", "token_f1", "rouge_l", "similarity")
+GATED_SCORES = ("accuracy", "exact_match", "containment", "token_f1", "rouge_l", "similarity",
+                "judge_correctness", "groundedness")
 
 
 class JudgeConfig(Section):
@@ -110,7 +111,8 @@ class GateConfig(Section):
         default_factory=dict,
         description="Lowest tuned value of any score per set, e.g. {reference: {rouge_l: 0.2, "
         "similarity: 0.6}} for held-out conversations (scores: rouge_l, similarity, token_f1, "
-        "accuracy, exact_match, containment). Keys are evaluation set names.",
+        "judge_correctness, groundedness (the judge's; tuned+rag), accuracy, exact_match, "
+        "containment). Keys are evaluation set names.",
     )
     min_gain: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -50,6 +50,8 @@ RETRIEVAL = "retrieval"  # the top-level metrics.json key with recall@k and MRR,
 GENERAL = "general"
 PACKAGED_PROBE = "probes/general.jsonl"
 FREE_TEXT_SETS = (REFERENCE_SET, REFERENCE_RECALL_SET)  # graded against a reference reply
+REPLY_JUDGMENTS = "reply_judgments.jsonl"  # the judge's correctness and groundedness verdicts
+JUDGE_CORRECTNESS, GROUNDEDNESS = "judge_correctness", "groundedness"
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,10 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):
         opponent = CHAMPION if CHAMPION in variants else "base"
         metrics["judge"], details["judge_usage"] = _judge(cfg, predictions, opponent, tmp)
+    if cfg.evaluate.judge.endpoint is not None:
+        usage = _grade_replies(cfg, predictions, variants, metrics, tmp)
+        if usage:
+            details["reply_judge_usage"] = usage
     write_json_atomic(tmp / METRICS, metrics)
     write_jsonl(tmp / PREDICTIONS, predictions)
     variant_metrics = {v: metrics[v] for v in variants}
@@ -219,6 +225,53 @@ def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str
                           cache_root(cfg.model.cache_dir) / "llm-responses")
     write_jsonl(tmp / JUDGMENTS, outcome.judgments)
     return outcome.summary, outcome.usage
+
+
+def _grade_replies(cfg: PipelineConfig, predictions: list[dict[str, Any]], variants: list[str],
+                   metrics: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """The judge's correctness of every variant's free-text replies against the reference,
+    and the groundedness of the +rag variants' replies in their passages (judge.max_pairs
+    replies per variant and set): `judge_correctness` and `groundedness` in metrics.json,
+    every verdict in reply_judgments.jsonl. Returns the request usage per kind."""
+    from tuneline.evaluate.reply_judge import GradeItem, grade, summarize_grades
+    from tuneline.models.resolve import cache_root
+
+    limit = cfg.evaluate.judge.max_pairs
+    usage: dict[str, Any] = {}
+    written: list[dict[str, Any]] = []
+    kinds = (("correctness", JUDGE_CORRECTNESS, variants),
+             ("groundedness", GROUNDEDNESS, [v for v in variants if v in RAG_VARIANTS]))
+    for kind, key, graded in kinds:
+        items = []
+        for variant in graded:
+            for set_name in FREE_TEXT_SETS:
+                rows = [p for p in predictions
+                        if p["set"] == set_name and f"{variant}_answer" in p][:limit]
+                items += [GradeItem(p["question"], p["reference"] if kind == "correctness"
+                                    else "\n\n".join(p.get("passages") or ["(no passage)"]),
+                                    p[f"{variant}_answer"],
+                                    {"kind": kind, "variant": variant, "set": set_name,
+                                     "id": p["id"]}) for p in rows]
+        if not items:
+            continue
+        records, usage[kind] = grade(cfg.evaluate.judge, kind, items,
+                                     cache_root(cfg.model.cache_dir) / "llm-responses")
+        written += records
+        for variant in graded:
+            for set_name in FREE_TEXT_SETS:
+                group = [r for r in records if r["variant"] == variant and r["set"] == set_name]
+                if not group:
+                    continue
+                summary = summarize_grades(group, kind, cfg.run.seed)
+                scores = metrics[variant][set_name]
+                scores[key] = summary["score"]
+                if summary["ci95"] is not None:
+                    scores.setdefault("ci95", {})[key] = summary["ci95"]
+                scores[f"{key}_verdicts"] = {k: v for k, v in summary.items()
+                                             if k not in ("score", "ci95")}
+    if written:
+        write_jsonl(tmp / REPLY_JUDGMENTS, written)
+    return usage
 
 
 def _metrics(predictions: list[dict[str, Any]], variants: list[str], vocabulary: Vocabulary,
@@ -317,8 +370,12 @@ def _answer_with_retrieval(
         answers[variant] = [None] * len(items)
         for i, text in zip(chosen, texts, strict=True):
             answers[variant][i] = text
-    return answers, retrieval_metrics([items[i] for i in chosen], hits, chosen,
-                                      cfg.index.retrieval.top_k)
+    found = retrieval_metrics([items[i] for i in chosen], hits, chosen,
+                              cfg.index.retrieval.top_k)
+    for i, passages in zip(chosen, hits, strict=True):  # what groundedness is judged against
+        if items[i]["set"] in FREE_TEXT_SETS:
+            found["items"][i]["passages"] = [h.passage.text[:max_chars] for h in passages]
+    return answers, found
 
 
 def _answer_remote(

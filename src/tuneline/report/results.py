@@ -17,10 +17,11 @@ JUDGE, RETRIEVAL = "judge", "retrieval"  # the top-level keys that are not varia
 # accuracy is strict (the first value claimed is the reference, nothing else of its column is
 # named); containment is the lenient "the reference appears somewhere" beside it.
 # rouge_l and similarity (embedding cosine to the reference) grade free-text replies: the
-# reference set of held-out conversations.
+# reference sets of held-out conversations; with a judge endpoint, judge_correctness (against
+# the reference: 1 correct, 0.5 partly, 0 incorrect) and, for +rag, groundedness.
 FACT_RATES = ("accuracy", "exact_match", "containment", "token_f1", "hallucination_rate",
               "abstention_rate", "mean_answer_words")
-RATES = (*FACT_RATES, "rouge_l", "similarity")
+RATES = (*FACT_RATES, "rouge_l", "similarity", "judge_correctness", "groundedness")
 
 
 def _unwrap(value: Any) -> Any:
@@ -55,6 +56,8 @@ class SetScores(_Scores):
     mean_answer_words: Number | None = None
     rouge_l: Number | None = None
     similarity: Number | None = None
+    judge_correctness: Number | None = None
+    groundedness: Number | None = None
     ci95: dict[str, Interval] = {}
     by_category: dict[str, SetScores] = {}
     by_group: dict[str, SetScores] = {}
