@@ -64,6 +64,22 @@ def test_second_run_reuses_every_stage(tiny_run):
     assert again.artifacts["train"].output_hash == first.artifacts["train"].output_hash
 
 
+def test_a_training_change_re_answers_only_the_tuned_model(tiny_run, tmp_path):
+    from tuneline.artifacts import read_jsonl
+    from tuneline.pipeline import run_pipeline
+
+    cfg, _, first = tiny_run
+    changed = cfg.model_copy(update={
+        "run": cfg.run.model_copy(update={"name": "tiny-lr", "runs_dir": tmp_path}),
+        "train": cfg.train.model_copy(update={"learning_rate": 1e-3})})
+    again = run_pipeline(changed, until="evaluate").artifacts["evaluate"]
+    questions = again.manifest["counts"]["questions"]
+    assert again.manifest["details"]["cached_answers"] == {"base": questions}
+    before = read_jsonl(first.artifacts["evaluate"].path / "predictions.jsonl")
+    after = read_jsonl(again.path / "predictions.jsonl")
+    assert [p["base_answer"] for p in after] == [p["base_answer"] for p in before]
+
+
 def test_registered_version_records_lineage(tiny_run):
     from tuneline.registry import open_registry
 

@@ -45,6 +45,11 @@ class JudgeConfig(Section):
 
 class EvaluateConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer.")
+    cache_base_answers: bool = Field(
+        True, description="Keep the base model's answers (base and base+rag; greedy) in "
+        "<cache>/answers.sqlite, keyed by the model's content hash, precision, token budget "
+        "and prompt: a rerun after a training change re-answers only the tuned variants.",
+    )
     reference_max_new_tokens: int = Field(
         160, ge=1, description="Generation budget per reply to a held-out conversation (the "
         "reference set: free text, graded against the reference reply).",

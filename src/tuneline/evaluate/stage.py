@@ -141,13 +141,14 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
         if champion is not None:
             sources[CHAMPION] = (champion.base_model, champion.weights)
+        cached: dict[str, int] = {}
         for variant, (base, weights) in sources.items():
             answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions,
-                                                           budgets)
+                                                           budgets, cached)
         if with_rag:
-            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed)
+            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached)
             answers.update(rag_answers)
-        details = {"generation_tokens_per_second": speed}
+        details = {"generation_tokens_per_second": speed, "cached_answers": cached}
         if champion is not None:
             details["champion"] = champion.reference
     variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
@@ -318,32 +319,53 @@ def _similarity(cfg: PipelineConfig, details: dict[str, Any]) -> SimilarityFn | 
 def _answer_all(
     cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
     conversations: list[list[dict[str, str]]], budgets: list[int],
+    cached: dict[str, int] | None = None,
 ) -> tuple[list[str], float]:
     """Every conversation answered, those of one token budget generated together; returns the
-    answers and the tokens/s over all of them."""
-    from tuneline.models.generation import generate_with_progress
+    answers and the tokens/s of what was generated (0.0 when every answer was cached).
+
+    The base model's answers (no `weights`) come from the answer cache when it has them
+    (evaluate.cache_base_answers); `cached[variant]` counts them."""
+    from tuneline.models.answer_cache import AnswerCache
+    from tuneline.models.generation import Generation, generate_with_progress
     from tuneline.models.loading import load_for_inference
 
-    model, tokenizer = load_for_inference(base, weights, cfg.model.cache_dir,
-                                          cfg.train.precision)
-    texts: list[str] = [""] * len(conversations)
+    loaded: list[Any] = []
     seconds = tokens = 0.0
-    for budget in sorted(set(budgets)):
-        chosen = [i for i, b in enumerate(budgets) if b == budget]
+
+    def generate(asked: list[Any], budget: int) -> list[Generation]:
+        nonlocal seconds, tokens
+        if not loaded:  # only when something is not cached
+            loaded.extend(load_for_inference(base, weights, cfg.model.cache_dir,
+                                             cfg.train.precision))
         started = time.perf_counter()
         generations, tokens_per_second = generate_with_progress(
-            model, tokenizer, [conversations[i] for i in chosen], budget,
-            cfg.evaluate.batch_size, f"evaluate {variant}")
+            loaded[0], loaded[1], asked, budget, cfg.evaluate.batch_size, f"evaluate {variant}")
         elapsed = time.perf_counter() - started
         seconds, tokens = seconds + elapsed, tokens + tokens_per_second * elapsed
+        return generations
+
+    cache = (AnswerCache.for_base(base, cfg.model.cache_dir, cfg.train.precision)
+             if weights is None and cfg.evaluate.cache_base_answers else None)
+    texts: list[str] = [""] * len(conversations)
+    for budget in sorted(set(budgets)):
+        chosen = [i for i, b in enumerate(budgets) if b == budget]
+        asked = [conversations[i] for i in chosen]
+        if cache is None:
+            generations = generate(asked, budget)
+        else:
+            generations, hits = cache.answer(asked, budget,
+                                             functools.partial(generate, budget=budget))
+            if cached is not None:
+                cached[variant] = cached.get(variant, 0) + hits
         for i, generation in zip(chosen, generations, strict=True):
             texts[i] = generation.text
-    return texts, tokens / max(seconds, 1e-9)
+    return texts, tokens / seconds if seconds else 0.0
 
 
 def _answer_with_retrieval(
     cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
-    items: list[dict[str, Any]], speed: dict[str, float],
+    items: list[dict[str, Any]], speed: dict[str, float], cached: dict[str, int],
 ) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
     """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
     metrics: recall@k and MRR of each item's gold record."""
@@ -366,7 +388,7 @@ def _answer_with_retrieval(
     for variant in RAG_VARIANTS:
         base, weights = sources[variant.removesuffix("+rag")]
         texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations,
-                                            budgets)
+                                            budgets, cached)
         answers[variant] = [None] * len(items)
         for i, text in zip(chosen, texts, strict=True):
             answers[variant][i] = text

@@ -76,11 +76,21 @@ def _answer_until(cfg: PipelineConfig, prompts: list[dict[str, str]],
                   wanted: int) -> tuple[list[dict[str, Any]], int]:
     """Answer prompts in rounds until `wanted` answers finished within the budget, or the
     prompts run out; answers cut off by the budget would teach stopping mid-sentence."""
+    from tuneline.models.answer_cache import AnswerCache
     from tuneline.models.generation import generate_with_progress
     from tuneline.models.loading import load_for_inference
 
-    model, tokenizer = load_for_inference(cfg.model.base, None, cfg.model.cache_dir,
-                                          cfg.train.precision)
+    loaded: list[Any] = []
+
+    def generate(conversations: list[Any]) -> list[Any]:
+        if not loaded:  # only when an answer is not in the cache
+            loaded.extend(load_for_inference(cfg.model.base, None, cfg.model.cache_dir,
+                                             cfg.train.precision))
+        return generate_with_progress(loaded[0], loaded[1], conversations,
+                                      cfg.train.replay.max_new_tokens, cfg.evaluate.batch_size,
+                                      "replay (base answers)")[0]
+
+    cache = AnswerCache.for_base(cfg.model.base, cfg.model.cache_dir, cfg.train.precision)
     examples: list[dict[str, Any]] = []
     cut_off, start = 0, 0
     while len(examples) < wanted and start < len(prompts):
@@ -88,9 +98,7 @@ def _answer_until(cfg: PipelineConfig, prompts: list[dict[str, str]],
         chunk = prompts[start:start + math.ceil((wanted - len(examples)) * 1.5)]
         start += len(chunk)
         conversations = [[{"role": "user", "content": p["prompt"]}] for p in chunk]
-        generations, _ = generate_with_progress(
-            model, tokenizer, conversations, cfg.train.replay.max_new_tokens,
-            cfg.evaluate.batch_size, "replay (base answers)")
+        generations, _ = cache.answer(conversations, cfg.train.replay.max_new_tokens, generate)
         for prompt, generation in zip(chunk, generations, strict=True):
             if generation.finish_reason != "stop" or not generation.text:
                 cut_off += 1
