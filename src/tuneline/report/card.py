@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tuneline.artifacts import load_artifact
+from tuneline.text import STOP_WORDS
 
 if TYPE_CHECKING:
     from tuneline.artifacts import Artifact
@@ -27,14 +28,6 @@ TOP_TERMS = 20
 SAMPLES = 3  # per template and kind (train) or per template and set (eval)
 _CELL_CHARS = 160
 _WORD = re.compile(r"\w\w+")
-# Function words that would top every term list and say nothing about the data.
-_STOP_TEXT = (
-    "a about after all also an and any are as at be been but by can could did do does for from "
-    "had has have he her his how i if in into is it its may more most no not of on or our she "
-    "so than that the their them then there these they this to was we were what when where "
-    "which who whom whose why will with would you your"
-)
-_STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 # Which facts each written file draws on (eval sets added later show "-").
@@ -214,7 +207,7 @@ def top_terms(facts: list[Fact], limit: int = TOP_TERMS) -> list[tuple[str, int]
     frequency: Counter[str] = Counter()
     for fact in facts:
         text = " ".join([*fact.questions, fact.answer]).casefold()
-        frequency.update({w for w in _WORD.findall(text) if w not in _STOP_WORDS})
+        frequency.update({w for w in _WORD.findall(text) if w not in STOP_WORDS})
     return sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 

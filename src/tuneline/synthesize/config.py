@@ -163,6 +163,36 @@ class ConversationConfig(Section):
         return "single" if self.prompt else "thread" if self.thread else "chat"
 
 
+class DocumentQaConfig(Section):
+    """LLM-written question-answer pairs grounded in document chunks (taught as
+    conversations)."""
+
+    enabled: bool = Field(False, description="Ask the endpoint for pairs about each chunk.")
+    endpoint: LlmEndpointConfig | None = Field(
+        None, description="The OpenAI-compatible endpoint that writes the pairs.")
+    sources: list[str] = Field(
+        default_factory=list, description="Ingest sources of document chunks (text, markdown, "
+        "rst, html or pdf, read without faq).")
+    pairs_per_chunk: int = Field(3, ge=1, le=20, description="Pairs asked per chunk.")
+    max_chunks: int | None = Field(
+        None, ge=1, description="Send at most this many chunks (a seeded sample; default: "
+        "all).")
+    min_chunk_chars: int = Field(
+        200, ge=0, description="Chunks shorter than this are not sent (headings, fragments).")
+    min_answer_overlap: float = Field(
+        0.6, ge=0, le=1, description="Grounding: share of the answer's content words that "
+        "must occur in the chunk (its evidence must be a quote of the chunk in any case).")
+    system: str | None = Field(
+        None, description="A system prompt put first in every conversation made from them.")
+
+    @model_validator(mode="after")
+    def _needs_endpoint_and_sources(self) -> DocumentQaConfig:
+        if self.enabled and (self.endpoint is None or not self.sources):
+            raise ValueError("documents.enabled needs documents.endpoint (base_url and model) "
+                             "and documents.sources")
+        return self
+
+
 class SynthesizeConfig(Section):
     templates: list[TemplateConfig] = Field(
         default_factory=list, description="Question/answer templates over ingested tables."
@@ -199,6 +229,12 @@ class SynthesizeConfig(Section):
     llm: LlmSynthesisConfig = Field(
         default_factory=LlmSynthesisConfig,
         description="LLM-written Q&A pairs from batches of rows, grounding-checked.",
+    )
+    documents: DocumentQaConfig = Field(
+        default_factory=DocumentQaConfig,
+        description="LLM-written question-answer pairs grounded in document chunks (the "
+        "evidence a quote of the chunk, the answer's words in it, the question standing "
+        "alone), as conversations; rejections counted by reason.",
     )
     conversations: list[ConversationConfig] = Field(
         default_factory=list,

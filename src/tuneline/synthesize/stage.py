@@ -50,7 +50,8 @@ VALUES = "values.json"  # {template: {answer value: rows of its table}}: claims 
 def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = False) -> Artifact:
     """Write `out_dir/facts.jsonl`: one line per fact with all its question phrasings."""
     syn = cfg.synthesize
-    if not (syn.templates or syn.auto_templates or syn.llm.enabled or syn.conversations):
+    if not (syn.templates or syn.auto_templates or syn.llm.enabled or syn.conversations
+            or syn.documents.enabled):
         raise ConfigError(["synthesize.templates: no templates configured (set "
                            "synthesize.auto_templates: true, enable synthesize.llm, or map "
                            "sources to synthesize.conversations)"])
@@ -87,6 +88,14 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
         conversations, conversation_counts = build_conversations(syn.conversations, tables,
                                                                  records)
         counts.update(conversation_counts)
+        if syn.documents.enabled:
+            from tuneline.synthesize.document_qa import document_conversations
+
+            written, report, usage = document_conversations(syn.documents, records, tables,
+                                                            cfg.run.seed, llm_cache)
+            conversations += written
+            counts["conversations:documents_llm"] = len(written)
+            details["documents_llm"] = {**report.to_json(), "usage": usage.to_json()}
         counts["conversations"] = write_jsonl(tmp / CONVERSATIONS,
                                               (c.to_json() for c in conversations))
         counts["questions"] = sum(len(f.questions) for f in facts)
