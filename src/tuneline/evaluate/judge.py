@@ -8,13 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from tuneline.errors import ConfigError, LlmEndpointError
+from tuneline.errors import ConfigError
 from tuneline.evaluate.config import JudgeConfig
 from tuneline.evaluate.metrics import bootstrap_ci
-from tuneline.llm.client import ChatResult, LlmClient
-from tuneline.llm.config import LlmEndpointConfig
+from tuneline.llm.client import ChatResult, chat_all
 
 PLACEHOLDERS = ("question", "reference", "answer_a", "answer_b")
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -152,32 +149,12 @@ def judge_pairs(cfg: JudgeConfig, pairs: list[JudgePair], challenger: str = "tun
         for a, b in ((p.challenger_answer, p.champion_answer),
                      (p.champion_answer, p.challenger_answer))
     ]
-    results, usage = _chat_all(endpoint, conversations, cache_dir)
+    results, totals = chat_all(endpoint, conversations, cache_dir, "judge")
+    usage = totals.to_json()
     judgments = [_judgment(p, results[2 * i], results[2 * i + 1]) for i, p in enumerate(pairs)]
     summary = {**win_rate([j["verdict"] for j in judgments]), "challenger": challenger,
                "champion": champion, "judge_model": endpoint.model, "base_url": endpoint.base_url}
     return JudgeOutcome(summary=summary, judgments=judgments, usage=usage)
-
-
-def _chat_all(endpoint: LlmEndpointConfig, conversations: list[list[dict[str, str]]],
-              cache_dir: Path | None) -> tuple[list[ChatResult], dict[str, Any]]:
-    """Every conversation's result in order, and the usage totals; raises if all failed."""
-    results: dict[int, ChatResult] = {}
-    client = LlmClient(endpoint, cache_dir)
-    try:
-        with tqdm(total=len(conversations), desc="judge", unit="req") as bar:
-            for index, result in client.chat_many(conversations):
-                results[index] = result
-                bar.update()
-    finally:
-        client.close()
-    ordered = [results[i] for i in range(len(conversations))]
-    failures = [r.error for r in ordered if r.error is not None]
-    if ordered and len(failures) == len(ordered):
-        raise LlmEndpointError(f"{endpoint.base_url}: every one of the {len(ordered)} judge "
-                               f"request(s) to model '{endpoint.model}' failed; the first: "
-                               f"{failures[0]}")
-    return ordered, client.totals.to_json()
 
 
 def _judgment(pair: JudgePair, first: ChatResult, second: ChatResult) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from typing import Any
 
 from tuneline.errors import ConfigError
 from tuneline.evaluate.config import JudgeConfig
-from tuneline.evaluate.judge import _chat_all
 from tuneline.evaluate.metrics import bootstrap_ci
-from tuneline.llm.client import ChatResult
+from tuneline.llm.client import ChatResult, chat_all
 
 _VERDICT = re.compile(r"verdict[\s*_:=\-–—\[\](\"'`]*(correct|partly|incorrect|grounded|"
                       r"ungrounded)\b", re.IGNORECASE)
@@ -79,9 +78,9 @@ def grade(cfg: JudgeConfig, kind: str, items: list[GradeItem], cache_dir: Path |
         for labels, texts in (((first, second), (item.against, item.answer)),
                               ((second, first), (item.answer, item.against)))
     ]
-    results, usage = _chat_all(endpoint, conversations, cache_dir)
+    results, totals = chat_all(endpoint, conversations, cache_dir, f"judge ({kind})")
     return [_record(item, results[2 * i], results[2 * i + 1], points)
-            for i, item in enumerate(items)], usage
+            for i, item in enumerate(items)], totals.to_json()
 
 
 def summarize_grades(records: list[dict[str, Any]], kind: str, seed: int = 0

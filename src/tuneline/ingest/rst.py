@@ -160,13 +160,8 @@ def _content_directive() -> Any:
 
 
 def _dropped_directive() -> Any:
-    directives = require("docutils.parsers.rst")
-
-    class Dropped(directives.Directive):
-        optional_arguments = 20
-        final_argument_whitespace = True
-        has_content = True
-        option_spec = None
+    class Dropped(_content_directive()):  # type: ignore[misc]
+        """An unknown directive whose content a reader does not see (an index entry)."""
 
         def run(self) -> list[Any]:
             return []

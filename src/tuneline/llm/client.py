@@ -190,3 +190,33 @@ def _error_message(response: Any) -> str:
         return str(error.get("message", error))[:300]
     except (ValueError, AttributeError):
         return response.text[:300]
+
+
+def chat_all(endpoint: LlmEndpointConfig, conversations: list[Messages],
+             cache_dir: Path | None, desc: str) -> tuple[list[ChatResult], UsageTotals]:
+    """Every conversation's result in request order behind a progress bar, and the usage
+    totals.
+
+    Raises:
+        LlmEndpointError: every request failed (one failure alone is in its result).
+    """
+    from tqdm.auto import tqdm
+
+    results: dict[int, ChatResult] = {}
+    client = LlmClient(endpoint, cache_dir)
+    try:
+        with tqdm(total=len(conversations), desc=desc, unit="req") as bar:
+            for index, result in client.chat_many(conversations):
+                results[index] = result
+                bar.update()
+                bar.set_postfix(out_tok=client.totals.completion_tokens,
+                                cost=f"${client.totals.cost_usd:.4f}", refresh=False)
+    finally:
+        client.close()
+    ordered = [results[i] for i in range(len(conversations))]
+    failures = [r.error for r in ordered if r.error is not None]
+    if ordered and len(failures) == len(ordered):
+        raise LlmEndpointError(f"{endpoint.base_url}: every one of the {len(ordered)} "
+                               f"request(s) to model '{endpoint.model}' failed; the first: "
+                               f"{failures[0]}")
+    return ordered, client.totals

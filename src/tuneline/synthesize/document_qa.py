@@ -12,11 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from tuneline.errors import ConfigError, LlmEndpointError
+from tuneline.errors import ConfigError
 from tuneline.ingest.records import Record
-from tuneline.llm.client import LlmClient, UsageTotals
+from tuneline.llm.client import UsageTotals, chat_all
 from tuneline.synthesize.config import DocumentQaConfig
 from tuneline.synthesize.conversations import Conversation
 from tuneline.synthesize.llm_synth import SynthesisReport, parse_pairs
@@ -49,19 +47,8 @@ def document_conversations(cfg: DocumentQaConfig, records: dict[str, list[Record
     assert cfg.endpoint is not None  # enforced by the config
     chunks = _chunks(cfg, records, tables, seed)
     prompts = [_messages(chunk, cfg.pairs_per_chunk) for chunk in chunks]
-    report, results = SynthesisReport(), {}
-    client = LlmClient(cfg.endpoint, cache_dir)
-    try:
-        with tqdm(total=len(prompts), desc="synthesize (documents)", unit="chunk") as bar:
-            for index, result in client.chat_many(prompts):
-                results[index] = result
-                bar.update()
-    finally:
-        client.close()
-    failures = [r.error for r in results.values() if r.error]
-    if prompts and len(failures) == len(prompts):
-        raise LlmEndpointError(f"every one of the {len(prompts)} LLM request(s) failed; the "
-                               f"first: {failures[0]}")
+    report = SynthesisReport()
+    results, totals = chat_all(cfg.endpoint, prompts, cache_dir, "synthesize (documents)")
     conversations: list[Conversation] = []
     seen: set[str] = set()
     for index, chunk in enumerate(chunks):
@@ -75,7 +62,7 @@ def document_conversations(cfg: DocumentQaConfig, records: dict[str, list[Record
             seen.add(normalize(pair["questions"][0]))
             conversations.append(_conversation(cfg, chunk, pair))
     report.accepted = len(conversations)
-    return conversations, report, client.totals
+    return conversations, report, totals
 
 
 def grounding_problem(pair: dict[str, Any], chunk: str, min_overlap: float) -> str | None:
