@@ -11,12 +11,9 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from tuneline.artifacts import hash_strings
-from tuneline.errors import LlmEndpointError
 from tuneline.ingest.records import Record
-from tuneline.llm.client import LlmClient, UsageTotals
+from tuneline.llm.client import UsageTotals, chat_all
 from tuneline.synthesize.config import LlmSynthesisConfig
 from tuneline.synthesize.templates import Fact
 from tuneline.text import contains_fact, normalize
@@ -71,21 +68,8 @@ def generate_facts(cfg: LlmSynthesisConfig, records: dict[str, list[Record]],
     jobs = jobs[:cfg.max_prompts] if cfg.max_prompts is not None else jobs
     prompts = [build_messages(name, batch, cfg.pairs_per_prompt, cfg.questions_per_pair,
                               cfg.system_prompt) for name, batch in jobs]
-    report, results = SynthesisReport(), {}
-    client = LlmClient(cfg.endpoint, cache_dir)
-    try:
-        with tqdm(total=len(prompts), desc="synthesize (llm)", unit="prompt") as bar:
-            for index, result in client.chat_many(prompts):
-                results[index] = result
-                bar.update()
-                bar.set_postfix(out_tok=client.totals.completion_tokens,
-                                cost=f"${client.totals.cost_usd:.4f}", refresh=False)
-    finally:
-        client.close()
-    failures = [r.error for r in results.values() if r.error]
-    if prompts and len(failures) == len(prompts):
-        raise LlmEndpointError(f"every one of the {len(prompts)} LLM request(s) failed; the "
-                               f"first: {failures[0]}")
+    report = SynthesisReport()
+    results, totals = chat_all(cfg.endpoint, prompts, cache_dir, "synthesize (llm)")
     facts = []
     for index, (_, batch) in enumerate(jobs):  # in prompt order, so the output is deterministic
         for pair in parse_pairs(results[index].text or "", report):
@@ -95,7 +79,7 @@ def generate_facts(cfg: LlmSynthesisConfig, records: dict[str, list[Record]],
             else:
                 facts.append(fact)
     report.accepted = len(facts)
-    return facts, report, client.totals
+    return facts, report, totals
 
 
 def row_batches(records: list[Record], rows_per_prompt: int, max_prompts: int | None,
