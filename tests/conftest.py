@@ -107,7 +107,8 @@ def tiny_pipeline_config(root: Path, model_dir: Path) -> dict:
     data = write_capitals_csv(root / "capitals.csv")
     return {
         "run": {"name": "tiny", "runs_dir": str(root / "runs"), "seed": 0},
-        "model": {"base": str(model_dir)},
+        # Its own cache folder: cached base answers never come from another test or run.
+        "model": {"base": str(model_dir), "cache_dir": str(root / "cache")},
         "ingest": {"sources": [{"name": "capitals", "path": str(data)}]},
         "synthesize": {"templates": [{
             "name": "capital",

@@ -108,8 +108,11 @@ def test_two_gloo_processes_match_one_process(config, tmp_path):
     assert _losses(train_dir) == pytest.approx(single_losses, rel=1e-5)
     assert double["details"]["val_loss_after"] == pytest.approx(
         single["details"]["val_loss_after"], rel=1e-5)
+    # Adam divides by the gradient's running size, so summation order (all-reduce vs one
+    # batch) moves a weight by up to ~2e-5 after 6 steps on some CPUs (Zen 5); a process
+    # that misses the other's gradients moves them by about the learning rate (5e-3).
     for name, value in _adapter(train_dir).items():
-        assert torch.allclose(value, single_adapter[name], atol=1e-5), name
+        assert torch.allclose(value, single_adapter[name], atol=1e-4), name
 
 
 def test_full_fine_tuning_runs_through_evaluate_register_and_loads_for_serving(config):
