@@ -36,6 +36,14 @@ class RunConfig(Section):
         "<name>/repeats.json and the report give the median and min-max of every metric, and "
         "the gate checks the medians. The first seed's model is the one tracked and registered.",
     )
+    budget_minutes: float | None = Field(
+        None, gt=0, description="Wall-clock minutes for `tuneline run` on this machine (none: "
+        "no limit). When train starts it gets a share of what is left and measures its own "
+        "speed on its first steps; a plan that would not fit is cut to fewer steps (the "
+        "learning-rate schedule spans the cut plan), never below a quarter of it. The cut is "
+        "printed and recorded in train's manifest. Each seed of run.repeats has its own "
+        "budget. `tuneline init` writes 10.",
+    )
 
 
 # `register` is a stage name; as a field it shadows ABCMeta.register, which nothing here uses.

@@ -17,6 +17,7 @@ name is the CLI verb, the YAML section and the artifact folder.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ from tuneline.train import stage as train
 STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "track", "register")
 GATE = "gate.json"
 REPORT_HTML = "report.html"
+# Of the budget left when train starts, train's share: evaluate took 27-42% of train plus
+# evaluate in the bundled examples (docs/benchmarks.md), and register and the report the rest.
+TRAIN_SHARE_OF_BUDGET = 0.6
 
 
 @dataclass
@@ -73,8 +77,10 @@ def run_pipeline(
     result = PipelineResult(run_dir)
     names = stages_to_run(cfg, until)
     stop_on_failed_gate_after = "track" if "track" in names else "evaluate"
+    started = time.monotonic()
     for name in names:
-        result.artifacts[name] = _run_stage(name, cfg, result, force, resume)
+        stage_cfg = _with_time_limit(cfg, started) if name == "train" else cfg
+        result.artifacts[name] = _run_stage(name, stage_cfg, result, force, resume)
         if on_stage is not None:
             on_stage(result.artifacts[name])
         if name == "evaluate":
@@ -87,6 +93,16 @@ def run_pipeline(
         if name == stop_on_failed_gate_after:
             _stop_on_failed_gate(result)
     return result
+
+
+def _with_time_limit(cfg: PipelineConfig, started: float) -> PipelineConfig:
+    """cfg with train.time_limit_seconds set to train's share of run.budget_minutes left."""
+    if cfg.run.budget_minutes is None:
+        return cfg
+    left = cfg.run.budget_minutes * 60 - (time.monotonic() - started)
+    limit = max(1.0, left * TRAIN_SHARE_OF_BUDGET)
+    return cfg.model_copy(update={
+        "train": cfg.train.model_copy(update={"time_limit_seconds": limit})})
 
 
 def stages_to_run(cfg: PipelineConfig, until: str) -> list[str]:

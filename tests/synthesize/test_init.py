@@ -46,6 +46,7 @@ def test_init_writes_a_config_that_loads_and_synthesizes_with_no_edits(tmp_path,
     assert passage.startswith("{name}: ")
     assert cfg.index.match_fields == {"elements": ["name"]}
     assert "left out to keep the run short" in text
+    assert cfg.run.budget_minutes == 10  # sized to the machine it runs on
 
     monkeypatch.chdir(tmp_path)
     synthesized = CliRunner().invoke(cli, ["synthesize", str(config),

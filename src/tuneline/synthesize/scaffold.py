@@ -24,6 +24,7 @@ FORMATS = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
 MAX_TEMPLATES = 2
 FACTS_PER_TEMPLATE = 30
 READING_FACTS_PER_TEMPLATE = 40
+INIT_BUDGET_MINUTES = 10
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         f"# Written by `tuneline init` for {', '.join(str(p) for _, p in plan.sources)}.",
         f"# Run:       tuneline run {config_path}",
         "# Every choice below was derived from the data; each comment says from what.",
-        "run:", f"  name: {plan.name}", "  seed: 0", "",
+        "run:", f"  name: {plan.name}", "  seed: 0",
+        "  # Training measures its speed and trains fewer steps when the whole run would not",
+        "  # fit (train's manifest records the cut); remove for no limit.",
+        f"  budget_minutes: {INIT_BUDGET_MINUTES}", "",
         "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
         "ingest:", "  sources:",
     ]

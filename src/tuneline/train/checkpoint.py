@@ -41,6 +41,7 @@ class LoopState:
     best_step: int | None = None
     evals_without_improvement: int = 0
     stopped_early: bool = False
+    total_steps: int | None = None  # set when a time limit cut the plan
 
 
 def rng_states() -> dict[str, Any]:

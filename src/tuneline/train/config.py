@@ -121,6 +121,10 @@ class TrainConfig(Section):
         50, ge=0, description="Write a resumable checkpoint every N optimizer steps (0: never)."
     )
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    time_limit_seconds: float | None = Field(
+        None, gt=0, description="Seconds the training loop may take; a plan that would not "
+        "fit is cut (see run.budget_minutes, which sets this).",
+    )
     num_processes: int = Field(
         1, ge=1, description="Data-parallel processes, launched through HF accelerate "
         "(CPU: gloo; GPU: one per device).",

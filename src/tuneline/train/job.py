@@ -152,6 +152,7 @@ def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: 
             "bf16_autocast": bf16,
             "packing": cfg.train.packing,
             "total_steps": report.total_steps,
+            "budget": report.budget.as_dict() if report.budget else None,
             "loss_first": sum(report.losses[:window]) / window,
             "loss_last": sum(report.losses[-window:]) / window,
             "val_loss_before": report.val_loss_before,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from tuneline._optional import require
 from tuneline.errors import ConfigError
 from tuneline.train import checkpoint as ckpt
+from tuneline.train.budget import BudgetCut, calibration_step, fit_plan, padded_tokens
 from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.methods import attach_lora, load_trainable_state, trainable_state
@@ -59,6 +60,7 @@ class TrainReport:
     processes: int = 1
     distributed: str = "NO"
     full_state_dict: dict[str, Any] | None = None
+    budget: BudgetCut | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -144,6 +146,7 @@ def train_loop(
     With a checkpoint `store`, resumes from its latest checkpoint and writes one every
     `cfg.checkpoint_every` steps.
     """
+    loop_started = time.perf_counter()
     accelerator = accelerator or make_accelerator()
     world = accelerator.num_processes
     micro_batches = cfg.gradient_accumulation_steps
@@ -159,6 +162,8 @@ def train_loop(
     torch.manual_seed(seed)
     state = LoopState()
     latest = store.latest() if store else None
+    if latest is not None:
+        total_steps = ckpt.read_loop_state(latest).total_steps or total_steps  # a cut plan
     sharded = _is_sharded(accelerator)
     if latest is not None and not sharded:
         load_trainable_state(model, ckpt.read_tensors(latest, ckpt.WEIGHTS_FILE))
@@ -168,9 +173,7 @@ def train_loop(
     # optimizer at the sharded parameters.
     wrapped, optimizer = accelerator.prepare(AnswerLossModule(model), optimizer)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    scheduler = require("transformers").get_scheduler(
-        _scheduler_name(cfg.lr_scheduler), optimizer,
-        num_warmup_steps=int(total_steps * cfg.warmup_ratio), num_training_steps=total_steps)
+    scheduler = _scheduler(cfg, optimizer, total_steps)
     best_weights: dict[str, Any] | None = None
     report = TrainReport(total_steps=total_steps, bf16=bf16, processes=world,
                          distributed=str(accelerator.distributed_type).rsplit(".", 1)[-1])
@@ -191,6 +194,10 @@ def train_loop(
     bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step",
                dynamic_ncols=True, disable=not accelerator.is_main_process)
     plan = epoch_batches(train_set, cfg.batch_size, seed, state.epoch, min_size)
+    budgeted = cfg.time_limit_seconds is not None and state.total_steps is None
+    start_step = state.step
+    calibrate_at = start_step + calibration_step(total_steps - start_step) if budgeted else 0
+    first_step_seconds = 0.0
     while state.step < total_steps and not state.stopped_early:
         if state.batch_in_epoch >= len(plan):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
@@ -202,6 +209,19 @@ def train_loop(
         state.seconds += time.perf_counter() - started
         state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
         state.tokens += tokens
+        if state.step == start_step + 1:
+            first_step_seconds = state.seconds
+        if state.step == calibrate_at:
+            report.budget = _fit_to_time_limit(
+                train_set, cfg, seed, min_size, total_steps, (start_step, calibrate_at),
+                state.seconds - first_step_seconds, time.perf_counter() - loop_started,
+                accelerator)
+            if report.budget.cut:
+                total_steps = state.total_steps = report.budget.steps
+                scheduler = _scheduler(cfg, optimizer, total_steps, done=state.step)
+                bar.total = total_steps
+            if accelerator.is_main_process:
+                tqdm.write(report.budget.describe(steps_per_epoch))
         row = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0],
                "grad_norm": grad_norm, "tokens": state.tokens}
         state.log.append(row)
@@ -238,10 +258,50 @@ def train_loop(
         gathered = accelerator.get_state_dict(wrapped)
         report.full_state_dict = {k.removeprefix("lm."): v for k, v in gathered.items()}
     report.steps, report.tokens, report.seconds = state.step, state.tokens, state.seconds
+    report.total_steps = total_steps
     report.log = state.log
     report.losses = [r["loss"] for r in state.log if "loss" in r]
     report.best_step, report.stopped_early = state.best_step, state.stopped_early
     return report
+
+
+def _scheduler(cfg: TrainConfig, optimizer: Any, total_steps: int, done: int = 0) -> Any:
+    """The learning-rate schedule over `total_steps`, advanced past `done` steps."""
+    scheduler = require("transformers").get_scheduler(
+        _scheduler_name(cfg.lr_scheduler), optimizer,
+        num_warmup_steps=int(total_steps * cfg.warmup_ratio), num_training_steps=total_steps)
+    for _ in range(done):
+        scheduler.step()
+    return scheduler
+
+
+def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed: int,
+                       min_size: int, total_steps: int, measured: tuple[int, int],
+                       measured_seconds: float, elapsed_seconds: float,
+                       accelerator: Any) -> BudgetCut:
+    """Project the plan from the speed of steps measured[0] + 2 .. measured[1] (the first
+    one warms kernels up) and cut it to what fits cfg.time_limit_seconds. Every process gets
+    the same cut."""
+    start_step, done = measured
+    costs = _planned_step_costs(train_set, cfg.batch_size, seed, min_size, total_steps)
+    seconds_per_token = measured_seconds / max(1, sum(costs[start_step + 1:done]))
+    if accelerator.num_processes > 1:
+        both = torch.tensor([seconds_per_token, elapsed_seconds], device=accelerator.device)
+        seconds_per_token, elapsed_seconds = accelerator.reduce(both, reduction="mean").tolist()
+    assert cfg.time_limit_seconds is not None
+    return fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
+
+
+def _planned_step_costs(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                        min_size: int, total_steps: int) -> list[int]:
+    """Padded tokens of each planned step, in training order."""
+    costs: list[int] = []
+    epoch = 0
+    while len(costs) < total_steps:
+        costs += [padded_tokens(b) for b in epoch_batches(train_set, batch_size, seed, epoch,
+                                                          min_size)]
+        epoch += 1
+    return costs[:total_steps]
 
 
 def _check_batch_split(cfg: TrainConfig, world: int, accelerator: Any) -> None:

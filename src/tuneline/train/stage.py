@@ -17,8 +17,10 @@ __all__ = ["ADAPTER_DIR", "MODEL_DIR", "checkpoint_dir", "run", "weights_dir"]
 
 # Settings that change how training runs, not what it produces: a checkpoint written under
 # one of them resumes under another.
+# time_limit_seconds is the share of run.budget_minutes left when train starts: the budget
+# itself enters the hash, the seconds left (which vary run to run) do not.
 _OPERATIONAL = ("num_processes", "accelerate_config", "tracking", "checkpoint_every",
-                "keep_checkpoints")
+                "keep_checkpoints", "time_limit_seconds")
 
 
 def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False, *,
@@ -80,7 +82,7 @@ def _train_hash(cfg: PipelineConfig) -> str:
     else:
         train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
         payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
-                   "run": cfg.run.model_dump(mode="json")}
+                   "run": {"seed": cfg.run.seed, "budget_minutes": cfg.run.budget_minutes}}
         if cfg.train.replay.fraction > 0:
             from tuneline.train.replay import prompts_hash
 
