@@ -122,7 +122,8 @@ def tiny_pipeline_config(root: Path, model_dir: Path) -> dict:
         }]},
         "curate": {"heldout_fraction": 0.1, "val_fraction": 0.1},
         "train": {"epochs": 4, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32"},
-        "evaluate": {"max_new_tokens": 12, "batch_size": 8},
+        # The drift baseline loads MiniLM; tests/monitor/test_version_baseline.py turns it on.
+        "evaluate": {"max_new_tokens": 12, "batch_size": 8, "drift_baseline": False},
         "register": {"name": "capitals", "registry_dir": str(root / "registry")},
     }
 

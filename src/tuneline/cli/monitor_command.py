@@ -1,46 +1,128 @@
-"""`tuneline monitor CONFIG --live FILE`: drift of live questions against the training ones."""
+"""`tuneline monitor CONFIG --live FILE | --traffic`: drift of live questions against the
+training ones and, for recorded traffic, of the declined and no-passage shares."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tuneline.cli.shared import CONFIG_HELP, console, load_cli_config
 
+MIN_WINDOW = 20  # fewer live questions than this say nothing reliable about drift
+
+if TYPE_CHECKING:
+    from tuneline.config import PipelineConfig
+    from tuneline.monitor.drift import DriftBaseline
+    from tuneline.rag.embed import Embedder
+
 
 @click.command(help=f"Compare live questions with the ones the run trained on; exit 10 when "
                f"they drifted. {CONFIG_HELP}")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
-@click.option("--live", type=click.Path(path_type=Path), required=True, metavar="FILE",
+@click.option("--live", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Live traffic: JSONL (question / prompt / messages per line) or text lines.")
+@click.option("--traffic", is_flag=True,
+              help="Live traffic as the server recorded it (serve.traffic): the questions' "
+              "embeddings, and the shares of declined answers and of questions retrieval left "
+              "without a passage, tested against the version's evaluation.")
 @click.option("--window", type=int, default=None, metavar="N",
               help="Compare only the last N live questions (default: all of them).")
-def monitor(args: tuple[str, ...], live: Path, window: int | None) -> None:
+@click.option("--version", "reference", default=None, metavar="NAME@ALIAS|NAME/N",
+              help="Compare with the baseline registered with this version (default: the "
+              "run's own evaluate/drift-baseline, else its training questions).")
+def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int | None,
+            reference: str | None) -> None:
     from tuneline.artifacts import write_json_atomic
-    from tuneline.errors import DataError, DriftAlert
-    from tuneline.monitor.drift import build_baseline, compare
-    from tuneline.monitor.prompts import live_questions, training_questions
+    from tuneline.errors import ConfigError, DriftAlert
+    from tuneline.monitor.drift import compare, compare_rates
     from tuneline.rag.embed import Embedder
 
+    if (live is None) == (not traffic):
+        raise ConfigError(["monitor: give --live FILE or --traffic (one of them)"])
     cfg = load_cli_config(args)
     run_dir = cfg.run.runs_dir / cfg.run.name
-    train = run_dir / "curate" / "train.jsonl"
-    if not train.is_file():
-        raise DataError(f"{train} does not exist: run `tuneline curate` (or the pipeline) first")
-    questions = live_questions(live)[-window:] if window else live_questions(live)
-    if len(questions) < 20:
-        raise DataError(f"{live}: {len(questions)} questions; drift needs a window of at "
-                        "least 20")
     embedder = Embedder(cfg.index.embedder)
-    baseline = build_baseline(embedder.embed(training_questions(train)), seed=cfg.run.seed)
-    report = compare(baseline, embedder.embed(questions), seed=cfg.run.seed)
+    if live is not None:
+        embeddings, counts = _live_file(live, window, embedder), {}
+    else:
+        embeddings, counts = _recorded(cfg, window)
+    baseline, origin = _baseline(cfg, run_dir, reference, embedder)
+    report = compare(baseline, embeddings, seed=cfg.run.seed)
+    rates = compare_rates(baseline.rates, counts)
     out = run_dir / "monitor" / "drift.json"
-    write_json_atomic(out, report.to_dict())
+    alerts = report.alerts + [
+        f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live requests against "
+        f"{r.expected:.0%} at evaluation (binomial p = {r.p_value:.2g})" for r in rates if r.alert]
+    write_json_atomic(out, {**report.to_dict(), "alerts": alerts, "alert": bool(alerts),
+                            "rates": [asdict(r) for r in rates], "baseline": str(origin),
+                            "baseline_rates": baseline.rates})
+    console.print(f"baseline: {origin}")
     console.print(f"{report.live} live questions against {len(baseline.embeddings)} training "
                   f"ones: classifier AUC {report.classifier_auc:.2f} (shuffled up to "
                   f"{report.classifier_auc_null:.2f}), MMD p {report.mmd_p_value:.3f}, PSI "
                   f"{report.psi:.2f}, out of coverage {report.out_of_coverage:.0%}; → {out}")
-    if report.alert:
-        raise DriftAlert("drift: " + "; ".join(report.alerts))
+    for r in rates:
+        console.print(f"{r.name}: live {r.live:.0%} (n={r.n}) vs {r.expected:.0%} at "
+                      f"evaluation, p = {r.p_value:.2g}")
+    if alerts:
+        raise DriftAlert("drift: " + "; ".join(alerts))
     console.print("no drift")
+
+
+def _live_file(live: Path, window: int | None, embedder: Embedder) -> Any:
+    from tuneline.errors import DataError
+    from tuneline.monitor.prompts import live_questions
+
+    questions = live_questions(live)[-window:] if window else live_questions(live)
+    if len(questions) < MIN_WINDOW:
+        raise DataError(f"{live}: {len(questions)} questions; drift needs a window of at "
+                        f"least {MIN_WINDOW}")
+    return embedder.embed(questions)
+
+
+def _recorded(cfg: PipelineConfig, window: int | None) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """The recorded window's embeddings, and (hits, n) of its declined answers and of its RAG
+    questions without a passage."""
+    from tuneline.errors import DataError
+    from tuneline.monitor.traffic import TrafficStore, traffic_db_path, window_embeddings
+
+    path = traffic_db_path(cfg)
+    rows = TrafficStore(path, must_exist=True).window(window)
+    if len(rows) < MIN_WINDOW:
+        raise DataError(f"{path}: {len(rows)} recorded requests; drift needs a window of at "
+                        f"least {MIN_WINDOW}")
+    answered = [r for r in rows if r["status"] == 200]
+    with_rag = [r for r in answered if r["passages"] is not None]
+    counts = {"abstention": (sum(r["declined"] for r in answered), len(answered)),
+              "no_passage": (sum(r["passages"] == 0 for r in with_rag), len(with_rag))}
+    return window_embeddings(rows), counts
+
+
+def _baseline(cfg: PipelineConfig, run_dir: Path, reference: str | None,
+              embedder: Embedder) -> tuple[DriftBaseline, Path]:
+    """The registered version's baseline, else the run's, else one built from its training
+    questions; with where it came from."""
+    from tuneline.errors import DataError
+    from tuneline.monitor.baseline import BASELINE_DIR
+    from tuneline.monitor.drift import DriftBaseline, build_baseline
+    from tuneline.monitor.prompts import training_questions
+
+    if reference is not None:
+        from tuneline.registry import open_registry
+
+        registry = open_registry(cfg.register)
+        folder = registry.materialize(registry.get(reference)).path / BASELINE_DIR
+        if not folder.is_dir():
+            raise DataError(f"{reference}: registered without a drift baseline ({folder}); "
+                            "versions registered since evaluate.drift_baseline have one")
+        return DriftBaseline.load(folder), folder
+    folder = run_dir / "evaluate" / BASELINE_DIR
+    if folder.is_dir():
+        return DriftBaseline.load(folder), folder
+    train = run_dir / "curate" / "train.jsonl"
+    if not train.is_file():
+        raise DataError(f"{train} does not exist: run `tuneline curate` (or the pipeline) first")
+    return build_baseline(embedder.embed(training_questions(train)), seed=cfg.run.seed), train

@@ -50,6 +50,12 @@ class EvaluateConfig(Section):
         "<cache>/answers.sqlite, keyed by the model's content hash, precision, token budget "
         "and prompt: a rerun after a training change re-answers only the tuned variants.",
     )
+    drift_baseline: bool = Field(
+        True, description="Write drift-baseline/ (embeddings of the training questions with "
+        "index.embedder, their clusters, and the served variant's abstention, no-passage and "
+        "answer-length rates); track and register keep it with the version and `tuneline "
+        "monitor --version` compares live traffic with it.",
+    )
     reference_max_new_tokens: int = Field(
         160, ge=1, description="Generation budget per reply to a held-out conversation (the "
         "reference set: free text, graded against the reference reply).",

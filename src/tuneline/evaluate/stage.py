@@ -170,6 +170,11 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
             details["reply_judge_usage"] = usage
     write_json_atomic(tmp / METRICS, metrics)
     write_jsonl(tmp / PREDICTIONS, predictions)
+    if cfg.evaluate.drift_baseline:
+        from tuneline.monitor.baseline import BASELINE_DIR, write_baseline
+
+        write_baseline(curated.path / "train.jsonl", predictions, with_rag, cfg.index.embedder,
+                       tmp / BASELINE_DIR, cfg.run.seed)
     variant_metrics = {v: metrics[v] for v in variants}
     report = (render_report(variant_metrics, predictions) if set(VARIANTS) <= set(variants)
               else _partial_report(variant_metrics, details.get("skipped", {})))

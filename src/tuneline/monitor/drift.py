@@ -238,3 +238,30 @@ def _psi(expected: Any, actual: Any, floor: float = 1e-3) -> float:
     np = require("numpy")
     e, a = np.maximum(expected, floor), np.maximum(actual, floor)
     return float(((a - e) * np.log(a / e)).sum())
+
+
+@dataclass(frozen=True)
+class RateCheck:
+    """A live share (declined answers, questions without a passage) against the version's."""
+
+    name: str
+    live: float
+    expected: float
+    n: int
+    p_value: float
+    alert: bool
+
+
+def compare_rates(expected: dict[str, float], counts: dict[str, tuple[int, int]],
+                  p_value: float = DriftThresholds().p_value) -> list[RateCheck]:
+    """Binomial test of each live (hits, n) against the baseline's rate of the same name; a
+    rate the baseline lacks, or with no live requests, is not tested."""
+    stats = require("scipy.stats")
+    checks = []
+    for name, (hits, n) in counts.items():
+        if name not in expected or n == 0:
+            continue
+        rate = min(max(expected[name], 1e-3), 1 - 1e-3)  # a 0% baseline still admits noise
+        p = float(stats.binomtest(hits, n, rate).pvalue)
+        checks.append(RateCheck(name, hits / n, expected[name], n, p, p < p_value))
+    return checks

@@ -11,6 +11,7 @@ from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atom
 from tuneline.config import PipelineConfig, save_config
 from tuneline.evaluate.gate import GateResult
 from tuneline.evaluate.stage import METRICS, REPORT
+from tuneline.monitor.baseline import BASELINE_DIR
 from tuneline.register.track import code_version, lineage_config_hash, tracked_run_id
 from tuneline.registry import open_registry
 from tuneline.train.managed.common import read_remote_model
@@ -35,7 +36,8 @@ def run(cfg: PipelineConfig, curated: Artifact, trained: Artifact, evaluated: Ar
         run_id = tracked_run_id(tracked)
         files = {} if run_id else {**model_files, "config.yaml": tmp / "config.yaml",
                                    "metrics.json": evaluated.path / METRICS,
-                                   "report.md": evaluated.path / REPORT}
+                                   "report.md": evaluated.path / REPORT,
+                                   **_baseline(evaluated)}
         version = registry.register(
             cfg.register.name,
             files=files,
@@ -59,6 +61,11 @@ def run(cfg: PipelineConfig, curated: Artifact, trained: Artifact, evaluated: Ar
                            details={"model": f"{version.name}/{version.version}"})
 
     return run_stage("register", out_dir, cfg.section_hash("register"), inputs, work, force)
+
+
+def _baseline(evaluated: Artifact) -> dict[str, Path]:
+    folder = evaluated.path / BASELINE_DIR
+    return {BASELINE_DIR: folder} if folder.is_dir() else {}
 
 
 def _trained_model(cfg: PipelineConfig, trained: Artifact) -> tuple[dict[str, Path], dict]:

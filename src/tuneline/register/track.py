@@ -23,6 +23,7 @@ from tuneline.artifacts import (
 from tuneline.config import PipelineConfig
 from tuneline.evaluate.gate import GateResult
 from tuneline.evaluate.stage import JUDGMENTS, METRICS, PREDICTIONS, REPORT
+from tuneline.monitor.baseline import BASELINE_DIR
 from tuneline.report.card import CARD, PLOTS_DIR
 from tuneline.train.job import LOSS_PLOT, TRAIN_LOG
 from tuneline.train.stage import model_files
@@ -122,6 +123,7 @@ def run_files(artifacts: dict[str, Artifact], run_dir: Path) -> dict[str, Path]:
         PREDICTIONS: evaluated / PREDICTIONS, REPORT: evaluated / REPORT,
         JUDGMENTS: evaluated / JUDGMENTS, TRAIN_LOG: trained / TRAIN_LOG,
         LOSS_PLOT: trained / LOSS_PLOT, CARD: curated / CARD, PLOTS_DIR: curated / PLOTS_DIR,
+        BASELINE_DIR: evaluated / BASELINE_DIR,
     }
     return {**files, **{name: path for name, path in candidates.items() if path.exists()}}
 

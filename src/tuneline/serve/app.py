@@ -23,7 +23,8 @@ _PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json"}
 
 def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = None,
               retriever: Any = None, feedback_path: Path | None = None,
-              canary_name: str | None = None, environ: dict[str, str] | None = None) -> Any:
+              canary_name: str | None = None, environ: dict[str, str] | None = None,
+              traffic: Any = None) -> Any:
     """An app serving each route under its model name.
 
     Args:
@@ -35,6 +36,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         feedback_path: SQLite file for POST /v1/feedback (off when None).
         canary_name: the model name whose traffic `settings.canary` splits.
         environ: where API keys are read from (default: os.environ).
+        traffic: a `tuneline.monitor.traffic.TrafficRecorder` that answered requests are
+            handed to (none: nothing is recorded); closed when the app shuts down.
     """
     fastapi = require("fastapi")
     from fastapi.exceptions import RequestValidationError
@@ -47,6 +50,7 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
     settings = settings or ServeConfig()
     wrapped = {n: r if isinstance(r, Route) else Route(r) for n, r in routes.items()}
     state = build_state(wrapped, settings, retriever, feedback_path, canary_name, environ)
+    state.traffic = traffic
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -54,6 +58,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         state.draining = True
         for engine in state.engines():
             engine.close(settings.drain_timeout_s)
+        if state.traffic is not None:
+            state.traffic.close()
 
     app = fastapi.FastAPI(title="tuneline", version="1", lifespan=lifespan)
     app.state.tuneline = state

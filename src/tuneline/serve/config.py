@@ -68,6 +68,20 @@ class CanaryConfig(Section):
     )
 
 
+class TrafficConfig(Section):
+    enabled: bool = Field(
+        False, description="Record every answered request (time, model, status, latency, "
+        "passages retrieved, declined or not, answer length, and the question's embedding with "
+        "index.embedder; its text only with serve.log_prompts) for `tuneline monitor "
+        "--traffic`. Written by a background thread; off until its overhead is measured.",
+    )
+    path: Path | None = Field(
+        None, description="SQLite file (default: <runs_dir>/<run>/traffic.db)."
+    )
+    max_rows: int = Field(100_000, ge=100, description="Newest rows kept.")
+    max_age_days: float = Field(30.0, gt=0, description="Rows older than this are dropped.")
+
+
 class ServeConfig(Section):
     host: str = Field(
         "127.0.0.1", description="Interface to bind. Beyond loopback an API key is required."
@@ -99,6 +113,8 @@ class ServeConfig(Section):
     log_prompts: bool = Field(
         False, description="Log prompt and completion text (off: logs carry sizes only)."
     )
+    traffic: TrafficConfig = Field(default_factory=TrafficConfig,
+                                   description="Recording what users ask, for drift.")
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests get to finish."
     )

@@ -31,6 +31,7 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
           port: int | None = None, base_model: str | None = None,
           announce: Callable[[str], None] = lambda _line: None) -> tuple[Any, str, int]:
     """The ASGI app with its models loaded, the interface to bind and the port."""
+    from tuneline.monitor.traffic import recorder_for
     from tuneline.serve.app import build_app
     from tuneline.serve.feedback import feedback_db_path
     from tuneline.serve.guards import ApiKeyStore, resolve_bind_host
@@ -51,7 +52,8 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
         from tuneline.serve.tracing import configure_tracing
 
         configure_tracing()
-    app = build_app(routes, settings, retriever, feedback_db_path(cfg), canary_name)
+    app = build_app(routes, settings, retriever, feedback_db_path(cfg), canary_name,
+                    traffic=recorder_for(cfg))
     return app, bind, port or settings.port
 
 

@@ -55,6 +55,7 @@ class ServerState:
     canary: Canary | None = None
     responses: Any = None  # feedback.ResponseLog
     feedback: Any = None  # feedback.FeedbackStore
+    traffic: Any = None  # monitor.traffic.TrafficRecorder
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("tuneline.serve"))
     draining: bool = False
     started: float = field(default_factory=time.time)

@@ -50,6 +50,7 @@ class _Call:
     key_name: str
     request_id: str
     started: float
+    passages: int | None = None  # retrieved for it, when it asked with RAG
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -61,6 +62,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     citations = None
     if body.rag if body.rag is not None else call.route.rag:
         messages, citations = await run_in_threadpool(_retrieve, call.state.retriever, messages)
+        call.passages = len(citations)
     prompt_ids = await run_in_threadpool(call.route.engine.encode_chat, messages,
                                          call.route.adapter)
     sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
@@ -248,6 +250,12 @@ def _account(call: _Call, pending: PendingGeneration, status: int, final: FinalE
             "gen_ai.usage.input_tokens": final.prompt_tokens if final else 0,
             "gen_ai.usage.output_tokens": final.completion_tokens if final else 0,
             "tuneline.ttft_s": pending.first_token_s or 0.0})
+    if call.state.traffic is not None:
+        from tuneline.monitor.traffic import Request, question_of
+
+        call.state.traffic.record(Request(
+            time.time(), call.served, status, latency, call.passages, question_of(messages),
+            final.text if final else ""))
     call.state.logger.info("generation", extra={"fields": request_record(
         call.request_id, "POST", "generate", status, latency, call.served, call.key_name,
         final.prompt_tokens if final else 0, final.completion_tokens if final else 0,

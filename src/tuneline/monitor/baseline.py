@@ -1,0 +1,50 @@
+"""The drift baseline a version carries: embeddings of its training questions (a sample, their
+clusters and coverage) and the rates its served variant showed at evaluation, which live
+traffic is held to. Evaluate writes it; track and register store it with the version; `tuneline
+monitor --version` reads it back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneline.monitor.drift import DriftBaseline, build_baseline
+from tuneline.monitor.prompts import training_questions
+
+BASELINE_DIR = "drift-baseline"
+EXCLUDED_SETS = {"general"}  # the forgetting probe is not traffic the version serves
+
+
+def served_variant(rag: bool) -> str:
+    """The variant a server answers with: the tuned model, over retrieval when there is an index."""
+    return "tuned+rag" if rag else "tuned"
+
+
+def evaluation_rates(predictions: Sequence[dict[str, Any]], variant: str) -> dict[str, float]:
+    """Share of declined answers, share of questions retrieval left without a passage (with
+    RAG) and mean answer length in words, over the evaluated questions of `variant`."""
+    rows = [p for p in predictions if p.get("set") not in EXCLUDED_SETS
+            and p.get(f"{variant}_answer") is not None]
+    if not rows:
+        return {}
+    rates = {
+        "abstention": sum(bool(p.get(f"{variant}_abstained")) for p in rows) / len(rows),
+        "answer_words": sum(len(str(p[f"{variant}_answer"]).split()) for p in rows) / len(rows),
+    }
+    if variant.endswith("+rag"):
+        rates["no_passage"] = sum(not p.get("retrieved") for p in rows) / len(rows)
+    return rates
+
+
+def write_baseline(train_jsonl: Path, predictions: Sequence[dict[str, Any]], rag: bool,
+                   embedder_name: str, folder: Path, seed: int = 0) -> DriftBaseline:
+    """Embed the training questions, cluster them and save the baseline into `folder`."""
+    from tuneline.rag.embed import Embedder
+
+    questions = training_questions(train_jsonl)
+    baseline = build_baseline(Embedder(embedder_name).embed(questions),
+                              rates=evaluation_rates(predictions, served_variant(rag)),
+                              seed=seed)
+    baseline.save(folder)
+    return baseline

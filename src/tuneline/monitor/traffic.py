@@ -1,0 +1,204 @@
+"""What the server records of its traffic, for `tuneline monitor --traffic`.
+
+Per answered request: when, which served model, status, latency, how many passages retrieval
+gave (with RAG), whether the answer declined, its length in words, and the question's
+embedding. The question's text only when `serve.log_prompts` is on. Requests are queued by the
+route (never blocking it: a full queue drops and counts) and written by one background thread,
+which embeds them in batches. The SQLite store keeps at most `max_rows` rows no older than
+`max_age_days`, pruned as it writes, so a long-running server never grows without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneline._optional import require
+from tuneline.errors import DataError
+
+if TYPE_CHECKING:
+    from tuneline.config import PipelineConfig
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    passages INTEGER,
+    declined INTEGER NOT NULL,
+    answer_words INTEGER NOT NULL,
+    question TEXT,
+    embedding BLOB
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+"""
+_QUESTION = "\n\nQuestion: "  # where a RAG-format user message puts the question
+PRUNE_EVERY = 200  # rows written between prunes: the bound is max_rows + PRUNE_EVERY
+
+
+@dataclass(frozen=True)
+class Request:
+    """One answered request, as the route hands it over."""
+
+    ts: float
+    model: str
+    status: int
+    latency_s: float
+    passages: int | None
+    question: str
+    answer: str
+
+
+class TrafficStore:
+    """The request records in a SQLite file (WAL), bounded by rows and age."""
+
+    def __init__(self, path: Path, max_rows: int = 100_000, max_age_days: float = 30.0,
+                 must_exist: bool = False) -> None:
+        if must_exist and not path.is_file():
+            raise DataError(f"no traffic store at {path}: the server writes it when "
+                            "serve.traffic.enabled is on (serve.traffic.path names another)")
+        self.path, self.max_rows, self.max_age_days = path, max_rows, max_age_days
+        self._written_since_prune = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows of (ts, model, status, latency_s, passages, declined, answer_words,
+        question, embedding bytes), then prune when due."""
+        with self._connect() as db:
+            db.executemany("INSERT INTO requests (ts, model, status, latency_s, passages, "
+                           "declined, answer_words, question, embedding) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._written_since_prune += len(rows)
+        if self._written_since_prune >= PRUNE_EVERY:
+            self.prune()
+
+    def prune(self, now: float | None = None) -> None:
+        """Drop rows older than max_age_days, then all but the newest max_rows."""
+        cutoff = (now or time.time()) - self.max_age_days * 86400
+        with self._connect() as db:
+            db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+            db.execute("DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id "
+                       "DESC LIMIT 1 OFFSET ?)", (self.max_rows,))
+        self._written_since_prune = 0
+
+    def count(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
+    def window(self, n: int | None = None) -> list[dict[str, Any]]:
+        """The newest `n` rows (all when None) that have an embedding, oldest first."""
+        limit = -1 if n is None else n
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM requests WHERE embedding IS NOT NULL "
+                              "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(row) for row in reversed(rows)]
+
+
+def traffic_db_path(cfg: PipelineConfig) -> Path:
+    """Where traffic lives: `serve.traffic.path`, else `<runs_dir>/<run>/traffic.db`."""
+    return cfg.serve.traffic.path or cfg.run.runs_dir / cfg.run.name / "traffic.db"
+
+
+def recorder_for(cfg: PipelineConfig) -> TrafficRecorder | None:
+    """The server's recorder when serve.traffic.enabled, else None."""
+    traffic = cfg.serve.traffic
+    if not traffic.enabled:
+        return None
+    store = TrafficStore(traffic_db_path(cfg), traffic.max_rows, traffic.max_age_days)
+    return TrafficRecorder(store, cfg.index.embedder, cfg.synthesize.unanswerable.answer,
+                           keep_text=cfg.serve.log_prompts)
+
+
+def window_embeddings(rows: Sequence[dict[str, Any]]) -> Any:
+    np = require("numpy")
+    return np.stack([np.frombuffer(row["embedding"], dtype=np.float32) for row in rows])
+
+
+def question_of(messages: Sequence[dict[str, str]]) -> str:
+    """The user's question: the last user turn, without the passages RAG put before it."""
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return user.rsplit(_QUESTION, 1)[-1].strip()
+
+
+class TrafficRecorder:
+    """Queues requests from the route and writes them, embedded, from one thread."""
+
+    def __init__(self, store: TrafficStore, embedder: str, abstention: str | None,
+                 keep_text: bool = False, queue_size: int = 10_000, batch: int = 64) -> None:
+        self.store, self.keep_text, self.batch = store, keep_text, batch
+        self.embedder_name, self.abstention = embedder, abstention
+        self.dropped = self.failed = 0
+        self._queue: queue.Queue[Request | None] = queue.Queue(queue_size)
+        self._thread = threading.Thread(target=self._run, name="tuneline-traffic", daemon=True)
+        self._thread.start()
+
+    def record(self, request: Request) -> None:
+        """Hand one request over; never blocks (a full queue drops it and counts)."""
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from tuneline.evaluate.metrics import is_abstention
+        from tuneline.rag.embed import Embedder
+
+        np = require("numpy")
+        embedder: Embedder | None = None
+        while True:
+            first = self._queue.get()
+            pending = [first] if first is not None else []
+            while first is not None and len(pending) < self.batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    first = None
+                    break
+                pending.append(item)
+            if pending:
+                try:
+                    embedder = embedder or Embedder(self.embedder_name)
+                    vectors = embedder.embed([r.question for r in pending])
+                    self.store.add([
+                        (r.ts, r.model, r.status, r.latency_s, r.passages,
+                         int(is_abstention(r.answer, self.abstention)), len(r.answer.split()),
+                         r.question if self.keep_text else None,
+                         np.asarray(vector, dtype=np.float32).tobytes())
+                        for r, vector in zip(pending, vectors, strict=True)])
+                except Exception:  # a recording failure must never take the server down
+                    self.failed += len(pending)
+                    logging.getLogger("tuneline.serve").exception("traffic recording failed")
+            if first is None:
+                return
