@@ -117,3 +117,41 @@ def test_monitor_traffic_tests_the_recorded_declines_against_the_evaluation(tmp_
     loud = monitor()
     assert loud.returncode == 10, loud.stdout + loud.stderr
     assert "abstention: 46% of 70 live requests against 5%" in " ".join(loud.stderr.split())
+
+
+def _gauges(text: str) -> dict[str, float]:
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line.startswith("tuneline_drift_")}
+
+
+def test_the_server_checks_its_recorded_traffic_and_sets_the_drift_gauges(tmp_path,
+                                                                        tiny_model_dir):
+    import httpx
+
+    from tuneline.monitor.drift import DriftBaseline
+    from tuneline.rag.embed import Embedder
+    from tuneline.serve.app import build_app
+    from tuneline.serve.config import ServeConfig
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    run = _run_with_baseline(tmp_path, abstention=0.05)
+    baseline = DriftBaseline.load(run / "evaluate" / "drift-baseline")
+    probe = Path(__file__).resolve().parents[2] / "src/tuneline/evaluate/probes/general.jsonl"
+    everyday = [json.loads(line)["question"] for line in probe.read_text().splitlines()][:30]
+    store = TrafficStore(tmp_path / "traffic.db")
+    store.add([(time.time(), "tiny", 200, 0.1, None, 0, 5, None, v.tobytes())
+               for v in Embedder("embedded:all-minilm-l6-v2").embed(everyday)])
+    recorder = TrafficRecorder(store, "embedded:all-minilm-l6-v2", None)
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    settings = ServeConfig(traffic={"drift_every_s": 3600})
+    app = build_app({"tiny": engine}, settings, traffic=recorder, drift_baseline=baseline)
+    with serve_in_thread(app) as url:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the first check runs as the server starts
+            gauges = _gauges(httpx.get(url.removesuffix("/v1") + "/metrics").text)
+            if gauges.get("tuneline_drift_checked_timestamp_seconds"):
+                break
+            time.sleep(0.2)
+    assert gauges["tuneline_drift_alert"] == 1.0 and gauges["tuneline_drift_window"] == 30.0
+    assert gauges["tuneline_drift_out_of_coverage"] > 0.3
+    assert gauges["tuneline_drift_abstention"] == 0.0

@@ -11,8 +11,6 @@ import click
 
 from tuneline.cli.shared import CONFIG_HELP, console, load_cli_config
 
-MIN_WINDOW = 20  # fewer live questions than this say nothing reliable about drift
-
 if TYPE_CHECKING:
     from tuneline.config import PipelineConfig
     from tuneline.monitor.drift import DriftBaseline
@@ -75,6 +73,7 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
 def _live_file(live: Path, window: int | None, embedder: Embedder) -> Any:
     from tuneline.errors import DataError
     from tuneline.monitor.prompts import live_questions
+    from tuneline.monitor.traffic import MIN_WINDOW
 
     questions = live_questions(live)[-window:] if window else live_questions(live)
     if len(questions) < MIN_WINDOW:
@@ -87,18 +86,20 @@ def _recorded(cfg: PipelineConfig, window: int | None) -> tuple[Any, dict[str, t
     """The recorded window's embeddings, and (hits, n) of its declined answers and of its RAG
     questions without a passage."""
     from tuneline.errors import DataError
-    from tuneline.monitor.traffic import TrafficStore, traffic_db_path, window_embeddings
+    from tuneline.monitor.traffic import (
+        MIN_WINDOW,
+        TrafficStore,
+        traffic_db_path,
+        window_counts,
+        window_embeddings,
+    )
 
     path = traffic_db_path(cfg)
     rows = TrafficStore(path, must_exist=True).window(window)
     if len(rows) < MIN_WINDOW:
         raise DataError(f"{path}: {len(rows)} recorded requests; drift needs a window of at "
                         f"least {MIN_WINDOW}")
-    answered = [r for r in rows if r["status"] == 200]
-    with_rag = [r for r in answered if r["passages"] is not None]
-    counts = {"abstention": (sum(r["declined"] for r in answered), len(answered)),
-              "no_passage": (sum(r["passages"] == 0 for r in with_rag), len(with_rag))}
-    return window_embeddings(rows), counts
+    return window_embeddings(rows), window_counts(rows)
 
 
 def _baseline(cfg: PipelineConfig, run_dir: Path, reference: str | None,

@@ -202,3 +202,60 @@ class TrafficRecorder:
                     logging.getLogger("tuneline.serve").exception("traffic recording failed")
             if first is None:
                 return
+
+
+MIN_WINDOW = 20  # fewer live questions than this say nothing reliable about drift
+
+
+def window_counts(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(hits, n) of the declined answers among the answered requests, and of the questions
+    without a passage among the RAG ones."""
+    answered = [r for r in rows if r["status"] == 200]
+    with_rag = [r for r in answered if r["passages"] is not None]
+    return {"abstention": (sum(r["declined"] for r in answered), len(answered)),
+            "no_passage": (sum(r["passages"] == 0 for r in with_rag), len(with_rag))}
+
+
+class DriftWatcher:
+    """Checks the newest `window` recorded requests against `baseline` every `interval_s`
+    (first right away) and sets the server's `tuneline_drift_*` gauges."""
+
+    def __init__(self, store: TrafficStore, baseline: Any, metrics: Any, interval_s: float,
+                 window: int) -> None:
+        self.store, self.baseline, self.metrics = store, baseline, metrics
+        self.interval_s, self.window = interval_s, window
+        self.checks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tuneline-drift", daemon=True)
+        self._thread.start()
+
+    def check(self) -> dict[str, float] | None:
+        """One check; None when the window is too small to say anything."""
+        from tuneline.monitor.drift import compare, compare_rates
+
+        rows = self.store.window(self.window)
+        if len(rows) < MIN_WINDOW:
+            return None
+        report = compare(self.baseline, window_embeddings(rows))
+        counts = window_counts(rows)
+        rates = compare_rates(self.baseline.rates, counts)
+        values = {"alert": float(report.alert or any(r.alert for r in rates)),
+                  "window": float(len(rows)), "out_of_coverage": report.out_of_coverage,
+                  "classifier_auc": report.classifier_auc, "mmd_p_value": report.mmd_p_value,
+                  "psi": report.psi, "checked_timestamp_seconds": time.time()}
+        values.update({name: hits / n for name, (hits, n) in counts.items() if n})
+        self.metrics.set_drift(values)
+        self.checks += 1
+        return values
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check()
+            except Exception:  # a failed check must never take the server down
+                logging.getLogger("tuneline.serve").exception("drift check failed")
+            self._stop.wait(self.interval_s)

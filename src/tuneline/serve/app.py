@@ -24,7 +24,7 @@ _PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json"}
 def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = None,
               retriever: Any = None, feedback_path: Path | None = None,
               canary_name: str | None = None, environ: dict[str, str] | None = None,
-              traffic: Any = None) -> Any:
+              traffic: Any = None, drift_baseline: Any = None) -> Any:
     """An app serving each route under its model name.
 
     Args:
@@ -38,6 +38,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         environ: where API keys are read from (default: os.environ).
         traffic: a `tuneline.monitor.traffic.TrafficRecorder` that answered requests are
             handed to (none: nothing is recorded); closed when the app shuts down.
+        drift_baseline: the served version's `DriftBaseline`; with `traffic`, the recorded
+            requests are checked against it every settings.traffic.drift_every_s.
     """
     fastapi = require("fastapi")
     from fastapi.exceptions import RequestValidationError
@@ -51,6 +53,12 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
     wrapped = {n: r if isinstance(r, Route) else Route(r) for n, r in routes.items()}
     state = build_state(wrapped, settings, retriever, feedback_path, canary_name, environ)
     state.traffic = traffic
+    watcher = None
+    if traffic is not None and drift_baseline is not None and settings.traffic.drift_every_s:
+        from tuneline.monitor.traffic import DriftWatcher
+
+        watcher = DriftWatcher(traffic.store, drift_baseline, state.metrics,
+                               settings.traffic.drift_every_s, settings.traffic.drift_window)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -58,6 +66,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         state.draining = True
         for engine in state.engines():
             engine.close(settings.drain_timeout_s)
+        if watcher is not None:
+            watcher.close()
         if state.traffic is not None:
             state.traffic.close()
 

@@ -80,6 +80,13 @@ class TrafficConfig(Section):
     )
     max_rows: int = Field(100_000, ge=100, description="Newest rows kept.")
     max_age_days: float = Field(30.0, gt=0, description="Rows older than this are dropped.")
+    drift_every_s: float = Field(
+        300.0, ge=0, description="How often the server checks its newest recorded requests "
+        "against the served version's drift baseline and sets the tuneline_drift_* gauges on "
+        "/metrics (0: never; the check needs a baseline: the registered version's, else the "
+        "run's evaluate/drift-baseline).",
+    )
+    drift_window: int = Field(500, ge=20, description="Newest requests each check looks at.")
 
 
 class ServeConfig(Section):

@@ -11,6 +11,18 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # Pre-created so dashboards show a 0 series before the first rejection or canary request.
 REJECT_REASONS = ("rate_limit", "quota", "queue_full", "unauthorized", "timeout")
 CANARY_ARMS = ("champion", "candidate")
+# The server's last drift check of its recorded traffic (serve.traffic.drift_every_s).
+DRIFT_GAUGES = {
+    "alert": "1 when the last check raised a drift alert, else 0.",
+    "window": "Recorded requests in the last check's window.",
+    "out_of_coverage": "Share of the window resembling no training question.",
+    "classifier_auc": "AUC of a classifier telling the window from training questions.",
+    "mmd_p_value": "MMD permutation p-value of the window against training questions.",
+    "psi": "PSI of the window's topic (cluster) shares against training's.",
+    "abstention": "Share of the window's answers that declined.",
+    "no_passage": "Share of the window's RAG questions retrieval left without a passage.",
+    "checked_timestamp_seconds": "Unix time of the last check.",
+}
 
 
 class ServerMetrics:
@@ -54,6 +66,8 @@ class ServerMetrics:
             "tuneline_canary_rollbacks", "Automatic canary rollbacks.", registry=reg)
         self._rejected = prom.Counter(
             "tuneline_rejected", "Requests refused, by reason.", ["reason"], registry=reg)
+        self._drift = {name: prom.Gauge(f"tuneline_drift_{name}", help_text, registry=reg)
+                       for name, help_text in DRIFT_GAUGES.items()}
         for reason in REJECT_REASONS:
             self._rejected.labels(reason=reason)
         for arm in CANARY_ARMS:
@@ -105,6 +119,11 @@ class ServerMetrics:
     def rejected(self, reason: str) -> None:
         """Count a refused request; `reason` is one of REJECT_REASONS or another short word."""
         self._rejected.labels(reason=reason).inc()
+
+    def set_drift(self, values: dict[str, float]) -> None:
+        """Set the `tuneline_drift_*` gauges named in `values` (keys of DRIFT_GAUGES)."""
+        for name, value in values.items():
+            self._drift[name].set(value)
 
     def render(self) -> tuple[bytes, str]:
         """Return (the text exposition of every metric, its content type) for GET /metrics."""

@@ -52,9 +52,34 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
         from tuneline.serve.tracing import configure_tracing
 
         configure_tracing()
+    traffic = recorder_for(cfg)
+    baseline = (_drift_baseline(cfg, model_ref, base_model, announce)
+                if traffic is not None else None)
     app = build_app(routes, settings, retriever, feedback_db_path(cfg), canary_name,
-                    traffic=recorder_for(cfg))
+                    traffic=traffic, drift_baseline=baseline)
     return app, bind, port or settings.port
+
+
+def _drift_baseline(cfg: PipelineConfig, model_ref: str | None, base_model: str | None,
+                    announce: Callable[[str], None]) -> Any:
+    """The drift baseline registered with the main served version, or None (a bare base
+    model has none) with a line saying that traffic is recorded but not checked."""
+    from tuneline.monitor.baseline import BASELINE_DIR
+    from tuneline.monitor.drift import DriftBaseline
+
+    folder = None
+    if base_model is None:
+        from tuneline.registry import open_registry
+
+        registry = open_registry(cfg.register)
+        reference = model_ref or cfg.serve.model or cfg.register.name
+        folder = registry.materialize(registry.get(reference)).path / BASELINE_DIR
+    if folder is None or not folder.is_dir():
+        announce(f"recording traffic; no drift baseline{f' at {folder}' if folder else ''}, "
+                 "so /metrics carries no tuneline_drift_* values (tuneline monitor --traffic "
+                 "still works)")
+        return None
+    return DriftBaseline.load(folder)
 
 
 def _routes(cfg: PipelineConfig, model_ref: str | None, base_model: str | None,
