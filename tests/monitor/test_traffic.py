@@ -16,9 +16,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("sklearn")
 from openai import OpenAI  # noqa: E402
+from test_drift import _paris_questions  # noqa: E402
 
 from conftest import CAPITALS, serve_in_thread  # noqa: E402
-from test_drift import _paris_questions  # noqa: E402
 from tuneline.monitor.traffic import PRUNE_EVERY, TrafficRecorder, TrafficStore  # noqa: E402
 
 
