@@ -6,13 +6,14 @@ probe's questions from `--clients` concurrent httpx clients, greedy, `--max-toke
 first with recording off (the baseline), then with `serve.traffic` on (MiniLM embeddings
 written by the background thread into a SQLite store). Each phase runs `--requests` requests
 after a warm-up round; throughput is answered requests per second over the phase's wall time.
-Overhead = 1 - on / off.
+Overhead = 1 - on / off, per pair of phases; `--repeats` pairs, alternated, and their median.
 
 Scoring: `tuneline.monitor.drift.compare` of windows of 200 and 1,000 live questions (already
 embedded, as `--traffic` reads them) against a baseline of 2,000 training questions; prompts
 per second, and the same with the MiniLM embedding of the window included (as `--live` does).
 
     .venv/bin/python bench/monitor.py [--clients 16] [--requests 96] [--max-tokens 24]
+                                      [--repeats 3]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
+from statistics import median
 
 import httpx
 
@@ -134,17 +136,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from tuneline.machine import this_machine
 
     print(this_machine().summary())  # figures compare within one machine class only
     questions = probe_questions()
+    offs, ons, overheads = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        off, _ = recording_phase(args, questions, False, Path(tmp))
-        on, rows = recording_phase(args, questions, True, Path(tmp))
+        for repeat in range(args.repeats):  # alternated, so drift in machine speed hits both
+            off, _ = recording_phase(args, questions, False, Path(tmp))
+            on, rows = recording_phase(args, questions, True, Path(tmp) / str(repeat))
+            offs, ons = offs + [off], ons + [on]
+            overheads.append(1 - on / off)
+            print(f"repeat {repeat}: off {off:.2f} req/s, on {on:.2f} req/s ({rows} rows)")
     print(f"serving, {args.clients} clients, {args.requests} requests of {args.max_tokens} "
-          f"tokens: recording off {off:.2f} req/s | on {on:.2f} req/s ({rows} rows written) | "
-          f"overhead {1 - on / off:+.1%}")
+          f"tokens, median of {args.repeats}: recording off {median(offs):.2f} req/s | on "
+          f"{median(ons):.2f} req/s | overhead {median(overheads):+.1%} "
+          f"[{min(overheads):+.1%} to {max(overheads):+.1%}]")
     for line in scoring():
         print(line)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

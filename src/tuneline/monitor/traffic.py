@@ -3,8 +3,8 @@
 Per answered request: when, which served model, status, latency, how many passages retrieval
 gave (with RAG), whether the answer declined, its length in words, and the question's
 embedding. The question's text only when `serve.log_prompts` is on. Requests are queued by the
-route (never blocking it: a full queue drops and counts) and written by one background thread,
-which embeds them in batches. The SQLite store keeps at most `max_rows` rows no older than
+route (never blocking it: a full queue drops and counts) and written by a child process at the
+lowest CPU priority, which embeds them in batches. The SQLite store keeps at most `max_rows` rows no older than
 `max_age_days`, pruned as it writes, so a long-running server never grows without bound.
 """
 
@@ -145,16 +145,30 @@ def question_of(messages: Sequence[dict[str, str]]) -> str:
 
 
 class TrafficRecorder:
-    """Queues requests from the route and writes them, embedded, from one thread."""
+    """Queues requests from the route; a child process at the lowest CPU priority, on one
+    thread, embeds them in batches and writes them. In the server's own process the embedder
+    took 40% of a 2-core machine's throughput (its thread team fought the engine's for the
+    cores, docs/benchmarks.md); at nice 19 it gets only the cycles generation leaves."""
 
     def __init__(self, store: TrafficStore, embedder: str, abstention: str | None,
                  keep_text: bool = False, queue_size: int = 10_000, batch: int = 64) -> None:
-        self.store, self.keep_text, self.batch = store, keep_text, batch
-        self.embedder_name, self.abstention = embedder, abstention
-        self.dropped = self.failed = 0
-        self._queue: queue.Queue[Request | None] = queue.Queue(queue_size)
-        self._thread = threading.Thread(target=self._run, name="tuneline-traffic", daemon=True)
-        self._thread.start()
+        import multiprocessing
+
+        self.store = store
+        self.dropped = 0
+        context = multiprocessing.get_context("spawn")  # no forked copy of the loaded model
+        self._failed = context.Value("i", 0)
+        self._queue: Any = context.Queue(queue_size)
+        self._process = context.Process(
+            target=_record_loop, name="tuneline-traffic", daemon=True,
+            args=(self._queue, self._failed, str(store.path), store.max_rows,
+                  store.max_age_days, embedder, abstention, keep_text, batch))
+        self._process.start()
+
+    @property
+    def failed(self) -> int:
+        """Requests the recording process could not write (each failure is logged there)."""
+        return int(self._failed.value)
 
     def record(self, request: Request) -> None:
         """Hand one request over; never blocks (a full queue drops it and counts)."""
@@ -163,45 +177,58 @@ class TrafficRecorder:
         except queue.Full:
             self.dropped += 1
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread."""
-        with contextlib.suppress(queue.Full):
+    def close(self, timeout: float = 60.0) -> None:
+        """Write what is queued, then stop the recording process."""
+        with contextlib.suppress(queue.Full, ValueError, OSError):
             self._queue.put(None, timeout=timeout)
-        self._thread.join(timeout)
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
 
-    def _run(self) -> None:
-        from tuneline.evaluate.metrics import is_abstention
-        from tuneline.rag.embed import Embedder
 
-        np = require("numpy")
-        embedder: Embedder | None = None
-        while True:
-            first = self._queue.get()
-            pending = [first] if first is not None else []
-            while first is not None and len(pending) < self.batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    first = None
-                    break
-                pending.append(item)
-            if pending:
-                try:
-                    embedder = embedder or Embedder(self.embedder_name)
-                    vectors = embedder.embed([r.question for r in pending])
-                    self.store.add([
-                        (r.ts, r.model, r.status, r.latency_s, r.passages,
-                         int(is_abstention(r.answer, self.abstention)), len(r.answer.split()),
-                         r.question if self.keep_text else None,
-                         np.asarray(vector, dtype=np.float32).tobytes())
-                        for r, vector in zip(pending, vectors, strict=True)])
-                except Exception:  # a recording failure must never take the server down
-                    self.failed += len(pending)
-                    logging.getLogger("tuneline.serve").exception("traffic recording failed")
-            if first is None:
-                return
+def _record_loop(requests: Any, failed: Any, path: str, max_rows: int, max_age_days: float,
+                 embedder_name: str, abstention: str | None, keep_text: bool,
+                 batch: int) -> None:
+    """The recording process: take batches off the queue, embed, write; None ends it."""
+    import os
+
+    os.nice(19)
+    torch = require("torch")
+    torch.set_num_threads(1)
+    from tuneline.evaluate.metrics import is_abstention
+    from tuneline.rag.embed import Embedder
+
+    np = require("numpy")
+    store = TrafficStore(Path(path), max_rows, max_age_days)
+    embedder: Embedder | None = None
+    done = False
+    while not done:
+        pending: list[Request] = []
+        item = requests.get()
+        while item is not None:
+            pending.append(item)
+            if len(pending) >= batch:
+                break
+            try:
+                item = requests.get_nowait()
+            except queue.Empty:
+                break
+        done = item is None
+        if not pending:
+            continue
+        try:
+            embedder = embedder or Embedder(embedder_name)
+            vectors = embedder.embed([r.question for r in pending])
+            store.add([
+                (r.ts, r.model, r.status, r.latency_s, r.passages,
+                 int(is_abstention(r.answer, abstention)), len(r.answer.split()),
+                 r.question if keep_text else None,
+                 np.asarray(vector, dtype=np.float32).tobytes())
+                for r, vector in zip(pending, vectors, strict=True)])
+        except Exception:  # a recording failure must never take the server down
+            with failed.get_lock():
+                failed.value += len(pending)
+            logging.getLogger("tuneline.serve").exception("traffic recording failed")
 
 
 MIN_WINDOW = 20  # fewer live questions than this say nothing reliable about drift
