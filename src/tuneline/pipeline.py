@@ -100,7 +100,7 @@ def _with_time_limit(cfg: PipelineConfig, started: float) -> PipelineConfig:
     if cfg.run.budget_minutes is None:
         return cfg
     left = cfg.run.budget_minutes * 60 - (time.monotonic() - started)
-    limit = max(1.0, left * TRAIN_SHARE_OF_BUDGET)
+    limit = max(1e-3, left * TRAIN_SHARE_OF_BUDGET)  # none left: the shortest training
     return cfg.model_copy(update={
         "train": cfg.train.model_copy(update={"time_limit_seconds": limit})})
 
