@@ -21,9 +21,14 @@ def test_rates_are_those_of_the_served_variant_on_the_served_sets():
     predictions = [
         {"set": "heldout", "tuned+rag_answer": "Paris is the capital.", "tuned+rag_abstained":
          False, "retrieved": ["capitals:L2"], "tuned_answer": "No idea", "tuned_abstained": True},
-        {"set": "unanswerable", "tuned+rag_answer": "I don't know.", "tuned+rag_abstained": True,
+        {"set": "recall", "tuned+rag_answer": "I don't know.", "tuned+rag_abstained": True,
          "retrieved": [], "tuned_answer": "Oslo", "tuned_abstained": False},
         {"set": "general", "tuned+rag_answer": None, "tuned_answer": "4", "tuned_abstained": True},
+        # declining there is right: the rates are those of answerable questions
+        {"set": "unanswerable", "tuned+rag_answer": "I don't know.", "tuned+rag_abstained": True,
+         "retrieved": [], "tuned_answer": "I don't know.", "tuned_abstained": True},
+        {"set": "absent_attribute", "tuned+rag_answer": "No.", "tuned+rag_abstained": True,
+         "retrieved": [], "tuned_answer": "No.", "tuned_abstained": True},
     ]
     assert evaluation_rates(predictions, "tuned+rag") == {
         "abstention": 0.5, "answer_words": 3.5, "no_passage": 0.5}

@@ -4,8 +4,9 @@ Per answered request: when, which served model, status, latency, how many passag
 gave (with RAG), whether the answer declined, its length in words, and the question's
 embedding. The question's text only when `serve.log_prompts` is on. Requests are queued by the
 route (never blocking it: a full queue drops and counts) and written by a child process at the
-lowest CPU priority, which embeds them in batches. The SQLite store keeps at most `max_rows` rows no older than
-`max_age_days`, pruned as it writes, so a long-running server never grows without bound.
+lowest CPU priority, which embeds them in batches. The SQLite store keeps at most `max_rows`
+rows no older than `max_age_days`, pruned as it writes, so a long-running server never grows
+without bound.
 """
 
 from __future__ import annotations
