@@ -107,15 +107,12 @@ def _baseline(cfg: PipelineConfig, run_dir: Path, reference: str | None,
     """The registered version's baseline, else the run's, else one built from its training
     questions; with where it came from."""
     from tuneline.errors import DataError
-    from tuneline.monitor.baseline import BASELINE_DIR
+    from tuneline.monitor.baseline import BASELINE_DIR, registered_baseline_dir
     from tuneline.monitor.drift import DriftBaseline, build_baseline
     from tuneline.monitor.prompts import training_questions
 
     if reference is not None:
-        from tuneline.registry import open_registry
-
-        registry = open_registry(cfg.register)
-        folder = registry.materialize(registry.get(reference)).path / BASELINE_DIR
+        folder = registered_baseline_dir(cfg, reference)
         if not folder.is_dir():
             raise DataError(f"{reference}: registered without a drift baseline ({folder}); "
                             "versions registered since evaluate.drift_baseline have one")

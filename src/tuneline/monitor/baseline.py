@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneline.monitor.drift import DriftBaseline, build_baseline
 from tuneline.monitor.prompts import training_questions
 from tuneline.synthesize.out_of_data import UNANSWERABLE_KINDS
+
+if TYPE_CHECKING:
+    from tuneline.config import PipelineConfig
 
 BASELINE_DIR = "drift-baseline"
 # The forgetting probe is not traffic the version serves, and the unanswerable sets are there
@@ -53,3 +56,12 @@ def write_baseline(train_jsonl: Path, predictions: Sequence[dict[str, Any]], rag
                               seed=seed)
     baseline.save(folder)
     return baseline
+
+
+def registered_baseline_dir(cfg: PipelineConfig, reference: str) -> Path:
+    """Where the registered version `reference` keeps its baseline (it may not exist: versions
+    registered before evaluate.drift_baseline have none)."""
+    from tuneline.registry import open_registry
+
+    registry = open_registry(cfg.register)
+    return registry.materialize(registry.get(reference)).path / BASELINE_DIR

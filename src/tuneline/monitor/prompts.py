@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneline.errors import DataError
@@ -10,16 +11,19 @@ from tuneline.errors import DataError
 _QUESTION = "\n\nQuestion: "  # where a RAG-format user message puts the question
 
 
+def question_of(messages: Sequence[dict[str, str]]) -> str:
+    """The user's question: the last user turn, without the passages RAG put before it
+    ("" when there is no user turn)."""
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return user.rsplit(_QUESTION, 1)[-1].strip()
+
+
 def training_questions(train_jsonl: Path) -> list[str]:
     """The user's question of every training chat (the question of a RAG-format message, not
     its passages): what the model was taught to answer."""
-    questions = []
-    for line in train_jsonl.read_text(encoding="utf-8").splitlines():
-        messages = json.loads(line)["messages"]
-        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
-        if user:
-            questions.append(user.rsplit(_QUESTION, 1)[-1].strip())
-    return questions
+    questions = [question_of(json.loads(line)["messages"])
+                 for line in train_jsonl.read_text(encoding="utf-8").splitlines()]
+    return [q for q in questions if q]
 
 
 def live_questions(path: Path) -> list[str]:

@@ -43,7 +43,6 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
-_QUESTION = "\n\nQuestion: "  # where a RAG-format user message puts the question
 PRUNE_EVERY = 200  # rows written between prunes: the bound is max_rows + PRUNE_EVERY
 
 
@@ -137,12 +136,6 @@ def recorder_for(cfg: PipelineConfig) -> TrafficRecorder | None:
 def window_embeddings(rows: Sequence[dict[str, Any]]) -> Any:
     np = require("numpy")
     return np.stack([np.frombuffer(row["embedding"], dtype=np.float32) for row in rows])
-
-
-def question_of(messages: Sequence[dict[str, str]]) -> str:
-    """The user's question: the last user turn, without the passages RAG put before it."""
-    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    return user.rsplit(_QUESTION, 1)[-1].strip()
 
 
 class TrafficRecorder:

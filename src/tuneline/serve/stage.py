@@ -64,16 +64,13 @@ def _drift_baseline(cfg: PipelineConfig, model_ref: str | None, base_model: str 
                     announce: Callable[[str], None]) -> Any:
     """The drift baseline registered with the main served version, or None (a bare base
     model has none) with a line saying that traffic is recorded but not checked."""
-    from tuneline.monitor.baseline import BASELINE_DIR
+    from tuneline.monitor.baseline import registered_baseline_dir
     from tuneline.monitor.drift import DriftBaseline
 
     folder = None
     if base_model is None:
-        from tuneline.registry import open_registry
-
-        registry = open_registry(cfg.register)
         reference = model_ref or cfg.serve.model or cfg.register.name
-        folder = registry.materialize(registry.get(reference)).path / BASELINE_DIR
+        folder = registered_baseline_dir(cfg, reference)
     if folder is None or not folder.is_dir():
         announce(f"recording traffic; no drift baseline{f' at {folder}' if folder else ''}, "
                  "so /metrics carries no tuneline_drift_* values (tuneline monitor --traffic "

@@ -251,7 +251,8 @@ def _account(call: _Call, pending: PendingGeneration, status: int, final: FinalE
             "gen_ai.usage.output_tokens": final.completion_tokens if final else 0,
             "tuneline.ttft_s": pending.first_token_s or 0.0})
     if call.state.traffic is not None:
-        from tuneline.monitor.traffic import Request, question_of
+        from tuneline.monitor.prompts import question_of
+        from tuneline.monitor.traffic import Request
 
         call.state.traffic.record(Request(
             time.time(), call.served, status, latency, call.passages, question_of(messages),
