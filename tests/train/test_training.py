@@ -86,3 +86,30 @@ def test_top_layers_adapts_only_the_top_blocks_and_backward_stops_below_them(tin
     with pytest.raises(ConfigError, match="top_layers"):
         attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                     TrainConfig.model_validate({"lora": {"top_layers": blocks + 1}}))
+
+
+@pytest.mark.parametrize(("method", "device", "precision", "dtype"), [
+    ("lora", "cuda", "bf16", "bfloat16"),   # frozen base in bf16: attention keeps fast kernels
+    ("lora", "cuda", "fp32", None),
+    ("lora", "cpu", "bf16", None),          # CPU: float32 base, as the demo was measured
+    ("full", "cuda", "bf16", None),         # full fine-tuning keeps float32 master weights
+])
+def test_the_base_is_loaded_in_bf16_only_for_lora_under_bf16_on_a_gpu(method, device, precision,
+                                                                      dtype):
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.job import base_load_options
+
+    options = base_load_options(TrainConfig(method=method, precision=precision), device)
+    assert options.get("dtype") == dtype
+
+
+def test_qlora_loads_the_base_in_4_bit_on_its_process_gpu():
+    pytest.importorskip("transformers")
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.job import base_load_options
+
+    options = base_load_options(TrainConfig(method="qlora"), "cuda", process_index=3)
+    quant = options["quantization_config"]
+    assert (quant.load_in_4bit, quant.bnb_4bit_quant_type, quant.bnb_4bit_use_double_quant) \
+        == (True, "nf4", True)
+    assert options["device_map"] == {"": 3} and "dtype" not in options

@@ -19,6 +19,7 @@ from tuneline._optional import require
 from tuneline.artifacts import read_jsonl, write_json_atomic, write_jsonl
 from tuneline.config import PipelineConfig, load_config, save_config
 from tuneline.errors import DataError, ModelError
+from tuneline.train.config import TrainConfig
 from tuneline.train.replay import REPLAY_FILE
 
 TRAIN_LOG = "train_log.jsonl"
@@ -73,20 +74,10 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, dict
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     """Train per `cfg`; the main process saves the result and returns its details."""
-    from tuneline.models.loading import (
-        load_base_model,
-        load_tokenizer,
-        set_cpu_threads,
-        use_bf16,
-    )
+    from tuneline.models.loading import load_tokenizer, set_cpu_threads, use_bf16
     from tuneline.train.checkpoint import CheckpointStore
     from tuneline.train.loop import make_accelerator, train_loop
-    from tuneline.train.methods import (
-        check_method_supported,
-        prepare_for_training,
-        quantization_config,
-        save_trained,
-    )
+    from tuneline.train.methods import check_method_supported, save_trained
 
     train = cfg.train
     if "WORLD_SIZE" not in os.environ:
@@ -104,11 +95,7 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
         raise DataError(f"{job.curated_dir / 'train.jsonl'}: no training example keeps an "
                         f"answer token within train.max_seq_len={train.max_seq_len}")
     require("transformers").set_seed(cfg.run.seed)
-    quantized = {"quantization_config": quantization_config(train),
-                 "device_map": {"": accelerator.local_process_index}} \
-        if train.method == "qlora" else {}
-    model = prepare_for_training(
-        load_base_model(cfg.model.base, cfg.model.cache_dir, **quantized), train)
+    model = model_for_training(cfg, accelerator)
     bf16 = use_bf16(train.precision, device)
     store = CheckpointStore(job.checkpoint_dir, train.keep_checkpoints)
     tracker = _open_tracker(cfg, job, accelerator.is_main_process)
@@ -133,6 +120,37 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     details = _details(cfg, report, device, bf16, folder.name, len(train_set), dropped, peak_rss)
     write_json_atomic(job.out_dir / REPORT_FILE, details)
     return details
+
+
+def model_for_training(cfg: PipelineConfig, accelerator: Any) -> Any:
+    """The base model loaded for `cfg.train.method`, with exactly the method's weights
+    trainable."""
+    from tuneline.models.loading import load_base_model
+    from tuneline.train.methods import prepare_for_training
+
+    options = base_load_options(cfg.train, accelerator.device.type,
+                                accelerator.local_process_index)
+    return prepare_for_training(
+        load_base_model(cfg.model.base, cfg.model.cache_dir, **options), cfg.train)
+
+
+def base_load_options(train: TrainConfig, device: str, process_index: int = 0) -> dict[str, Any]:
+    """How the base model is loaded for a method on a device: 4-bit on this process's GPU for
+    QLoRA; bf16 for LoRA on a GPU under bf16 autocast, float32 otherwise.
+
+    In float32 the rotary embedding turns a bf16 autocast's queries and keys back to float32
+    and attention leaves the fast kernels (1.6x slower at batch 64 on an H200,
+    docs/benchmarks.md "GPU"); adapters stay float32 either way (PEFT). On a CPU the base stays
+    float32, as measured for the demo; full fine-tuning keeps float32 master weights."""
+    from tuneline.models.loading import use_bf16
+    from tuneline.train.methods import quantization_config
+
+    if train.method == "qlora":
+        return {"quantization_config": quantization_config(train),
+                "device_map": {"": process_index}}
+    if train.method == "lora" and device == "cuda" and use_bf16(train.precision, device):
+        return {"dtype": "bfloat16"}
+    return {}
 
 
 def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: str,

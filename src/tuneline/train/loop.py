@@ -116,6 +116,11 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
 def make_accelerator() -> Any:
     """This process's Accelerator: plain, or distributed when `accelerate launch` started it."""
     accelerate = require("accelerate")
+    if torch.cuda.is_available():
+        # cuDNN attention builds a plan per new sequence length, and length-grouped batches
+        # bring a new length nearly every step: LoRA at batch 16 on an H200 ran at 10.8k
+        # tok/s with it and 20.2k without (docs/benchmarks.md, "GPU").
+        torch.backends.cuda.enable_cudnn_sdp(False)
     return accelerate.Accelerator(cpu=not torch.cuda.is_available())
 
 
