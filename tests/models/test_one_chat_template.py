@@ -57,6 +57,7 @@ def _stops_by_itself(model, tokenizer, ids: list[int]) -> bool:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_server_hf_adapter_and_gguf_build_the_training_prompt_and_stop_by_themselves(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
