@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -33,9 +36,10 @@ def _run_folder(tmp_path: Path) -> Path:
     return tmp_path / "runs" / "demo"
 
 
-def _monitor(tmp_path: Path, live: Path) -> subprocess.CompletedProcess:
+def _monitor(tmp_path: Path, live: Path, *more: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuneline.cli.main", "monitor", "cfg.yaml",
-                           "--live", str(live)], cwd=tmp_path, capture_output=True, text=True)
+                           "--live", str(live), *more], cwd=tmp_path, capture_output=True,
+                          text=True)
 
 
 def test_monitor_is_quiet_on_questions_like_training_and_exits_10_on_drift(tmp_path):
@@ -52,11 +56,40 @@ def test_monitor_is_quiet_on_questions_like_training_and_exits_10_on_drift(tmp_p
                 for line in (PROBE / "general.jsonl").read_text().splitlines()][:30]
     shifted = tmp_path / "shifted.txt"
     shifted.write_text("\n".join(_paris_questions(slice(360, 390)) + everyday) + "\n")
-    loud = _monitor(tmp_path, shifted)
+    with _webhook_receiver() as (url, received):
+        loud = _monitor(tmp_path, shifted, "--webhook", url)
     assert loud.returncode == 10, loud.stdout + loud.stderr
     assert "resemble no training prompt" in " ".join(loud.stderr.split())
     drift = json.loads((run / "monitor" / "drift.json").read_text())
     assert drift["alert"] is True and drift["out_of_coverage"] > 0.3
+    assert f"delivered to {url}" in loud.stdout
+    assert received[0]["alerts"] == drift["alerts"] and received[0]["run"] == "demo"
+    page = (run / "monitor" / "drift.html").read_text()
+    outside = page.split("outside the training coverage")[1]
+    assert sum(q in outside for q in everyday) >= 5  # the everyday questions are named
+    assert not any(q in outside for q in _paris_questions(slice(360, 390)))
+
+
+@contextlib.contextmanager
+def _webhook_receiver():
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/drift", received
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_bad_live_files_name_the_line(tmp_path):

@@ -3,6 +3,7 @@ training ones and, for recorded traffic, of the declined and no-passage shares."
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +32,16 @@ if TYPE_CHECKING:
 @click.option("--version", "reference", default=None, metavar="NAME@ALIAS|NAME/N",
               help="Compare with the baseline registered with this version (default: the "
               "run's own evaluate/drift-baseline, else its training questions).")
+@click.option("--webhook", default=None, metavar="URL",
+              help="On drift, POST the alerts as JSON to this URL (e.g. a Slack or Teams "
+              "incoming webhook, or your pager's); default: $TUNELINE_DRIFT_WEBHOOK.")
 def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int | None,
-            reference: str | None) -> None:
+            reference: str | None, webhook: str | None) -> None:
     from tuneline.artifacts import write_json_atomic
     from tuneline.errors import ConfigError, DriftAlert
     from tuneline.monitor.drift import compare, compare_rates
+    from tuneline.monitor.report import DRIFT_HTML, write_drift_html
+    from tuneline.monitor.webhook import post_alert
     from tuneline.rag.embed import Embedder
 
     if (live is None) == (not traffic):
@@ -44,9 +50,10 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
     run_dir = cfg.run.runs_dir / cfg.run.name
     embedder = Embedder(cfg.index.embedder)
     if live is not None:
-        embeddings, counts = _live_file(live, window, embedder), {}
+        questions = _live_questions(live, window)
+        embeddings, counts = embedder.embed(questions), {}
     else:
-        embeddings, counts = _recorded(cfg, window)
+        embeddings, counts, questions = _recorded(cfg, window)
     baseline, origin = _baseline(cfg, run_dir, reference, embedder)
     report = compare(baseline, embeddings, seed=cfg.run.seed)
     rates = compare_rates(baseline.rates, counts)
@@ -54,9 +61,12 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
     alerts = report.alerts + [
         f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live requests against "
         f"{r.expected:.0%} at evaluation (binomial p = {r.p_value:.2g})" for r in rates if r.alert]
-    write_json_atomic(out, {**report.to_dict(), "alerts": alerts, "alert": bool(alerts),
-                            "rates": [asdict(r) for r in rates], "baseline": str(origin),
-                            "baseline_rates": baseline.rates})
+    drift = {**report.to_dict(), "alerts": alerts, "alert": bool(alerts),
+             "rates": [asdict(r) for r in rates], "baseline": str(origin),
+             "baseline_rates": baseline.rates}
+    write_json_atomic(out, drift)
+    page = write_drift_html(out.parent / DRIFT_HTML, report, rates, str(origin), questions,
+                            alerts)
     console.print(f"baseline: {origin}")
     console.print(f"{report.live} live questions against {len(baseline.embeddings)} training "
                   f"ones: classifier AUC {report.classifier_auc:.2f} (shuffled up to "
@@ -65,12 +75,17 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
     for r in rates:
         console.print(f"{r.name}: live {r.live:.0%} (n={r.n}) vs {r.expected:.0%} at "
                       f"evaluation, p = {r.p_value:.2g}")
+    console.print(f"report: {page}")
     if alerts:
+        url = webhook or os.environ.get("TUNELINE_DRIFT_WEBHOOK")
+        if url:
+            sent = post_alert(url, {**drift, "run": cfg.run.name, "report": str(page)})
+            console.print(f"webhook: {sent}")
         raise DriftAlert("drift: " + "; ".join(alerts))
     console.print("no drift")
 
 
-def _live_file(live: Path, window: int | None, embedder: Embedder) -> Any:
+def _live_questions(live: Path, window: int | None) -> list[str]:
     from tuneline.errors import DataError
     from tuneline.monitor.prompts import live_questions
     from tuneline.monitor.traffic import MIN_WINDOW
@@ -79,12 +94,13 @@ def _live_file(live: Path, window: int | None, embedder: Embedder) -> Any:
     if len(questions) < MIN_WINDOW:
         raise DataError(f"{live}: {len(questions)} questions; drift needs a window of at "
                         f"least {MIN_WINDOW}")
-    return embedder.embed(questions)
+    return questions
 
 
-def _recorded(cfg: PipelineConfig, window: int | None) -> tuple[Any, dict[str, tuple[int, int]]]:
-    """The recorded window's embeddings, and (hits, n) of its declined answers and of its RAG
-    questions without a passage."""
+def _recorded(cfg: PipelineConfig, window: int | None
+              ) -> tuple[Any, dict[str, tuple[int, int]], list[str | None]]:
+    """The recorded window's embeddings; (hits, n) of its declined answers and of its RAG
+    questions without a passage; and its questions' text (None where not recorded)."""
     from tuneline.errors import DataError
     from tuneline.monitor.traffic import (
         MIN_WINDOW,
@@ -99,7 +115,7 @@ def _recorded(cfg: PipelineConfig, window: int | None) -> tuple[Any, dict[str, t
     if len(rows) < MIN_WINDOW:
         raise DataError(f"{path}: {len(rows)} recorded requests; drift needs a window of at "
                         f"least {MIN_WINDOW}")
-    return window_embeddings(rows), window_counts(rows)
+    return window_embeddings(rows), window_counts(rows), [row["question"] for row in rows]
 
 
 def _baseline(cfg: PipelineConfig, run_dir: Path, reference: str | None,

@@ -85,13 +85,19 @@ class DriftReport:
     out_of_coverage: float  # share of live prompts outside the training prompts' coverage
     out_of_coverage_p_value: float
     alerts: list[str]
+    # Per live prompt, for the HTML report (not in drift.json): its nearest cluster, and its
+    # distance to the nearest training prompt over the coverage radius (> 1: out of coverage).
+    live_clusters: list[int] = field(default_factory=list)
+    coverage_ratio: list[float] = field(default_factory=list)
 
     @property
     def alert(self) -> bool:
         return bool(self.alerts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "alert": self.alert}
+        summary = {k: v for k, v in asdict(self).items()
+                   if k not in ("live_clusters", "coverage_ratio")}
+        return {**summary, "alert": self.alert}
 
 
 def build_baseline(embeddings: Any, rates: dict[str, float] | None = None, clusters: int = 8,
@@ -129,7 +135,8 @@ def compare(baseline: DriftBaseline, live: Any, thresholds: DriftThresholds | No
     expected = np.maximum(baseline.shares, 1e-9)
     shares_p = float(stats.chisquare(counts, expected / expected.sum() * len(y)).pvalue)
     scale, radius = baseline.coverage_radius[:-1], baseline.coverage_radius[-1]
-    outside = int((_nearest_distance(y, x) / scale[cluster] > radius).sum())
+    ratio = _nearest_distance(y, x) / scale[cluster] / radius
+    outside = int((ratio > 1).sum())
     ooc_p = float(stats.binomtest(outside, len(y), 1 - COVERAGE_QUANTILE,
                                   alternative="greater").pvalue)
     alerts = []
@@ -147,7 +154,8 @@ def compare(baseline: DriftBaseline, live: Any, thresholds: DriftThresholds | No
     return DriftReport(len(y), auc, auc_null, mmd, mmd_p, psi, shares_p,
                        {"baseline": [round(float(s), 4) for s in baseline.shares],
                         "live": [round(float(s), 4) for s in live_shares]},
-                       outside / len(y), ooc_p, alerts)
+                       outside / len(y), ooc_p, alerts, [int(c) for c in cluster],
+                       [round(float(r), 4) for r in ratio])
 
 
 def _normalised(x: Any) -> Any:

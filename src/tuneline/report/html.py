@@ -145,7 +145,7 @@ def render_html_report(run_dir: Path) -> str:
     run = load_run(Path(run_dir))
     figures = html_plots.figure_module()
     return _environment().get_template(TEMPLATE).render(
-        run=run, results=run.results, css=Markup(_css()),
+        run=run, results=run.results, css=Markup(report_css()),
         metric_keys=[key for key, _ in TABLE_METRICS],
         metric_labels=[label for _, label in TABLE_METRICS],
         loss=_loss(run, figures), categories=_categories(run, figures),
@@ -175,7 +175,7 @@ def _environment() -> Environment:
 
 
 @functools.cache
-def _css() -> str:
+def report_css() -> str:
     return resources.files("tuneline.report").joinpath("report.css").read_text("utf-8")
 
 
