@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -14,6 +11,7 @@ pytest.importorskip("sklearn")
 
 from test_drift import TOPICS, _prompts, _topics  # noqa: E402
 
+from conftest import webhook_receiver  # noqa: E402
 from tuneline.monitor.drift import build_baseline, compare, compare_rates  # noqa: E402
 from tuneline.monitor.report import render_drift_html  # noqa: E402
 from tuneline.monitor.webhook import post_alert  # noqa: E402
@@ -56,31 +54,11 @@ def test_without_recorded_text_the_report_says_so_and_shows_no_question():
     assert "topic question" not in page
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        length = int(self.headers["Content-Length"])
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_the_webhook_receives_the_alerts_and_a_failed_delivery_is_reported_not_raised():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
+    with webhook_receiver() as (url, received):
         said = post_alert(url, {"alerts": ["MMD 0.1, permutation p = 0.001"], "run": "demo"})
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert said == f"delivered to {url} (HTTP 204)"
-    body = _Hook.received[-1]
+    assert said == f"delivered to {url} (HTTP 200)"
+    body = received[-1]
     assert body["text"] == "tuneline drift: MMD 0.1, permutation p = 0.001"
     assert body["run"] == "demo"
     closed = post_alert(url, {"alerts": ["x"]})  # the server is gone

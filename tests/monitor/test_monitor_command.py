@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ pytest.importorskip("sklearn")
 
 from test_drift import _paris_questions  # noqa: E402
 
+from conftest import webhook_receiver  # noqa: E402
 from tuneline.rag.prompt import rag_user_message  # noqa: E402
 
 PROBE = Path(__file__).resolve().parents[2] / "src" / "tuneline" / "evaluate" / "probes"
@@ -56,7 +54,7 @@ def test_monitor_is_quiet_on_questions_like_training_and_exits_10_on_drift(tmp_p
                 for line in (PROBE / "general.jsonl").read_text().splitlines()][:30]
     shifted = tmp_path / "shifted.txt"
     shifted.write_text("\n".join(_paris_questions(slice(360, 390)) + everyday) + "\n")
-    with _webhook_receiver() as (url, received):
+    with webhook_receiver() as (url, received):
         loud = _monitor(tmp_path, shifted, "--webhook", url)
     assert loud.returncode == 10, loud.stdout + loud.stderr
     assert "resemble no training prompt" in " ".join(loud.stderr.split())
@@ -68,33 +66,3 @@ def test_monitor_is_quiet_on_questions_like_training_and_exits_10_on_drift(tmp_p
     outside = page.split("outside the training coverage")[1]
     assert sum(q in outside for q in everyday) >= 5  # the everyday questions are named
     assert not any(q in outside for q in _paris_questions(slice(360, 390)))
-
-
-@contextlib.contextmanager
-def _webhook_receiver():
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/drift", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_bad_live_files_name_the_line(tmp_path):
-    _run_folder(tmp_path)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "Who won?"}\n{"answer": "x"}\n')
-    result = _monitor(tmp_path, bad)
-    assert result.returncode == 3 and "bad.jsonl:2: no question" in " ".join(result.stderr.split())

@@ -18,7 +18,7 @@ pytest.importorskip("sklearn")
 from openai import OpenAI  # noqa: E402
 from test_drift import _paris_questions  # noqa: E402
 
-from conftest import CAPITALS, serve_in_thread  # noqa: E402
+from conftest import CAPITALS, serve_in_thread, webhook_receiver  # noqa: E402
 from tuneline.monitor.traffic import PRUNE_EVERY, TrafficRecorder, TrafficStore  # noqa: E402
 
 
@@ -143,15 +143,18 @@ def test_the_server_checks_its_recorded_traffic_and_sets_the_drift_gauges(tmp_pa
                for v in Embedder("embedded:all-minilm-l6-v2").embed(everyday)])
     recorder = TrafficRecorder(store, "embedded:all-minilm-l6-v2", None)
     engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
-    settings = ServeConfig(traffic={"drift_every_s": 3600})
-    app = build_app({"tiny": engine}, settings, traffic=recorder, drift_baseline=baseline)
-    with serve_in_thread(app) as url:
-        deadline = time.time() + 60
-        while time.time() < deadline:  # the first check runs as the server starts
-            gauges = _gauges(httpx.get(url.removesuffix("/v1") + "/metrics").text)
-            if gauges.get("tuneline_drift_checked_timestamp_seconds"):
-                break
-            time.sleep(0.2)
+    with webhook_receiver() as (hook, posted):
+        settings = ServeConfig(traffic={"drift_every_s": 3600, "drift_webhook": hook})
+        app = build_app({"tiny": engine}, settings, traffic=recorder, drift_baseline=baseline)
+        with serve_in_thread(app) as url:
+            deadline = time.time() + 60
+            while time.time() < deadline:  # the first check runs as the server starts
+                gauges = _gauges(httpx.get(url.removesuffix("/v1") + "/metrics").text)
+                if gauges.get("tuneline_drift_checked_timestamp_seconds") and posted:
+                    break
+                time.sleep(0.2)
+    assert len(posted) == 1 and any("resemble no training prompt" in a
+                                    for a in posted[0]["alerts"])
     assert gauges["tuneline_drift_alert"] == 1.0 and gauges["tuneline_drift_window"] == 30.0
     assert gauges["tuneline_drift_out_of_coverage"] > 0.3
     assert gauges["tuneline_drift_abstention"] == 0.0

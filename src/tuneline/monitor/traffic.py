@@ -242,10 +242,11 @@ class DriftWatcher:
     (first right away) and sets the server's `tuneline_drift_*` gauges."""
 
     def __init__(self, store: TrafficStore, baseline: Any, metrics: Any, interval_s: float,
-                 window: int) -> None:
+                 window: int, webhook: str | None = None) -> None:
         self.store, self.baseline, self.metrics = store, baseline, metrics
-        self.interval_s, self.window = interval_s, window
+        self.interval_s, self.window, self.webhook = interval_s, window, webhook
         self.checks = 0
+        self.alerting = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tuneline-drift", daemon=True)
         self._thread.start()
@@ -267,6 +268,16 @@ class DriftWatcher:
         values.update({name: hits / n for name, (hits, n) in counts.items() if n})
         self.metrics.set_drift(values)
         self.checks += 1
+        alerts = report.alerts + [f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live "
+                                  f"requests against {r.expected:.0%} at evaluation"
+                                  for r in rates if r.alert]
+        if alerts and not self.alerting and self.webhook:
+            from tuneline.monitor.webhook import post_alert
+
+            logging.getLogger("tuneline.serve").warning(
+                "drift: %s; webhook %s", "; ".join(alerts),
+                post_alert(self.webhook, {**values, "alerts": alerts}))
+        self.alerting = bool(alerts)
         return values
 
     def close(self) -> None:

@@ -58,7 +58,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
         from tuneline.monitor.traffic import DriftWatcher
 
         watcher = DriftWatcher(traffic.store, drift_baseline, state.metrics,
-                               settings.traffic.drift_every_s, settings.traffic.drift_window)
+                               settings.traffic.drift_every_s, settings.traffic.drift_window,
+                               settings.traffic.drift_webhook)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:

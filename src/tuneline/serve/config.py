@@ -88,6 +88,10 @@ class TrafficConfig(Section):
         "run's evaluate/drift-baseline).",
     )
     drift_window: int = Field(500, ge=20, description="Newest requests each check looks at.")
+    drift_webhook: str | None = Field(
+        None, description="POST the alerts as JSON to this http(s) URL when a check starts "
+        "alerting (once per episode, not every check); e.g. a Slack or Teams incoming webhook.",
+    )
 
 
 class ServeConfig(Section):
