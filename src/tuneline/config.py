@@ -22,6 +22,7 @@ from tuneline.register.config import RegisterConfig
 from tuneline.serve.config import ServeConfig
 from tuneline.synthesize.config import SynthesizeConfig
 from tuneline.train.config import TrainConfig
+from tuneline.watch.config import WatchConfig
 
 __all__ = ["PipelineConfig", "RunConfig", "apply_override", "load_config", "save_config"]
 
@@ -69,6 +70,9 @@ class PipelineConfig(Section):
     )
     register: RegisterConfig = Field(default_factory=RegisterConfig, description="Registry.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving.")
+    watch: WatchConfig = Field(
+        default_factory=WatchConfig, description="`tuneline watch`: polling and S3 prefixes."
+    )
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections, used in stage fingerprints. Of `run` only the

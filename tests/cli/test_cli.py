@@ -53,7 +53,7 @@ def test_the_root_group_registers_every_command():
     assert sorted(cli.commands) == [
         "config", "curate", "data", "evaluate", "export", "feedback", "index", "ingest", "init",
         "models", "monitor", "register", "registry", "run", "serve", "serve-key", "synthesize",
-        "train"]
+        "train", "watch"]
 
 
 def test_metrics_print_reads_metrics_json(tmp_path, monkeypatch):

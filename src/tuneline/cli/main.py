@@ -17,6 +17,7 @@ from tuneline.cli.pipeline_commands import run, stage_commands, synthesize, trai
 from tuneline.cli.registry_commands import registry
 from tuneline.cli.serve_commands import serve, serve_key
 from tuneline.cli.shared import errors
+from tuneline.cli.watch_command import watch
 from tuneline.errors import TunelineError
 
 
@@ -27,7 +28,7 @@ def cli() -> None:
 
 
 for _command in (init, run, *stage_commands, train, synthesize, export, models, data, config,
-                 registry, serve, serve_key, feedback, monitor):
+                 registry, serve, serve_key, feedback, monitor, watch):
     cli.add_command(_command)
 
 

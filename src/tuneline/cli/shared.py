@@ -14,11 +14,12 @@ errors = Console(stderr=True)
 CONFIG_HELP = "YAML config, then dotted overrides such as train.epochs=2 (YAML-parsed values)."
 
 
-def load_cli_config(args: tuple[str, ...]) -> PipelineConfig:
-    """First argument is the config file unless it looks like an override."""
+def load_cli_config(args: tuple[str, ...], check_paths: bool = True) -> PipelineConfig:
+    """First argument is the config file unless it looks like an override; `check_paths`
+    False leaves files that do not exist yet (e.g. mirrored from S3 by `watch`) unchecked."""
     path = None
     if args and "=" not in args[0]:
         path, args = Path(args[0]), args[1:]
     elif Path("tuneline.yaml").is_file():
         path = Path("tuneline.yaml")
-    return load_config(path, list(args))
+    return load_config(path, list(args), check_paths=check_paths)
