@@ -6,7 +6,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from tuneline._optional import require
 from tuneline.serve.config import ServeConfig
 from tuneline.serve.engines.engine import Engine
 from tuneline.serve.protocol import error_body
-from tuneline.serve.state import RAG_SUFFIX, APIError, Route, build_state
+from tuneline.serve.state import RAG_SUFFIX, APIError, Route, ServerState, build_state
 
 __all__ = ["RAG_SUFFIX", "APIError", "Route", "build_app"]
 
@@ -24,7 +24,8 @@ _PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/docs", "/openapi.json"}
 def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = None,
               retriever: Any = None, feedback_path: Path | None = None,
               canary_name: str | None = None, environ: dict[str, str] | None = None,
-              traffic: Any = None, drift_baseline: Any = None) -> Any:
+              traffic: Any = None, drift_baseline: Any = None,
+              follow_candidate: Callable[[ServerState], Any] | None = None) -> Any:
     """An app serving each route under its model name.
 
     Args:
@@ -40,6 +41,8 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
             handed to (none: nothing is recorded); closed when the app shuts down.
         drift_baseline: the served version's `DriftBaseline`; with `traffic`, the recorded
             requests are checked against it every settings.traffic.drift_every_s.
+        follow_candidate: with a canary, called with the server's state; what it returns
+            (e.g. a `tuneline.serve.follow.CandidateFollower`) is closed at shutdown.
     """
     fastapi = require("fastapi")
     from fastapi.exceptions import RequestValidationError
@@ -61,10 +64,14 @@ def build_app(routes: dict[str, Engine | Route], settings: ServeConfig | None = 
                                settings.traffic.drift_every_s, settings.traffic.drift_window,
                                settings.traffic.drift_webhook)
 
+    follower = follow_candidate(state) if follow_candidate and state.canary else None
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         yield
         state.draining = True
+        if follower is not None:
+            follower.close()
         for engine in state.engines():
             engine.close(settings.drain_timeout_s)
         if watcher is not None:

@@ -66,6 +66,11 @@ class CanaryConfig(Section):
     max_p95_factor: float = Field(
         2.0, gt=1, description="Roll back when candidate p95 latency > factor × champion's."
     )
+    follow_s: float = Field(
+        0.0, ge=0, description="Check the registry every N seconds; when the candidate alias "
+        "points at another version (e.g. registered by `tuneline watch`), load it and make it "
+        "the canary's candidate without a restart, with fresh windows (0: never).",
+    )
 
 
 class TrafficConfig(Section):

@@ -33,24 +33,25 @@ def plan_models(cfg: PipelineConfig, model_ref: str | None) -> tuple[list[Served
     settings = cfg.serve
     registry = open_registry(cfg.register)
     reference = model_ref or settings.model or cfg.register.name
-    plans = [_from_registry(registry, reference, extra=(reference,))]
+    plans = [served_weights(registry, reference, extra=(reference,))]
     canary_name = registry.get(reference).name
     if settings.canary.percent > 0:
         for ref in (settings.canary.champion or f"{canary_name}@champion",
                     settings.canary.candidate or f"{canary_name}@candidate"):
-            plans.append(_from_registry(registry, ref, extra=(ref,)))
+            plans.append(served_weights(registry, ref, extra=(ref,)))
     for name, target in settings.adapters.items():
         if Path(target).is_dir():
             plans.append(ServedWeights((name,), _adapter_base(Path(target)), Path(target),
                                        str(target)))
         else:
-            plans.append(_from_registry(registry, target, extra=(name,)))
+            plans.append(served_weights(registry, target, extra=(name,)))
     if settings.expose_base:
         plans.append(ServedWeights(("base",), plans[0].base, None, plans[0].base))
     return _merge_same_weights(plans), canary_name
 
 
-def _from_registry(registry: Any, reference: str, extra: tuple[str, ...]) -> ServedWeights:
+def served_weights(registry: Any, reference: str, extra: tuple[str, ...]) -> ServedWeights:
+    """A registered version as served weights, under its reference, aliases and `extra`."""
     version = registry.materialize(registry.get(reference))
     if version.remote_model is not None:
         remote = version.remote_model

@@ -55,8 +55,15 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
     traffic = recorder_for(cfg)
     baseline = (_drift_baseline(cfg, model_ref, base_model, announce)
                 if traffic is not None else None)
+    follow = None
+    if settings.canary.follow_s > 0 and base_model is None:
+        from tuneline.serve.follow import CandidateFollower
+
+        def follow(state: Any) -> CandidateFollower:
+            return CandidateFollower(state, cfg, settings.canary.follow_s)
+
     app = build_app(routes, settings, retriever, feedback_db_path(cfg), canary_name,
-                    traffic=traffic, drift_baseline=baseline)
+                    traffic=traffic, drift_baseline=baseline, follow_candidate=follow)
     return app, bind, port or settings.port
 
 

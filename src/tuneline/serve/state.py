@@ -117,11 +117,12 @@ def build_state(routes: dict[str, Route], settings: ServeConfig, retriever: Any 
         if hasattr(engine, "batcher"):
             engine.batcher.on_batch = state.metrics.observe_batch
     if canary_name is not None and settings.canary.percent > 0:
-        state.canary = _canary(state, canary_name)
+        state.canary = Canary(canary_name, canary_for(state, canary_name))
     return state
 
 
-def _canary(state: ServerState, name: str) -> Canary:
+def canary_for(state: ServerState, name: str) -> Any:
+    """A fresh CanaryRouter splitting `name` between its champion and candidate routes."""
     from tuneline.serve.canary import CanaryRouter
 
     settings = state.settings.canary
@@ -136,4 +137,4 @@ def _canary(state: ServerState, name: str) -> Canary:
         state.logger.warning("canary rolled back", extra={"fields": {
             "event": "canary_rollback", "candidate": candidate, "reason": reason}})
 
-    return Canary(name, CanaryRouter(settings, champion, candidate, on_rollback=rolled_back))
+    return CanaryRouter(settings, champion, candidate, on_rollback=rolled_back)
