@@ -83,3 +83,35 @@ def test_a_new_object_under_a_watched_s3_prefix_starts_a_run(tmp_path, tiny_mode
         ["capitals"], "registered", "capitals/2")
     assert (incoming / "notes" / "readme.txt").read_bytes() == b"not a source"
     assert "Peru,Lima" in (incoming / "capitals.csv").read_text()
+
+
+def test_a_drift_alert_in_the_recorded_traffic_starts_a_run(tmp_path, tiny_model_dir):
+    """watch.on_drift: the server's recorded questions drift from the run's baseline → the
+    pipeline runs although no source changed (it registers nothing new: the data is the same),
+    the report is written, and a drift that goes on does not start another run."""
+    pytest.importorskip("sentence_transformers")
+    import json
+    import time
+    from pathlib import Path
+
+    from tuneline.config import PipelineConfig
+    from tuneline.monitor.traffic import TrafficStore, traffic_db_path
+    from tuneline.rag.embed import Embedder
+    from tuneline.watch.loop import poll_once
+
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["evaluate"]["drift_baseline"] = True
+    data["watch"] = {"on_drift": True}
+    cfg = PipelineConfig.model_validate(data)
+    assert poll_once(cfg).detail == "capitals/1"  # first poll: trains, no traffic yet
+    probe = Path(__file__).resolve().parents[2] / "src/tuneline/evaluate/probes/general.jsonl"
+    everyday = [json.loads(line)["question"] for line in probe.read_text().splitlines()][:30]
+    vectors = Embedder(cfg.index.embedder).embed(everyday)
+    TrafficStore(traffic_db_path(cfg)).add([
+        (time.time(), "capitals", 200, 0.1, None, 0, 5, None, v.tobytes()) for v in vectors])
+    drifted = poll_once(cfg)
+    assert drifted.changed and drifted.changed[0].startswith("drift (")
+    assert "resemble no training prompt" in drifted.changed[0]
+    assert (drifted.outcome, drifted.detail) == ("no new version", "capitals/1")
+    assert (cfg.run.runs_dir / "tiny" / "monitor" / "drift.html").is_file()
+    assert poll_once(cfg).outcome == "unchanged"  # the same drift: no second run

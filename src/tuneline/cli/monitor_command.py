@@ -6,16 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from tuneline.cli.shared import CONFIG_HELP, console, load_cli_config
-
-if TYPE_CHECKING:
-    from tuneline.config import PipelineConfig
-    from tuneline.monitor.drift import DriftBaseline
-    from tuneline.rag.embed import Embedder
 
 
 @click.command(help=f"Compare live questions with the ones the run trained on; exit 10 when "
@@ -39,7 +33,7 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
             reference: str | None, webhook: str | None) -> None:
     from tuneline.artifacts import write_json_atomic
     from tuneline.errors import ConfigError, DriftAlert
-    from tuneline.monitor.drift import compare, compare_rates
+    from tuneline.monitor.check import check_recorded_traffic, check_window
     from tuneline.monitor.report import DRIFT_HTML, write_drift_html
     from tuneline.monitor.webhook import post_alert
     from tuneline.rag.embed import Embedder
@@ -47,29 +41,23 @@ def monitor(args: tuple[str, ...], live: Path | None, traffic: bool, window: int
     if (live is None) == (not traffic):
         raise ConfigError(["monitor: give --live FILE or --traffic (one of them)"])
     cfg = load_cli_config(args)
-    run_dir = cfg.run.runs_dir / cfg.run.name
     embedder = Embedder(cfg.index.embedder)
     if live is not None:
         questions = _live_questions(live, window)
-        embeddings, counts = embedder.embed(questions), {}
+        check = check_window(cfg, embedder.embed(questions), {}, questions, reference, embedder)
     else:
-        embeddings, counts, questions = _recorded(cfg, window)
-    baseline, origin = _baseline(cfg, run_dir, reference, embedder)
-    report = compare(baseline, embeddings, seed=cfg.run.seed)
-    rates = compare_rates(baseline.rates, counts)
-    out = run_dir / "monitor" / "drift.json"
-    alerts = report.alerts + [
-        f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live requests against "
-        f"{r.expected:.0%} at evaluation (binomial p = {r.p_value:.2g})" for r in rates if r.alert]
+        check = check_recorded_traffic(cfg, window, reference, embedder)
+    report, rates, alerts, origin = check.report, check.rates, check.alerts, check.origin
+    out = cfg.run.runs_dir / cfg.run.name / "monitor" / "drift.json"
     drift = {**report.to_dict(), "alerts": alerts, "alert": bool(alerts),
              "rates": [asdict(r) for r in rates], "baseline": str(origin),
-             "baseline_rates": baseline.rates}
+             "baseline_rates": check.baseline.rates}
     write_json_atomic(out, drift)
-    page = write_drift_html(out.parent / DRIFT_HTML, report, rates, str(origin), questions,
-                            alerts)
+    page = write_drift_html(out.parent / DRIFT_HTML, report, rates, str(origin),
+                            check.questions, alerts)
     console.print(f"baseline: {origin}")
-    console.print(f"{report.live} live questions against {len(baseline.embeddings)} training "
-                  f"ones: classifier AUC {report.classifier_auc:.2f} (shuffled up to "
+    console.print(f"{report.live} live questions against {len(check.baseline.embeddings)} "
+                  f"training ones: classifier AUC {report.classifier_auc:.2f} (shuffled up to "
                   f"{report.classifier_auc_null:.2f}), MMD p {report.mmd_p_value:.3f}, PSI "
                   f"{report.psi:.2f}, out of coverage {report.out_of_coverage:.0%}; → {out}")
     for r in rates:
@@ -95,48 +83,3 @@ def _live_questions(live: Path, window: int | None) -> list[str]:
         raise DataError(f"{live}: {len(questions)} questions; drift needs a window of at "
                         f"least {MIN_WINDOW}")
     return questions
-
-
-def _recorded(cfg: PipelineConfig, window: int | None
-              ) -> tuple[Any, dict[str, tuple[int, int]], list[str | None]]:
-    """The recorded window's embeddings; (hits, n) of its declined answers and of its RAG
-    questions without a passage; and its questions' text (None where not recorded)."""
-    from tuneline.errors import DataError
-    from tuneline.monitor.traffic import (
-        MIN_WINDOW,
-        TrafficStore,
-        traffic_db_path,
-        window_counts,
-        window_embeddings,
-    )
-
-    path = traffic_db_path(cfg)
-    rows = TrafficStore(path, must_exist=True).window(window)
-    if len(rows) < MIN_WINDOW:
-        raise DataError(f"{path}: {len(rows)} recorded requests; drift needs a window of at "
-                        f"least {MIN_WINDOW}")
-    return window_embeddings(rows), window_counts(rows), [row["question"] for row in rows]
-
-
-def _baseline(cfg: PipelineConfig, run_dir: Path, reference: str | None,
-              embedder: Embedder) -> tuple[DriftBaseline, Path]:
-    """The registered version's baseline, else the run's, else one built from its training
-    questions; with where it came from."""
-    from tuneline.errors import DataError
-    from tuneline.monitor.baseline import BASELINE_DIR, registered_baseline_dir
-    from tuneline.monitor.drift import DriftBaseline, build_baseline
-    from tuneline.monitor.prompts import training_questions
-
-    if reference is not None:
-        folder = registered_baseline_dir(cfg, reference)
-        if not folder.is_dir():
-            raise DataError(f"{reference}: registered without a drift baseline ({folder}); "
-                            "versions registered since evaluate.drift_baseline have one")
-        return DriftBaseline.load(folder), folder
-    folder = run_dir / "evaluate" / BASELINE_DIR
-    if folder.is_dir():
-        return DriftBaseline.load(folder), folder
-    train = run_dir / "curate" / "train.jsonl"
-    if not train.is_file():
-        raise DataError(f"{train} does not exist: run `tuneline curate` (or the pipeline) first")
-    return build_baseline(embedder.embed(training_questions(train)), seed=cfg.run.seed), train

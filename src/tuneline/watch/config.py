@@ -35,3 +35,10 @@ class WatchConfig(Section):
     s3: list[S3WatchConfig] = Field(
         default_factory=list, description="S3 prefixes mirrored into local folders each poll.",
     )
+    on_drift: bool = Field(
+        False, description="Each poll also tests the newest serve.traffic.drift_window "
+        "requests the server recorded against the run's drift baseline (as `tuneline monitor "
+        "--traffic`); when an alert starts, the pipeline runs even if no source changed "
+        "(stages whose inputs did not change are skipped, so only new data makes a new "
+        "version) and the report is written to runs/<run>/monitor/.",
+    )

@@ -58,14 +58,38 @@ def poll_once(cfg: PipelineConfig) -> Poll:
     seen = state.get("sources")
     poll.changed = sorted(k.removeprefix("source:") for k in set(prints) | set(seen or {})
                           if (seen or {}).get(k) != prints.get(k))
+    drifting = _drift_alerts(cfg) if cfg.watch.on_drift else []
+    if drifting and not state.get("drifting"):
+        poll.changed.append("drift (" + "; ".join(drifting) + ")")
+    new_state = {"sources": prints, "s3": etags, "registered": state.get("registered"),
+                 "drifting": bool(drifting)}
     if seen is not None and not poll.changed:
-        _write_state(folder, {**state, "s3": etags})
+        _write_state(folder, new_state)
         return poll
     poll.outcome, poll.detail = _run(cfg, state.get("registered"))
-    registered = poll.detail if poll.outcome == "registered" else state.get("registered")
-    _write_state(folder, {"sources": prints, "s3": etags, "registered": registered})
+    if poll.outcome == "registered":
+        new_state["registered"] = poll.detail
+    _write_state(folder, new_state)
     _log(folder, poll)
     return poll
+
+
+def _drift_alerts(cfg: PipelineConfig) -> list[str]:
+    """The alerts of the recorded traffic against the run's baseline (none without enough
+    recorded requests); the report is written as `tuneline monitor --traffic` writes it."""
+    from tuneline.monitor.check import check_recorded_traffic
+    from tuneline.monitor.report import DRIFT_HTML, write_drift_html
+    from tuneline.monitor.traffic import MIN_WINDOW, TrafficStore, traffic_db_path
+    from tuneline.rag.embed import Embedder
+
+    path = traffic_db_path(cfg)
+    if not path.is_file() or TrafficStore(path).count() < MIN_WINDOW:
+        return []
+    check = check_recorded_traffic(cfg, cfg.serve.traffic.drift_window, None,
+                                   Embedder(cfg.index.embedder))
+    write_drift_html(cfg.run.runs_dir / cfg.run.name / "monitor" / DRIFT_HTML, check.report,
+                     check.rates, str(check.origin), check.questions, check.alerts)
+    return check.alerts
 
 
 def watch(cfg: PipelineConfig, on_poll: Callable[[Poll], None], polls: int | None = None) -> None:
