@@ -32,13 +32,20 @@ def test_traffic_like_training_raises_no_alert_in_19_of_20_windows():
     assert alerts <= 1
 
 
-def test_off_topic_traffic_raises_the_alert_and_says_what_moved():
-    """A window of 60 requests, a third about topics never trained on."""
+def off_topic_window():
+    """A baseline of 600 prompts on trained topics, and a window of 60 live ones whose last
+    20 are about two topics never trained on."""
     centres = _topics()
     rng = np.random.default_rng(1)
     baseline = build_baseline(_prompts(rng, centres, 600, range(TOPICS)))
     live = np.vstack([_prompts(rng, centres, 40, range(TOPICS)),
                       _prompts(rng, centres, 20, [TOPICS, TOPICS + 1])])
+    return baseline, live
+
+
+def test_off_topic_traffic_raises_the_alert_and_says_what_moved():
+    """A window of 60 requests, a third about topics never trained on."""
+    baseline, live = off_topic_window()
     report = compare(baseline, live)
     assert report.alert
     assert report.out_of_coverage > 0.25 and report.out_of_coverage_p_value < 1e-6

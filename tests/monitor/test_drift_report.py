@@ -9,21 +9,17 @@ import pytest
 np = pytest.importorskip("numpy")
 pytest.importorskip("sklearn")
 
-from test_drift import TOPICS, _prompts, _topics  # noqa: E402
+from test_drift import off_topic_window  # noqa: E402
 
 from conftest import webhook_receiver  # noqa: E402
-from tuneline.monitor.drift import build_baseline, compare, compare_rates  # noqa: E402
+from tuneline.monitor.drift import compare, compare_rates  # noqa: E402
 from tuneline.monitor.report import render_drift_html  # noqa: E402
 from tuneline.monitor.webhook import post_alert  # noqa: E402
 
 
 def _shifted_report():
     """40 live prompts on trained topics, 20 on two topics never trained."""
-    centres = _topics()
-    rng = np.random.default_rng(1)
-    baseline = build_baseline(_prompts(rng, centres, 600, range(TOPICS)))
-    live = np.vstack([_prompts(rng, centres, 40, range(TOPICS)),
-                      _prompts(rng, centres, 20, [TOPICS, TOPICS + 1])])
+    baseline, live = off_topic_window()
     questions = [f"trained topic question {i}" for i in range(40)] + \
                 [f"<b>new</b> topic question {i}" for i in range(20)]
     return compare(baseline, live, seed=0), questions
