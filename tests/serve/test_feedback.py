@@ -50,7 +50,7 @@ def test_add_rows_round_trip(tmp_path):
     assert rows[0] | {"created": None} == {
         "id": first, "created": None, "response_id": "chatcmpl-1", "rating": 5,
         "comment": "great", "key_name": "alice", "model": "m", "messages": PROMPT,
-        "completion": "Paris.", "has_text": True}
+        "completion": "Paris.", "has_text": True, "correction": None}
     assert rows[1]["has_text"] is False and rows[1]["messages"] is None
     assert [r["id"] for r in store.rows(limit=1)] == [second]
     reopened = FeedbackStore(tmp_path / "sub" / "fb.db")
@@ -106,13 +106,40 @@ def _filled_store(tmp_path):
 def test_export_filters_and_dedups(tmp_path):
     out = tmp_path / "out" / "feedback.jsonl"
     counts = _filled_store(tmp_path).export(out, min_rating=4)
-    assert counts == {"written": 2, "skipped_low_rating": 2, "skipped_no_text": 1,
-                      "skipped_invalid": 1}
+    assert counts == {"written": 2, "corrected": 0, "skipped_low_rating": 2,
+                      "skipped_no_text": 1, "skipped_invalid": 1}
     examples = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["messages"][-1] for e in examples] == [
         {"role": "assistant", "content": "Paris."},
         {"role": "assistant", "content": "Maybe Paris."}]
     assert examples[0]["messages"][:-1] == PROMPT
+
+
+def test_a_correction_is_trained_instead_of_the_answer_whatever_the_rating(tmp_path):
+    store = _filled_store(tmp_path)
+    store.add("r2", 1, "it is Paris", _response("r2", "Lyon."), correction="Paris.")
+    examples, counts = store.examples()
+    assert counts["written"] == 3 and counts["corrected"] == 1
+    assert {"role": "assistant", "content": "Paris."} in [e["messages"][-1] for e in examples]
+    assert all(e["messages"][-1]["content"] != "Lyon." for e in examples)
+
+
+def test_a_store_written_before_corrections_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+                     "NOT NULL UNIQUE, created TEXT NOT NULL, response_id TEXT NOT NULL, "
+                     "rating INTEGER NOT NULL, comment TEXT, key_name TEXT, model TEXT, "
+                     "messages TEXT, completion TEXT, has_text INTEGER NOT NULL)")
+        conn.execute("INSERT INTO feedback (id, created, response_id, rating, has_text, "
+                     "messages, completion) VALUES ('fb-1', '2026-12-01', 'r0', 5, 1, ?, "
+                     "'Madrid.')", (json.dumps(PROMPT),))
+    store = FeedbackStore(path)
+    store.add("r1", 2, None, _response("r1", "Lyon."), correction="Paris.")
+    answers = [e["messages"][-1]["content"] for e in store.examples()[0]]
+    assert answers == ["Madrid.", "Paris."]
 
 
 def test_export_passes_the_validator(tmp_path):

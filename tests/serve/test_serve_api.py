@@ -217,9 +217,12 @@ def test_feedback_is_stored_with_the_answer_and_exports_as_chat_data(engine, tmp
         assert reply.choices[0].message.content
         good = httpx.post(f"{url}/feedback", json={"response_id": reply.id, "rating": 5,
                                                    "comment": "right"})
+        corrected = httpx.post(f"{url}/feedback", json={
+            "response_id": reply.id, "rating": 2, "correction": "The capital is Paris."})
         unknown = httpx.post(f"{url}/feedback", json={"response_id": "chatcmpl-x", "rating": 1})
         bad = httpx.post(f"{url}/feedback", json={"response_id": reply.id, "rating": 9})
     assert good.status_code == 200 and good.json()["matched_response"] is True
+    assert corrected.status_code == 200
     assert unknown.json()["matched_response"] is False
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "rating"
     out = tmp_path / "feedback.jsonl"
@@ -227,8 +230,8 @@ def test_feedback_is_stored_with_the_answer_and_exports_as_chat_data(engine, tmp
     assert counts["written"] == 1
     example = json.loads(out.read_text())
     assert example["messages"][0] == QUESTION[0]
-    assert example["messages"][-1] == {"role": "assistant",
-                                       "content": reply.choices[0].message.content}
+    assert example["messages"][-1] == {"role": "assistant",  # the latest rating: corrected
+                                       "content": "The capital is Paris."}
     assert validate_file(out).problems == []
 
 

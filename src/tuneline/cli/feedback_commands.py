@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneline.cli.shared import console, load_cli_config
-from tuneline.serve.feedback import FeedbackStore, feedback_db_path
+from tuneline.serve.feedback import MIN_RATING, FeedbackStore, feedback_db_path
 
 
 @click.group()
@@ -42,14 +42,16 @@ def feedback_list(args: tuple[str, ...], last: int) -> None:
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Chat-format JSONL file to write.")
-@click.option("--min-rating", type=click.IntRange(1, 5), default=4, show_default=True,
+@click.option("--min-rating", type=click.IntRange(1, 5), default=MIN_RATING, show_default=True,
               help="Lowest rating (1-5) exported.")
 def feedback_export(args: tuple[str, ...], output: Path, min_rating: int) -> None:
-    """Write rated answers (latest rating per response) as OpenAI chat-format JSONL."""
+    """Write rated answers (latest rating per response) as OpenAI chat-format JSONL; a
+    corrected answer is written with the correction, whatever its rating."""
     counts = _open_store(args).export(output, min_rating=min_rating)
     skipped = (f"{counts['skipped_low_rating']} rated below {min_rating}, "
                f"{counts['skipped_no_text']} without text, "
                f"{counts['skipped_invalid']} invalid")
     if not counts["written"]:
         raise click.ClickException(f"nothing to export ({skipped}); {output} not written")
-    console.print(f"wrote {counts['written']} examples to {output} (skipped: {skipped})")
+    console.print(f"wrote {counts['written']} examples to {output}, {counts['corrected']} "
+                  f"with the user's correction as the answer (skipped: {skipped})")

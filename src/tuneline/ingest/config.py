@@ -18,7 +18,7 @@ from tuneline.config_base import Section
 
 SourceFormat = Literal[
     "auto", "csv", "tsv", "json", "jsonl", "parquet", "sql", "text", "markdown", "rst", "html",
-    "pdf", "chat"
+    "pdf", "chat", "feedback"
 ]
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
                      ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -99,7 +99,11 @@ class SourceConfig(Section):
         "record's line is the chunk's first source line (a PDF's: its page). 'chat' "
         "reads conversations (OpenAI chat JSONL, ShareGPT, Alpaca or prompt/completion, "
         "detected by shape; or a folder saved by Hugging Face datasets' save_to_disk): one "
-        "record per conversation, its OpenAI messages as JSON in column `messages`."
+        "record per conversation, its OpenAI messages as JSON in column `messages`. "
+        "'feedback' reads the server's feedback store (serve.feedback_path, by default "
+        "runs/<run>/feedback.db) the same way: each rated response once, with the user's "
+        "correction as the answer where one was given, else the model's answer when rated 4 "
+        "or 5."
     )
     delimiter: str | None = Field(
         None, description="CSV field delimiter; default: sniffed from the file (',' ';' tab '|')."

@@ -173,6 +173,8 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         from tuneline.ingest.chat_files import read_chat_file
 
         yield from read_chat_file(source.name, source.path, source.encoding)
+    elif source.format == "feedback":
+        yield from read_feedback(source.name, source.path)
     elif source.format in DOCUMENT_FORMATS and reads_structured(source):
         yield from read_structured(source)
     elif source.format in DOCUMENT_FORMATS:
@@ -192,16 +194,30 @@ def _read_any(source: SourceConfig) -> Iterator[Record]:
         yield from read_json(source.name, source.path, source.encoding)
 
 
+def read_feedback(name: str, path: Path) -> Iterator[Record]:
+    """The feedback store's trainable examples as conversation records (as format 'chat'
+    gives them); none yet is no error: users have not rated anything."""
+    from tuneline.ingest.chat_files import FORMAT, MESSAGES
+    from tuneline.serve.feedback import FeedbackStore
+
+    examples, _ = FeedbackStore(path, must_exist=True).examples()
+    for number, example in enumerate(examples, start=1):
+        yield Record(name, str(path), number,
+                     {MESSAGES: json.dumps(example["messages"], ensure_ascii=False),
+                      FORMAT: "feedback"})
+
+
 def source_fingerprint(source: SourceConfig) -> str:
-    """Content hash of a source: the file's bytes, every document in a folder, or for SQL the
-    rows the query returns now."""
+    """Content hash of a source: the file's bytes, every document in a folder, or for SQL and
+    the feedback store the records they give now (a store's bytes change with every rating,
+    its examples only when a trainable one arrives)."""
     if source.path is not None and source.path.is_dir() and source.format == "chat":
         return hash_tree(source.path)
     if source.path is not None and source.path.is_dir():
         from tuneline.ingest.documents import documents_fingerprint
 
         return documents_fingerprint(source.path, source.format)
-    if source.path is not None:
+    if source.path is not None and source.format != "feedback":
         return hash_file(source.path)
     digest = hashlib.sha256()
     for record in read_source(source):

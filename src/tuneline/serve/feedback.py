@@ -32,12 +32,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     model TEXT,
     messages TEXT,
     completion TEXT,
-    has_text INTEGER NOT NULL
+    has_text INTEGER NOT NULL,
+    correction TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_response_id ON feedback (response_id);
 """
 _COLUMNS = ("id", "created", "response_id", "rating", "comment", "key_name", "model",
-            "messages", "completion", "has_text")
+            "messages", "completion", "has_text", "correction")
+MIN_RATING = 4  # the lowest rating whose answer is trained as it was given
 
 
 def feedback_db_path(cfg: PipelineConfig) -> Path:
@@ -138,12 +140,16 @@ class FeedbackStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+                if "correction" not in columns:  # a store written before corrections existed
+                    conn.execute("ALTER TABLE feedback ADD COLUMN correction TEXT")
             finally:
                 conn.close()
             self._ready = True
 
     def add(self, response_id: str, rating: int, comment: str | None,
-            response: dict[str, Any] | None, key_name: str | None = None) -> str:
+            response: dict[str, Any] | None, key_name: str | None = None,
+            correction: str | None = None) -> str:
         """Store one rating.
 
         Args:
@@ -153,6 +159,7 @@ class FeedbackStore:
             response: What `ResponseLog.get` returned, or None when the response is unknown;
                 the rating is stored either way, marked as without text.
             key_name: Name of the API key that sent the rating.
+            correction: What the answer should have been (trained instead of the answer).
 
         Returns:
             The new feedback id, `fb-<hex>`.
@@ -168,7 +175,7 @@ class FeedbackStore:
         values = (feedback_id, created, response_id, rating, comment, key_name,
                   response["model"] if has_text else None,
                   json.dumps(response["messages"], ensure_ascii=False) if has_text else None,
-                  response["completion"] if has_text else None, int(has_text))
+                  response["completion"] if has_text else None, int(has_text), correction)
         with self._connect() as conn:
             conn.execute(f"INSERT INTO feedback ({', '.join(_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(_COLUMNS))})", values)
@@ -187,36 +194,37 @@ class FeedbackStore:
                                  () if limit is None else (limit,)).fetchall()
         return [_row_dict(values) for values in reversed(found)]
 
-    def export(self, out_path: Path, min_rating: int = 4) -> dict[str, int]:
-        """Write well-rated answers as OpenAI chat-format JSONL, ready for fine-tuning.
-
-        Each response counts once, with its latest rating. The file appears complete or not
-        at all; nothing is written when no row qualifies.
-
-        Args:
-            out_path: The JSONL file to write (replaced if present).
-            min_rating: Lowest rating exported.
-
-        Returns:
-            Counts: written, skipped_low_rating, skipped_no_text, and skipped_invalid (the
-            example would fail `tuneline data validate`, e.g. an empty answer).
-        """
+    def examples(self, min_rating: int = MIN_RATING) -> tuple[list[dict[str, Any]],
+                                                              dict[str, int]]:
+        """Rated answers as OpenAI chat examples, each response once with its latest rating:
+        its correction when the user gave one (whatever the rating), else the model's answer
+        when rated `min_rating` or better. Also the counts: written, corrected,
+        skipped_low_rating, skipped_no_text, skipped_invalid (the example would fail
+        `tuneline data validate`, e.g. an empty answer)."""
         latest = {row["response_id"]: row for row in self.rows()}
-        counts = {"written": 0, "skipped_low_rating": 0, "skipped_no_text": 0,
+        counts = {"written": 0, "corrected": 0, "skipped_low_rating": 0, "skipped_no_text": 0,
                   "skipped_invalid": 0}
-        lines = []
+        examples = []
         for row in latest.values():
-            if row["rating"] < min_rating:
-                counts["skipped_low_rating"] += 1
-            elif not row["has_text"]:
+            if not row["has_text"]:
                 counts["skipped_no_text"] += 1
+            elif row["rating"] < min_rating and not row["correction"]:
+                counts["skipped_low_rating"] += 1
             elif example := _chat_example(row):
-                lines.append(json.dumps(example, ensure_ascii=False) + "\n")
+                examples.append(example)
                 counts["written"] += 1
+                counts["corrected"] += bool(row["correction"])
             else:
                 counts["skipped_invalid"] += 1
-        if lines:
-            write_text_atomic(out_path, "".join(lines))
+        return examples, counts
+
+    def export(self, out_path: Path, min_rating: int = MIN_RATING) -> dict[str, int]:
+        """Write `examples(min_rating)` as OpenAI chat-format JSONL, ready for fine-tuning;
+        the file appears complete or not at all, and not when no example qualifies."""
+        examples, counts = self.examples(min_rating)
+        if examples:
+            write_text_atomic(out_path, "".join(json.dumps(e, ensure_ascii=False) + "\n"
+                                                for e in examples))
         return counts
 
 
@@ -230,5 +238,6 @@ def _row_dict(values: tuple[Any, ...]) -> dict[str, Any]:
 def _chat_example(row: dict[str, Any]) -> dict[str, Any] | None:
     # Request messages may carry fields the fine-tuning format rejects; keep the known ones.
     messages = [{k: v for k, v in m.items() if k in MESSAGE_KEYS} for m in row["messages"]]
-    example = {"messages": [*messages, {"role": "assistant", "content": row["completion"]}]}
+    answer = row["correction"] or row["completion"]
+    example = {"messages": [*messages, {"role": "assistant", "content": answer}]}
     return None if check_example(example) else example

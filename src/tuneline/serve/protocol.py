@@ -164,6 +164,9 @@ class FeedbackRequest(BaseModel):
     response_id: str = Field(min_length=1, max_length=200)
     rating: int = Field(ge=1, le=5, description="1 (bad) to 5 (good).")
     comment: str | None = Field(None, max_length=10_000)
+    correction: str | None = Field(
+        None, min_length=1, max_length=20_000,
+        description="What the answer should have been; trained instead of the model's answer.")
 
 
 class TopLogprob(BaseModel):

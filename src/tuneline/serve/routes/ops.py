@@ -65,6 +65,7 @@ async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
         raise APIError(404, "feedback is not enabled on this server", "invalid_request_error")
     response = state.responses.get(body.response_id)
     feedback_id = await run_in_threadpool(state.feedback.add, body.response_id, body.rating,
-                                          body.comment, response, request.state.key_name)
+                                          body.comment, response, request.state.key_name,
+                                          body.correction)
     return {"id": feedback_id, "object": "feedback", "response_id": body.response_id,
             "matched_response": response is not None}
