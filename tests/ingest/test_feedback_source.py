@@ -34,7 +34,8 @@ def test_only_a_trainable_rating_changes_the_source_fingerprint(tmp_path):
     assert "Atlantis has no capital" in records[1].data["messages"]
 
 
-def test_a_corrected_answer_reaches_the_next_runs_dataset_and_the_wrong_one_does_not(tmp_path, tiny_model_dir):
+def test_a_corrected_answer_reaches_the_next_runs_dataset_and_the_wrong_one_does_not(
+        tmp_path, tiny_model_dir):
     pytest.importorskip("torch")
     from conftest import tiny_pipeline_config
     from tuneline.config import PipelineConfig

@@ -57,7 +57,7 @@ def test_a_new_object_under_a_watched_s3_prefix_starts_a_run(tmp_path, tiny_mode
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
     from tuneline.config import PipelineConfig
-    from tuneline.watch.loop import poll_once
+    from tuneline.watch.polling import poll_once
 
     data = tiny_pipeline_config(tmp_path, tiny_model_dir)
     table = (tmp_path / "capitals.csv").read_text()
@@ -97,7 +97,7 @@ def test_a_drift_alert_in_the_recorded_traffic_starts_a_run(tmp_path, tiny_model
     from tuneline.config import PipelineConfig
     from tuneline.monitor.traffic import TrafficStore, traffic_db_path
     from tuneline.rag.embed import Embedder
-    from tuneline.watch.loop import poll_once
+    from tuneline.watch.polling import poll_once
 
     data = tiny_pipeline_config(tmp_path, tiny_model_dir)
     data["evaluate"]["drift_baseline"] = True

@@ -14,8 +14,8 @@ from tuneline.cli.shared import CONFIG_HELP, console, load_cli_config
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--once", is_flag=True, help="Poll once and exit (for cron or an orchestrator).")
 def watch(args: tuple[str, ...], once: bool) -> None:
-    from tuneline.watch.loop import Poll
-    from tuneline.watch.loop import watch as watch_loop
+    from tuneline.watch.polling import Poll
+    from tuneline.watch.polling import watch as watch_loop
 
     cfg = load_cli_config(args, check_paths=False)  # S3 objects land in the first poll
     folder = cfg.run.runs_dir / cfg.run.name / "watch"
