@@ -30,15 +30,13 @@ def check_window(cfg: PipelineConfig, embeddings: Any, counts: dict[str, tuple[i
                  questions: Sequence[str | None], reference: str | None,
                  embedder: Embedder) -> DriftCheck:
     """Test live embeddings (and recorded shares) against the baseline `reference` picks."""
-    from tuneline.monitor.drift import compare, compare_rates
+    from tuneline.monitor.drift import alerts_of, compare, compare_rates
 
     baseline, origin = baseline_for(cfg, reference, embedder)
     report = compare(baseline, embeddings, seed=cfg.run.seed)
     rates = compare_rates(baseline.rates, counts)
-    alerts = report.alerts + [
-        f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live requests against "
-        f"{r.expected:.0%} at evaluation (binomial p = {r.p_value:.2g})" for r in rates if r.alert]
-    return DriftCheck(report, rates, alerts, baseline, origin, questions)
+    return DriftCheck(report, rates, alerts_of(report, rates), baseline, origin, questions)
+
 
 
 def check_recorded_traffic(cfg: PipelineConfig, window: int | None, reference: str | None,

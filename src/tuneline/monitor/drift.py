@@ -273,3 +273,10 @@ def compare_rates(expected: dict[str, float], counts: dict[str, tuple[int, int]]
         p = float(stats.binomtest(hits, n, rate).pvalue)
         checks.append(RateCheck(name, hits / n, expected[name], n, p, p < p_value))
     return checks
+
+
+def alerts_of(report: DriftReport, rates: list[RateCheck]) -> list[str]:
+    """Every alert in words: the question tests', then each live rate that moved."""
+    return report.alerts + [
+        f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live requests against "
+        f"{r.expected:.0%} at evaluation (binomial p = {r.p_value:.2g})" for r in rates if r.alert]

@@ -253,7 +253,7 @@ class DriftWatcher:
 
     def check(self) -> dict[str, float] | None:
         """One check; None when the window is too small to say anything."""
-        from tuneline.monitor.drift import compare, compare_rates
+        from tuneline.monitor.drift import alerts_of, compare, compare_rates
 
         rows = self.store.window(self.window)
         if len(rows) < MIN_WINDOW:
@@ -268,9 +268,7 @@ class DriftWatcher:
         values.update({name: hits / n for name, (hits, n) in counts.items() if n})
         self.metrics.set_drift(values)
         self.checks += 1
-        alerts = report.alerts + [f"{r.name.replace('_', ' ')}: {r.live:.0%} of {r.n} live "
-                                  f"requests against {r.expected:.0%} at evaluation"
-                                  for r in rates if r.alert]
+        alerts = alerts_of(report, rates)
         if alerts and not self.alerting and self.webhook:
             from tuneline.monitor.webhook import post_alert
 

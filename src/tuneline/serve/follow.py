@@ -28,7 +28,6 @@ class CandidateFollower:
         self.arm = state.canary.router.candidate  # the served name, e.g. "capitals@candidate"
         self.reference = cfg.serve.canary.candidate or self.arm
         self.version = self.registry.get(self.reference).version
-        self.swaps = 0
         # The engine this follower loaded last; the ones loaded at start (shared with the
         # champion and other names) are never retired here.
         self._loaded: Any = None
@@ -66,7 +65,6 @@ class CandidateFollower:
             "event": "canary_candidate", "candidate": self.reference,
             "from_version": self.version, "to_version": version.version}})
         self.version = version.version
-        self.swaps += 1
         if previous is not None:
             retire = threading.Timer(RETIRE_AFTER_S, previous.close)
             retire.daemon = True

@@ -3,12 +3,10 @@ a folder's documents, a SQL query's rows), after mirroring the watched S3 prefix
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
+from tuneline.artifacts import write_bytes_atomic
 from tuneline.config import PipelineConfig
 from tuneline.errors import DataError
 from tuneline.watch.config import S3WatchConfig
@@ -36,7 +34,7 @@ def mirror_s3(spec: S3WatchConfig, etags: dict[str, str]) -> list[str]:
         if root not in target.parents:
             raise DataError(f"s3://{spec.bucket}/{obj['Key']}: the key leaves {spec.into}")
         body = s3.get_object(Bucket=spec.bucket, Key=obj["Key"])["Body"].read()
-        _write_bytes_atomic(target, body)
+        write_bytes_atomic(target, body)
         etags[obj["Key"]] = obj["ETag"]
         fetched.append(obj["Key"])
     return fetched
@@ -50,15 +48,3 @@ def _client(spec: S3WatchConfig) -> Any:
 def _objects(s3: Any, spec: S3WatchConfig) -> list[dict[str, Any]]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket, Prefix=spec.prefix)
     return [obj for page in pages for obj in page.get("Contents", [])]
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

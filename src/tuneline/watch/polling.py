@@ -55,9 +55,10 @@ def poll_once(cfg: PipelineConfig) -> Poll:
         poll.fetched += mirror_s3(spec, etags.setdefault(key, {}))
     _check_sources_exist(cfg)
     prints = source_fingerprints(cfg)
-    seen = state.get("sources")
-    poll.changed = sorted(k.removeprefix("source:") for k in set(prints) | set(seen or {})
-                          if (seen or {}).get(k) != prints.get(k))
+    seen = state.get("sources")  # None on the first poll
+    before = seen or {}
+    poll.changed = sorted(k.removeprefix("source:") for k in set(prints) | set(before)
+                          if before.get(k) != prints.get(k))
     drifting = _drift_alerts(cfg) if cfg.watch.on_drift else []
     if drifting and not state.get("drifting"):
         poll.changed.append("drift (" + "; ".join(drifting) + ")")
