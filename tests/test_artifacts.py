@@ -1,6 +1,6 @@
 import pytest
 
-from tuneline.artifacts import StageResult, load_artifact, run_stage
+from tuneline.artifacts import StageResult, load_artifact, plan_stage, run_stage
 
 
 def _writer(calls, text="x"):
@@ -44,3 +44,22 @@ def test_a_folder_without_manifest_is_not_trusted(tmp_path):
     calls = []
     run_stage("s", tmp_path / "s", "cfg", {}, _writer(calls))
     assert len(calls) == 1 and (tmp_path / "s" / "out.txt").read_text() == "x"
+
+
+def test_planning_gives_the_fingerprint_a_run_would_write_and_does_no_work(tmp_path):
+    calls = []
+
+    def stage(inputs, force=False):
+        return lambda: run_stage("s", tmp_path / "s", "cfg", inputs, _writer(calls), force)
+
+    before = plan_stage(stage({"in": "1"}))
+    assert calls == [] and not (tmp_path / "s").exists() and not before.reusable
+    written = stage({"in": "1"})()
+    assert written.manifest["fingerprint"] == before.fingerprint
+    after = plan_stage(stage({"in": "1"}))
+    assert (after.fingerprint, after.reusable) == (before.fingerprint, True)
+    assert not plan_stage(stage({"in": "1"}, force=True)).reusable  # a forced stage runs
+    changed = plan_stage(stage({"in": "2"}))
+    assert changed.fingerprint != before.fingerprint and not changed.reusable
+    assert len(calls) == 1
+    assert stage({"in": "1"})().skipped  # planning left the normal path alone

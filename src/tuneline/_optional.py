@@ -25,6 +25,7 @@ _EXTRA_OF = {
     "prometheus_client": "serve",
     "opentelemetry": "otel",
     "vllm": "vllm",
+    "prefect": "prefect",
     "sqlalchemy": "sql",
     "psycopg": "sql",
     "phonenumbers": "data",

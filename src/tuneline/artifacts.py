@@ -9,7 +9,9 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +22,7 @@ from tuneline.machine import this_machine
 
 MANIFEST = "manifest.json"
 _TRACKED_LIBRARIES = ("torch", "transformers", "peft", "pydantic")
+_PLANNING: ContextVar[bool] = ContextVar("tuneline_planning", default=False)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -170,6 +173,36 @@ def load_artifact(stage: str, path: Path) -> Artifact | None:
     return Artifact(stage=stage, path=path, manifest=manifest)
 
 
+class StagePlanned(Exception):  # noqa: N818 - an outcome, not an error
+    """Raised by `run_stage` while `planning()`: what the stage would do; nothing was done."""
+
+    def __init__(self, stage: str, fingerprint: str, reusable: bool) -> None:
+        super().__init__(f"{stage}: {fingerprint} ({'reusable' if reusable else 'to run'})")
+        self.stage, self.fingerprint, self.reusable = stage, fingerprint, reusable
+
+
+@contextmanager
+def planning() -> Iterator[None]:
+    """Inside, a stage's run() stops at `run_stage` with StagePlanned, before any work: how
+    an orchestrator learns each stage's fingerprint (its cache key) without running it."""
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+
+
+def plan_stage(call: Callable[[], Artifact]) -> StagePlanned:
+    """The fingerprint of the stage that `call` runs, and whether its committed folder already
+    holds that output; `call` stops before any work."""
+    with planning():
+        try:
+            call()
+        except StagePlanned as plan:
+            return plan
+    raise AssertionError("a stage's run() must end in run_stage()")
+
+
 def run_stage(
     stage: str,
     out_dir: Path,
@@ -185,7 +218,12 @@ def run_stage(
     """
     expected = fingerprint(stage, config_hash, inputs)
     existing = load_artifact(stage, out_dir)
-    if not force and existing and existing.manifest.get("fingerprint") == expected:
+    reusable = bool(not force and existing
+                    and existing.manifest.get("fingerprint") == expected)
+    if _PLANNING.get():
+        raise StagePlanned(stage, expected, reusable)
+    if reusable:
+        assert existing is not None
         existing.skipped = True
         return existing
 

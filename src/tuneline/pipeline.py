@@ -44,6 +44,14 @@ REPORT_HTML = "report.html"
 # evaluate in the bundled examples (docs/benchmarks.md), and register and the report the rest.
 TRAIN_SHARE_OF_BUDGET = 0.6
 
+# How one stage is run: given its name and a call that runs it (or reuses its folder), return
+# the artifact. The default calls it; tuneline.orchestrate wraps it in an orchestrator's task.
+StageRunner = Callable[[str, Callable[[], Artifact]], Artifact]
+
+
+def run_directly(name: str, call: Callable[[], Artifact]) -> Artifact:
+    return call()
+
 
 @dataclass
 class PipelineResult:
@@ -61,6 +69,7 @@ def run_pipeline(
     force: frozenset[str] = frozenset(),
     on_stage: Callable[[Artifact], None] | None = None,
     resume: bool = False,
+    stage_runner: StageRunner = run_directly,
 ) -> PipelineResult:
     """Run stages up to and including `until`; stages named in `force` rerun regardless.
 
@@ -68,7 +77,7 @@ def run_pipeline(
     run, when register.backend is mlflow) follows evaluate whenever evaluate runs, so a failed
     gate is logged too, and only then does a failed gate stop the pipeline. `resume` insists
     that training continues from a checkpoint (it does so anyway when one of the same run
-    exists)."""
+    exists). `stage_runner` runs each stage (an orchestrator's task, say)."""
     if until == "index" and not cfg.index.enabled:
         raise ConfigError(["index: the index stage is off; set index.enabled: true"])
     run_dir = cfg.run.runs_dir / cfg.run.name
@@ -80,11 +89,13 @@ def run_pipeline(
     started = time.monotonic()
     for name in names:
         stage_cfg = _with_time_limit(cfg, started) if name == "train" else cfg
-        result.artifacts[name] = _run_stage(name, stage_cfg, result, force, resume)
+        result.artifacts[name] = stage_runner(
+            name, lambda n=name, c=stage_cfg: _run_stage(n, c, result, force, resume))
         if on_stage is not None:
             on_stage(result.artifacts[name])
         if name == "evaluate":
-            repeats = _repeat(cfg, result, force, on_stage) if cfg.run.repeats > 1 else None
+            repeats = (_repeat(cfg, result, force, on_stage, stage_runner)
+                       if cfg.run.repeats > 1 else None)
             if repeats is None:
                 (run_dir / REPEATS_FILE).unlink(missing_ok=True)  # from an earlier repeated run
             result.gate = check_and_record_gate(cfg, result.artifacts["evaluate"], run_dir,
@@ -156,7 +167,8 @@ def _stop_on_failed_gate(result: PipelineResult) -> None:
 
 
 def _repeat(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
-            on_stage: Callable[[Artifact], None] | None) -> Repeats:
+            on_stage: Callable[[Artifact], None] | None,
+            stage_runner: StageRunner) -> Repeats:
     """Run up to evaluate with seeds seed+1 .. seed+repeats-1 under `<run>/repeats/`, then
     write `<run>/repeats.json`: the median and min-max of every metric over all the seeds."""
     seeds = [cfg.run.seed + i for i in range(cfg.run.repeats)]
@@ -166,7 +178,7 @@ def _repeat(cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
         again = cfg.model_copy(update={"gate": GateConfig(), "run": cfg.run.model_copy(update={
             "seed": seed, "repeats": 1, "name": f"seed-{seed}",
             "runs_dir": result.run_dir / "repeats"})}, deep=True)
-        repeated = run_pipeline(again, "evaluate", force, on_stage)
+        repeated = run_pipeline(again, "evaluate", force, on_stage, stage_runner=stage_runner)
         runs.append(read_results(repeated.artifacts["evaluate"].path))
     spread = spread_of(runs, seeds)
     write_json_atomic(result.run_dir / REPEATS_FILE, spread.model_dump(mode="json"))

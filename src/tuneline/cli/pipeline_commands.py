@@ -20,7 +20,7 @@ from tuneline.cli.output import (
     print_suggestions,
     print_summary,
 )
-from tuneline.cli.shared import CONFIG_HELP, console, errors, load_cli_config
+from tuneline.cli.shared import CONFIG_HELP, config_args, console, errors, load_cli_config
 from tuneline.config import PipelineConfig
 from tuneline.report.results import METRICS_FILE
 
@@ -34,10 +34,17 @@ PLAIN_STAGES = ("ingest", "index", "curate", "evaluate", "register")
 @click.command(help=f"Run the whole pipeline. {CONFIG_HELP}")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--force", is_flag=True, help="Rerun every stage even when nothing changed.")
-def run(args: tuple[str, ...], force: bool) -> None:
+@click.option("--prefect", "with_prefect", is_flag=True,
+              help="Run the stages as tasks of a Prefect flow (extra `prefect`), each cached "
+              "under its fingerprint; without PREFECT_API_URL a temporary local Prefect "
+              "server is started for the run.")
+def run(args: tuple[str, ...], force: bool, with_prefect: bool) -> None:
     from tuneline.machine import this_machine
     from tuneline.pipeline import STAGES, run_pipeline
 
+    if with_prefect:
+        _run_with_prefect(args, force)
+        return
     cfg = load_cli_config(args)
     errors.print(this_machine().summary())  # the timings below hold for this class of machine
     with _metrics_on_gate_failure(cfg):
@@ -46,6 +53,24 @@ def run(args: tuple[str, ...], force: bool) -> None:
     print_summary(result.artifacts, result.report)
     print_gate(result.gate)
     print_registration(result.artifacts.get("register"))
+    print_serve_hint(cfg, args)
+
+
+def _run_with_prefect(args: tuple[str, ...], force: bool) -> None:
+    from tuneline.orchestrate.prefect_flow import tuneline_pipeline
+    from tuneline.pipeline import STAGES
+
+    path, overrides = config_args(args)
+    if path is None:
+        raise click.UsageError("--prefect needs a config file (no ./tuneline.yaml here)")
+    cfg = load_cli_config(args)  # config errors are reported before Prefect starts
+    with _metrics_on_gate_failure(cfg):
+        summary = tuneline_pipeline(str(path.resolve()), overrides,
+                                    force=list(STAGES) if force else None)
+    for stage, state in summary["stages"].items():
+        console.print(f"{stage:<11} {state}")
+    if summary["registered"]:
+        console.print(f"registered: {summary['registered']}")
     print_serve_hint(cfg, args)
 
 

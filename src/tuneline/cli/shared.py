@@ -17,9 +17,13 @@ CONFIG_HELP = "YAML config, then dotted overrides such as train.epochs=2 (YAML-p
 def load_cli_config(args: tuple[str, ...], check_paths: bool = True) -> PipelineConfig:
     """First argument is the config file unless it looks like an override; `check_paths`
     False leaves files that do not exist yet (e.g. mirrored from S3 by `watch`) unchecked."""
-    path = None
+    path, overrides = config_args(args)
+    return load_config(path, overrides, check_paths=check_paths)
+
+
+def config_args(args: tuple[str, ...]) -> tuple[Path | None, list[str]]:
+    """(config file, KEY=VALUE overrides): the first argument unless it is an override, else
+    ./tuneline.yaml when there is one."""
     if args and "=" not in args[0]:
-        path, args = Path(args[0]), args[1:]
-    elif Path("tuneline.yaml").is_file():
-        path = Path("tuneline.yaml")
-    return load_config(path, list(args), check_paths=check_paths)
+        return Path(args[0]), list(args[1:])
+    return (Path("tuneline.yaml") if Path("tuneline.yaml").is_file() else None), list(args)

@@ -1,0 +1,1 @@
+"""Running the pipeline under an existing orchestrator (Prefect: extra `prefect`)."""
