@@ -45,8 +45,9 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def build_tiny_chat_model(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama with a byte-level BPE tokenizer and ChatML template."""
+def build_tiny_chat_model(folder: Path, hidden_size: int = 64, layers: int = 2) -> Path:
+    """A randomly initialised Llama (2 layers of width 64 unless asked for more) with a
+    byte-level BPE tokenizer and ChatML template."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -62,7 +63,8 @@ def build_tiny_chat_model(folder: Path) -> Path:
                                         pad_token="<|endoftext|>", bos_token=None)
     tokenizer.chat_template = CHATML
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
