@@ -60,6 +60,9 @@ def test_the_server_records_each_answered_question_and_its_text_only_when_asked(
             for country, _, _ in CAPITALS[:6]:
                 client.chat.completions.create(model="tiny", messages=[
                     {"role": "user", "content": f"What is the capital of {country}?"}])
+        # The server's shutdown closes the recorder too, but its thread is only waited on for
+        # 10 s; on a busy machine the nice-19 recorder (loading MiniLM) takes longer.
+        recorder.close()
         rows = store.window()
         assert len(rows) == 6 and recorder.dropped == recorder.failed == 0
         assert {r["model"] for r in rows} == {"tiny"} and {r["status"] for r in rows} == {200}
