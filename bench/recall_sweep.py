@@ -241,8 +241,8 @@ def sweep(data: Path, cache: Path, variants: list[str], seeds: list[int], out: P
     items = _read_jsonl(data / "dev_items.jsonl")
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for variant in variants:
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a sweep cut short has every variant's first seeds
+        for variant in variants:
             started = time.perf_counter()
             try:
                 row = run_one(data, cache, variant, seed, items, out / "work")
