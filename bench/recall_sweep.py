@@ -278,6 +278,8 @@ def main() -> None:
     if args.step == "prepare":
         prepare(args.config, args.out, args.overrides)
         return
+    import torch  # noqa: F401 - imported first, so the machine line below sees the GPU
+
     from tuneline.machine import this_machine
 
     print(this_machine().summary(), flush=True)

@@ -78,3 +78,97 @@ def test_unknown_format_and_existing_output_are_refused(tmp_path):
     result = _init(str(data), "-o", str(tmp_path / "out.yaml"))
     assert result.exit_code != 0 and "--force" in result.output
     assert (tmp_path / "out.yaml").read_text() == "mine"
+
+
+def _elements_db(path: Path) -> Path:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE elements ({', '.join(ELEMENT_COLUMNS)})")
+        db.executemany(f"INSERT INTO elements VALUES ({', '.join('?' * len(ELEMENT_COLUMNS))})",
+                       ELEMENTS)
+    return path
+
+
+def test_init_reads_a_database_table_and_query_and_the_config_runs_from_anywhere(
+        tmp_path, monkeypatch):
+    pytest.importorskip("sqlalchemy")
+    monkeypatch.chdir(tmp_path)
+    _elements_db(tmp_path / "lab.db")
+    config = tmp_path / "project" / "tuneline.yaml"
+    config.parent.mkdir()
+    result = _init("--sql", "sqlite:///lab.db", "--table", "elements",
+                   "--query", "SELECT name, symbol, block FROM elements", "-o", str(config),
+                   "--name", "lab")
+    assert result.exit_code == 0, result.output
+    cfg = load_config(config)
+    query, table = cfg.ingest.sources  # queries first, then tables
+    assert (table.format, table.table, table.query) == ("sql", "elements", None)
+    assert query.query == "SELECT name, symbol, block FROM elements"
+    assert table.url == f"sqlite:///{(tmp_path / 'lab.db').resolve()}"  # not cwd-relative
+    assert {t.key for t in cfg.synthesize.templates} == {"{name}"}
+
+    monkeypatch.chdir(config.parent)  # another folder: the config still finds the database
+    synthesized = CliRunner().invoke(cli, ["synthesize", str(config),
+                                           f"run.runs_dir={tmp_path / 'runs'}"])
+    assert synthesized.exit_code == 0, synthesized.output
+    assert "Hydrogen" in (tmp_path / "runs" / "lab" / "synthesize"
+                          / "facts.jsonl").read_text()
+
+
+def test_a_database_password_is_never_written_to_the_config():
+    from tuneline.synthesize.scaffold import password_as_variable
+
+    assert password_as_variable("postgresql+psycopg://bob:s3cret@db.internal:5432/shop") == (
+        "postgresql+psycopg://bob:${TUNELINE_DB_PASSWORD}@db.internal:5432/shop")
+    for unchanged in ("postgresql+psycopg://bob@db/shop", "sqlite:///lab.db",
+                      "postgresql://bob:${PGPASS}@db/shop"):
+        assert password_as_variable(unchanged) == unchanged
+
+
+def test_sql_options_need_each_other(tmp_path):
+    assert "--sql URL" in _init("--table", "t", "-o", str(tmp_path / "o.yaml")).output
+    assert "--query SQL or --table" in _init("--sql", "sqlite:///x.db",
+                                             "-o", str(tmp_path / "o.yaml")).output
+    assert not (tmp_path / "o.yaml").exists()
+
+
+FAQ_FOLDER = Path(__file__).parents[2] / "examples" / "python-faq" / "data" / "faq"
+
+
+def test_init_on_a_folder_of_faq_documents_writes_a_conversation_config(tmp_path,
+                                                                        monkeypatch):
+    pytest.importorskip("docutils")
+    config = tmp_path / "tuneline.yaml"
+    result = _init(str(FAQ_FOLDER), "-o", str(config), "--name", "pyfaq")
+    assert result.exit_code == 0, result.output
+    cfg = load_config(config)
+    faq, docs = cfg.ingest.sources
+    assert (faq.format, faq.faq, docs.format, docs.faq) == ("rst", True, "rst", False)
+    assert cfg.index.sources == ["docs"] and cfg.curate.rag.conversation_fraction == 0.5
+    assert 256 <= cfg.train.max_seq_len <= 1024 and cfg.train.max_seq_len % 64 == 0
+    assert cfg.gate.min_score == {"reference": {"rouge_l": 0.10}}
+
+    monkeypatch.chdir(tmp_path)
+    synthesized = CliRunner().invoke(cli, ["synthesize", str(config),
+                                           f"run.runs_dir={tmp_path / 'runs'}"])
+    assert synthesized.exit_code == 0, synthesized.output
+    conversations = (tmp_path / "runs" / "pyfaq" / "synthesize"
+                     / "conversations.jsonl").read_text().splitlines()
+    pairs = re.search(r"(\d+) question-answer pairs", " ".join(result.output.split()))
+    assert pairs and len(conversations) == int(pairs.group(1)) >= 10
+
+
+def test_documents_without_questions_get_a_clear_message_and_no_config(tmp_path):
+    folder = tmp_path / "manual"
+    folder.mkdir()
+    (folder / "intro.md").write_text("# Installing\n\nRun the installer.\n\n# Usage\n\nStart "
+                                     "it from the menu.\n")
+    result = _init(str(folder), "-o", str(tmp_path / "out.yaml"))
+    assert result.exit_code != 0
+    assert "question-answer pair(s) found" in str(result.exception)
+    assert "synthesize.documents" in str(result.exception)
+    assert not (tmp_path / "out.yaml").exists()
+    mixed = _init(str(folder), str(_write_csv(tmp_path / "e.csv", ELEMENT_COLUMNS, ELEMENTS)),
+                  "-o", str(tmp_path / "out.yaml"))
+    assert "holds documents" in mixed.output and not (tmp_path / "out.yaml").exists()

@@ -3,6 +3,7 @@ from the data (key, templates, passages, what retrieval matches), sized to a tim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,11 +29,44 @@ INIT_BUDGET_MINUTES = 10
 
 
 @dataclass(frozen=True)
+class InitSource:
+    """One table `init` read: a file, or a database query or table (its URL as the config
+    will hold it, a password replaced by an environment variable)."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    query: str | None = None
+    table: str | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else f"{self.url} ({self.name})"
+
+    def entry(self, config_dir: Path) -> dict[str, str]:
+        """The source as `ingest.sources` lists it."""
+        if self.path is not None:
+            return {"name": self.name, "path": relative_to_config(self.path, config_dir)}
+        assert self.url is not None
+        what = {"query": self.query} if self.query is not None else {"table": self.table or ""}
+        return {"name": self.name, "url": self.url, **what}
+
+
+@dataclass(frozen=True)
+class SqlInput:
+    """`init --sql URL` with its `--query` and `--table` options."""
+
+    url: str
+    queries: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InitPlan:
     """What `tuneline init` found: the run's name, its sources and a suggestion per table."""
 
     name: str
-    sources: list[tuple[str, Path]]  # (source name, file) in the order given
+    sources: list[InitSource]  # in the order given
     suggestions: list[TableSuggestion]
 
     @property
@@ -44,19 +78,22 @@ class InitPlan:
         return picked[:MAX_TEMPLATES]
 
 
-def plan_init(paths: list[Path], name: str | None = None) -> InitPlan:
-    """Read each file and suggest its templates; a DataError says what init needs when a file
-    cannot give a single template, and nothing is written then."""
-    if not paths:
-        raise DataError("init needs at least one data file (CSV, TSV, JSON, JSONL or Parquet)")
-    sources: list[tuple[str, Path]] = []
+def plan_init(paths: list[Path], name: str | None = None, sql: SqlInput | None = None
+              ) -> InitPlan:
+    """Read each file (and each query or table of `sql`) and suggest its templates; a
+    DataError says what init needs when nothing can give a single template, and nothing is
+    written then."""
+    if not paths and not (sql and (sql.queries or sql.tables)):
+        raise DataError("init needs at least one data file (CSV, TSV, JSON, JSONL or Parquet), "
+                        "or --sql URL with --query or --table")
+    sources: list[InitSource] = []
     suggestions = []
-    for path in paths:
-        source = _unique(_slug(path.stem), {s for s, _ in sources})
-        rows = _read_table(path, source)
-        suggestions.append(plan_templates(source, list(rows[0]), rows, None))
-        sources.append((source, path))
-    plan = InitPlan(name or sources[0][0], sources, suggestions)
+    for source, rows in [*_file_tables(paths), *_sql_tables(sql)]:
+        named = dataclasses.replace(source,
+                                    name=_unique(source.name, {s.name for s in sources}))
+        suggestions.append(plan_templates(named.name, list(rows[0]), rows, None))
+        sources.append(named)
+    plan = InitPlan(name or sources[0].name, sources, suggestions)
     if not plan.chosen:
         reasons = "; ".join(f"{s.table}: " + ", ".join(f"{c} ({why})" for c, why in
                                                       list(s.skipped.items())[:6])
@@ -75,7 +112,7 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
     tables = list(dict.fromkeys(s.table for s, _ in chosen))
     by_table = {s.table: s for s in plan.suggestions}
     lines = [
-        f"# Written by `tuneline init` for {', '.join(str(p) for _, p in plan.sources)}.",
+        f"# Written by `tuneline init` for {', '.join(s.label for s in plan.sources)}.",
         f"# Run:       tuneline run {config_path}",
         "# Every choice below was derived from the data; each comment says from what.",
         "run:", f"  name: {plan.name}", "  seed: 0",
@@ -85,8 +122,7 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
         "ingest:", "  sources:",
     ]
-    lines += [f"    - {_flow({'name': source, 'path': _relative(path, config_dir)})}"
-              for source, path in plan.sources]
+    lines += [f"    - {flow_yaml(source.entry(config_dir))}" for source in plan.sources]
     lines += ["", "synthesize:",
               f"  # {len(templates)} templates of {FACTS_PER_TEMPLATE} facts fit a run of about "
               "10 minutes on 2 CPU cores;",
@@ -114,21 +150,23 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "  # a qualifier outside the data) are made from these templates; the model learns to",
         "  # say so with this sentence.",
         "  unanswerable:", "    per_template: 24",
-        f"    answer: {_quote(f'I do not have information about that in my {plan.name} data.')}",
+        "    answer: "
+        + quote_yaml(f"I do not have information about that in my {plan.name} data."),
         "  # Reading practice: rows no evaluated fact uses, trained with their passage only.",
         "  reading_facts_per_template: "
-        + _flow({t.name: READING_FACTS_PER_TEMPLATE for t in templates}),
+        + flow_yaml({t.name: READING_FACTS_PER_TEMPLATE for t in templates}),
         "",
         "# Retrieval: one passage per row, the entity first, then what the templates ask for,",
         "# so the model reads what it is asked about before the value it copies.",
-        "index:", "  enabled: true", f"  sources: {_flow(tables)}", "  templates:",
+        "index:", "  enabled: true", f"  sources: {flow_yaml(tables)}", "  templates:",
     ]
-    lines += [f"    {table}: {_quote(_passage(by_table[table], templates))}" for table in tables]
+    lines += [f"    {table}: {quote_yaml(_passage(by_table[table], templates))}"
+              for table in tables]
     lines += [
         "  retrieval: {mode: text, top_k: 5, match_question: true}",
         "  # Matching keeps only the passages holding every value of these columns that the",
         "  # question names: an invented entity gets no passage, and the model declines.",
-        "  match_fields: " + _flow({t: list(by_table[t].key) for t in tables}), "",
+        "  match_fields: " + flow_yaml({t: list(by_table[t].key) for t in tables}), "",
         "curate:", "  heldout_fraction: 0.2", "  val_fraction: 0.05",
         "  dev_fraction: 0.0   # dev sets come from synthesize.dev_facts_per_template instead",
         "  recall_phrasings: 1", "  unanswerable_train_fraction: 0.63",
@@ -147,19 +185,68 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
     return "\n".join(lines)
 
 
-def _read_table(path: Path, source: str) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.suffix.lower() not in FORMATS:
-        raise DataError(f"{path}: unknown format '{path.suffix}'; init reads "
-                        f"{', '.join(sorted(FORMATS))} files")
-    rows = [record.data for record in read_source(SourceConfig(name=source, path=path))]
+def _file_tables(paths: list[Path]) -> list[tuple[InitSource, list[dict[str, str]]]]:
+    tables = []
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        if path.suffix.lower() not in FORMATS:
+            raise DataError(f"{path}: unknown format '{path.suffix}'; init reads "
+                            f"{', '.join(sorted(FORMATS))} files (a folder of documents on "
+                            "its own)")
+        source = InitSource(slug(path.stem), path=path)
+        tables.append((source, _rows(SourceConfig(name=source.name, path=path), str(path))))
+    return tables
+
+
+def _sql_tables(sql: SqlInput | None) -> list[tuple[InitSource, list[dict[str, str]]]]:
+    """Each --query (sources query, query_2, ...) and --table of the database, read now."""
+    if sql is None:
+        return []
+    url = _absolute_sqlite(sql.url)
+    written = password_as_variable(url)
+    tables = []
+    for number, query in enumerate(sql.queries, 1):
+        source = InitSource("query" if number == 1 else f"query_{number}", url=written,
+                            query=query)
+        read = SourceConfig(name=source.name, url=url, query=query)
+        tables.append((source, _rows(read, f"--query {query!r}")))
+    for table in sql.tables:
+        source = InitSource(slug(table), url=written, table=table)
+        tables.append((source, _rows(SourceConfig(name=source.name, url=url, table=table),
+                                     f"--table {table}")))
+    return tables
+
+
+def _rows(source: SourceConfig, label: str) -> list[dict[str, str]]:
+    rows = [record.data for record in read_source(source)]
     if not rows:
-        raise DataError(f"{path}: the table is empty; init needs rows to learn from")
+        raise DataError(f"{label}: the table is empty; init needs rows to learn from")
     if len(rows[0]) < 2:
-        raise DataError(f"{path}: one column only; init needs a column that names each row "
+        raise DataError(f"{label}: one column only; init needs a column that names each row "
                         "and at least one more to ask about")
     return rows
+
+
+PASSWORD_VARIABLE = "TUNELINE_DB_PASSWORD"
+
+
+def password_as_variable(url: str) -> str:
+    """The URL with its password (if any, and not already a variable) replaced by
+    ${TUNELINE_DB_PASSWORD}: a config file is no place for a secret."""
+    match = re.match(r"^([A-Za-z][\w+.-]*://[^/:@]*):([^@/]*)@", url)
+    if match is None or match.group(2).startswith("${"):
+        return url
+    return f"{match.group(1)}:${{{PASSWORD_VARIABLE}}}@{url[match.end():]}"
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A SQLite URL whose file path is relative resolves against the directory `tuneline run`
+    starts in; the config holds it absolute, so it runs from anywhere."""
+    prefix, _, rest = url.partition(":///")
+    if not prefix.startswith("sqlite") or not rest or rest.startswith("/") or rest == ":memory:":
+        return url
+    return f"{prefix}:///{Path(rest).resolve()}"
 
 
 def _passage(suggestion: TableSuggestion, templates: list) -> str:
@@ -170,7 +257,7 @@ def _passage(suggestion: TableSuggestion, templates: list) -> str:
     return f"{entity}: {'; '.join(parts)}."
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     slug = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
     return slug if slug and not slug[0].isdigit() else f"t_{slug}"
 
@@ -179,17 +266,17 @@ def _unique(name: str, taken: set[str]) -> str:
     return next(n for n in [name, *(f"{name}_{i}" for i in range(2, 1000))] if n not in taken)
 
 
-def _relative(path: Path, config_dir: Path) -> str:
+def relative_to_config(path: Path, config_dir: Path) -> str:
     """The path as the config reads it: relative to the config's folder."""
     return os.path.relpath(path.resolve(), config_dir.resolve())
 
 
-def _flow(value: object) -> str:
+def flow_yaml(value: object) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000,
                           allow_unicode=True).strip()
 
 
-def _quote(text: str) -> str:
+def quote_yaml(text: str) -> str:
     """A double-quoted YAML scalar (JSON's string syntax is YAML's)."""
     return json.dumps(text, ensure_ascii=False)
 
