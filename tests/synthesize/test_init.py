@@ -172,3 +172,48 @@ def test_documents_without_questions_get_a_clear_message_and_no_config(tmp_path)
     mixed = _init(str(folder), str(_write_csv(tmp_path / "e.csv", ELEMENT_COLUMNS, ELEMENTS)),
                   "-o", str(tmp_path / "out.yaml"))
     assert "holds documents" in mixed.output and not (tmp_path / "out.yaml").exists()
+
+
+STATES = [("NY", "New York", "Albany"), ("CA", "California", "Sacramento"),
+          ("TX", "Texas", "Austin"), ("IL", "Illinois", "Springfield"),
+          ("WA", "Washington", "Olympia"), ("GA", "Georgia", "Atlanta")]
+AIRPORTS = [
+    ("JFK", "John F Kennedy Intl", "New York", "NY"), ("LGA", "La Guardia", "New York", "NY"),
+    ("LAX", "Los Angeles Intl", "Los Angeles", "CA"),
+    ("SFO", "San Francisco Intl", "San Francisco", "CA"),
+    ("DFW", "Dallas Fort Worth Intl", "Dallas", "TX"),
+    ("AUS", "Austin Bergstrom", "Austin", "TX"), ("ORD", "Chicago O'Hare Intl", "Chicago", "IL"),
+    ("SEA", "Seattle Tacoma Intl", "Seattle", "WA"),
+    ("ATL", "Hartsfield Jackson Atlanta Intl", "Atlanta", "GA"),
+    ("MDW", "Chicago Midway", "Chicago", "IL")]
+
+
+def test_suggested_joins_follow_references_one_way_and_not_numbering():
+    from tuneline.synthesize.join_suggest import suggest_joins
+
+    states = [dict(zip(("abbr", "state_name", "capital"), s, strict=True)) for s in STATES]
+    airports = [dict(zip(("iata", "name", "city", "state"), a, strict=True)) for a in AIRPORTS]
+    (join,) = suggest_joins({"airports": airports, "states": states})
+    assert (join.left, join.right, join.entry()) == (
+        "airports", "states", {"source": "states", "on": {"state": "abbr"}})
+    numbered = [{"id": str(i), "colour": c} for i, c in enumerate(["red", "green", "blue", "cyan"])]
+    counted = [{"rank": str(i), "city": c} for i, c in enumerate(["Oslo", "Rome", "Lima", "Kyiv"])]
+    assert suggest_joins({"a": numbered, "b": counted}) == []  # 0..3 in both: not a reference
+
+
+def test_init_joins_tables_that_reference_each_other_and_the_config_ingests(tmp_path,
+                                                                           monkeypatch):
+    states = _write_csv(tmp_path / "states.csv", ["abbr", "state_name", "capital"], STATES)
+    airports = _write_csv(tmp_path / "airports.csv", ["iata", "name", "city", "state"], AIRPORTS)
+    config = tmp_path / "tuneline.yaml"
+    result = _init(str(airports), str(states), "-o", str(config))
+    assert result.exit_code == 0, result.output
+    cfg = load_config(config)
+    left = next(s for s in cfg.ingest.sources if s.name == "airports")
+    assert [(j.source, j.pairs()) for j in left.join] == [("states", [("state", "abbr")])]
+    assert "airports.state holds states.abbr values (100% of them)" in config.read_text()
+    monkeypatch.chdir(tmp_path)
+    ingested = CliRunner().invoke(cli, ["ingest", str(config), f"run.runs_dir={tmp_path / 'r'}"])
+    assert ingested.exit_code == 0, ingested.output
+    records = (tmp_path / "r" / "airports" / "ingest" / "records.jsonl").read_text()
+    assert '"state_name": "Texas"' in records  # the airport rows brought the state's columns

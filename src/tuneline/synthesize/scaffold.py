@@ -8,14 +8,18 @@ import json
 import os
 import re
 import textwrap
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from tuneline.errors import DataError
-from tuneline.ingest.config import SourceConfig
+from tuneline.ingest.config import JoinConfig, SourceConfig
+from tuneline.ingest.joins import apply_join, build_lookup
+from tuneline.ingest.records import Record
 from tuneline.ingest.sources import read_source
+from tuneline.synthesize.join_suggest import SuggestedJoin, suggest_joins
 from tuneline.synthesize.phrasing import humanize
 from tuneline.synthesize.suggest import TableSuggestion, plan_templates
 
@@ -38,6 +42,7 @@ class InitSource:
     url: str | None = None
     query: str | None = None
     table: str | None = None
+    joins: tuple[SuggestedJoin, ...] = ()
 
     @property
     def label(self) -> str:
@@ -45,11 +50,13 @@ class InitSource:
 
     def entry(self, config_dir: Path) -> dict[str, str]:
         """The source as `ingest.sources` lists it."""
+        joins = {"join": [j.entry() for j in self.joins]} if self.joins else {}
         if self.path is not None:
-            return {"name": self.name, "path": relative_to_config(self.path, config_dir)}
+            return {"name": self.name, "path": relative_to_config(self.path, config_dir),
+                    **joins}
         assert self.url is not None
         what = {"query": self.query} if self.query is not None else {"table": self.table or ""}
-        return {"name": self.name, "url": self.url, **what}
+        return {"name": self.name, "url": self.url, **what, **joins}
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,19 @@ def plan_init(paths: list[Path], name: str | None = None, sql: SqlInput | None =
     if not paths and not (sql and (sql.queries or sql.tables)):
         raise DataError("init needs at least one data file (CSV, TSV, JSON, JSONL or Parquet), "
                         "or --sql URL with --query or --table")
-    sources: list[InitSource] = []
-    suggestions = []
-    for source, rows in [*_file_tables(paths), *_sql_tables(sql)]:
-        named = dataclasses.replace(source,
-                                    name=_unique(source.name, {s.name for s in sources}))
-        suggestions.append(plan_templates(named.name, list(rows[0]), rows, None))
-        sources.append(named)
+    tables: dict[str, tuple[InitSource, list[Record]]] = {}
+    for source, records in [*_file_tables(paths), *_sql_tables(sql)]:
+        named = dataclasses.replace(source, name=_unique(source.name, set(tables)))
+        tables[named.name] = (named, records)
+    for join in suggest_joins({n: [r.data for r in recs] for n, (_, recs) in tables.items()}):
+        (left, records), (_, looked_up) = tables[join.left], tables[join.right]
+        config = JoinConfig.model_validate(join.entry())
+        joined = list(apply_join(records, config, build_lookup(config, looked_up), Counter()))
+        tables[join.left] = (dataclasses.replace(left, joins=(*left.joins, join)), joined)
+    sources = [source for source, _ in tables.values()]
+    suggestions = [plan_templates(source.name, list(records[0].data),
+                                  [r.data for r in records], None)
+                   for source, records in tables.values()]
     plan = InitPlan(name or sources[0].name, sources, suggestions)
     if not plan.chosen:
         reasons = "; ".join(f"{s.table}: " + ", ".join(f"{c} ({why})" for c, why in
@@ -122,7 +135,11 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
         "ingest:", "  sources:",
     ]
-    lines += [f"    - {flow_yaml(source.entry(config_dir))}" for source in plan.sources]
+    for source in plan.sources:
+        lines += [f"    # {j.left}.{j.left_column} holds {j.right}.{j.right_column} values "
+                  f"({j.coverage:.0%} of them): each row brings the columns of {j.right}"
+                  for j in source.joins]
+        lines.append(f"    - {flow_yaml(source.entry(config_dir))}")
     lines += ["", "synthesize:",
               f"  # {len(templates)} templates of {FACTS_PER_TEMPLATE} facts fit a run of about "
               "10 minutes on 2 CPU cores;",
@@ -185,7 +202,7 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
     return "\n".join(lines)
 
 
-def _file_tables(paths: list[Path]) -> list[tuple[InitSource, list[dict[str, str]]]]:
+def _file_tables(paths: list[Path]) -> list[tuple[InitSource, list[Record]]]:
     tables = []
     for path in paths:
         if not path.is_file():
@@ -199,7 +216,7 @@ def _file_tables(paths: list[Path]) -> list[tuple[InitSource, list[dict[str, str
     return tables
 
 
-def _sql_tables(sql: SqlInput | None) -> list[tuple[InitSource, list[dict[str, str]]]]:
+def _sql_tables(sql: SqlInput | None) -> list[tuple[InitSource, list[Record]]]:
     """Each --query (sources query, query_2, ...) and --table of the database, read now."""
     if sql is None:
         return []
@@ -218,11 +235,11 @@ def _sql_tables(sql: SqlInput | None) -> list[tuple[InitSource, list[dict[str, s
     return tables
 
 
-def _rows(source: SourceConfig, label: str) -> list[dict[str, str]]:
-    rows = [record.data for record in read_source(source)]
+def _rows(source: SourceConfig, label: str) -> list[Record]:
+    rows = list(read_source(source))
     if not rows:
         raise DataError(f"{label}: the table is empty; init needs rows to learn from")
-    if len(rows[0]) < 2:
+    if len(rows[0].data) < 2:
         raise DataError(f"{label}: one column only; init needs a column that names each row "
                         "and at least one more to ask about")
     return rows
@@ -272,7 +289,7 @@ def relative_to_config(path: Path, config_dir: Path) -> str:
 
 
 def flow_yaml(value: object) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000,
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False,
                           allow_unicode=True).strip()
 
 
