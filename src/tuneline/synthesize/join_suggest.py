@@ -17,12 +17,14 @@ class SuggestedJoin:
     left_column: str
     right_column: str
     coverage: float
+    columns: tuple[str, ...] = ()  # what the left rows bring (all but the join column if none)
 
     def entry(self) -> dict[str, object]:
         """The join as `ingest.sources[].join` lists it."""
         on: object = (self.left_column if self.left_column == self.right_column
                       else {self.left_column: self.right_column})
-        return {"source": self.right, "on": on}
+        return {"source": self.right, "on": on,
+                **({"columns": list(self.columns)} if self.columns else {})}
 
 
 def suggest_joins(tables: dict[str, list[dict[str, str]]]) -> list[SuggestedJoin]:

@@ -52,6 +52,10 @@ _COUNT_WORDS = {"count", "number", "num", "qty", "quantity", "total"}
 _PRICE_WORDS = {"price", "cost", "fee", "msrp"}
 _PLACE_WORDS = {"country", "nation", "city", "town", "region", "state", "province",
                 "continent", "origin", "location", "birthplace", "hometown"}
+# Words that say which name, not whose: official_name is a name, manager_name a manager.
+_NAME_KINDS = {"official", "common", "full", "short", "long", "native", "local", "english",
+               "display", "alternate", "alternative", "formal", "legal", "first", "last",
+               "given", "family", "middle", "nick", "brand", "trade", "scientific", "latin"}
 GROUP_WORDS = {"category", "genre", "group", "sport", "discipline", "department", "division",
                "league", "section", "family", "segment", "tier", "series", "brand", "team",
                "club", "party", "band", "conference"}
@@ -188,8 +192,15 @@ def _entity(
     """How questions name the entity ('{name} ({event})') and what kind of thing it is."""
     if profiles[key[0]].kind == "date":
         return f"{' '.join(humanize(table)[0])} on {{{key[0]}}}", ""
-    entity = "{" + key[0] + "}" + "".join(f" ({{{c}}})" for c in key[1:])
+    entity = "{" + key[0] + "}" + "".join(
+        f" in {{{c}}}" if is_year(profiles[c]) else f" ({{{c}}})" for c in key[1:])
     return entity, _entity_noun(table, profiles[key[0]])
+
+
+def is_year(p: ColumnProfile) -> bool:
+    """Whole years (1952, 2007): a time qualifier of a key (a country in a year)."""
+    return p.kind == "integer" and ("year" in p.words or (
+        len(p.top) == 4 and p.top.isdigit() and 1000 <= int(p.top) <= 2100))
 
 
 def _entity_noun(table: str, key: ColumnProfile) -> str:
@@ -218,8 +229,8 @@ def _label_words(table: str, p: ColumnProfile) -> list[str]:
         words = words[1:]  # product_category in products → category
     if words in (["total"], ["count"], ["number"], ["amount"]) and len(table_words) > 1:
         words = [w for w in table_words if w != words[0]] + words  # medals_total.Total
-    if len(words) > 1 and words[-1] == "name":
-        words = words[:-1]  # manager_name → manager
+    if len(words) > 1 and words[-1] == "name" and words[-2] not in _NAME_KINDS:
+        words = words[:-1]  # manager_name → manager, but official_name stays
     return words
 
 

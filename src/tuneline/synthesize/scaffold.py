@@ -99,6 +99,12 @@ def plan_init(paths: list[Path], name: str | None = None, sql: SqlInput | None =
         tables[named.name] = (named, records)
     for join in suggest_joins({n: [r.data for r in recs] for n, (_, recs) in tables.items()}):
         (left, records), (_, looked_up) = tables[join.left], tables[join.right]
+        # The rows bring what names the looked-up entity (the state's name, not its statehood
+        # year, which would be asked about the airport).
+        named = plan_templates(join.right, list(looked_up[0].data),
+                               [r.data for r in looked_up], None).key
+        join = dataclasses.replace(join, columns=tuple(c for c in named
+                                                       if c != join.right_column))
         config = JoinConfig.model_validate(join.entry())
         joined = list(apply_join(records, config, build_lookup(config, looked_up), Counter()))
         tables[join.left] = (dataclasses.replace(left, joins=(*left.joins, join)), joined)

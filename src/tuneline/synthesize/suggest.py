@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from tuneline.synthesize.phrasing import (
     NAME_WORDS,
     build_template,
     humanize,
+    is_year,
 )
 from tuneline.synthesize.profile import ColumnProfile
 from tuneline.synthesize.thresholds import THRESHOLDS, SuggestThresholds
@@ -240,8 +242,10 @@ def _key_candidates(
     # Codes and slugs may name an entity alone, but beside a name they read badly and can
     # give the answer away (sport + its slug).
     readable = [n for _, n in scored if profiles[n].kind not in ("identifier", "date")]
+    years = [n for n, p in profiles.items() if is_year(p)]
+    pool = readable[:THRESHOLDS.pair_pool]
     pairs = []
-    for a, b in combinations(readable[:THRESHOLDS.pair_pool], 2):
+    for a, b in [*combinations(pool, 2), *((a, y) for a in pool for y in years)]:
         pair_u = _uniqueness(rows, (a, b))
         alone = max(profiles[a].uniqueness, profiles[b].uniqueness)
         if pair_u >= THRESHOLDS.pair_min_uniqueness and pair_u >= alone + THRESHOLDS.pair_min_gain:
@@ -272,7 +276,7 @@ def _entity_key(
 def _qualifier_bonus(p: ColumnProfile) -> float:
     """How well a second key column qualifies the first: a group best, another name less."""
     words = set(p.words)
-    if words & GROUP_WORDS:
+    if words & GROUP_WORDS or is_year(p):  # a group, or the year of a time series
         return THRESHOLDS.group_qualifier_bonus
     return THRESHOLDS.name_qualifier_bonus if words & NAME_WORDS else 0.0
 
@@ -325,11 +329,18 @@ def _attribute_templates(
     """A scored template for every column worth asking about; the others go to `skipped`."""
     ranked: list[tuple[float, TemplateConfig, str]] = []
     kept: list[str] = []
+    if suggestion.key and profiles[suggestion.key[0]].kind != "date":
+        # Rows named by a name are not asked "on {date}": date keys are for time series.
+        candidates = [k for k in candidates if profiles[k[0]].kind != "date"]
     for name, p in profiles.items():
         reason = "the entity key" if name in suggestion.key else _static_skip(p)
+        if reason is None and _row_number(rows, name):
+            reason = "a row number (0 or 1, 2, 3 ... in row order)"
         other = None if reason else _repeats(rows, name, kept)
         if other:
             reason = f"repeats '{other}' (same value in ≥{THRESHOLDS.repeat_share:.0%} of rows)"
+        elif not reason and (twin := _mirrors(rows, name, kept)):
+            reason = f"one-to-one with '{twin}': the same fact in other words"
         fit, best = (None, None) if reason else _choose_key(rows, name, candidates)
         if fit is None:
             suggestion.skipped[name] = reason or _no_key_reason(best)
@@ -352,15 +363,40 @@ def _static_skip(p: ColumnProfile) -> str | None:
         return f"mostly empty ({p.blank_share:.0%} blank)"
     if _near_constant(p):
         return f"near-constant ('{_clip(p.top)}' in {p.top_count / p.filled:.0%} of rows)"
-    if p.kind == "float" and p.avg_len > THRESHOLDS.max_float_len:
+    if p.kind == "float" and (p.avg_len > THRESHOLDS.max_float_len
+                              or _decimals(p.top) > THRESHOLDS.max_decimals):
         example = _clip(p.top, THRESHOLDS.float_quote_width)
         return f"high-precision numbers (e.g. '{example}'); round them first"
     return {
         "url": "URLs", "email": "email addresses (personal data)",
-        "identifier": f"identifier or code (e.g. '{_clip(p.top)}')",
+        "identifier": (None if letter_code(p) else
+                       f"identifier or code (e.g. '{_clip(p.top)}')"),
         "free_text": f"long free text (~{p.avg_len:.0f} characters)",
         "boolean": "yes/no flag (a guessable true/false answer)",
     }.get(p.kind)
+
+
+def letter_code(p: ColumnProfile) -> bool:
+    """A short code of letters (FR, FRA, EUR, JFK, NY): a fact of the entity a name keys."""
+    return (p.kind == "identifier" and p.avg_len <= THRESHOLDS.max_code_len
+            and p.top.isalpha())
+
+
+def _row_number(rows: list[dict[str, str]], column: str) -> bool:
+    """An export's index column (R's rownames, pandas' unnamed first column): integers
+    counting the rows from 0 or 1 in order, under an index-like name (atomic_number counts
+    too, but is a fact)."""
+    if column.strip().lower() not in ROW_INDEX_NAMES:
+        return False
+    values = [str(row.get(column) or "").strip() for row in rows]
+    if len(values) < THRESHOLDS.row_number_min_rows or not all(v.isdigit() for v in values):
+        return False
+    numbers = [int(v) for v in values]
+    return numbers[0] in (0, 1) and all(b > a for a, b in itertools.pairwise(numbers))
+
+
+def _decimals(value: str) -> int:
+    return len(value.partition(".")[2]) if "e" not in value.lower() else 0
 
 
 def _near_constant(p: ColumnProfile) -> bool:
@@ -390,6 +426,21 @@ def _repeats(rows: list[dict[str, str]], column: str, kept: list[str]) -> str | 
     return None
 
 
+def _mirrors(rows: list[dict[str, str]], column: str, kept: list[str]) -> str | None:
+    """A column already asked about whose repeating values pair one-to-one with this one's
+    (sport and sport_code over the events): asking both asks one fact twice. Columns unique
+    per row pair one-to-one with any other unique column and are not compared."""
+    for other in kept:
+        values = _values(rows, (column, other))
+        pairs = set(values)
+        firsts, seconds = {a for a, _ in pairs}, {b for _, b in pairs}
+        repeating = len(firsts) <= THRESHOLDS.categorical_uniqueness * len(values)
+        if repeating and len(firsts) > THRESHOLDS.min_distinct and len(pairs) == len(
+                firsts) == len(seconds):
+            return other
+    return None
+
+
 def _no_key_reason(best: KeyFit | None) -> str:
     if best is None:
         return "no column identifies the rows it describes"
@@ -406,11 +457,16 @@ def _mark_key_parts(suggestion: TableSuggestion, keys: list[str]) -> None:
                 suggestion.skipped[column] = f"part of the key {' + '.join(columns)}"
 
 
+ROW_INDEX_NAMES = {"", "rownames", "row", "rownum", "row_number", "index", "idx", "unnamed: 0",
+                   "...1", "x"}
+
+
 def _usefulness(p: ColumnProfile, fit: KeyFit, rows: int) -> float:
     """More facts, harder to guess, fewer ambiguous rows and a simple key rank higher."""
     coverage = min(fit.facts / rows, 1.0)
     unguessable = 1 - 1 / p.distinct
     simple = 1.0 if len(fit.key) == 1 else THRESHOLDS.pair_key_weight
-    exact = 1.0 if p.kind in _EXACT_KINDS else THRESHOLDS.text_kind_weight
+    exact = (THRESHOLDS.code_kind_weight if p.kind == "identifier" else
+             1.0 if p.kind in _EXACT_KINDS else THRESHOLDS.text_kind_weight)
     return coverage * unguessable * (1 - fit.ambiguous) * simple * exact
 

@@ -46,6 +46,11 @@ class SuggestThresholds:
     max_blank_share: float = 0.5  # a column blank in more than half the rows gets no template
     near_constant_share: float = 0.98  # one value in 98% of rows is a guessable answer
     max_float_len: int = 12  # longer floats are raw measurements nobody recalls; round them
+    max_decimals: int = 3  # ... as are coordinates and readings given to 4+ decimals
+    max_code_len: int = 4  # letter codes this short (ISO 3166/4217/639, IATA, US states)
+    # are facts worth asking; numeric ids and longer or mixed identifiers are not
+    code_kind_weight: float = 0.5  # ... and rank below the other attributes
+    row_number_min_rows: int = 10  # an index column counting rows 0/1, 2, 3 ... in order
     repeat_share: float = 0.95  # equal to a kept column in 95% of rows: it repeats that one
     quote_width: int = 30  # skip reasons quote at most this many characters of a value
     float_quote_width: int = 12  # ... and of a high-precision number
