@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,42 @@ from tuneline.ingest.structured import read_structured, reads_structured
 csv.field_size_limit(16 * 1024 * 1024)
 
 
+_WHOLE_FLOAT = re.compile(r"-?\d+\.0+")
+
+
 def read_csv(
     name: str, path: Path, delimiter: str | None = ",", encoding: str = "utf-8"
 ) -> Iterator[Record]:
     """Yield one Record per CSV row; raise DataError naming file:line on malformed input.
 
     `delimiter=None` sniffs it from the first lines; `encoding="auto"` detects the encoding.
+    A column whose every value is a whole number written as a float ("1850.0": what pandas
+    writes for an integer column with a gap) is read as integers, as `cell_text` reads such
+    floats from JSON and Parquet; this takes a second pass over the file.
     """
+    whole = _whole_float_columns(_csv_records(name, path, delimiter, encoding))
+    for record in _csv_records(name, path, delimiter, encoding):
+        if whole:
+            record = dataclasses.replace(record, data={
+                k: v.partition(".")[0] if k in whole and v else v
+                for k, v in record.data.items()})
+        yield record
+
+
+def _whole_float_columns(records: Iterator[Record]) -> set[str]:
+    """Columns with at least one value, every one of them like 1850.0."""
+    candidates: dict[str, bool] = {}
+    for record in records:
+        for column, value in record.data.items():
+            value = value.strip()
+            if value and candidates.get(column, True):
+                candidates[column] = bool(_WHOLE_FLOAT.fullmatch(value))
+    return {column for column, whole in candidates.items() if whole}
+
+
+def _csv_records(
+    name: str, path: Path, delimiter: str | None, encoding: str
+) -> Iterator[Record]:
     encoding = resolve_encoding(path, encoding)
     try:
         handle = path.open(encoding=encoding, newline="")
