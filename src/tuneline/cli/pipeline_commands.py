@@ -69,6 +69,9 @@ def _run_with_prefect(args: tuple[str, ...], force: bool) -> None:
                                     force=list(STAGES) if force else None)
     for stage, state in summary["stages"].items():
         console.print(f"{stage:<11} {state}")
+    if summary["gate_passed"] is not None:
+        console.print(f"gate: {'passed' if summary['gate_passed'] else 'failed'} "
+                      f"({summary['run_dir']}/gate.json)")
     if summary["registered"]:
         console.print(f"registered: {summary['registered']}")
     print_serve_hint(cfg, args)
