@@ -134,12 +134,7 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         f"# Written by `tuneline init` for {', '.join(s.label for s in plan.sources)}.",
         f"# Run:       tuneline run {config_path}",
         "# Every choice below was derived from the data; each comment says from what.",
-        "run:", f"  name: {plan.name}", "  seed: 0",
-        "  # Training measures its speed and trains fewer steps when the whole run would not",
-        "  # fit (train's manifest records the cut); remove for no limit.",
-        f"  budget_minutes: {INIT_BUDGET_MINUTES}", "",
-        "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
-        "ingest:", "  sources:",
+        *run_and_model_lines(plan.name), "ingest:", "  sources:",
     ]
     for source in plan.sources:
         lines += [f"    # {j.left}.{j.left_column} holds {j.right}.{j.right_column} values "
@@ -206,6 +201,17 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "register:", f"  name: {plan.name}", "",
     ]
     return "\n".join(lines)
+
+
+def run_and_model_lines(name: str) -> list[str]:
+    """The `run:` and `model:` sections every config `init` writes."""
+    return [
+        "run:", f"  name: {name}", "  seed: 0",
+        "  # Training measures its speed and trains fewer steps when the whole run would not",
+        "  # fit (train's manifest records the cut); remove for no limit.",
+        f"  budget_minutes: {INIT_BUDGET_MINUTES}", "",
+        "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
+    ]
 
 
 def _file_tables(paths: list[Path]) -> list[tuple[InitSource, list[Record]]]:

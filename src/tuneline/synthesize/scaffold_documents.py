@@ -14,10 +14,10 @@ from tuneline.errors import DataError
 from tuneline.ingest.config import DOCUMENT_FORMATS, SourceConfig
 from tuneline.ingest.sources import read_source
 from tuneline.synthesize.scaffold import (
-    INIT_BUDGET_MINUTES,
     flow_yaml,
     quote_yaml,
     relative_to_config,
+    run_and_model_lines,
     slug,
 )
 
@@ -103,12 +103,7 @@ def render_documents_config(plan: DocumentsPlan, config_path: Path) -> str:
         "embedding", "# similarity (MiniLM) and token F1.",
         *([f"# Other documents in the folder, left out (one format per source): {left_out}."]
           if left_out else []),
-        "run:", f"  name: {plan.name}", "  seed: 0",
-        "  # Training measures its speed and trains fewer steps when the whole run would not",
-        "  # fit (train's manifest records the cut); remove for no limit.",
-        f"  budget_minutes: {INIT_BUDGET_MINUTES}", "",
-        "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
-        "ingest:", "  sources:",
+        *run_and_model_lines(plan.name), "ingest:", "  sources:",
         "    # One record per question: a heading that asks one and the text under it (or a",
         "    # Q:/A: block, a definition-list term), with its file and line.",
         "    - " + flow_yaml({"name": "faq", "path": path, "format": plan.format, "faq": True}),
