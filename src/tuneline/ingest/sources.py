@@ -40,6 +40,7 @@ def read_csv(
     writes for an integer column with a gap) is read as integers, as `cell_text` reads such
     floats from JSON and Parquet; this takes a second pass over the file.
     """
+    encoding = resolve_encoding(path, encoding)  # detected once for both passes
     whole = _whole_float_columns(_csv_records(name, path, delimiter, encoding))
     for record in _csv_records(name, path, delimiter, encoding):
         if whole:
@@ -63,7 +64,6 @@ def _whole_float_columns(records: Iterator[Record]) -> set[str]:
 def _csv_records(
     name: str, path: Path, delimiter: str | None, encoding: str
 ) -> Iterator[Record]:
-    encoding = resolve_encoding(path, encoding)
     try:
         handle = path.open(encoding=encoding, newline="")
     except OSError as exc:

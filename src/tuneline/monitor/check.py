@@ -38,7 +38,6 @@ def check_window(cfg: PipelineConfig, embeddings: Any, counts: dict[str, tuple[i
     return DriftCheck(report, rates, alerts_of(report, rates), baseline, origin, questions)
 
 
-
 def check_recorded_traffic(cfg: PipelineConfig, window: int | None, reference: str | None,
                            embedder: Embedder) -> DriftCheck:
     """The newest `window` requests the server recorded (serve.traffic) against the baseline."""

@@ -97,20 +97,23 @@ def plan_init(paths: list[Path], name: str | None = None, sql: SqlInput | None =
     for source, records in [*_file_tables(paths), *_sql_tables(sql)]:
         named = dataclasses.replace(source, name=_unique(source.name, set(tables)))
         tables[named.name] = (named, records)
-    for join in suggest_joins({n: [r.data for r in recs] for n, (_, recs) in tables.items()}):
-        (left, records), (_, looked_up) = tables[join.left], tables[join.right]
+    joins = suggest_joins({n: [r.data for r in recs] for n, (_, recs) in tables.items()})
+    # A looked-up table never brings columns itself (no chains), so its suggestion, made here
+    # for its key, is final.
+    suggested = {n: _suggest(n, recs) for n, (_, recs) in tables.items()
+                 if n in {j.right for j in joins}}
+    for join in joins:
+        left, records = tables[join.left]
+        looked_up = tables[join.right][1]
         # The rows bring what names the looked-up entity (the state's name, not its statehood
         # year, which would be asked about the airport).
-        named = plan_templates(join.right, list(looked_up[0].data),
-                               [r.data for r in looked_up], None).key
-        join = dataclasses.replace(join, columns=tuple(c for c in named
-                                                       if c != join.right_column))
+        join = dataclasses.replace(join, columns=tuple(
+            c for c in suggested[join.right].key if c != join.right_column))
         config = JoinConfig.model_validate(join.entry())
         joined = list(apply_join(records, config, build_lookup(config, looked_up), Counter()))
         tables[join.left] = (dataclasses.replace(left, joins=(*left.joins, join)), joined)
     sources = [source for source, _ in tables.values()]
-    suggestions = [plan_templates(source.name, list(records[0].data),
-                                  [r.data for r in records], None)
+    suggestions = [suggested.get(source.name) or _suggest(source.name, records)
                    for source, records in tables.values()]
     plan = InitPlan(name or sources[0].name, sources, suggestions)
     if not plan.chosen:
@@ -201,6 +204,10 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "register:", f"  name: {plan.name}", "",
     ]
     return "\n".join(lines)
+
+
+def _suggest(table: str, records: list[Record]) -> TableSuggestion:
+    return plan_templates(table, list(records[0].data), [r.data for r in records], None)
 
 
 def run_and_model_lines(name: str) -> list[str]:

@@ -57,11 +57,11 @@ def is_documents(path: Path) -> bool:
 def plan_documents(path: Path, name: str | None = None) -> DocumentsPlan:
     """Read the question-answer pairs of the folder's most common document format; a
     DataError says what init needs when there are too few."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
     files = ([path] if path.is_file() else
              sorted(f for f in path.rglob("*") if f.is_file() and document_format(f)
                     and not any(part.startswith(".") for part in f.relative_to(path).parts)))
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
     formats = Counter(document_format(f) for f in files)
     if not formats:
         raise DataError(f"{path}: no documents in it; init reads folders of "
