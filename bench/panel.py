@@ -21,6 +21,10 @@ measures what a user with another table gets.
 
     python bench/panel.py extract --out /tmp/panel/data
     python bench/panel.py run --data /tmp/panel/data --work /tmp/panel/runs [--tables starwars]
+    python bench/panel.py rescore --work /tmp/panel/runs   # after a scoring change
+
+`rescore` reruns evaluate on each run (`tuneline evaluate --force`): the answers come from the
+answer cache, so only the scores change, and panel.json is rewritten with them.
 """
 
 from __future__ import annotations
@@ -111,6 +115,23 @@ def run(data: Path, work: Path, tables: list[str]) -> None:
     print(_markdown(rows))
 
 
+def rescore(work: Path) -> None:
+    """Each run's evaluate again (answers cached), panel.json's metrics replaced."""
+    rows = json.loads((work / "panel.json").read_text())
+    for row in rows:
+        folder = work / row["table"]
+        if "metrics" not in row:
+            continue
+        subprocess.run([sys.executable, "-m", "tuneline.cli.main", "evaluate",
+                        str(folder / "tuneline.yaml"), f"run.runs_dir={folder / 'runs'}",
+                        "--force"], capture_output=True, text=True)
+        metrics = folder / "runs" / row["table"] / "evaluate" / "metrics.json"
+        row["metrics"] = _headline(json.loads(metrics.read_text()))
+        print(json.dumps(row), flush=True)
+        (work / "panel.json").write_text(json.dumps(rows, indent=1))
+    print(_markdown(rows))
+
+
 def _run_table(table: str, data: Path, folder: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "tuneline.yaml"
@@ -179,9 +200,12 @@ def main() -> None:
     go.add_argument("--data", type=Path, required=True)
     go.add_argument("--work", type=Path, required=True)
     go.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    steps.add_parser("rescore").add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
     if args.step == "extract":
         extract(args.out)
+    elif args.step == "rescore":
+        rescore(args.work)
     else:
         run(args.data, args.work, args.tables)
 

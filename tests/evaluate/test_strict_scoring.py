@@ -93,3 +93,34 @@ def test_summaries_report_strict_accuracy_and_containment_side_by_side():
     assert m["containment"] == pytest.approx(2 / 3)
     assert m["exact_match"] == pytest.approx(1 / 3)
     assert m["hallucination_rate"] == pytest.approx(2 / 3)
+
+
+# ISO codes that are also English words (countries panel table, bench/panel.py): Iceland "IS",
+# India "IN", Dominican Republic "DO", Malaysia "MY"; Tonga's currency "TOP".
+CODES = Vocabulary.from_values({"alpha_2": ["IQ", "IS", "IN", "DO", "MY", "FK"],
+                                "alpha_3": ["TOP", "MXN"],
+                                "official_name": ["Republic of Iraq"]})
+IRAQ = {"set": "recall", "template": "alpha_2", "fact": "IQ",
+        "question": "What alpha 2 does Iraq have?", "reference": "The alpha 2 of Iraq is IQ."}
+INVENTED_COUNTRY = {"set": "unanswerable", "template": "alpha_2", "expect": "abstain",
+                    "fact": "", "question": "What alpha 2 does Irloupe have?",
+                    "reference": "I do not have information about that in my countries data."}
+
+
+def test_a_code_is_claimed_only_in_capitals():
+    right = judge_answer("The alpha 2 of Iraq is IQ.", IRAQ, CODES)
+    assert right.claims == ("iq",) and right.correct
+    wrong = judge_answer("The alpha 2 of Iraq IS IN doubt.", IRAQ, CODES)
+    assert wrong.claims == ("is", "in") and not wrong.correct and wrong.hallucinated
+
+
+def test_a_decline_in_words_that_are_also_codes_is_a_decline():
+    declined = judge_answer(INVENTED_COUNTRY["reference"], INVENTED_COUNTRY, CODES)
+    assert declined.claims == () and declined.abstained and declined.correct
+    answered = judge_answer("Falkland Islands: alpha 2 FK. Top marks.", INVENTED_COUNTRY, CODES)
+    assert answered.claims == ("fk",) and answered.hallucinated
+
+
+def test_a_code_also_written_as_a_word_in_the_data_is_matched_in_any_case():
+    vocabulary = Vocabulary.from_values({"symbol": ["IN"], "word": ["in"]})
+    assert vocabulary.claims("made in Spain", "symbol") == ["in"]

@@ -3,12 +3,16 @@
 A value is "claimed" when the answer names it on word boundaries (case, accents and punctuation
 folded) and the question did not already name it (the asked athlete's own name is not a claim).
 Overlapping names count once, the longest: "United States Virgin Islands" is not also
-"United States".
+"United States". A code (a short value the data writes in capitals: ISO "IS", "IN", "DO", "MY",
+currency "TOP") is claimed only when written in capitals: "The code of Iraq is IQ." claims IQ,
+not Iceland's "IS".
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,18 +20,28 @@ from pathlib import Path
 
 from tuneline.text import normalize
 
+_CODE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+_NON_WORD_CASED = re.compile(r"[^0-9A-Za-z]+")
+
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Per template, the normalised values of its answer column (every row of its table)."""
+    """Per template, the normalised values of its answer column (every row of its table), and
+    the codes among them (matched only in capitals)."""
 
     by_template: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    codes: frozenset[str] = frozenset()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Iterable[str]]) -> Vocabulary:
+        columns = {name: [str(v).strip() for v in column] for name, column in values.items()}
+        every = [v for column in columns.values() for v in column]
+        written_as_words = {normalize(v) for v in every if not _CODE.fullmatch(v)}
         return cls({name: frozenset(t for t in (tuple(normalize(v).split()) for v in column)
                                     if t)
-                    for name, column in values.items()})
+                    for name, column in columns.items()},
+                   frozenset(v.lower() for v in every
+                             if _CODE.fullmatch(v) and v.lower() not in written_as_words))
 
     @classmethod
     def read(cls, path: Path) -> Vocabulary:
@@ -48,13 +62,32 @@ class Vocabulary:
         in order of first mention, without those the question names."""
         values = (self._every_value if template is None
                   else self.by_template.get(template, frozenset()))
-        asked = set(_mentions(normalize(question).split(), values))
-        found = [v for v in _mentions(normalize(answer).split(), values) if v not in asked]
+        asked = set(self._mentions(question, values))
+        found = [v for v in self._mentions(answer, values) if v not in asked]
         return list(dict.fromkeys(" ".join(v) for v in found))
 
+    def _mentions(self, text: str, values: frozenset[tuple[str, ...]]
+                  ) -> list[tuple[str, ...]]:
+        """Values named in `text`, left to right, the longest at each position, not
+        overlapping; a code only where `text` writes it in capitals."""
+        cased = _cased_words(text)
+        tokens = [w.lower() for w in cased]
+        lowercase_codes = {i for i, w in enumerate(cased)
+                           if tokens[i] in self.codes and not w.isupper()}
+        return _mentions(tokens, values, lowercase_codes)
 
-def _mentions(tokens: list[str], values: frozenset[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Values named in `tokens`, left to right, the longest at each position, not overlapping."""
+
+def _cased_words(text: str) -> list[str]:
+    """The words `normalize` would keep, in their written case."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    no_marks = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NON_WORD_CASED.sub(" ", no_marks).split()
+
+
+def _mentions(tokens: list[str], values: frozenset[tuple[str, ...]],
+              not_single: set[int] = frozenset()) -> list[tuple[str, ...]]:
+    """Values named in `tokens`, left to right, the longest at each position, not overlapping;
+    a position in `not_single` starts no one-word value."""
     if not values:
         return []
     longest = max(len(v) for v in values)
@@ -62,7 +95,7 @@ def _mentions(tokens: list[str], values: frozenset[tuple[str, ...]]) -> list[tup
     while i < len(tokens):
         for size in range(min(longest, len(tokens) - i), 0, -1):
             candidate = tuple(tokens[i:i + size])
-            if candidate in values:
+            if candidate in values and not (size == 1 and i in not_single):
                 found.append(candidate)
                 i += size
                 break
