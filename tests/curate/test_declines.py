@@ -6,6 +6,7 @@ from tuneline.curate.declines import within_decline_budget
 from tuneline.rag.prompt import rag_user_message
 
 REFUSAL = "I don't have information about that in my Paris 2024 data."
+BOTH_QUARTER = {"plain": 0.25, "rag": 0.25}
 
 
 def chat(question: str, answer: str) -> dict:
@@ -27,7 +28,8 @@ def test_declines_are_thinned_per_format_in_proportion_across_routes():
               "other_qualifier": plain(20, REFUSAL, "tokyo"),
               "rag": with_passages(30, "Gold Medal in Athletics: LYLES Noah.", "rag"),
               "rag_unanswerable": with_passages(10, REFUSAL, "rag-invented")}
-    kept, counts = within_decline_budget(routes, 1 / 3, REFUSAL, seed=0)
+    kept, counts = within_decline_budget(routes, {"plain": 1 / 3, "rag": 1 / 3}, REFUSAL,
+                                         seed=0)
     # plain: 60 answers allow 30 declines of 60 -> 20 of 40 invented and 10 of 20 kept
     assert counts == {"dropped:decline_budget:unanswerable": 20,
                       "dropped:decline_budget:other_qualifier": 10}
@@ -41,7 +43,20 @@ def test_declines_are_thinned_per_format_in_proportion_across_routes():
 
 def test_the_budget_is_seeded_and_one_keeps_everything():
     routes = {"qa": plain(10, "Paris.", "qa"), "unanswerable": plain(30, REFUSAL, "x")}
-    first, _ = within_decline_budget(routes, 0.25, REFUSAL, seed=3)
-    second, _ = within_decline_budget(routes, 0.25, REFUSAL, seed=3)
+    first, _ = within_decline_budget(routes, BOTH_QUARTER, REFUSAL, seed=3)
+    second, _ = within_decline_budget(routes, BOTH_QUARTER, REFUSAL, seed=3)
     assert first == second and len(first["unanswerable"]) == 3
-    assert within_decline_budget(routes, 1.0, REFUSAL, seed=3) == (routes, {})
+    assert within_decline_budget(routes, {"plain": 1.0, "rag": 1.0}, REFUSAL,
+                                 seed=3) == (routes, {})
+
+
+def test_bare_questions_may_have_their_own_limit():
+    routes = {"qa": plain(90, "LYLES Noah won it.", "qa"),
+              "unanswerable": plain(40, REFUSAL, "invented"),
+              "rag": with_passages(30, "Gold Medal in Athletics: LYLES Noah.", "rag"),
+              "rag_unanswerable": with_passages(15, REFUSAL, "rag-invented")}
+    kept, counts = within_decline_budget(routes, {"plain": 0.1, "rag": 1 / 3}, REFUSAL, seed=0)
+    # 90 bare answers allow 10 bare declines; 30 answers with passages allow 15 declines
+    assert len(kept["unanswerable"]) == 10 and kept["rag_unanswerable"] == routes[
+        "rag_unanswerable"]
+    assert counts == {"dropped:decline_budget:unanswerable": 30}

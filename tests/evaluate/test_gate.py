@@ -199,3 +199,26 @@ def test_a_malformed_metric_is_a_data_error_naming_it():
     metrics = {"tuned": {"recall": {"accuracy": "0.9"}}}
     with pytest.raises(DataError, match=r"tuned\.recall\.accuracy: Input should be a valid number"):
         check_gate(_gate(min_accuracy={"recall": 0.5}), metrics)
+
+
+def test_gain_is_checked_for_each_served_variant_against_base_asked_the_same_way():
+    def sets(recall: float, heldout: float | None = None) -> dict:
+        out = {"recall": {"accuracy": recall, "n": 20}}
+        return out | ({"heldout": {"accuracy": heldout, "n": 10}} if heldout is not None else {})
+
+    gate = _gate(min_gain={"recall": {"accuracy": 0.1}, "heldout": {"accuracy": 0.1}})
+    # reading was already the base model's: tuned+rag adds nothing over base+rag on recall
+    metrics = {"base": sets(0.0, 0.0), "tuned": sets(0.6, 0.0),
+               "base+rag": sets(0.9, 0.5), "tuned+rag": sets(0.95, 0.9)}
+    result = check_gate(gate, metrics)
+    assert [(c.name, c.passed) for c in result.checks] == [
+        ("min_gain.recall.accuracy", True), ("min_gain.heldout.accuracy", False),
+        ("min_gain.recall.accuracy (tuned+rag)", False),
+        ("min_gain.heldout.accuracy (tuned+rag)", True)]
+    assert "tuned+rag accuracy 0.950 vs base+rag 0.900" in result.checks[2].message
+    # a set only the closed-book pair answered is not required of tuned+rag
+    only_recall = {"base": sets(0.0, 0.0), "tuned": sets(0.6, 0.2),
+                   "base+rag": sets(0.1), "tuned+rag": sets(0.9)}
+    assert [c.name for c in check_gate(gate, only_recall).checks] == [
+        "min_gain.recall.accuracy", "min_gain.heldout.accuracy",
+        "min_gain.recall.accuracy (tuned+rag)"]

@@ -29,20 +29,20 @@ def chat_format(chat: dict[str, Any]) -> str:
     return "rag" if asked.startswith(INSTRUCTION) else "plain"
 
 
-def within_decline_budget(routes: dict[str, list[dict[str, Any]]], max_share: float,
-                          abstention: str, seed: int
+def within_decline_budget(routes: dict[str, list[dict[str, Any]]],
+                          max_share: dict[str, float], abstention: str, seed: int
                           ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
-    """`routes` with declines thinned to at most `max_share` of each format's chats, and the
-    counts `dropped:decline_budget:<route>` (only routes that lost some)."""
+    """`routes` with declines thinned to at most `max_share[format]` of each format's chats
+    ('plain', 'rag'), and the counts `dropped:decline_budget:<route>` (only routes that lost
+    some)."""
     rng = random.Random(seed)
     drop: set[tuple[str, int]] = set()
-    for fmt in ("plain", "rag"):
+    for fmt, share in max_share.items():
         declines = [(route, i) for route, chats in routes.items() for i, chat in enumerate(chats)
                     if chat_format(chat) == fmt and is_decline(chat, abstention)]
         answers = sum(1 for chats in routes.values() for chat in chats
                       if chat_format(chat) == fmt and not is_decline(chat, abstention))
-        allowed = (math.floor(max_share / (1 - max_share) * answers + 1e-9) if max_share < 1
-                   else None)
+        allowed = math.floor(share / (1 - share) * answers + 1e-9) if share < 1 else None
         if allowed is None or len(declines) <= allowed:
             continue
         drop |= set(_thin(declines, len(declines) - allowed, rng))

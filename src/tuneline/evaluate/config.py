@@ -127,8 +127,10 @@ class GateConfig(Section):
     )
     min_gain: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description="How far tuned must be above base per set and score, e.g. {reference: "
-        "{rouge_l: 0.05}}: tuning must teach what the base model does not already say.",
+        description="How far each served variant must be above the base model asked the same "
+        "way, per set and score, e.g. {recall: {accuracy: 0.1}}: tuned against base, and "
+        "tuned+rag against base+rag on the sets both answered. Tuning must teach what the base "
+        "model does not already say (or read).",
     )
     min_win_rate: float | None = Field(
         None, ge=0, le=1,

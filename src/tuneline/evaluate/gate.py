@@ -11,6 +11,8 @@ from tuneline.report.results import EvalResults, parse_results
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 SERVED_WITH_RETRIEVAL = "tuned+rag"
+# What a served variant's gain is measured against: the base model asked the same way.
+BASE_OF = {TUNED: BASE, SERVED_WITH_RETRIEVAL: "base+rag"}
 
 
 @dataclass
@@ -75,9 +77,17 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
         if CHAMPION in results.variants:
             checks.append(_regression(f"max_regression.{name} (vs champion)", results, name,
                                       threshold, CHAMPION))
-    for name, per_set in gate.min_gain.items():
-        for metric, threshold in per_set.items():
-            checks.append(_gain(f"min_gain.{name}.{metric}", results, name, metric, threshold))
+    for variant, required in _checked_variants(gate, results):
+        base = BASE_OF.get(variant, BASE)
+        for name, per_set in gate.min_gain.items():
+            answered = (name in results.variants.get(variant, {})
+                        and name in results.variants.get(base, {}))
+            if not (required or answered):
+                continue
+            for metric, threshold in per_set.items():
+                label = f"min_gain.{name}.{metric}"
+                label = label if variant == TUNED else f"{label} ({variant})"
+                checks.append(_gain(label, results, variant, base, name, metric, threshold))
     if gate.min_win_rate is not None:
         checks.append(_win_rate(results, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
@@ -138,10 +148,10 @@ def _regression(name: str, results: EvalResults, set_name: str, threshold: float
                      f"{drop:.3f}, allowed <= {threshold:.3f} ({verdict})")
 
 
-def _gain(name: str, results: EvalResults, set_name: str, metric: str, threshold: float
-          ) -> GateCheck:
-    tuned = _metric(results, TUNED, set_name, metric)
-    base = _metric(results, BASE, set_name, metric)
+def _gain(name: str, results: EvalResults, variant: str, base_variant: str, set_name: str,
+          metric: str, threshold: float) -> GateCheck:
+    tuned = _metric(results, variant, set_name, metric)
+    base = _metric(results, base_variant, set_name, metric)
     for value in (tuned, base):
         if isinstance(value, str):
             return GateCheck(name, threshold, None, False, f"{name}: {value}")
@@ -150,8 +160,8 @@ def _gain(name: str, results: EvalResults, set_name: str, metric: str, threshold
     passed = gain >= threshold - 1e-12
     verdict = "ok" if passed else "FAILED"
     return GateCheck(name, threshold, gain, passed,
-                     f"{name}: tuned {metric} {tuned:.3f} vs base {base:.3f}, a gain of "
-                     f"{gain:.3f}, required >= {threshold:.3f} ({verdict})")
+                     f"{name}: {variant} {metric} {tuned:.3f} vs {base_variant} {base:.3f}, "
+                     f"a gain of {gain:.3f}, required >= {threshold:.3f} ({verdict})")
 
 
 def _win_rate(results: EvalResults, threshold: float) -> GateCheck:
