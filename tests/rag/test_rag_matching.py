@@ -112,3 +112,37 @@ def test_field_values_lists_each_distinct_value_once():
     values = field_values(ROWS)
     assert values["name"].count("LYLES Noah") == 1
     assert values["medal_type"] == ["Bronze Medal", "Gold Medal", "Silver Medal"]
+
+
+def _mammal(line: int, name: str) -> Passage:
+    return Passage(id=f"msleep:L{line}", text=f"{name}: sleep total 10.", source="msleep",
+                   metadata={"line": str(line), FIELD_PREFIX + "name": name})
+
+
+# Sentence-case names, as in R's msleep (bench/panel.py): the words that go on naming are
+# written in lower case.
+MAMMALS = [_mammal(1, "Owl monkey"), _mammal(2, "Deer mouse"), _mammal(3, "Arctic fox"),
+           _mammal(4, "Arctic ground squirrel"), _mammal(5, "Three-toed sloth"),
+           _mammal(6, "Brazilian tapir"), _mammal(7, "North American Opossum")]
+MAMMAL_VALUES = FieldValues(field_values(MAMMALS))
+
+
+def test_a_name_named_with_a_word_that_goes_on_naming_another_keeps_nothing():
+    def kept(question: str) -> list[int]:
+        return _kept(question, MAMMALS, MAMMAL_VALUES)
+
+    assert kept("Give the sleep total of Owl monkey.") == [1]
+    assert kept("How long does the Owl sleep?") == [1]  # named in part, nothing else
+    # spliced from real names: a lower-case word of another name goes on naming
+    assert kept("Give the sleep total of Owl mouse.") == []
+    assert kept("Give the bodywt of Three-toed tapir.") == []
+    assert kept("Give the bodywt of Arctic ground fox.") == []  # "Arctic fox" in full, too
+    # a capitalised word no name holds: a name the index lacks
+    assert kept("Give the bodywt of North Amerinet.") == []
+    assert kept("Give the bodywt of North American Opossum.") == [7]
+
+
+def test_words_around_a_name_that_no_name_writes_in_lower_case_do_not_count():
+    # "won" is a word of no name here; "did" and "represent" neither: the athlete is named
+    assert _kept("Which country did LYLES Noah represent?") == [1, 3]
+    assert _kept("MARCHAND won a medal at Paris. Which country does he represent?") == [4]

@@ -30,7 +30,13 @@ Jessica and KANO Koki, names neither). When no value holds them all, the questio
 of that field the index lacks, and no passage with that field is kept ("Dressage Jump
 (Equestrian)" names the discipline in full, but no Equestrian event is "Dressage Jump").
 Lower-case words never name in part: "won" is a word of "KIM Won Ho" and of most questions.
-This needs the index's values (`FieldValues`).
+A value named (in full or in part) must also hold the words around its capitalised words that
+go on naming: a
+lower-case word that the field writes in lower case ("Owl mouse": "mouse" is a word of "Deer
+mouse", not of "Owl monkey"), a capitalised word of the field, or a capitalised word no field
+holds ("Lesb Emirates", "North Marus": spliced names the index lacks; "Arctic ground fox" names
+"Arctic fox" in full, but "ground" goes on naming). This needs the index's values
+(`FieldValues`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ FIELD_PREFIX = "field:"
 # A sign before a number is part of it: "Men -100 kg" and "Men +100 kg" are two events.
 _WORD = re.compile(r"(?:(?<!\w)[+-](?=\d))?\w+")
 _DIGIT = re.compile(r"\d")
+_PUNCTUATION = re.compile(r"[,;:()?!.\[\]\"]")  # where one name ends and another may start
 _NUMBER = re.compile(r"[+-]?\d+")  # a word's shape: its numbers, signed or not, as one mark
 DISTINCTIVE_VALUES = 2  # a word in at most this many values of a field can name one in part
 _STOPWORDS = frozenset({"a", "an", "and", "at", "by", "for", "from", "in", "is", "of", "on",
@@ -80,11 +87,14 @@ class FieldValues:
 
     def __init__(self, values: dict[str, Sequence[str]]):
         self._by_word: dict[str, dict[str, set[frozenset[str]]]] = {}
+        self._written_lower: dict[str, set[str]] = {}  # per field, words written in lower case
         for field, field_values in values.items():
             for value in field_values:
                 value_words = words(value)
                 for word in value_words:
                     self._by_word.setdefault(word, {}).setdefault(field, set()).add(value_words)
+                self._written_lower.setdefault(field, set()).update(
+                    words(" ".join(t for t in _WORD.findall(value) if t[:1].islower())))
 
     def named(self, asked: frozenset[str]) -> dict[str, set[frozenset[str]]]:
         """Per field, the values whose every word the question has (the longest ones)."""
@@ -116,6 +126,53 @@ class FieldValues:
         return named
 
 
+    def held_with_neighbours(self, question: str, partly: dict[str, set[frozenset[str]]]
+                             ) -> dict[str, set[frozenset[str]]]:
+        """`partly` (values named in full or in part, per field) without the values that lack a
+        word around their capitalised words which goes on naming (module docstring): "Owl
+        mouse" keeps no value, "Owl monkey" keeps its own."""
+        segments = [[t for t in _WORD.findall(part) if words(t)]
+                    for part in _PUNCTUATION.split(question)]
+        held: dict[str, set[frozenset[str]]] = {}
+        for field, values in partly.items():
+            needed: set[str] = set()
+            for tokens in segments:
+                for i, token in enumerate(tokens):
+                    if token[:1].isupper() and field in self._by_word.get(_fold(token), {}):
+                        needed |= self._naming_run(tokens, i, field, first=tokens is segments[0])
+            held[field] = {value for value in values if needed <= value}
+        return held
+
+    def _naming_run(self, tokens: list[str], at: int, field: str, first: bool) -> set[str]:
+        """The words on both sides of tokens[at] (within one clause) that go on naming a value
+        of `field`: lower-case words the field writes in lower case, capitalised words of this
+        field only, and a capitalised word of no field (not the question's first word)."""
+        run: set[str] = set()
+        for step in (-1, 1):
+            i = at + step
+            while 0 <= i < len(tokens):
+                token, word = tokens[i], _fold(tokens[i])
+                fields = self._by_word.get(word, {})
+                if token[:1].isupper():
+                    if set(fields) == {field}:
+                        run.add(word)
+                    elif not fields and not (first and i == 0):
+                        run.add(word)  # a word no field holds: a value the index lacks
+                        break
+                    else:
+                        break
+                elif token[:1].islower() and word in self._written_lower.get(field, ()):
+                    run.add(word)
+                else:
+                    break
+                i += step
+        return run
+
+
+def _fold(token: str) -> str:
+    return next(iter(words(token)), "")
+
+
 def field_values(passages: Iterable[Passage]) -> dict[str, list[str]]:
     """The distinct values of each match field over passages (what FieldValues is built of)."""
     found: dict[str, set[str]] = {}
@@ -132,9 +189,12 @@ def matching_hits(question: str, hits: Sequence[Hit],
     `known`, rule 2 looks only at the values of the hits themselves."""
     asked = words(question)
     fields = [match_fields(h.passage) for h in hits]
-    named = known.named(asked) if known is not None else _named_among(asked, fields)
-    partly = (known.partly_named(capitalised(question), skip=named) if known is not None
-              else {})
+    if known is None:
+        named, partly = _named_among(asked, fields), {}
+    else:
+        named = known.held_with_neighbours(question, known.named(asked))
+        partly = known.held_with_neighbours(
+            question, known.partly_named(capitalised(question), skip=named))
     numbers = [w for w in asked if _DIGIT.search(w)]
     return [hit for hit, values in zip(hits, fields, strict=True)
             if not values or (_is_named(values, asked, {**named, **partly}, partly)
