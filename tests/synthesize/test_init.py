@@ -47,6 +47,9 @@ def test_init_writes_a_config_that_loads_and_synthesizes_with_no_edits(tmp_path,
     assert cfg.index.match_fields == {"elements": ["name"]}
     assert "left out to keep the run short" in text
     assert cfg.run.budget_minutes == 10  # sized to the machine it runs on
+    # the gate is relative to base, never an absolute closed-book recall copied from the demo
+    assert cfg.gate.min_gain == {"recall": {"accuracy": 0.0}, "heldout": {"accuracy": 0.0}}
+    assert not cfg.gate.min_accuracy and cfg.gate.max_regression == {"general": 0.20}
 
     monkeypatch.chdir(tmp_path)
     synthesized = CliRunner().invoke(cli, ["synthesize", str(config),
