@@ -171,13 +171,6 @@ class CurateConfig(Section):
         "routes (`dropped:decline_budget:<route>`). A model trained on as many declines as "
         "answers declines what it knows. 1 keeps them all.",
     )
-    max_plain_decline_share: float | None = Field(
-        None, gt=0, le=1,
-        description="The same limit for bare questions only (closed book); unset: "
-        "max_decline_share. Bare declines teach the closed-book model to decline what it is "
-        "unsure of, trained facts and everyday questions included; with retrieval the model "
-        "declines from the passages instead.",
-    )
     select: SelectConfig = Field(
         default_factory=SelectConfig, description="Informative subset of the training facts."
     )

@@ -124,8 +124,7 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                                            trained, reading, guard)
             routes.update(rag_routes)
             shaped.update(shaped_rag)
-        shares = {"plain": cfg.curate.max_plain_decline_share or cfg.curate.max_decline_share,
-                  "rag": cfg.curate.max_decline_share}
+        shares = dict.fromkeys(("plain", "rag"), cfg.curate.max_decline_share)
         routes, budget = within_decline_budget(routes, shares,
                                                cfg.synthesize.unanswerable.answer, cfg.run.seed)
         shaped.update(budget)
