@@ -60,3 +60,23 @@ def test_attributes_the_table_does_not_hold_are_out_of_scope(gate):
 def test_one_phrasing_is_not_enough_to_tell_a_shape():
     with pytest.raises(ValueError, match="two template phrasings"):
         ScopeGate(object(), TRAINED[:1], KNOWN, margin=0.2)
+
+
+def test_lower_case_words_stay_unless_a_value_writes_them_so():
+    # an airport called "Capital" beside a state table (bench/panel.py's airports join)
+    known = FieldValues({"name": ["Capital", "Oregon", "Owl monkey", "Côte d'Ivoire"]})
+    assert question_shape("What capital does Oregon have?", known) == "What capital does X have?"
+    assert question_shape("Give the bodywt of Owl monkey.", known) == "Give the bodywt of X."
+    assert question_shape("What official name does Côte d'Ivoire have?", known) == (
+        "What official name does X have?")
+    # typed all in lower case, any word may be a name
+    assert question_shape("what capital does oregon have?", known) == "what X does X have?"
+
+
+def test_one_lonely_phrasing_does_not_lower_the_threshold(gate):
+    # countries' templates (bench/panel.py): the fourth phrasing is far from the other three
+    lonely = [*TRAINED, "Which official name is listed for the country {name}?"]
+    widened = ScopeGate(gate.embedder, lonely, KNOWN, margin=0.2)
+    assert widened.threshold > gate.threshold - 0.05
+    assert widened.in_scope(["What was CROUSER Ryan's winning score?",
+                             "Which company sponsors LYLES Noah?"]) == [False, False]

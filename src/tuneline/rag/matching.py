@@ -126,6 +126,10 @@ class FieldValues:
         return named
 
 
+    def written_in_lower_case(self, word: str) -> bool:
+        """Some value writes this (folded) word in lower case ("monkey" in "Owl monkey")."""
+        return any(word in lower for lower in self._written_lower.values())
+
     def held_with_neighbours(self, question: str, partly: dict[str, set[frozenset[str]]]
                              ) -> dict[str, set[frozenset[str]]]:
         """`partly` (values named in full or in part, per field) without the values that lack a
