@@ -252,7 +252,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = TrainJob.load(Path(args[0]))
     run_job(load_config(job.config_path, []), job)
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """End a launched process that finished its job without the interpreter's shutdown: there
+    a process can abort in the distributed backend's threads ("terminate called without an
+    active exception", SIGABRT, after a finished run, even with the process group destroyed;
+    pytorch/pytorch#190489). Every process waits for the others, so none leaves while the
+    main one still writes; the results are on disk by then."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
