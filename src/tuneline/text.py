@@ -8,11 +8,15 @@ import unicodedata
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
+def strip_accents(text: str) -> str:
+    """The text with its accents and other combining marks removed ("Léon" -> "Leon")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def normalize(text: str) -> str:
     """Lowercase, strip accents and punctuation, collapse whitespace."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    no_marks = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD.sub(" ", no_marks.lower()).strip()
+    return _NON_WORD.sub(" ", strip_accents(text).lower()).strip()
 
 
 def contains_fact(answer: str, fact: str) -> bool:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from tuneline.text import normalize
+from tuneline.text import normalize, strip_accents
 
 _CODE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 _NON_WORD_CASED = re.compile(r"[^0-9A-Za-z]+")
@@ -79,9 +78,7 @@ class Vocabulary:
 
 def _cased_words(text: str) -> list[str]:
     """The words `normalize` would keep, in their written case."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    no_marks = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD_CASED.sub(" ", no_marks).split()
+    return _NON_WORD_CASED.sub(" ", strip_accents(text)).split()
 
 
 def _mentions(tokens: list[str], values: frozenset[tuple[str, ...]],

@@ -31,12 +31,11 @@ of that field the index lacks, and no passage with that field is kept ("Dressage
 (Equestrian)" names the discipline in full, but no Equestrian event is "Dressage Jump").
 Lower-case words never name in part: "won" is a word of "KIM Won Ho" and of most questions.
 A value named (in full or in part) must also hold the words around its capitalised words that
-go on naming: a
-lower-case word that the field writes in lower case ("Owl mouse": "mouse" is a word of "Deer
-mouse", not of "Owl monkey"), a capitalised word of the field, or a capitalised word no field
-holds ("Lesb Emirates", "North Marus": spliced names the index lacks; "Arctic ground fox" names
-"Arctic fox" in full, but "ground" goes on naming). This needs the index's values
-(`FieldValues`).
+go on naming: a lower-case word that the field writes in lower case ("Owl mouse": "mouse" is a
+word of "Deer mouse", not of "Owl monkey"), a capitalised word of the field, or a capitalised
+word no field holds ("Lesb Emirates", "North Marus": spliced names the index lacks; "Arctic
+ground fox" names "Arctic fox" in full, but "ground" goes on naming). This needs the index's
+values (`FieldValues`).
 """
 
 from __future__ import annotations
@@ -125,6 +124,14 @@ class FieldValues:
             named[field] = set.intersection(*(self._by_word[w][field] for w in field_words))
         return named
 
+    def named_in(self, question: str
+                 ) -> tuple[dict[str, set[frozenset[str]]], dict[str, set[frozenset[str]]]]:
+        """The values `question` names in full and, for the other fields, in part, each
+        holding the words around it that go on naming."""
+        named = self.held_with_neighbours(question, self.named(words(question)))
+        partly = self.held_with_neighbours(
+            question, self.partly_named(capitalised(question), skip=named))
+        return named, partly
 
     def written_in_lower_case(self, word: str) -> bool:
         """Some value writes this (folded) word in lower case ("monkey" in "Owl monkey")."""
@@ -193,12 +200,8 @@ def matching_hits(question: str, hits: Sequence[Hit],
     `known`, rule 2 looks only at the values of the hits themselves."""
     asked = words(question)
     fields = [match_fields(h.passage) for h in hits]
-    if known is None:
-        named, partly = _named_among(asked, fields), {}
-    else:
-        named = known.held_with_neighbours(question, known.named(asked))
-        partly = known.held_with_neighbours(
-            question, known.partly_named(capitalised(question), skip=named))
+    named, partly = (known.named_in(question) if known is not None
+                     else (_named_among(asked, fields), {}))
     numbers = [w for w in asked if _DIGIT.search(w)]
     return [hit for hit, values in zip(hits, fields, strict=True)
             if not values or (_is_named(values, asked, {**named, **partly}, partly)

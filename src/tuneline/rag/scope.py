@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from tuneline.rag.matching import FieldValues, capitalised, words
+from tuneline.rag.matching import FieldValues, words
 
 MASK = "X"
 _PLACEHOLDER_RUN = re.compile(r"\{[^{}]+\}(?:[\s,|()'’]*\{[^{}]+\})*")
 _TOKEN = re.compile(r"[+-]?\w+(?:['’]\w+)*")
 _MASK_RUN = re.compile(rf"{MASK}(?:[\s,|()'’]*{MASK})+")
-_DIGITS = re.compile(r"\d")
 
 
 def template_shape(question: str) -> str:
@@ -48,16 +47,16 @@ def question_shape(question: str, known: FieldValues) -> str:
     writes names in capitals, a lower-case word stays unless a value writes it so: "What
     capital does Oregon have?" keeps "capital" although an airport is called "Capital", and
     "Owl monkey" is masked whole."""
-    named = known.held_with_neighbours(question, known.named(words(question)))
-    named |= known.held_with_neighbours(
-        question, known.partly_named(capitalised(question), skip=named))
+    named, partly = known.named_in(question)
+    named |= partly
     value_words = {w for values in named.values() for value in values for w in value}
     cased = any(t[:1].isupper() for t in _TOKEN.findall(question)[1:])
 
     def masked(token: re.Match[str]) -> str:
         text = token.group()
         folded = words(text)
-        name_like = (not cased or not text.islower() or _DIGITS.search(text)
+        name_like = (not cased or not text.islower()
+                     or any(c.isdigit() for c in text)
                      or all(known.written_in_lower_case(w) for w in folded))
         return MASK if folded and folded <= value_words and name_like else text
 
