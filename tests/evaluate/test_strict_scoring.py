@@ -75,6 +75,20 @@ def test_the_asked_entity_is_not_a_claim_and_the_longest_value_wins():
     assert v.claims == ("united states virgin islands",) and v.correct
 
 
+def test_a_value_the_asked_name_holds_is_claimed_when_the_answer_names_it_again():
+    cities = Vocabulary.from_values({"airport_city": ["Ozark", "Franklin", "Bonham", "Van Nuys"]})
+    item = {"set": "heldout", "template": "airport_city", "fact": "Ozark",
+            "question": "From which city is Ozark-Franklin County?",
+            "reference": "Ozark-Franklin County is from Ozark."}
+    right = judge_answer("Ozark-Franklin County: city Ozark.", item, cities)
+    assert right.claims == ("ozark",) and right.correct
+    wrong = judge_answer("Ozark-Franklin County is from Bonham.", item, cities)
+    assert wrong.claims == ("bonham",) and not wrong.correct
+    assert not judge_answer("Ozark-Franklin County.", item, cities).correct
+    same = {**item, "fact": "Van Nuys", "question": "From which city is Van Nuys?"}
+    assert judge_answer("Van Nuys is from Van Nuys.", same, cities).correct
+
+
 def test_without_a_vocabulary_strict_falls_back_to_containment():
     general = {"set": "general", "template": "geography", "fact": "Paris",
                "reference": "The capital of France is Paris.", "question": "Capital of France?"}

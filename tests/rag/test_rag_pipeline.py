@@ -322,6 +322,52 @@ def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
                          for r in plain)
 
 
+def test_an_extractive_answer_from_a_listed_row_quotes_the_field_asked_for(
+        tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
+    # init's passages: the entity, then each asked field; the region is not asked for
+    cfg.index.templates = {"capitals": "{country}: capital {capital}; region {region}."}
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold"] > 0
+    capitals = {country: capital for country, capital, _ in CAPITALS}
+    for row in rag_rows:
+        prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        country = answer.split(":")[0]
+        assert answer == f"{country}: capital {capitals[country]}."
+        assert f"\n{country}: capital {capitals[country]}; region " in prompt
+
+
+def test_a_small_table_gets_at_least_min_gold_answered_rag_examples(tmp_path, tiny_model_dir):
+    def gold_examples(min_gold: int, fraction: float = 0.05) -> int:
+        root = tmp_path / f"{min_gold}-{fraction}"
+        root.mkdir()
+        cfg = _config(root, tiny_model_dir, fraction=fraction,
+                      gold_removed=0.0, min_gold=min_gold)
+        counts = run_pipeline(cfg, until="curate").artifacts["curate"].manifest["counts"]
+        return counts.get("rag:gold", 0)
+
+    assert gold_examples(0) < 3  # 5% of the dozen or so trained questions
+    assert gold_examples(10) == 10
+    assert gold_examples(10_000) > 10  # every trained question, as far as there are any
+    assert gold_examples(10, fraction=0.0) == 0  # RAG training stays off
+
+
+def test_an_extractive_answer_keeps_a_passage_whole_when_no_single_field_states_the_fact():
+    from tuneline.curate.raft import extractive_answer
+
+    row = "Ford: start 1974-08-09; end 1977-01-20."
+    assert extractive_answer(row, "1977-01-20") == "Ford: end 1977-01-20."
+    assert extractive_answer("Pig: bodywt 85.3; sleep total 5.3.", "5.3") == (
+        "Pig: sleep total 5.3.")  # whole words: 85.3 does not state 5.3
+    assert extractive_answer(row, "Gerald Ford") == row  # stated by no field
+    assert extractive_answer("Ann: born 1970; died 1970.", "1970") == (
+        "Ann: born 1970; died 1970.")  # by every field
+    sentence = "Gold Medal in Judo, Men -60 kg, at Paris 2024: KIM Won Ho of Korea."
+    assert extractive_answer(sentence, "KIM Won Ho") == sentence  # a sentence, not a list
+
+
 def test_a_name_in_part_finds_its_passages_and_a_spliced_name_none():
     from tuneline.rag.matching import FieldValues, matching_hits
     from tuneline.rag.passages import Hit, Passage

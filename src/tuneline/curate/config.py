@@ -89,6 +89,13 @@ class RaftConfig(Section):
         0.0, ge=0, le=1, description="Share of the training questions also given in the RAG "
         "format (question + retrieved passages, gold among distractors); needs index.enabled.",
     )
+    min_gold: int = Field(
+        64, ge=0, description="Fewest RAG examples answered from their gold passage (trained "
+        "and reading facts together) when `fraction` is above 0: on a small table `fraction` is "
+        "raised until they are reached or every trained question is used. The decline budget "
+        "(max_decline_share) is a share of each format's answers, so with a dozen of them it "
+        "kept almost none of the declines that teach the model to say no passage answers.",
+    )
     gold_removed: float = Field(
         0.2, ge=0, le=1, description="Share of those RAG examples whose gold passage is taken "
         "out: their answer becomes synthesize.unanswerable.answer, so the model learns to say "
@@ -104,7 +111,9 @@ class RaftConfig(Section):
         "'template', the synthesize answer; 'passage', the gold passage's own text "
         "(extractive): the model learns to find the passage that answers and copy it, so "
         "choosing a row is decided by the first words it copies (the medal, the event) rather "
-        "than by a rewrite. Served +rag answers then quote the passage.",
+        "than by a rewrite; of a passage that lists a row's fields ('entity: label value; "
+        "label value.', as `init` writes them), only the entity and the fields that state the "
+        "fact. Served +rag answers then quote the passage.",
     )
     reading_gold_removed: float = Field(
         0.0, ge=0, le=1, description="Share of the reading facts (synthesize."

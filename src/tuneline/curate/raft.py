@@ -17,6 +17,7 @@ from tuneline.rag.record_passages import answering_provenances, gold_provenance,
 from tuneline.rag.retrieve import Retriever
 from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE, UNANSWERABLE_KINDS
 from tuneline.synthesize.templates import Fact
+from tuneline.text import contains_fact
 
 
 def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
@@ -35,7 +36,8 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
     chosen = [(fact, question, shape, "rag" if fact.kind == "qa" else "rag_unanswerable")
-              for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng)]
+              for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng,
+                                                         raft.min_gold - len(reading or []))]
     for fact in reading or []:
         question = rng.choice(fact.questions[phrasings])
         chosen.append((fact, question, _GOLD, "reading"))
@@ -76,8 +78,8 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                 kinds["skipped:gold_not_matched" if retriever.settings.match_question
                       else "skipped:gold_not_indexed"] += 1
                 continue
-            # An extractive answer is the passage as the prompt shows it, word for word.
-            answer = shown_text(gold, max_chars) if raft.answer == "passage" else fact.answer
+            answer = (extractive_answer(shown_text(gold, max_chars), fact.fact)
+                      if raft.answer == "passage" else fact.answer)
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
         examples.setdefault(route, []).append(chat_example(content, answer))
@@ -89,19 +91,38 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
 _SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
 
 
+def extractive_answer(passage: str, fact: str) -> str:
+    """The passage as the prompt shows it, word for word; of a passage that lists a row's fields
+    ('entity: label value; label value.'), the entity and the fields that state the fact, so
+    that a question about one field is not answered with every value of the row (a term's start
+    and end dates read as two candidate answers)."""
+    entity, colon, listed = passage.partition(": ")
+    fields = listed.removesuffix(".").split("; ")
+    stating = [field for field in fields if contains_fact(field, fact)]
+    if not colon or not stating or len(stating) == len(fields):
+        return passage
+    return f"{entity}: {'; '.join(stating)}."
+
+
 def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
-                  rng: random.Random) -> list[tuple[Fact, str, str]]:
+                  rng: random.Random, min_answerable: int) -> list[tuple[Fact, str, str]]:
+    """The sampled (fact, question) pairs: `fraction` of the answerable ones, raised to
+    to keep `min_answerable` with their gold passage after the gold_removed draw (as far as
+    there are pairs), and `unanswerable_fraction` (default: `fraction`) of the invented ones."""
     raft = cfg.curate.rag
     pairs = [(fact, question) for fact in facts
              for question in fact.questions[slice(None) if fact.kind == ABSENT_ATTRIBUTE
                                             else phrasings]]
-    if raft.unanswerable_fraction is None:
-        chosen = rng.sample(pairs, round(raft.fraction * len(pairs)))
-    else:
-        answerable = [p for p in pairs if p[0].kind == "qa"]
-        invented = [p for p in pairs if p[0].kind != "qa"]
-        chosen = (rng.sample(answerable, round(raft.fraction * len(answerable)))
-                  + rng.sample(invented, round(raft.unanswerable_fraction * len(invented))))
+    answerable = [p for p in pairs if p[0].kind == "qa"]
+    invented = [p for p in pairs if p[0].kind != "qa"]
+    fraction = raft.fraction
+    if fraction > 0 and answerable:
+        wanted = min_answerable / (1 - raft.gold_removed) if raft.gold_removed < 1 else 0
+        fraction = min(1.0, max(fraction, wanted / len(answerable)))
+    invented_fraction = (raft.fraction if raft.unanswerable_fraction is None
+                         else raft.unanswerable_fraction)
+    chosen = (rng.sample(answerable, round(fraction * len(answerable)))
+              + rng.sample(invented, round(invented_fraction * len(invented))))
     return [(fact, question, _SAMPLED) for fact, question in chosen]
 
 

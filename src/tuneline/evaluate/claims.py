@@ -1,7 +1,8 @@
 """What an answer claims: the table's values it names, in order, for strict scoring.
 
 A value is "claimed" when the answer names it on word boundaries (case, accents and punctuation
-folded) and the question did not already name it (the asked athlete's own name is not a claim).
+folded) more often than the question does (the asked athlete's own name is not a claim; the
+city in "Ozark-Franklin County: city Ozark." is, once).
 Overlapping names count once, the longest: "United States Virgin Islands" is not also
 "United States". A code (a short value the data writes in capitals: ISO "IS", "IN", "DO", "MY",
 currency "TOP") is claimed only when written in capitals: "The code of Iraq is IQ." claims IQ,
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -61,9 +63,16 @@ class Vocabulary:
         in order of first mention, without those the question names."""
         values = (self._every_value if template is None
                   else self.by_template.get(template, frozenset()))
-        asked = set(self._mentions(question, values))
-        found = [v for v in self._mentions(answer, values) if v not in asked]
-        return list(dict.fromkeys(" ".join(v) for v in found))
+        # Each mention in the question cancels one in the answer, the first: "Ozark-Franklin
+        # County: city Ozark." restates the airport, then claims its city Ozark.
+        asked = Counter(self._mentions(question, values))
+        found = []
+        for value in self._mentions(answer, values):
+            if asked[value] > 0:
+                asked[value] -= 1
+            else:
+                found.append(" ".join(value))
+        return list(dict.fromkeys(found))
 
     def _mentions(self, text: str, values: frozenset[tuple[str, ...]]
                   ) -> list[tuple[str, ...]]:
