@@ -151,7 +151,7 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     from tuneline.evaluate.metrics import judge_answer
     from tuneline.models.generation import generate_all
     from tuneline.models.loading import load_base_model, load_tokenizer, use_bf16
-    from tuneline.train.job import tokenized_file
+    from tuneline.train.job import example_limit, tokenized_file
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import prepare_for_training
 
@@ -167,7 +167,7 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     train_file = work / "train.jsonl"
     train_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
-    max_len = cfg.train.max_seq_len
+    max_len = example_limit(cfg.train, tokenizer)
     train_set = (tokenized_file(tokenizer, train_file, max_len)[0]
                  + tokenized_file(tokenizer, data / "replay.jsonl", max_len)[0])
     val_set = tokenized_file(tokenizer, data / "val.jsonl", max_len)[0]

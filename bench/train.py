@@ -106,10 +106,11 @@ def plan_steps(cfg: Any, curated: Any, budget: int) -> dict[str, Any]:
     """Optimizer steps of our trainer that come closest to `budget` real tokens."""
     from tuneline.curate.stage import load_chat
     from tuneline.models.loading import load_tokenizer
+    from tuneline.train.job import example_limit
     from tuneline.train.tokenize import IGNORE_INDEX, tokenize_chat
 
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
-    train = [tokenize_chat(tokenizer, ex["messages"], cfg.train.max_seq_len)
+    train = [tokenize_chat(tokenizer, ex["messages"], example_limit(cfg.train, tokenizer))
              for ex in load_chat(curated, "train")]
     tokens = sum(len(e.input_ids) for e in train)
     answer = sum(sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in train)

@@ -51,3 +51,31 @@ def test_examples_whose_answer_is_cut_short_are_dropped_and_counted(tokenizer, t
         ["Lima.<|im_end|>"]
     assert dropped == {"dropped_no_answer_tokens": 1, "dropped_answer_cut": 1}
     assert "1 of 3 examples dropped" in capsys.readouterr().err
+
+
+def test_train_stops_when_more_than_a_few_percent_would_be_dropped(tokenizer, tmp_path):
+    from tuneline.artifacts import write_jsonl
+    from tuneline.train.job import tokenized_file
+
+    short = [{"role": "user", "content": "Capital of Peru?"},
+             {"role": "assistant", "content": "Lima."}]
+    long = [{"role": "user", "content": "Capital of Peru?"},
+            {"role": "assistant", "content": "The capital city of Peru is Lima, " * 8}]
+    limit = len(tokenize_chat(tokenizer, short, max_len=1000).input_ids) + 10
+    needed = len(tokenize_chat(tokenizer, long, max_len=1000).input_ids)
+    write_jsonl(tmp_path / "one.jsonl", [{"messages": long}] + [{"messages": short}] * 59)
+    assert len(tokenized_file(tokenizer, tmp_path / "one.jsonl", limit, 0.02)[0]) == 59
+    write_jsonl(tmp_path / "two.jsonl", [{"messages": long}] * 2 + [{"messages": short}] * 58)
+    with pytest.raises(DataError, match=rf"two.jsonl: 2 of 60 examples dropped.*more than 2%.*"
+                                        rf"set train.max_seq_len to {needed}, or remove it"):
+        tokenized_file(tokenizer, tmp_path / "two.jsonl", limit, 0.02)
+
+
+def test_without_max_seq_len_an_example_may_take_the_models_context(tokenizer):
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.job import LONGEST_CONTEXT, example_limit
+
+    assert example_limit(TrainConfig(max_seq_len=300), tokenizer) == 300
+    declared = tokenizer.model_max_length
+    assert example_limit(TrainConfig(), tokenizer) == (
+        declared if declared <= LONGEST_CONTEXT else LONGEST_CONTEXT)

@@ -101,7 +101,8 @@ def drops(card: CardInputs) -> dict[str, int]:
 
 
 def measure_lengths(
-    chats: dict[str, list[dict[str, Any]]], base: str, cache_dir: Path | None, cutoff: int
+    chats: dict[str, list[dict[str, Any]]], base: str, cache_dir: Path | None,
+    cutoff: int | None
 ) -> Lengths:
     """Tokens of every chat example per split, with the base model's tokenizer and chat template.
 

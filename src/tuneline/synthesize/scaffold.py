@@ -194,7 +194,8 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "  rag: {fraction: 0.1, gold_removed: 0.1, unanswerable_fraction: 0.5, "
         "reading_gold_removed: 0.2,", "        answer: passage}", "",
         "train:", "  epochs: 2", "  learning_rate: 2.0e-3", "  batch_size: 8",
-        "  max_seq_len: 352      # curate stops and says so if answers would be cut",
+        "  # max_seq_len: unset, every example trains whole (train's manifest records the",
+        "  # longest); set it to cap memory: train stops if over 2% would be dropped.",
         "  lora: {r: 16, alpha: 32}", "  replay: {fraction: 0.1}   # against forgetting", "",
         "evaluate:", "  max_new_tokens: 40", "  batch_size: 32", "",
         "# A model below these is not registered (exit 7). Each served variant is measured",

@@ -93,9 +93,12 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps warming up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    max_seq_len: int = Field(
-        256, ge=16, description="Tokens per training example. An example whose answer would not "
-        "fit is dropped, never cut short; train's manifest counts the drops.",
+    max_seq_len: int | None = Field(
+        None, ge=16, description="Tokens per training example; default: the model's context "
+        "(at most 32,768), so every curated example trains whole (train's manifest records the "
+        "longest). An example whose answer would not fit is dropped, never cut short; train's "
+        "manifest counts the drops, and when they would be more than 2% of the training "
+        "examples train stops and says how long the longest is.",
     )
     packing: bool = Field(
         False, description="Flatten each micro-batch into one padding-free row; position ids "

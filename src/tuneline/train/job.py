@@ -45,15 +45,33 @@ class TrainJob:
         write_json_atomic(path, {k: str(v) for k, v in asdict(self).items()})
 
 
-def tokenized_split(tokenizer: Any, curated_dir: Path, split: str,
-                    max_len: int) -> tuple[list, dict[str, int]]:
+# A model's declared context beyond this (or none at all) is not a useful training length.
+LONGEST_CONTEXT = 32_768
+# More training examples than this dropped for their length stops train: the data and the
+# limit disagree, and a model trained on what is left would not be the one asked for.
+MAX_DROPPED_SHARE = 0.02
+
+
+def example_limit(train: TrainConfig, tokenizer: Any) -> int:
+    """Tokens an example may take: train.max_seq_len, or the model's context when unset."""
+    if train.max_seq_len is not None:
+        return train.max_seq_len
+    declared = getattr(tokenizer, "model_max_length", None)
+    return declared if isinstance(declared, int) and 16 <= declared <= LONGEST_CONTEXT \
+        else LONGEST_CONTEXT
+
+
+def tokenized_split(tokenizer: Any, curated_dir: Path, split: str, max_len: int,
+                    max_dropped_share: float | None = None) -> tuple[list, dict[str, int]]:
     """Tokenized examples of a curated split, and how many were dropped because truncation to
     `max_len` left no answer token (their loss would be undefined) or cut an answer short."""
-    return tokenized_file(tokenizer, curated_dir / f"{split}.jsonl", max_len)
+    return tokenized_file(tokenizer, curated_dir / f"{split}.jsonl", max_len, max_dropped_share)
 
 
-def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, dict[str, int]]:
-    """`tokenized_split` of any chat JSONL file."""
+def tokenized_file(tokenizer: Any, path: Path, max_len: int,
+                   max_dropped_share: float | None = None) -> tuple[list, dict[str, int]]:
+    """`tokenized_split` of any chat JSONL file; a DataError when more than
+    `max_dropped_share` of its examples would be dropped for their length."""
     from tuneline.train.tokenize import tokenize_chat
 
     examples = []
@@ -66,9 +84,15 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int) -> tuple[list, dict
                "dropped_answer_cut": sum(1 for e in examples if e.n_targets and e.cut_targets)}
     if dropped["dropped_answer_cut"]:
         longest = max(len(e.input_ids) + e.cut_targets for e in examples)
-        print(f"warning: {path}: {dropped['dropped_answer_cut']} of {len(examples)} examples "
-              f"dropped: their answer does not fit in train.max_seq_len={max_len} tokens (the "
-              f"longest needs {longest}); raise it to train them", file=sys.stderr)
+        what = (f"{path}: {dropped['dropped_answer_cut']} of {len(examples)} examples "
+                f"dropped: their answer does not fit in train.max_seq_len={max_len} tokens (the "
+                f"longest needs {longest})")
+        if (max_dropped_share is not None
+                and dropped["dropped_answer_cut"] > max_dropped_share * len(examples)):
+            raise DataError(f"{what}: more than {max_dropped_share:.0%}, so train stops; set "
+                            f"train.max_seq_len to {longest}, or remove it to train every "
+                            "example whole")
+        print(f"warning: {what}; raise it to train them", file=sys.stderr)
     return [e for e in examples if e.n_targets and not e.cut_targets], dropped
 
 
@@ -86,14 +110,16 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     device = accelerator.device.type
     check_method_supported(train, device)
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
-    train_set, dropped = tokenized_split(tokenizer, job.curated_dir, "train", train.max_seq_len)
-    val_set, _ = tokenized_split(tokenizer, job.curated_dir, "val", train.max_seq_len)
+    limit = example_limit(train, tokenizer)
+    train_set, dropped = tokenized_split(tokenizer, job.curated_dir, "train", limit,
+                                         MAX_DROPPED_SHARE)
+    val_set, _ = tokenized_split(tokenizer, job.curated_dir, "val", limit)
     replay_file = job.out_dir / REPLAY_FILE
     if replay_file.is_file():
-        train_set += tokenized_file(tokenizer, replay_file, train.max_seq_len)[0]
+        train_set += tokenized_file(tokenizer, replay_file, limit)[0]
     if not train_set:
         raise DataError(f"{job.curated_dir / 'train.jsonl'}: no training example keeps an "
-                        f"answer token within train.max_seq_len={train.max_seq_len}")
+                        f"answer token within train.max_seq_len={limit}")
     require("transformers").set_seed(cfg.run.seed)
     model = model_for_training(cfg, accelerator)
     bf16 = use_bf16(train.precision, device)
@@ -118,6 +144,8 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
             tracker.log_artifact(plot)
         tracker.close()
     details = _details(cfg, report, device, bf16, folder.name, len(train_set), dropped, peak_rss)
+    details["details"]["max_seq_len"] = limit
+    details["details"]["longest_example_tokens"] = max(len(e.input_ids) for e in train_set)
     write_json_atomic(job.out_dir / REPORT_FILE, details)
     return details
 
