@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from tuneline.config_base import Section
 from tuneline.curate.config import CurateConfig
 from tuneline.errors import ConfigError
 from tuneline.evaluate.config import EvaluateConfig, GateConfig
 from tuneline.index.config import IndexConfig
+from tuneline.index.defaults import match_fields_from, passages_from
 from tuneline.ingest.config import IngestConfig
 from tuneline.models.config import ModelConfig
 from tuneline.register.config import RegisterConfig
@@ -73,6 +74,23 @@ class PipelineConfig(Section):
     watch: WatchConfig = Field(
         default_factory=WatchConfig, description="`tuneline watch`: polling and S3 prefixes."
     )
+
+    @model_validator(mode="after")
+    def _derive_index(self) -> PipelineConfig:
+        """index.templates and index.match_fields the config leaves out, from the templates
+        on the indexed sources; matching without any field is an error."""
+        index = self.index
+        indexed = [t for t in self.synthesize.templates
+                   if index.sources is None or t.source in index.sources]
+        if index.enabled:
+            index.templates = {**passages_from(indexed), **index.templates}
+        if index.retrieval.match_question and not any(index.match_fields.values()):
+            index.match_fields = match_fields_from(indexed)
+        if index.retrieval.match_question and not any(index.match_fields.values()):
+            raise ValueError("index.retrieval.match_question needs index.match_fields (per "
+                             "source, the fields a question names, e.g. {medallists: [name]}), "
+                             "or synthesize.templates on the indexed sources to derive them")
+        return self
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections, used in stage fingerprints. Of `run` only the

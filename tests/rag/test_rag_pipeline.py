@@ -297,12 +297,32 @@ def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_di
 def test_matching_needs_match_fields_that_are_columns(tmp_path, tiny_model_dir):
     data = tiny_pipeline_config(tmp_path, tiny_model_dir)
     data["index"] = {"enabled": True, "retrieval": {"match_question": True}}
+    without_templates = {**data, "synthesize": {**data["synthesize"], "templates": []}}
     with pytest.raises(ValueError, match="match_question needs index.match_fields"):
-        PipelineConfig.model_validate(data)
+        PipelineConfig.model_validate(without_templates)
     data["index"]["match_fields"] = {"capitals": ["contry"]}
     with pytest.raises(ConfigError, match=r"index.match_fields.capitals: contry not among the "
                                           r"columns of 'capitals'"):
         run_pipeline(PipelineConfig.model_validate(data), until="index")
+
+
+def test_an_index_left_unsaid_is_derived_from_the_templates(tmp_path, tiny_model_dir):
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    template = data["synthesize"]["templates"][0]
+    data["synthesize"]["templates"].append({**template, "name": "region_capital",
+                                            "where": {"region": "Europe"}, "key": "{capital}",
+                                            "fact": "{country}"})
+    data["index"] = {"enabled": True, "retrieval": {"match_question": True}}
+    index = PipelineConfig.model_validate(data).index
+    # the row's keys first, then the filter and what is asked, each labelled by its column
+    assert index.templates == {"capitals": "{country} {capital}: region {region}."}
+    assert index.match_fields == {"capitals": ["country", "region", "capital"]}
+    data["index"] = {"enabled": True, "templates": {"capitals": "{capital} of {country}."},
+                     "match_fields": {"capitals": ["country"]},
+                     "retrieval": {"match_question": True}}
+    said = PipelineConfig.model_validate(data).index  # what the config says stands
+    assert said.templates == {"capitals": "{capital} of {country}."}
+    assert said.match_fields == {"capitals": ["country"]}
 
 
 def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):

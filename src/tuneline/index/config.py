@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from tuneline.config_base import Section
 
@@ -69,23 +69,21 @@ class IndexConfig(Section):
     )
     templates: dict[str, str] = Field(
         default_factory=dict, description="Per source, a fact sentence rendered from a record's "
-        "fields, e.g. {medallists: '{name} of {country} won {medal_type} in {event}.'}. A "
-        "source without one is rendered as 'field: value' pairs.",
+        "fields, e.g. {medallists: '{name} of {country} won {medal_type} in {event}.'}. "
+        "Default, for a source synthesize.templates ask about: its key columns, then each "
+        "column asked for ('{name}: capital {capital}; region {region}.'); any other source is "
+        "rendered as 'field: value' pairs.",
     )
     match_fields: dict[str, list[str]] = Field(
         default_factory=dict, description="Per source, the fields that say what a record is "
         "about, e.g. {medallists: [name, discipline, event, medal_type]}: stored with each "
-        "passage, compared with the question by index.retrieval.match_question.",
+        "passage, compared with the question by index.retrieval.match_question. Default, "
+        "with match_question: per source, the `where` and key columns of the synthesize "
+        "templates on it.",
     )
     retrieval: RetrievalConfig = Field(
         default_factory=RetrievalConfig, description="How passages are retrieved."
     )
 
-    @model_validator(mode="after")
-    def _matching_needs_fields(self) -> IndexConfig:
-        if self.retrieval.match_question and not any(self.match_fields.values()):
-            raise ValueError("index.retrieval.match_question needs index.match_fields (per "
-                             "source, the fields a question names, e.g. {medallists: [name]})")
-        return self
 
 

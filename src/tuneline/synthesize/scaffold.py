@@ -15,12 +15,12 @@ from pathlib import Path
 import yaml
 
 from tuneline.errors import DataError
+from tuneline.index.defaults import match_fields_from, passages_from
 from tuneline.ingest.config import JoinConfig, SourceConfig
 from tuneline.ingest.joins import apply_join, build_lookup
 from tuneline.ingest.records import Record
 from tuneline.ingest.sources import read_source
 from tuneline.synthesize.join_suggest import SuggestedJoin, suggest_joins
-from tuneline.synthesize.phrasing import humanize
 from tuneline.synthesize.suggest import TableSuggestion, plan_templates
 
 FORMATS = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
@@ -132,7 +132,6 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
     chosen = plan.chosen
     templates = [s.templates[i] for s, i in chosen]
     tables = list(dict.fromkeys(s.table for s, _ in chosen))
-    by_table = {s.table: s for s in plan.suggestions}
     lines = [
         f"# Written by `tuneline init` for {', '.join(s.label for s in plan.sources)}.",
         f"# Run:       tuneline run {config_path}",
@@ -181,13 +180,13 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "# so the model reads what it is asked about before the value it copies.",
         "index:", "  enabled: true", f"  sources: {flow_yaml(tables)}", "  templates:",
     ]
-    lines += [f"    {table}: {quote_yaml(_passage(by_table[table], templates))}"
-              for table in tables]
+    passages = passages_from(templates)
+    lines += [f"    {table}: {quote_yaml(passages[table])}" for table in tables]
     lines += [
         "  retrieval: {mode: text, top_k: 5, match_question: true}",
         "  # Matching keeps only the passages holding every value of these columns that the",
         "  # question names: an invented entity gets no passage, and the model declines.",
-        "  match_fields: " + flow_yaml({t: list(by_table[t].key) for t in tables}), "",
+        "  match_fields: " + flow_yaml(match_fields_from(templates)), "",
         "curate:", "  heldout_fraction: 0.2", "  val_fraction: 0.05",
         "  dev_fraction: 0.0   # dev sets come from synthesize.dev_facts_per_template instead",
         "  recall_phrasings: 1", "  unanswerable_train_fraction: 0.63",
@@ -288,14 +287,6 @@ def _absolute_sqlite(url: str) -> str:
     if not prefix.startswith("sqlite") or not rest or rest.startswith("/") or rest == ":memory:":
         return url
     return f"{prefix}:///{Path(rest).resolve()}"
-
-
-def _passage(suggestion: TableSuggestion, templates: list) -> str:
-    """'{key}: label {value}; ...' over the attributes this table's templates ask for."""
-    asked = [t.fact.strip("{}") for t in templates if t.source == suggestion.table]
-    entity = " ".join("{" + column + "}" for column in suggestion.key)
-    parts = [f"{' '.join(humanize(column)[0])} {{{column}}}" for column in asked]
-    return f"{entity}: {'; '.join(parts)}."
 
 
 def slug(text: str) -> str:
