@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tuneline.curate.declines import within_decline_budget
+from tuneline.rag.passages import Passage
 from tuneline.rag.prompt import rag_user_message
 
 REFUSAL = "I don't have information about that in my Paris 2024 data."
@@ -18,7 +19,15 @@ def plain(n: int, answer: str, tag: str) -> list[dict]:
     return [chat(f"{tag} question {i}?", answer) for i in range(n)]
 
 
+ROW = Passage("medallists:L2", "Gold Medal in Athletics, Men's 100m: LYLES Noah.", "medallists",
+              {})
+
+
 def with_passages(n: int, answer: str, tag: str) -> list[dict]:
+    return [chat(rag_user_message(f"{tag} question {i}?", [ROW]), answer) for i in range(n)]
+
+
+def without_a_passage(n: int, answer: str, tag: str) -> list[dict]:
     return [chat(rag_user_message(f"{tag} question {i}?", []), answer) for i in range(n)]
 
 
@@ -60,3 +69,15 @@ def test_bare_questions_may_have_their_own_limit():
     assert len(kept["unanswerable"]) == 10 and kept["rag_unanswerable"] == routes[
         "rag_unanswerable"]
     assert counts == {"dropped:decline_budget:unanswerable": 30}
+
+
+def test_a_decline_where_no_passage_was_found_is_never_thinned():
+    routes = {"rag": with_passages(12, "Gold Medal in Athletics: LYLES Noah.", "rag"),
+              "rag_unanswerable": (without_a_passage(40, REFUSAL, "invented")
+                                   + with_passages(10, REFUSAL, "absent"))}
+    kept, counts = within_decline_budget(routes, BOTH_QUARTER, REFUSAL, seed=0)
+    # 12 answers with passages allow 4 declines with passages; the 40 without any all stay
+    assert counts == {"dropped:decline_budget:rag_unanswerable": 6}
+    left = kept["rag_unanswerable"]
+    assert sum("(no passage found)" in c["messages"][0]["content"] for c in left) == 40
+    assert len(left) == 44

@@ -178,7 +178,8 @@ class CurateConfig(Section):
         "passages) that may decline: beyond it, declines (unanswerable, absent attribute, "
         "other qualifier, gold removed...) are thinned at random in proportion across their "
         "routes (`dropped:decline_budget:<route>`). A model trained on as many declines as "
-        "answers declines what it knows. 1 keeps them all.",
+        "answers declines what it knows. 1 keeps them all. A question whose context says no "
+        "passage was found is never thinned: declining is always right there.",
     )
     select: SelectConfig = Field(
         default_factory=SelectConfig, description="Informative subset of the training facts."

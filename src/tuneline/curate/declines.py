@@ -5,7 +5,11 @@ declines, they made up half of the demo's training chats, and the tuned model de
 phrasing it had not been trained on for two thirds of the facts it had learned (docs/log.md,
 2026-12-03 evening). Per format (a bare question, or one with retrieved passages, since a decline
 is learned per format), the declines are thinned, seeded and in proportion across their routes,
-until they are at most `curate.max_decline_share` of that format's training chats.
+until they are at most `curate.max_decline_share` of that format's training chats. A question
+whose context says no passage was found is a format of its own that no share limits: declining
+there is always right, and its cue is in the prompt, so it teaches no decline of what the model
+knows or reads (thinned with the others on a small table, most of them went, and the tuned+rag
+model answered invented entities from memory).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import random
 from typing import Any
 
 from tuneline.evaluate.metrics import is_abstention
-from tuneline.rag.prompt import INSTRUCTION
+from tuneline.rag.prompt import INSTRUCTION, NO_PASSAGE
 
 
 def is_decline(chat: dict[str, Any], abstention: str) -> bool:
@@ -24,9 +28,12 @@ def is_decline(chat: dict[str, Any], abstention: str) -> bool:
 
 
 def chat_format(chat: dict[str, Any]) -> str:
-    """'rag' when the question comes with passages, else 'plain'."""
+    """'rag' when the question comes with passages, 'no_passage' when it comes in the RAG
+    format with none found, else 'plain'."""
     asked = next(m["content"] for m in chat["messages"] if m["role"] == "user")
-    return "rag" if asked.startswith(INSTRUCTION) else "plain"
+    if not asked.startswith(INSTRUCTION):
+        return "plain"
+    return "no_passage" if NO_PASSAGE in asked else "rag"
 
 
 def within_decline_budget(routes: dict[str, list[dict[str, Any]]],

@@ -28,6 +28,10 @@ def shown_text(passage: Passage, max_chars: int) -> str:
     return text.translate(_NEUTRALIZE)
 
 
+# What the model reads when retrieval (or matching) found nothing.
+NO_PASSAGE = "<passage source=\"none\">\n(no passage found)\n</passage>"
+
+
 def passage_block(passage: Passage, max_chars: int) -> str:
     source_id = passage.id.translate(_NEUTRALIZE).replace('"', "'")
     return f"<passage source=\"{source_id}\">\n{shown_text(passage, max_chars)}\n</passage>"
@@ -35,9 +39,7 @@ def passage_block(passage: Passage, max_chars: int) -> str:
 
 def rag_user_message(question: str, passages: Sequence[Passage], max_chars: int = 600) -> str:
     """The user turn: instruction, passage blocks, then the question."""
-    blocks = "\n".join(passage_block(p, max_chars) for p in passages)
-    if not passages:
-        blocks = "<passage source=\"none\">\n(no passage found)\n</passage>"
+    blocks = "\n".join(passage_block(p, max_chars) for p in passages) or NO_PASSAGE
     return f"{INSTRUCTION}\n\n{blocks}\n\nQuestion: {question}"
 
 
