@@ -342,21 +342,38 @@ def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
                          for r in plain)
 
 
-def test_an_extractive_answer_from_a_listed_row_quotes_the_field_asked_for(
+def test_an_extractive_answer_quotes_only_the_asked_field_when_the_row_names_two_candidates(
         tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
-    # init's passages: the entity, then each asked field; the region is not asked for
-    cfg.index.templates = {"capitals": "{country}: capital {capital}; region {region}."}
+    # each row also names another country's capital, a value the asked column takes
+    capitals = {country: capital for country, capital, _ in CAPITALS}
+    former = dict(zip(capitals, [*list(capitals.values())[1:], CAPITALS[0][1]], strict=True))
+    with (tmp_path / "capitals.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["country", "capital", "region", "former_capital"])
+        writer.writerows([c, capital, region, former[c]] for c, capital, region in CAPITALS)
+    cfg.index.templates = {"capitals": "{country}: capital {capital}; former capital "
+                                       "{former_capital}; region {region}."}
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
     rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
-    assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold"] > 0
-    capitals = {country: capital for country, capital, _ in CAPITALS}
+    assert len(rag_rows) > 10
     for row in rag_rows:
         prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
         country = answer.split(":")[0]
         assert answer == f"{country}: capital {capitals[country]}."
-        assert f"\n{country}: capital {capitals[country]}; region " in prompt
+        assert f"\n{country}: capital {capitals[country]}; former capital " in prompt
+
+
+def test_an_extractive_answer_keeps_a_row_whole_when_it_names_one_candidate(tmp_path,
+                                                                          tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
+    cfg.index.templates = {"capitals": "{country}: capital {capital}; region {region}."}
+    result = run_pipeline(cfg, until="curate")
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    answers = [r["messages"][1]["content"] for r in train
+               if r["messages"][0]["content"].startswith("Answer the question")]
+    assert answers and all("; region " in a for a in answers)
 
 
 def test_a_small_table_gets_at_least_min_gold_answered_rag_examples(tmp_path, tiny_model_dir):
@@ -378,14 +395,15 @@ def test_an_extractive_answer_keeps_a_passage_whole_when_no_single_field_states_
     from tuneline.curate.raft import extractive_answer
 
     row = "Ford: start 1974-08-09; end 1977-01-20."
-    assert extractive_answer(row, "1977-01-20") == "Ford: end 1977-01-20."
-    assert extractive_answer("Pig: bodywt 85.3; sleep total 5.3.", "5.3") == (
+    assert extractive_answer(row, "1977-01-20", candidates=2) == "Ford: end 1977-01-20."
+    assert extractive_answer(row, "1977-01-20", candidates=1) == row  # nothing to mistake
+    assert extractive_answer("Pig: bodywt 85.3; sleep total 5.3.", "5.3", 2) == (
         "Pig: sleep total 5.3.")  # whole words: 85.3 does not state 5.3
-    assert extractive_answer(row, "Gerald Ford") == row  # stated by no field
-    assert extractive_answer("Ann: born 1970; died 1970.", "1970") == (
+    assert extractive_answer(row, "Gerald Ford", 2) == row  # stated by no field
+    assert extractive_answer("Ann: born 1970; died 1970.", "1970", 2) == (
         "Ann: born 1970; died 1970.")  # by every field
     sentence = "Gold Medal in Judo, Men -60 kg, at Paris 2024: KIM Won Ho of Korea."
-    assert extractive_answer(sentence, "KIM Won Ho") == sentence  # a sentence, not a list
+    assert extractive_answer(sentence, "KIM Won Ho", 2) == sentence  # a sentence, not a list
 
 
 def test_a_name_in_part_finds_its_passages_and_a_spliced_name_none():

@@ -10,6 +10,7 @@ from typing import Any
 
 from tuneline.config import PipelineConfig
 from tuneline.curate.formats import chat_example
+from tuneline.evaluate.claims import Vocabulary
 from tuneline.leakage import LeakGuard
 from tuneline.rag.passages import Passage
 from tuneline.rag.prompt import rag_user_message, shown_text
@@ -22,7 +23,7 @@ from tuneline.text import contains_fact
 
 def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                   retriever: Retriever, reading: list[Fact] | None = None,
-                  guard: LeakGuard | None = None
+                  guard: LeakGuard | None = None, vocabulary: Vocabulary | None = None
                   ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """RAG-format chats for a share of the trained (fact, question) pairs (curate.rag.fraction,
     and unanswerable_fraction for the unanswerable ones), one with its gold passage for each
@@ -35,6 +36,7 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     because they state an evaluated fact (`guard`)."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
+    vocabulary = vocabulary or Vocabulary()
     chosen = [(fact, question, shape, "rag" if fact.kind == "qa" else "rag_unanswerable")
               for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng,
                                                          raft.min_gold - len(reading or []))]
@@ -78,7 +80,9 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                 kinds["skipped:gold_not_matched" if retriever.settings.match_question
                       else "skipped:gold_not_indexed"] += 1
                 continue
-            answer = (extractive_answer(shown_text(gold, max_chars), fact.fact)
+            shown = shown_text(gold, max_chars)
+            candidates = len(vocabulary.claims(shown, fact.template))
+            answer = (extractive_answer(shown, fact.fact, candidates)
                       if raft.answer == "passage" else fact.answer)
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
@@ -91,11 +95,15 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
 _SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
 
 
-def extractive_answer(passage: str, fact: str) -> str:
-    """The passage as the prompt shows it, word for word; of a passage that lists a row's fields
-    ('entity: label value; label value.'), the entity and the fields that state the fact, so
-    that a question about one field is not answered with every value of the row (a term's start
-    and end dates read as two candidate answers)."""
+def extractive_answer(passage: str, fact: str, candidates: int = 1) -> str:
+    """The passage as the prompt shows it, word for word. When it names more than one value the
+    asked column takes (`candidates`: a term's start and end dates, both dates a term may end
+    on) and lists a row's fields ('entity: label value; label value.'), only the entity and
+    the fields that state the fact: a copy of the row would read as a list of candidates.
+    Quoting one field always was tried and made the model pick the wrong field (docs/log.md,
+    2026-12-05)."""
+    if candidates <= 1:
+        return passage
     entity, colon, listed = passage.partition(": ")
     fields = listed.removesuffix(".").split("; ")
     stating = [field for field in fields if contains_fact(field, fact)]

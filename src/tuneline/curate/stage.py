@@ -121,7 +121,7 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         if uses_rag:
             probe_facts = [f for group in probes.train.values() for f in group]
             rag_routes, shaped_rag = _raft(cfg, split.train + abstain.train + probe_facts,
-                                           trained, reading, guard)
+                                           trained, reading, guard, values)
             routes.update(rag_routes)
             shaped.update(shaped_rag)
         shares = dict.fromkeys(("plain", "rag"), cfg.curate.max_decline_share)
@@ -213,13 +213,16 @@ def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
 
 
 def _raft(cfg: PipelineConfig, facts: list[Any], phrasings: slice, reading: list[Any],
-          guard: LeakGuard) -> tuple[dict[str, list[dict]], dict[str, int]]:
+          guard: LeakGuard, values: dict[str, dict[str, int]]
+          ) -> tuple[dict[str, list[dict]], dict[str, int]]:
     from tuneline.curate.raft import raft_examples
+    from tuneline.evaluate.claims import Vocabulary
     from tuneline.rag.retrieve import Retriever
 
     retriever = Retriever.for_run(cfg)
     try:
-        return raft_examples(cfg, facts, phrasings, retriever, reading, guard)
+        return raft_examples(cfg, facts, phrasings, retriever, reading, guard,
+                             Vocabulary.from_values(values))
     finally:
         retriever.close()
 
