@@ -77,5 +77,5 @@ def _documents_config(path: Path, name: str | None, output: Path) -> str:
 
     plan = plan_documents(path, name)
     console.print(f"{path}: {plan.files} {plan.format} file(s), {plan.pairs} question-answer "
-                  f"pairs; max_seq_len {plan.max_seq_len}")
+                  "pairs")
     return render_documents_config(plan, output)

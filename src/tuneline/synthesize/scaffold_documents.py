@@ -39,7 +39,6 @@ class DocumentsPlan:
     format: str
     files: int
     pairs: int
-    max_seq_len: int
     answer_tokens: int  # evaluate.reference_max_new_tokens
     other_formats: dict[str, int]  # formats in the folder left out, with their file counts
 
@@ -78,18 +77,9 @@ def plan_documents(path: Path, name: str | None = None) -> DocumentsPlan:
             "that asks one), or an LLM endpoint that writes questions from the chunks "
             "(synthesize.documents, docs/synthesize.md)")
     return DocumentsPlan(name or slug(path.stem if path.is_file() else path.name), path,
-                         chosen, len(files), len(pairs), _max_seq_len(pairs),
+                         chosen, len(files), len(pairs),
                          _answer_tokens(pairs),
                          {f: n for f, n in formats.items() if f != chosen and f})
-
-
-def _max_seq_len(pairs: list[dict[str, str]]) -> int:
-    """Tokens for nine in ten pairs to fit whole with their passages, as a multiple of 64
-    (256 to 1024): a longer answer is cut and counted by train, never silently."""
-    lengths = sorted(len(p["question"]) + len(p["answer"]) for p in pairs)
-    p90 = lengths[min(len(lengths) - 1, math.ceil(0.9 * len(lengths)) - 1)]
-    tokens = (p90 + PASSAGES * CHUNK_CHARS) / CHARS_PER_TOKEN + 64  # + prompt and template
-    return int(min(1024, max(256, 64 * math.ceil(tokens / 64))))
 
 
 def render_documents_config(plan: DocumentsPlan, config_path: Path) -> str:
@@ -122,9 +112,9 @@ def render_documents_config(plan: DocumentsPlan, config_path: Path) -> str:
         "  # Trained questions a rule can reword are also asked that way, untrained.",
         "  reworded_fraction: 0.5", "",
         "train:", "  epochs: 2", "  learning_rate: 2.0e-3", "  batch_size: 8",
-        f"  # Nine in ten questions fit whole with their {PASSAGES} passages (measured from "
-        "the pairs);", "  # train counts the examples it cuts (dropped_answer_cut).",
-        f"  max_seq_len: {plan.max_seq_len}",
+        "  # max_seq_len: unset, every example trains whole with its passages (train's",
+        "  # manifest records the longest); set it to cap memory: train stops if over 2%",
+        "  # would be dropped.",
         "  lora: {r: 16, alpha: 32}", "  replay: {fraction: 0.1}   # against forgetting", "",
         "evaluate:", "  max_new_tokens: 48",
         f"  reference_max_new_tokens: {plan.answer_tokens}", "  batch_size: 16", "",
