@@ -84,9 +84,10 @@ class PipelineConfig(Section):
                    if index.sources is None or t.source in index.sources]
         if index.enabled:
             index.templates = {**passages_from(indexed), **index.templates}
-        if index.retrieval.match_question and not any(index.match_fields.values()):
-            index.match_fields = match_fields_from(indexed)
-        if index.retrieval.match_question and not any(index.match_fields.values()):
+        if not index.retrieval.match_question or any(index.match_fields.values()):
+            return self
+        index.match_fields = match_fields_from(indexed)
+        if not any(index.match_fields.values()):
             raise ValueError("index.retrieval.match_question needs index.match_fields (per "
                              "source, the fields a question names, e.g. {medallists: [name]}), "
                              "or synthesize.templates on the indexed sources to derive them")

@@ -80,10 +80,11 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                 kinds["skipped:gold_not_matched" if retriever.settings.match_question
                       else "skipped:gold_not_indexed"] += 1
                 continue
-            shown = shown_text(gold, max_chars)
-            candidates = len(vocabulary.claims(shown, fact.template))
-            answer = (extractive_answer(shown, fact.fact, candidates)
-                      if raft.answer == "passage" else fact.answer)
+            answer = fact.answer
+            if raft.answer == "passage":
+                shown = shown_text(gold, max_chars)
+                answer = extractive_answer(shown, fact.fact,
+                                           len(vocabulary.claims(shown, fact.template)))
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
         examples.setdefault(route, []).append(chat_example(content, answer))
@@ -97,8 +98,8 @@ _SAMPLED, _GOLD, _REMOVED = "sampled", "gold", "removed"
 
 def extractive_answer(passage: str, fact: str, candidates: int = 1) -> str:
     """The passage as the prompt shows it, word for word. When it names more than one value the
-    asked column takes (`candidates`: a term's start and end dates, both dates a term may end
-    on) and lists a row's fields ('entity: label value; label value.'), only the entity and
+    asked column takes (`candidates`: a term's start and end dates, both of them dates some term
+    ended on) and lists a row's fields ('entity: label value; label value.'), only the entity and
     the fields that state the fact: a copy of the row would read as a list of candidates.
     Quoting one field always was tried and made the model pick the wrong field (docs/log.md,
     2026-12-05)."""
@@ -114,8 +115,8 @@ def extractive_answer(passage: str, fact: str, candidates: int = 1) -> str:
 
 def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                   rng: random.Random, min_answerable: int) -> list[tuple[Fact, str, str]]:
-    """The sampled (fact, question) pairs: `fraction` of the answerable ones, raised to
-    to keep `min_answerable` with their gold passage after the gold_removed draw (as far as
+    """The sampled (fact, question) pairs: `fraction` of the answerable ones, raised to keep
+    `min_answerable` with their gold passage after the gold_removed draw (as far as
     there are pairs), and `unanswerable_fraction` (default: `fraction`) of the invented ones."""
     raft = cfg.curate.rag
     pairs = [(fact, question) for fact in facts

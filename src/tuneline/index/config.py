@@ -84,6 +84,3 @@ class IndexConfig(Section):
     retrieval: RetrievalConfig = Field(
         default_factory=RetrievalConfig, description="How passages are retrieved."
     )
-
-
-

@@ -27,7 +27,6 @@ assert set(SUFFIXES.values()) == set(DOCUMENT_FORMATS)
 MIN_PAIRS = 10  # a fifth held out and a tenth for dev leave too little to learn from below
 CHUNK_CHARS = 1000
 PASSAGES = 2
-CHARS_PER_TOKEN = 3.5  # English prose with a byte-level BPE of ~50k tokens
 
 
 @dataclass(frozen=True)

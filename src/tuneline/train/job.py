@@ -57,8 +57,9 @@ def example_limit(train: TrainConfig, tokenizer: Any) -> int:
     if train.max_seq_len is not None:
         return train.max_seq_len
     declared = getattr(tokenizer, "model_max_length", None)
-    return declared if isinstance(declared, int) and 16 <= declared <= LONGEST_CONTEXT \
-        else LONGEST_CONTEXT
+    if isinstance(declared, int) and 16 <= declared <= LONGEST_CONTEXT:
+        return declared
+    return LONGEST_CONTEXT
 
 
 def tokenized_split(tokenizer: Any, curated_dir: Path, split: str, max_len: int,
