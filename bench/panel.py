@@ -21,6 +21,7 @@ measures what a user with another table gets.
 
     python bench/panel.py extract --out /tmp/panel/data
     python bench/panel.py run --data /tmp/panel/data --work /tmp/panel/runs [--tables starwars]
+        [--repeats 3]   # run.repeats: seeds 0, 1, 2 and their medians (min-max in panel.json)
     python bench/panel.py rescore --work /tmp/panel/runs   # after a scoring change
 
 `rescore` reruns evaluate on each run (`tuneline evaluate --force`): the answers come from the
@@ -103,13 +104,13 @@ def _penguins() -> Any:
     return load_penguins()
 
 
-def run(data: Path, work: Path, tables: list[str]) -> None:
+def run(data: Path, work: Path, tables: list[str], repeats: int) -> None:
     from tuneline.machine import this_machine
 
     print(this_machine().summary(), flush=True)
     rows = []
     for table in tables:
-        rows.append(_run_table(table, data, work / table))
+        rows.append(_run_table(table, data, work / table, repeats))
         print(json.dumps(rows[-1]), flush=True)
         (work / "panel.json").write_text(json.dumps(rows, indent=1))
     print(_markdown(rows))
@@ -125,14 +126,13 @@ def rescore(work: Path) -> None:
         subprocess.run([sys.executable, "-m", "tuneline.cli.main", "evaluate",
                         str(folder / "tuneline.yaml"), f"run.runs_dir={folder / 'runs'}",
                         "--force"], capture_output=True, text=True)
-        metrics = folder / "runs" / row["table"] / "evaluate" / "metrics.json"
-        row["metrics"] = _headline(json.loads(metrics.read_text()))
+        row["metrics"] = _headline(folder / "runs" / row["table"])
         print(json.dumps(row), flush=True)
         (work / "panel.json").write_text(json.dumps(rows, indent=1))
     print(_markdown(rows))
 
 
-def _run_table(table: str, data: Path, folder: Path) -> dict[str, Any]:
+def _run_table(table: str, data: Path, folder: Path, repeats: int) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "tuneline.yaml"
     tuneline = [sys.executable, "-m", "tuneline.cli.main"]
@@ -144,14 +144,17 @@ def _run_table(table: str, data: Path, folder: Path) -> dict[str, Any]:
         row["init_error"] = " ".join((init.stderr or init.stdout).split())[-400:]
         return row
     started = time.perf_counter()
-    proc = subprocess.run([*tuneline, "run", str(config), f"run.runs_dir={folder / 'runs'}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([*tuneline, "run", str(config), f"run.runs_dir={folder / 'runs'}",
+                           f"run.repeats={repeats}"], capture_output=True, text=True)
     row["seconds"] = round(time.perf_counter() - started, 1)
     row["exit"] = proc.returncode
     (folder / "run.log").write_text(proc.stdout + proc.stderr)
-    metrics = folder / "runs" / table / "evaluate" / "metrics.json"
-    if metrics.is_file():
-        row["metrics"] = _headline(json.loads(metrics.read_text()))
+    if (folder / "runs" / table / "evaluate" / "metrics.json").is_file():
+        row["metrics"] = _headline(folder / "runs" / table)
+    gate = folder / "runs" / table / "gate.json"
+    if gate.is_file():
+        checks = json.loads(gate.read_text())["checks"]
+        row["gate_failed"] = [c["message"] for c in checks if not c["passed"]]
     facts = folder / "runs" / table / "synthesize" / "manifest.json"
     if facts.is_file():
         row["facts"] = json.loads(facts.read_text())["counts"].get("facts")
@@ -159,35 +162,61 @@ def _run_table(table: str, data: Path, folder: Path) -> dict[str, Any]:
     return row
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Strict accuracy on recall and heldout, hallucination on the unanswerable sets."""
-    out = {}
+def _headline(run_dir: Path) -> dict[str, Any]:
+    """Strict accuracy on recall, heldout and everyday questions, hallucination on the
+    unanswerable sets: one run's (evaluate/metrics.json), or with run.repeats the median over
+    the seeds (repeats.json), with the min-max beside each under "<name> range"."""
+    repeats = run_dir / "repeats.json"
+    if repeats.is_file():
+        metrics = json.loads(repeats.read_text())["metrics"]
+    else:
+        metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    wanted = {"recall": "accuracy", "heldout": "accuracy", "general": "accuracy",
+              **{name: "hallucination_rate"
+                 for name in ("unanswerable", "absent_attribute", "other_qualifier")}}
+    out: dict[str, Any] = {}
     for variant in ("base", "tuned", "tuned+rag"):
-        sets = metrics.get(variant, {})
-        out[variant] = {name: round(100 * sets[name]["accuracy"], 1)
-                        for name in ("recall", "heldout") if name in sets}
-        out[variant] |= {f"{name} halluc.": round(100 * sets[name]["hallucination_rate"], 1)
-                         for name in ("unanswerable", "absent_attribute", "other_qualifier")
-                         if name in sets}
+        out[variant] = {}
+        for name, metric in wanted.items():
+            value = metrics.get(variant, {}).get(name, {}).get(metric)
+            if value is None:
+                continue
+            label = name if metric == "accuracy" else f"{name} halluc."
+            if isinstance(value, dict):  # a median over seeds
+                out[variant][label] = round(100 * value["median"], 1)
+                out[variant][f"{label} range"] = [round(100 * value["min"], 1),
+                                                  round(100 * value["max"], 1)]
+            else:
+                out[variant][label] = round(100 * value, 1)
     return out
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| table | init | facts | base recall / heldout | tuned | tuned+rag recall / "
-             "heldout / unanswerable halluc. | s | exit |", "|---" * 8 + "|"]
+    lines = ["| table | facts | base recall / heldout | tuned recall / heldout | tuned+rag recall "
+             "/ heldout | tuned+rag unanswerable / absent attribute halluc. | general base → "
+             "tuned | s | gate |", "|---" * 9 + "|"]
     for row in rows:
         m = row.get("metrics", {})
 
-        def cell(variant: str, m: dict[str, Any] = m) -> str:
-            v = m.get(variant, {})
-            return " / ".join(str(v.get(k, "–")) for k in ("recall", "heldout"))
+        def cell(variant: str, *names: str, m: dict[str, Any] = m) -> str:
+            return " / ".join(_value(m.get(variant, {}), name) for name in names)
 
-        rag = m.get("tuned+rag", {})
-        lines.append(f"| {row['table']} | {row.get('init_error') or row['init'][:80]} | "
-                     f"{row.get('facts', '–')} | {cell('base')} | {cell('tuned')} | "
-                     f"{cell('tuned+rag')} / {rag.get('unanswerable halluc.', '–')} | "
-                     f"{row.get('seconds', '–')} | {row.get('exit', '–')} |")
+        gate = "; ".join(row.get("gate_failed", [])) or ("passed" if m else "–")
+        lines.append(
+            f"| {row['table']} | {row.get('facts', row.get('init_error', '–'))} | "
+            f"{cell('base', 'recall', 'heldout')} | {cell('tuned', 'recall', 'heldout')} | "
+            f"{cell('tuned+rag', 'recall', 'heldout')} | "
+            f"{cell('tuned+rag', 'unanswerable halluc.', 'absent_attribute halluc.')} | "
+            f"{cell('base', 'general')} → {cell('tuned', 'general')} | "
+            f"{row.get('seconds', '–')} | {gate} |")
     return "\n".join(lines)
+
+
+def _value(scores: dict[str, Any], name: str) -> str:
+    if name not in scores:
+        return "–"
+    spread = scores.get(f"{name} range")
+    return f"{scores[name]} [{spread[0]}–{spread[1]}]" if spread else str(scores[name])
 
 
 def main() -> None:
@@ -200,6 +229,8 @@ def main() -> None:
     go.add_argument("--data", type=Path, required=True)
     go.add_argument("--work", type=Path, required=True)
     go.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    go.add_argument("--repeats", type=int, default=1,
+                    help="seeds per table (run.repeats); the table reports their medians")
     steps.add_parser("rescore").add_argument("--work", type=Path, required=True)
     args = parser.parse_args()
     if args.step == "extract":
@@ -207,7 +238,7 @@ def main() -> None:
     elif args.step == "rescore":
         rescore(args.work)
     else:
-        run(args.data, args.work, args.tables)
+        run(args.data, args.work, args.tables, args.repeats)
 
 
 if __name__ == "__main__":

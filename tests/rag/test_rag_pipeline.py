@@ -391,6 +391,29 @@ def test_a_small_table_gets_at_least_min_gold_answered_rag_examples(tmp_path, ti
     assert gold_examples(10, fraction=0.0) == 0  # RAG training stays off
 
 
+def test_a_trained_fact_whose_row_holds_an_evaluated_one_is_replaced_not_lost(tmp_path,
+                                                                              tiny_model_dir):
+    """Two asked columns a row: the passage of a trained capital also states its country's
+    region, which may be evaluated. Such pairs are replaced by safe ones before the leak check,
+    which would drop them (and small tables lost half their passage answers that way)."""
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.05, gold_removed=0.0, min_gold=12)
+    cfg.synthesize.templates.append(cfg.synthesize.templates[0].model_copy(update={
+        "name": "region", "questions": ["In which region is {country}?",
+                                        "Name the region of {country}.",
+                                        "Which region is {country} in?"],
+        "answer": "{country} is in {region}.", "fact": "{region}"}))
+    cfg.curate.heldout_fraction = 0.3
+    cfg.index.templates = {"capitals": "{country}: capital {capital}; region {region}."}
+    result = run_pipeline(cfg, until="curate")
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    gold = [r for r in train if "<passage source=\"capitals:" in r["messages"][0]["content"]
+            and not r["messages"][1]["content"].startswith("I do not")]
+    assert counts["rag:gold_leak_avoided"] > 0
+    assert counts.get("dropped:leak:rag", 0) == 0
+    assert len(gold) == counts["rag:gold"] == 12
+
+
 def test_an_extractive_answer_keeps_a_passage_whole_when_no_single_field_states_the_fact():
     from tuneline.curate.raft import extractive_answer
 

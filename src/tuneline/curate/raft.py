@@ -32,30 +32,53 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     Returns the chats by route (`rag`: trained facts; `rag_unanswerable`: invented ones;
     `reading`: reading facts) and counts by kind: `rag:gold` (answer from the gold passage),
     `rag:gold_removed` and `rag:no_gold` (unanswerable questions; both answer with the
-    abstention sentence), and `rag:distractor_leak_avoided`: retrieved passages left out
-    because they state an evaluated fact (`guard`)."""
+    abstention sentence), `rag:distractor_leak_avoided`: retrieved passages left out because
+    they state an evaluated fact (`guard`), and `rag:gold_leak_avoided`: trained facts whose
+    gold passage states one (their row holds an evaluated fact of another column), each
+    replaced by a pair not yet chosen whose row is safe, as far as there are such pairs: left
+    to the leak check, they went, and small tables with two asked columns a row lost half of
+    their passage answers (docs/log.md, 2026-12-05 (midday))."""
     raft = cfg.curate.rag
     rng = random.Random(cfg.run.seed)
     vocabulary = vocabulary or Vocabulary()
+    sampled, spare = _chosen_pairs(cfg, facts, phrasings, rng,
+                                   raft.min_gold - len(reading or []))
     chosen = [(fact, question, shape, "rag" if fact.kind == "qa" else "rag_unanswerable")
-              for fact, question, shape in _chosen_pairs(cfg, facts, phrasings, rng,
-                                                         raft.min_gold - len(reading or []))]
+              for fact, question, shape in sampled]
     for fact in reading or []:
         question = rng.choice(fact.questions[phrasings])
         chosen.append((fact, question, _GOLD, "reading"))
         if rng.random() < raft.reading_gold_removed:
             # The same question without its answer in the context: only reading tells them apart.
             chosen.append((fact, question, _REMOVED, "reading"))
-    if not chosen:
-        return {}, {}
+    examples: dict[str, list[dict[str, Any]]] = {}
+    kinds: Counter[str] = Counter()
+    # A separate generator: with no replacement, the examples are those of the plain draw.
+    random.Random(cfg.run.seed + 1).shuffle(spare)
+    unsafe: set[str] = set()
+    while chosen:
+        leaked = _build(cfg, chosen, retriever, rng, guard, vocabulary, examples, kinds)
+        kinds["rag:gold_leak_avoided"] += len(leaked)
+        unsafe |= {fact.fact_id for fact in leaked}
+        spare = [pair for pair in spare if pair[0].fact_id not in unsafe]
+        chosen = [(fact, question, _GOLD, "rag") for fact, question in spare[:len(leaked)]]
+        spare = spare[len(leaked):]
+    return examples, {name: n for name, n in kinds.items() if n}
+
+
+def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retriever: Retriever,
+           rng: random.Random, guard: LeakGuard | None, vocabulary: Vocabulary,
+           examples: dict[str, list[dict[str, Any]]], kinds: Counter[str]) -> list[Fact]:
+    """The chats of the `chosen` pairs, added to `examples` by route and counted in `kinds`;
+    returns the trained facts whose gold passage states a guarded fact (not added)."""
+    raft = cfg.curate.rag
     k, max_chars = cfg.index.retrieval.top_k, cfg.index.retrieval.max_passage_chars
     questions = [question for _, question, _, _ in chosen]
     vectors = retriever.embedder.embed(questions, progress=True)
     # Twice the context, and deeper when passages stating evaluated facts are left out.
     depth = 2 * k + min(len(guard) if guard is not None else 0, 10 * k)
     found = retriever.search_embedded(questions, vectors, depth)
-    examples: dict[str, list[dict[str, Any]]] = {}
-    kinds: Counter[str] = Counter()
+    leaked: list[Fact] = []
     for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
         answering = answering_provenances(item)  # empty for unanswerable facts (no row)
@@ -80,6 +103,9 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
                 kinds["skipped:gold_not_matched" if retriever.settings.match_question
                       else "skipped:gold_not_indexed"] += 1
                 continue
+            if route == "rag" and guard is not None and guard.stated(gold.text) is not None:
+                leaked.append(fact)
+                continue
             answer = fact.answer
             if raft.answer == "passage":
                 shown = shown_text(gold, max_chars)
@@ -89,7 +115,7 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
         content = rag_user_message(question, passages, max_chars)
         examples.setdefault(route, []).append(chat_example(content, answer))
         kinds[f"rag:{kind}"] += 1
-    return examples, {name: n for name, n in kinds.items() if n}
+    return leaked
 
 
 # How a chosen pair is shaped: by the gold_removed draw, with its gold passage, or without it.
@@ -114,10 +140,12 @@ def extractive_answer(passage: str, fact: str, candidates: int = 1) -> str:
 
 
 def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
-                  rng: random.Random, min_answerable: int) -> list[tuple[Fact, str, str]]:
+                  rng: random.Random, min_answerable: int
+                  ) -> tuple[list[tuple[Fact, str, str]], list[tuple[Fact, str]]]:
     """The sampled (fact, question) pairs: `fraction` of the answerable ones, raised to keep
     `min_answerable` with their gold passage after the gold_removed draw (as far as
-    there are pairs), and `unanswerable_fraction` (default: `fraction`) of the invented ones."""
+    there are pairs), and `unanswerable_fraction` (default: `fraction`) of the invented ones;
+    and the answerable pairs not sampled."""
     raft = cfg.curate.rag
     pairs = [(fact, question) for fact in facts
              for question in fact.questions[slice(None) if fact.kind == ABSENT_ATTRIBUTE
@@ -130,9 +158,11 @@ def _chosen_pairs(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
         fraction = min(1.0, max(fraction, wanted / len(answerable)))
     invented_fraction = (raft.fraction if raft.unanswerable_fraction is None
                          else raft.unanswerable_fraction)
-    chosen = (rng.sample(answerable, round(fraction * len(answerable)))
-              + rng.sample(invented, round(invented_fraction * len(invented))))
-    return [(fact, question, _SAMPLED) for fact, question in chosen]
+    answering = rng.sample(answerable, round(fraction * len(answerable)))
+    chosen = answering + rng.sample(invented, round(invented_fraction * len(invented)))
+    taken = set(map(id, answering))
+    return ([(fact, question, _SAMPLED) for fact, question in chosen],
+            [pair for pair in answerable if id(pair) not in taken])
 
 
 def _gold_passage(retriever: Retriever, vector: Any, gold_at: tuple[str, str, str],
