@@ -81,3 +81,19 @@ def test_a_decline_where_no_passage_was_found_is_never_thinned():
     left = kept["rag_unanswerable"]
     assert sum("(no passage found)" in c["messages"][0]["content"] for c in left) == 40
     assert len(left) == 44
+
+
+def test_declines_where_no_passage_was_found_never_outnumber_the_passage_answers():
+    routes = {"rag": (with_passages(12, "Gold Medal in Athletics: LYLES Noah.", "rag")
+                      + without_a_passage(10, REFUSAL, "removed")),
+              "rag_unanswerable": without_a_passage(30, REFUSAL, "invented")}
+    kept, counts = within_decline_budget(routes, {"plain": 1.0, "rag": 1.0}, REFUSAL, seed=0,
+                                         no_passage_per_answer=1.0)
+    # 12 answers with passages allow 12 declines without one, thinned 10 : 30 across routes
+    assert counts == {"dropped:decline_budget:rag": 7, "dropped:decline_budget:rag_unanswerable": 21}
+    assert sum("(no passage found)" in c["messages"][0]["content"]
+               for chats in kept.values() for c in chats) == 12
+    assert len([c for c in kept["rag"] if "LYLES" in c["messages"][1]["content"]]) == 12
+    half, _ = within_decline_budget(routes, {"plain": 1.0, "rag": 1.0}, REFUSAL, seed=0,
+                                    no_passage_per_answer=0.5)
+    assert len(half["rag"]) + len(half["rag_unanswerable"]) == 12 + 6

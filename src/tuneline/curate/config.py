@@ -180,7 +180,15 @@ class CurateConfig(Section):
         "other qualifier, gold removed...) are thinned at random in proportion across their "
         "routes (`dropped:decline_budget:<route>`). A model trained on as many declines as "
         "answers declines what it knows. 1 keeps them all. A question whose context says no "
-        "passage was found is never thinned: declining is always right there.",
+        "passage was found is not counted here (see no_passage_declines_per_answer).",
+    )
+    no_passage_declines_per_answer: float | None = Field(
+        1.0, gt=0, description="Most declines where retrieval found no passage (invented "
+        "entities, gold removed with nothing left) per answer given with passages; beyond it "
+        "they are thinned like the others. Their number follows the invented entities, not the "
+        "table's size: on an 11-row table they outnumbered the passage answers three to one "
+        "and the retrieval model declined with the gold passage in front of it. null keeps "
+        "them all.",
     )
     select: SelectConfig = Field(
         default_factory=SelectConfig, description="Informative subset of the training facts."

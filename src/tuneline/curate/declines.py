@@ -6,10 +6,13 @@ phrasing it had not been trained on for two thirds of the facts it had learned (
 2026-12-03 evening). Per format (a bare question, or one with retrieved passages, since a decline
 is learned per format), the declines are thinned, seeded and in proportion across their routes,
 until they are at most `curate.max_decline_share` of that format's training chats. A question
-whose context says no passage was found is a format of its own that no share limits: declining
-there is always right, and its cue is in the prompt, so it teaches no decline of what the model
-knows or reads (thinned with the others on a small table, most of them went, and the tuned+rag
-model answered invented entities from memory).
+whose context says no passage was found is a format of its own that this share does not limit:
+declining there is always right, and its cue is in the prompt (thinned with the others on a
+small table, most of them went, and the tuned+rag model answered invented entities from
+memory). They are only kept from outnumbering the answers given with passages
+(`curate.no_passage_declines_per_answer`): their number comes from the invented entities, not
+the table's size, and an 11-row table trained 55 of them against 18 passage answers; its
+retrieval model declined most questions with the gold passage in front of it.
 """
 
 from __future__ import annotations
@@ -37,19 +40,29 @@ def chat_format(chat: dict[str, Any]) -> str:
 
 
 def within_decline_budget(routes: dict[str, list[dict[str, Any]]],
-                          max_share: dict[str, float], abstention: str, seed: int
+                          max_share: dict[str, float], abstention: str, seed: int,
+                          no_passage_per_answer: float | None = None
                           ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """`routes` with declines thinned to at most `max_share[format]` of each format's chats
-    ('plain', 'rag'), and the counts `dropped:decline_budget:<route>` (only routes that lost
-    some)."""
+    ('plain', 'rag'), the declines where no passage was found to at most
+    `no_passage_per_answer` times the answers given with passages (None: all kept), and the
+    counts `dropped:decline_budget:<route>` (only routes that lost some)."""
     rng = random.Random(seed)
     drop: set[tuple[str, int]] = set()
-    for fmt, share in max_share.items():
+    limits: list[tuple[str, float | None]] = list(max_share.items())
+    if no_passage_per_answer is not None:
+        limits.append(("no_passage", None))
+    for fmt, share in limits:
         declines = [(route, i) for route, chats in routes.items() for i, chat in enumerate(chats)
                     if chat_format(chat) == fmt and is_decline(chat, abstention)]
-        answers = sum(1 for chats in routes.values() for chat in chats
-                      if chat_format(chat) == fmt and not is_decline(chat, abstention))
-        allowed = math.floor(share / (1 - share) * answers + 1e-9) if share < 1 else None
+        if share is None:  # no_passage: counted against the answers given with passages
+            answers = sum(1 for chats in routes.values() for chat in chats
+                          if chat_format(chat) == "rag" and not is_decline(chat, abstention))
+            allowed: int | None = math.floor((no_passage_per_answer or 0) * answers + 1e-9)
+        else:
+            answers = sum(1 for chats in routes.values() for chat in chats
+                          if chat_format(chat) == fmt and not is_decline(chat, abstention))
+            allowed = math.floor(share / (1 - share) * answers + 1e-9) if share < 1 else None
         if allowed is None or len(declines) <= allowed:
             continue
         drop |= set(_thin(declines, len(declines) - allowed, rng))

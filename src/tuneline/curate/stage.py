@@ -126,7 +126,8 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
             shaped.update(shaped_rag)
         shares = dict.fromkeys(("plain", "rag"), cfg.curate.max_decline_share)
         routes, budget = within_decline_budget(routes, shares,
-                                               cfg.synthesize.unanswerable.answer, cfg.run.seed)
+                                               cfg.synthesize.unanswerable.answer, cfg.run.seed,
+                                               cfg.curate.no_passage_declines_per_answer)
         shaped.update(budget)
         talks, talk_counts = _conversations(cfg, synthesized)
         routes["conversation"] = conversation_chats(talks.train)
