@@ -35,3 +35,21 @@ def test_each_route_that_states_an_evaluated_fact_is_caught_and_counted():
 def test_curate_fails_when_nothing_is_left_to_train():
     with pytest.raises(DataError, match="every training example states"):
         drop_leaking({"qa": [chat_example("Paris?", "Paris.")]}, GUARD)
+
+
+def test_the_rag_prompt_frame_states_nothing_only_the_data_does():
+    """BB8's skin colour is "none", rare enough to identify it alone: the no-passage block's
+    source="none" and the instruction's words are the prompt's, not data."""
+    from tuneline.rag.passages import Passage
+    from tuneline.rag.prompt import rag_user_message
+
+    guard = LeakGuard([GuardedFact("bb8", "skin", "none", ("BB8",)),
+                       GuardedFact("info", "skin", "information", ("IG-88",))],
+                      {"skin": {"none": 1, "information": 1}})
+    decline = chat_example(rag_user_message("What is the skin colour of Rugor?", []),
+                           "I do not have that.")
+    stating = chat_example(rag_user_message("What is the height of BB8?", [Passage(
+        "starwars:L9", "BB8: height 67; skin colour none.", "starwars", {})]), "BB8: height 67.")
+    kept, check = drop_leaking({"rag_unanswerable": [decline], "rag": [stating]}, guard)
+    assert kept == [decline]
+    assert check.dropped == {"rag_unanswerable": 0, "rag": 1}

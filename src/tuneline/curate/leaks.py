@@ -13,6 +13,7 @@ from typing import Any
 
 from tuneline.errors import DataError
 from tuneline.leakage import LeakGuard, message_text
+from tuneline.rag.prompt import without_scaffolding
 
 SHOWN_OFFENCES = 20  # offending examples named in the manifest's details
 
@@ -46,7 +47,7 @@ def drop_leaking(routes: dict[str, list[dict[str, Any]]], guard: LeakGuard
         check.dropped[route] = 0
         for example in examples:
             text = message_text(example)
-            fact_id = guard.stated(text)
+            fact_id = guard.stated(without_scaffolding(text))  # the data, not the prompt's frame
             if fact_id is None:
                 kept.append(example)
                 continue

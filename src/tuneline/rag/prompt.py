@@ -6,6 +6,7 @@ prompts, so that what the model is tuned on is what it later sees."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,19 @@ def shown_text(passage: Passage, max_chars: int) -> str:
 
 # What the model reads when retrieval (or matching) found nothing.
 NO_PASSAGE = "<passage source=\"none\">\n(no passage found)\n</passage>"
+
+
+_SCAFFOLD_TAG = re.compile(r'<passage source="[^"]*">|</passage>')
+
+
+def without_scaffolding(text: str) -> str:
+    """`text` less what the RAG prompt wraps around the data (the instruction, the passage
+    tags and their source ids, the no-passage marker, the question label), for the leak
+    check: an evaluated value such as a droid's skin colour "none" matched the no-passage
+    block's `source="none"`, and every such decline was dropped (docs/log.md,
+    2026-12-05 (midday))."""
+    text = text.replace(INSTRUCTION, " ").replace("(no passage found)", " ")
+    return _SCAFFOLD_TAG.sub(" ", text).replace("Question: ", " ")
 
 
 def passage_block(passage: Passage, max_chars: int) -> str:
