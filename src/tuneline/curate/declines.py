@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from typing import Any
 
 from tuneline.evaluate.metrics import is_abstention
@@ -48,24 +49,19 @@ def within_decline_budget(routes: dict[str, list[dict[str, Any]]],
     `no_passage_per_answer` times the answers given with passages (None: all kept), and the
     counts `dropped:decline_budget:<route>` (only routes that lost some)."""
     rng = random.Random(seed)
+    shapes = {(route, i): (chat_format(chat), is_decline(chat, abstention))
+              for route, chats in routes.items() for i, chat in enumerate(chats)}
+    answers = Counter(fmt for fmt, declines in shapes.values() if not declines)
+    limits = {fmt: math.floor(share / (1 - share) * answers[fmt] + 1e-9)
+              for fmt, share in max_share.items() if share < 1}
+    if no_passage_per_answer is not None:  # counted against the answers given with passages
+        limits["no_passage"] = math.floor(no_passage_per_answer * answers["rag"] + 1e-9)
     drop: set[tuple[str, int]] = set()
-    limits: list[tuple[str, float | None]] = list(max_share.items())
-    if no_passage_per_answer is not None:
-        limits.append(("no_passage", None))
-    for fmt, share in limits:
-        declines = [(route, i) for route, chats in routes.items() for i, chat in enumerate(chats)
-                    if chat_format(chat) == fmt and is_decline(chat, abstention)]
-        if share is None:  # no_passage: counted against the answers given with passages
-            answers = sum(1 for chats in routes.values() for chat in chats
-                          if chat_format(chat) == "rag" and not is_decline(chat, abstention))
-            allowed: int | None = math.floor((no_passage_per_answer or 0) * answers + 1e-9)
-        else:
-            answers = sum(1 for chats in routes.values() for chat in chats
-                          if chat_format(chat) == fmt and not is_decline(chat, abstention))
-            allowed = math.floor(share / (1 - share) * answers + 1e-9) if share < 1 else None
-        if allowed is None or len(declines) <= allowed:
-            continue
-        drop |= set(_thin(declines, len(declines) - allowed, rng))
+    for fmt, allowed in limits.items():
+        declines = [key for key, (shape, declined) in shapes.items()
+                    if shape == fmt and declined]
+        if len(declines) > allowed:
+            drop |= set(_thin(declines, len(declines) - allowed, rng))
     kept = {route: [c for i, c in enumerate(chats) if (route, i) not in drop]
             for route, chats in routes.items()}
     counts: dict[str, int] = {}
