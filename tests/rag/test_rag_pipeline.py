@@ -365,6 +365,31 @@ def test_an_extractive_answer_quotes_only_the_asked_field_when_the_row_names_two
         assert f"\n{country}: capital {capitals[country]}; former capital " in prompt
 
 
+def test_one_answer_form_per_template_when_some_rows_name_two_candidates(tmp_path,
+                                                                       tiny_model_dir):
+    """Half the rows name another country's capital: every answer quotes the asked field,
+    not only those rows' (mixed, the model copied whole rows where it should not)."""
+    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
+    capitals = {country: capital for country, capital, _ in CAPITALS}
+    names = list(capitals)
+    former = {c: (capitals[names[(i + 1) % len(names)]] if i % 2 else "Atlantis")
+              for i, c in enumerate(names)}
+    with (tmp_path / "capitals.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["country", "capital", "region", "former_capital"])
+        writer.writerows([c, capital, region, former[c]] for c, capital, region in CAPITALS)
+    cfg.index.templates = {"capitals": "{country}: capital {capital}; former capital "
+                                       "{former_capital}; region {region}."}
+    result = run_pipeline(cfg, until="curate")
+    counts = result.artifacts["curate"].manifest["counts"]
+    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
+    answers = [r["messages"][1]["content"] for r in train
+               if r["messages"][0]["content"].startswith("Answer the question")]
+    assert len(answers) > 10
+    assert all(a == f"{a.split(':')[0]}: capital {capitals[a.split(':')[0]]}." for a in answers)
+    assert counts.get("rag:field_quoted_for_its_template", 0) > 0
+
+
 def test_an_extractive_answer_keeps_a_row_whole_when_it_names_one_candidate(tmp_path,
                                                                           tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from tuneline.config import PipelineConfig
@@ -56,21 +57,54 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
     # A separate generator: with no replacement, the examples are those of the plain draw.
     random.Random(cfg.run.seed + 1).shuffle(spare)
     unsafe: set[str] = set()
+    quoted: list[_Quote] = []
     while chosen:
-        leaked = _build(cfg, chosen, retriever, rng, guard, vocabulary, examples, kinds)
+        leaked = _build(cfg, chosen, retriever, rng, guard, vocabulary, examples, kinds, quoted)
         kinds["rag:gold_leak_avoided"] += len(leaked)
         unsafe |= {fact.fact_id for fact in leaked}
         spare = [pair for pair in spare if pair[0].fact_id not in unsafe]
         chosen = [(fact, question, _GOLD, "rag") for fact, question in spare[:len(leaked)]]
         spare = spare[len(leaked):]
+    kinds["rag:field_quoted_for_its_template"] = _one_form_per_template(quoted)
     return examples, {name: n for name, n in kinds.items() if n}
+
+
+@dataclass
+class _Quote:
+    """A passage answer as built: its chat, the passage shown, the fact and its template,
+    and how many values of the asked column the passage names."""
+
+    chat: dict[str, Any]
+    shown: str
+    fact: str
+    template: str
+    candidates: int
+
+
+def _one_form_per_template(quoted: list[_Quote]) -> int:
+    """Where any passage answer of a template had to quote the asked field alone (its row
+    names two values of that column), every answer of that template quotes it, so the model
+    sees one form per question kind; returns how many answers changed form. Mixed, an 11-row
+    table's model copied whole rows that name two candidate dates (docs/log.md,
+    2026-12-05 (midday))."""
+    templates = {q.template for q in quoted if q.candidates > 1}
+    changed = 0
+    for q in quoted:
+        if q.template in templates and q.candidates <= 1:
+            answer = extractive_answer(q.shown, q.fact, candidates=2)
+            if answer != q.chat["messages"][-1]["content"]:
+                q.chat["messages"][-1]["content"] = answer
+                changed += 1
+    return changed
 
 
 def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retriever: Retriever,
            rng: random.Random, guard: LeakGuard | None, vocabulary: Vocabulary,
-           examples: dict[str, list[dict[str, Any]]], kinds: Counter[str]) -> list[Fact]:
-    """The chats of the `chosen` pairs, added to `examples` by route and counted in `kinds`;
-    returns the trained facts whose gold passage states a guarded fact (not added)."""
+           examples: dict[str, list[dict[str, Any]]], kinds: Counter[str],
+           quoted: list[_Quote]) -> list[Fact]:
+    """The chats of the `chosen` pairs, added to `examples` by route and counted in `kinds`,
+    the passage answers also to `quoted`; returns the trained facts whose gold passage states
+    a guarded fact (not added)."""
     raft = cfg.curate.rag
     k, max_chars = cfg.index.retrieval.top_k, cfg.index.retrieval.max_passage_chars
     questions = [question for _, question, _, _ in chosen]
@@ -81,6 +115,7 @@ def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retrie
     leaked: list[Fact] = []
     for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
+        quote: tuple[str, str, str, int] | None = None  # a passage answer's parts
         answering = answering_provenances(item)  # empty for unanswerable facts (no row)
         # Passages stating an evaluated fact are never shown (checked once per hit).
         safe = [guard is None or guard.stated(h.passage.text) is None for h in hits]
@@ -109,11 +144,15 @@ def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retrie
             answer = fact.answer
             if raft.answer == "passage":
                 shown = shown_text(gold, max_chars)
-                answer = extractive_answer(shown, fact.fact,
-                                           len(vocabulary.claims(shown, fact.template)))
+                named = len(vocabulary.claims(shown, fact.template))
+                answer = extractive_answer(shown, fact.fact, named)
+                quote = (shown, fact.fact, fact.template, named)
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
-        examples.setdefault(route, []).append(chat_example(content, answer))
+        chat = chat_example(content, answer)
+        examples.setdefault(route, []).append(chat)
+        if quote is not None:
+            quoted.append(_Quote(chat, *quote))
         kinds[f"rag:{kind}"] += 1
     return leaked
 
