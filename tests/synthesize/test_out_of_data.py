@@ -49,6 +49,21 @@ def test_attributes_the_schema_holds_are_not_asked():
     assert thing["configured-0"] == "Who sponsored {event}?"
 
 
+def test_an_attribute_a_column_holds_under_another_word_is_not_asked():
+    """msleep's `bodywt` holds a weight, starwars' `mass` too, and a `capital` or `city` column
+    answers "In which town …": asked as absent, their gold decline would be wrong."""
+    def asked(columns):
+        return dict(absent_attributes(ATHLETE, ["name", *columns]))
+    assert "weight" not in asked(["sleep_total", "brainwt", "bodywt"])
+    starwars = asked(["height", "mass", "homeworld"])
+    assert "weight" not in starwars and "birthplace" not in starwars
+    assert "birthplace" not in asked(["capital", "statehood_year"])
+    assert "birthplace" not in asked(["iata", "city", "state"])
+    assert "venue" not in dict(absent_attributes(EVENT, ["event", "city"]))
+    kept = asked(["medal_type", "birth_date", "team", "country"])  # the demo's medallists
+    assert {"weight", "birthplace", "height", "club"} <= set(kept)
+
+
 def test_absent_attribute_questions_name_the_real_entity_and_expect_a_decline():
     facts, _ = _facts(ATHLETE)
     attributes = absent_attributes(ATHLETE, ["name", "country"], ["Who coached {name}?"])

@@ -29,7 +29,8 @@ KINDS = (ABSENT_ATTRIBUTE, OTHER_QUALIFIER, VARIANT_NAME)
 UNANSWERABLE_KINDS = (ABSENT_ATTRIBUTE, OTHER_QUALIFIER)
 
 # Attributes most tables do not hold, by the kind of entity the template's key names. An
-# attribute is left out when a column name of any ingested table has one of its words.
+# attribute is left out when a column of any ingested table holds it or what its question
+# would be read as asking for (`_HELD_BY`).
 PERSON_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("coach", "Who coached {entity}?"),
     ("height", "How tall is {entity}?"),
@@ -52,6 +53,22 @@ THING_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("sponsor", "Which company sponsored {entity}?"),
     ("duration", "How long did {entity} last?"),
 )
+# Column words that hold an attribute besides its own name. Asked of a table with such a
+# column, the question has a debatable gold answer: "How much does Owl monkey weigh?" of a table
+# with `bodywt`, "In which town was Wyoming born?" of one with `capital` (docs/log.md,
+# 2026-12-05 (afternoon)). Abbreviations match the end of a compound word (`brainwt`).
+_HELD_BY: dict[str, frozenset[str]] = {
+    "height": frozenset({"tall", "stature"}),
+    "weight": frozenset({"weigh", "mass"}),
+    "birthplace": frozenset({"hometown", "homeworld", "town", "city", "place", "capital"}),
+    "salary": frozenset({"prize", "earnings", "income", "wage"}),
+    "school": frozenset({"university", "college"}),
+    "venue": frozenset({"stadium", "arena", "city", "town", "place"}),
+    "price": frozenset({"cost", "fare", "fee"}),
+    "duration": frozenset({"length", "runtime"}),
+    "attendance": frozenset({"spectators", "crowd"}),
+}
+_ABBREVIATED = {"wt": "weight"}
 _PERSON_WORDS = frozenset({"name", "athlete", "person", "player", "customer", "author",
                            "employee", "user", "member", "driver", "artist", "student", "agent",
                            "patient", "contact", "owner"})
@@ -70,8 +87,11 @@ def absent_attributes(template: TemplateConfig, all_columns: Iterable[str],
     """(attribute, question with {entity}) pairs no column holds, plus the configured ones
     (`synthesize.unanswerable.attributes`, which may use the key's own placeholders)."""
     column_words = {w for column in all_columns for w in humanize(column)[0]}
+    held = set(column_words) | {name for abbreviation, name in _ABBREVIATED.items()
+                                for w in column_words if w.endswith(abbreviation)}
     packaged = PERSON_ATTRIBUTES if is_person_key(template) else THING_ATTRIBUTES
-    found = [(name, question) for name, question in packaged if name not in column_words]
+    found = [(name, question) for name, question in packaged
+             if name not in held and not _HELD_BY.get(name, frozenset()) & held]
     return found + [(f"configured-{i}", question) for i, question in enumerate(extra)]
 
 
