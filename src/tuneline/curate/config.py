@@ -113,8 +113,9 @@ class RaftConfig(Section):
         "choosing a row is decided by the first words it copies (the medal, the event) rather "
         "than by a rewrite; of a passage that lists a row's fields ('entity: label value; "
         "label value.', as `init` writes them) and names two values of the asked column, only "
-        "the entity and the fields that state the fact. Served +rag answers then quote the "
-        "passage.",
+        "the entity and the fields that state the fact, and then so for every answer of that "
+        "template (`rag:field_quoted_for_its_template`: one form per question kind). Served "
+        "+rag answers then quote the passage.",
     )
     reading_gold_removed: float = Field(
         0.0, ge=0, le=1, description="Share of the reading facts (synthesize."
