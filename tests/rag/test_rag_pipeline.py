@@ -342,12 +342,11 @@ def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
                          for r in plain)
 
 
-def test_an_extractive_answer_quotes_only_the_asked_field_when_the_row_names_two_candidates(
-        tmp_path, tiny_model_dir):
+def _curate_with_former_capitals(tmp_path, tiny_model_dir, former: dict[str, str]
+                                 ) -> tuple[list[dict], dict[str, int]]:
+    """Curate extractive RAG examples over passages that also name each country's `former`
+    capital; returns the RAG-format training rows and curate's counts."""
     cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
-    # each row also names another country's capital, a value the asked column takes
-    capitals = {country: capital for country, capital, _ in CAPITALS}
-    former = dict(zip(capitals, [*list(capitals.values())[1:], CAPITALS[0][1]], strict=True))
     with (tmp_path / "capitals.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["country", "capital", "region", "former_capital"])
@@ -357,6 +356,15 @@ def test_an_extractive_answer_quotes_only_the_asked_field_when_the_row_names_two
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
     rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
+    return rag_rows, result.artifacts["curate"].manifest["counts"]
+
+
+def test_an_extractive_answer_quotes_only_the_asked_field_when_the_row_names_two_candidates(
+        tmp_path, tiny_model_dir):
+    # each row also names another country's capital, a value the asked column takes
+    capitals = {country: capital for country, capital, _ in CAPITALS}
+    former = dict(zip(capitals, [*list(capitals.values())[1:], CAPITALS[0][1]], strict=True))
+    rag_rows, _ = _curate_with_former_capitals(tmp_path, tiny_model_dir, former)
     assert len(rag_rows) > 10
     for row in rag_rows:
         prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
@@ -369,22 +377,12 @@ def test_one_answer_form_per_template_when_some_rows_name_two_candidates(tmp_pat
                                                                        tiny_model_dir):
     """Half the rows name another country's capital: every answer quotes the asked field,
     not only those rows' (mixed, the model copied whole rows where it should not)."""
-    cfg = _config(tmp_path, tiny_model_dir, fraction=1.0, gold_removed=0.0, answer="passage")
     capitals = {country: capital for country, capital, _ in CAPITALS}
     names = list(capitals)
     former = {c: (capitals[names[(i + 1) % len(names)]] if i % 2 else "Atlantis")
               for i, c in enumerate(names)}
-    with (tmp_path / "capitals.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["country", "capital", "region", "former_capital"])
-        writer.writerows([c, capital, region, former[c]] for c, capital, region in CAPITALS)
-    cfg.index.templates = {"capitals": "{country}: capital {capital}; former capital "
-                                       "{former_capital}; region {region}."}
-    result = run_pipeline(cfg, until="curate")
-    counts = result.artifacts["curate"].manifest["counts"]
-    train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    answers = [r["messages"][1]["content"] for r in train
-               if r["messages"][0]["content"].startswith("Answer the question")]
+    rag_rows, counts = _curate_with_former_capitals(tmp_path, tiny_model_dir, former)
+    answers = [r["messages"][1]["content"] for r in rag_rows]
     assert len(answers) > 10
     assert all(a == f"{a.split(':')[0]}: capital {capitals[a.split(':')[0]]}." for a in answers)
     assert counts.get("rag:field_quoted_for_its_template", 0) > 0
