@@ -62,6 +62,18 @@ def test_an_attribute_a_column_holds_under_another_word_is_not_asked():
     assert "venue" not in dict(absent_attributes(EVENT, ["event", "city"]))
     kept = asked(["medal_type", "birth_date", "team", "country"])  # the demo's medallists
     assert {"weight", "birthplace", "height", "club"} <= set(kept)
+    for columns in (["body_wt"], ["body_mass_g"], ["HomeWorld"], ["place_of_birth"]):
+        assert len(asked(columns)) < len(kept), columns
+    # other words ending the same way hold nothing
+    assert set(kept) <= set(asked(["capacity", "capital_gains", "finishing_place"]))
+
+
+def test_another_tables_column_does_not_hold_an_attribute_under_another_name():
+    everything = ["name", "country", "iata", "city", "bodywt"]
+    asked = dict(absent_attributes(ATHLETE, everything, (), ["name", "country"]))
+    assert {"birthplace", "weight"} <= set(asked)
+    assert "height" not in dict(absent_attributes(ATHLETE, [*everything, "height_cm"], (),
+                                                  ["name", "country"]))  # its own word: any table
 
 
 def test_absent_attribute_questions_name_the_real_entity_and_expect_a_decline():

@@ -72,25 +72,25 @@ def raft_examples(cfg: PipelineConfig, facts: list[Fact], phrasings: slice,
 @dataclass
 class _Quote:
     """A passage answer as built: its chat, the passage shown, the fact and its template,
-    and how many values of the asked column the passage names."""
+    and whether the answer quotes the asked field alone (the row names two values of it)."""
 
     chat: dict[str, Any]
     shown: str
     fact: str
     template: str
-    candidates: int
+    field_alone: bool
 
 
 def _one_form_per_template(quoted: list[_Quote]) -> int:
-    """Where any passage answer of a template had to quote the asked field alone (its row
-    names two values of that column), every answer of that template quotes it, so the model
-    sees one form per question kind; returns how many answers changed form. Mixed, an 11-row
-    table's model copied whole rows that name two candidate dates (docs/log.md,
-    2026-12-05 (midday))."""
-    templates = {q.template for q in quoted if q.candidates > 1}
+    """Where any passage answer of a template quotes the asked field alone (its row names two
+    values of that column), every answer of that template does, reading facts' included, so
+    the model sees one form per question kind; returns how many answers changed form (counted
+    before the leak check). Mixed, presidential's model copied whole rows that name two
+    candidate dates (docs/log.md, 2026-12-05 (midday) and (afternoon))."""
+    templates = {q.template for q in quoted if q.field_alone}
     changed = 0
     for q in quoted:
-        if q.template in templates and q.candidates <= 1:
+        if q.template in templates and not q.field_alone:
             answer = extractive_answer(q.shown, q.fact, candidates=2)
             if answer != q.chat["messages"][-1]["content"]:
                 q.chat["messages"][-1]["content"] = answer
@@ -115,7 +115,7 @@ def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retrie
     leaked: list[Fact] = []
     for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}
-        quote: tuple[str, str, str, int] | None = None  # a passage answer's parts
+        quoting: str | None = None  # the gold passage, as shown, that the answer quotes
         answering = answering_provenances(item)  # empty for unanswerable facts (no row)
         # Passages stating an evaluated fact are never shown (checked once per hit).
         safe = [guard is None or guard.stated(h.passage.text) is None for h in hits]
@@ -143,16 +143,15 @@ def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retrie
                 continue
             answer = fact.answer
             if raft.answer == "passage":
-                shown = shown_text(gold, max_chars)
-                named = len(vocabulary.claims(shown, fact.template))
-                answer = extractive_answer(shown, fact.fact, named)
-                quote = (shown, fact.fact, fact.template, named)
+                quoting = shown_text(gold, max_chars)
+                answer = extractive_answer(quoting, fact.fact,
+                                           len(vocabulary.claims(quoting, fact.template)))
             kind, passages = "gold", _insert(others[: k - 1], gold, rng)
         content = rag_user_message(question, passages, max_chars)
         chat = chat_example(content, answer)
         examples.setdefault(route, []).append(chat)
-        if quote is not None:
-            quoted.append(_Quote(chat, *quote))
+        if quoting is not None:
+            quoted.append(_Quote(chat, quoting, fact.fact, fact.template, answer != quoting))
         kinds[f"rag:{kind}"] += 1
     return leaked
 

@@ -53,17 +53,20 @@ THING_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("sponsor", "Which company sponsored {entity}?"),
     ("duration", "How long did {entity} last?"),
 )
-# Column words that hold an attribute besides its own name. Asked of a table with such a
+# Column names that hold an attribute besides its own word. Asked of a table with such a
 # column, the question has a debatable gold answer: "How much does Owl monkey weigh?" of a table
 # with `bodywt`, "In which town was Wyoming born?" of one with `capital` (docs/log.md,
-# 2026-12-05 (afternoon)). Abbreviations match the end of a compound word (`brainwt`).
+# 2026-12-05 (afternoon)). A column holds one when its last words, joined, are one of these
+# (`body_mass_g`, `home_town`, `place_of_birth`; not `capacity`, `capital_gains`), or, for an
+# abbreviation, when a word ends with it (`bodywt`, `brainwt`).
 _HELD_BY: dict[str, frozenset[str]] = {
     "height": frozenset({"tall", "stature"}),
-    "weight": frozenset({"weigh", "mass"}),
-    "birthplace": frozenset({"hometown", "homeworld", "town", "city", "place", "capital"}),
-    "salary": frozenset({"prize", "earnings", "income", "wage"}),
+    "weight": frozenset({"mass"}),
+    "birthplace": frozenset({"placeofbirth", "hometown", "homeworld", "town", "city",
+                             "capital"}),
+    "salary": frozenset({"prize", "prizemoney", "earnings", "income", "wage"}),
     "school": frozenset({"university", "college"}),
-    "venue": frozenset({"stadium", "arena", "city", "town", "place"}),
+    "venue": frozenset({"stadium", "arena", "city", "town"}),
     "price": frozenset({"cost", "fare", "fee"}),
     "duration": frozenset({"length", "runtime"}),
     "attendance": frozenset({"spectators", "crowd"}),
@@ -83,16 +86,33 @@ def is_person_key(template: TemplateConfig) -> bool:
 
 
 def absent_attributes(template: TemplateConfig, all_columns: Iterable[str],
-                      extra: Iterable[str] = ()) -> list[tuple[str, str]]:
+                      extra: Iterable[str] = (), source_columns: Iterable[str] | None = None
+                      ) -> list[tuple[str, str]]:
     """(attribute, question with {entity}) pairs no column holds, plus the configured ones
-    (`synthesize.unanswerable.attributes`, which may use the key's own placeholders)."""
+    (`synthesize.unanswerable.attributes`, which may use the key's own placeholders).
+
+    An attribute's own word in any column name of `all_columns` (every ingested table) holds
+    it; the other names it goes by (`_HELD_BY`) count only in the template's own table
+    (`source_columns`, default `all_columns`): another table's `city` says nothing of its rows.
+    """
     column_words = {w for column in all_columns for w in humanize(column)[0]}
-    held = set(column_words) | {name for abbreviation, name in _ABBREVIATED.items()
-                                for w in column_words if w.endswith(abbreviation)}
+    held = column_words | _held_under_other_names(
+        all_columns if source_columns is None else source_columns)
     packaged = PERSON_ATTRIBUTES if is_person_key(template) else THING_ATTRIBUTES
-    found = [(name, question) for name, question in packaged
-             if name not in held and not _HELD_BY.get(name, frozenset()) & held]
+    found = [(name, question) for name, question in packaged if name not in held]
     return found + [(f"configured-{i}", question) for i, question in enumerate(extra)]
+
+
+def _held_under_other_names(columns: Iterable[str]) -> set[str]:
+    """The packaged attributes these columns hold under another name (`_HELD_BY`)."""
+    held = set()
+    for column in columns:
+        words = humanize(column)[0]
+        endings = {"".join(words[i:]) for i in range(len(words))}
+        held |= {name for name, others in _HELD_BY.items() if others & endings}
+        held |= {name for abbreviation, name in _ABBREVIATED.items()
+                 if any(w.endswith(abbreviation) for w in words)}
+    return held
 
 
 def absent_attribute_facts(template: TemplateConfig, facts: list[Fact],

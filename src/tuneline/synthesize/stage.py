@@ -200,7 +200,8 @@ def _out_of_data(cfg: PipelineConfig, template: TemplateConfig, found: list[Fact
     """Absent-attribute, other-qualifier and variant-name questions about the sampled facts."""
     unanswerable = cfg.synthesize.unanswerable
     columns = [c for table in tables.values() for c in table["columns"]]
-    attributes = absent_attributes(template, columns, unanswerable.attributes)
+    attributes = absent_attributes(template, columns, unanswerable.attributes,
+                                   tables[template.source]["columns"])
     return (absent_attribute_facts(template, found, attributes, unanswerable.answer, rng)
             + other_qualifier_facts(template, found, unanswerable.answer, rng,
                                     unanswerable.qualifiers)
