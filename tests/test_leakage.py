@@ -30,6 +30,12 @@ def test_a_shared_answer_leaks_only_with_its_entity():
     assert guard().stated("Gold in Swimming, Men's 100m Freestyle: PAN Zhanle of China.") == "pan"
 
 
+def test_a_code_that_reads_as_a_function_word_leaks_only_with_its_entity():
+    iceland = LeakGuard([GuardedFact("is", "alpha_2", "IS", ("Iceland",))], {"alpha_2": {"IS": 1}})
+    assert iceland.stated("The alpha 2 of Ireland is IE.") is None
+    assert iceland.stated("The alpha 2 of Iceland is IS.") == "is"
+
+
 def test_a_value_without_row_counts_leaks_only_with_its_entity():
     plain = LeakGuard([KAYAK])  # no rows known: not identifying
     assert plain.stated("FOX Jessica won the Women's Canoe Single.") is None

@@ -3,8 +3,9 @@
 A text states a fact when it holds the fact's answer value together with every value that names
 its entity ("FOX Jessica" with "Canoe Slalom" and "Women's Kayak Single"), or, when the answer
 value is identifying on its own (it holds at most `RARE_VALUE_ROWS` rows of its table, like a
-champion's name and unlike a country), when it holds the answer value at all. Values are
-compared as people read them (`tuneline.text.normalize`), on word boundaries.
+champion's name and unlike a country, and is not made of function words only, unlike Iceland's
+code "IS"), when it holds the answer value at all. Values are compared as people read them
+(`tuneline.text.normalize`), on word boundaries.
 
 Synthesize uses it to pick reading facts that state no sampled fact; curate checks every
 training message (and train every replay example) against every evaluated fact.
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tuneline.text import normalize
+from tuneline.text import STOP_WORDS, normalize
 
 # A value that at most this many rows hold identifies its entity (a champion's name, a ticket
 # id); a value more rows share (a country, a status) does not, and leaks only with its entity.
@@ -55,8 +56,12 @@ class LeakGuard:
                 continue  # an unanswerable fact has no answer value to leak
             entity = tuple(e for e in map(normalize, fact.entity) if e)
             rows = rows_per_value.get(fact.template, {}).get(fact.value)
+            # Read as words, "IS" or "ALL" (a currency code) is in almost every text: alone
+            # it says nothing; taken as identifying, it made a countries run drop 253 training
+            # examples and keep 66 (docs/log.md, 2026-12-05 (afternoon)).
+            says_something = any(word not in STOP_WORDS for word in value.split())
             self._facts.append((fact.fact_id, value, entity,
-                                rows is not None and rows <= rare_rows))
+                                rows is not None and rows <= rare_rows and says_something))
 
     @classmethod
     def from_facts(cls, facts: Iterable[_FactLike],
