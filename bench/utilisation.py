@@ -9,7 +9,10 @@ linear layers (forward, plus the backward pass to the activations; the frozen we
 gradient) + 4 x the LM head at answer positions only + causal attention x 3; utilisation =
 achieved FLOP/s / peak FLOP/s of the same precision.
 
-    .venv/bin/python bench/utilisation.py [--steps 6] [--seq-len 300]
+    .venv/bin/python bench/utilisation.py [--steps 6] [--seq-len 300] [--precisions fp32,bf16]
+
+By default it measures the precisions this machine runs fast: fp32 everywhere, bf16 only where
+the CPU has it natively (emulated bf16 is ~30x slower and would take half an hour here).
 """
 
 from __future__ import annotations
@@ -89,10 +92,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=300)
     parser.add_argument("--answer-share", type=float, default=0.15)
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated fp32,bf16 (default: fp32, and bf16 where native)")
     args = parser.parse_args()
     from tuneline.machine import this_machine
 
-    print(this_machine().summary())  # figures compare within one machine class only
+    machine = this_machine()
+    print(machine.summary())  # figures compare within one machine class only
     set_cpu_threads()
     model = attach_lora(load_base_model(args.model), TrainConfig())
     model.train()
@@ -102,7 +108,11 @@ def main() -> None:
     print(f"model={args.model} threads={torch.get_num_threads()} batch={args.batch_size}x"
           f"{args.seq_len} answer_share={args.answer_share} "
           f"GFLOP/token={per_token / 1e9:.3f}")
+    default = "fp32,bf16" if machine.native_bf16 else "fp32"
+    wanted = (args.precisions or default).split(",")
     for name, dtype, bf16 in (("fp32", torch.float32, False), ("bf16", torch.bfloat16, True)):
+        if name not in wanted:
+            continue
         peak = matmul_peak(dtype)
         speed = tokens_per_second(model, data, bf16)
         achieved = speed * per_token / 1e9

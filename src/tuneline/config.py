@@ -40,11 +40,13 @@ class RunConfig(Section):
     )
     budget_minutes: float | None = Field(
         None, gt=0, description="Wall-clock minutes for `tuneline run` on this machine (none: "
-        "no limit). When train starts it gets a share of what is left and measures its own "
-        "speed on its first steps; a plan that would not fit is cut to fewer steps (the "
-        "learning-rate schedule spans the cut plan), never below a quarter of it. The cut is "
-        "printed and recorded in train's manifest. Each seed of run.repeats has its own "
-        "budget. `tuneline init` writes 10.",
+        "no limit). After curate the run measures the machine (a few LoRA steps and a short "
+        "generation) and projects train and evaluate; when they would not fit, the counts "
+        "that make the data (facts, reading facts and invented entities per template, "
+        "curate.rag.min_gold) are scaled down by one factor (never below 0.25) and synthesize "
+        "and curate run again, epochs unchanged (<run>/sizing.json). Train then gets what is "
+        "left less evaluate's projected time, and cuts its steps if it still would not fit. "
+        "Each seed of run.repeats has its own budget. `tuneline init` writes 10.",
     )
 
 

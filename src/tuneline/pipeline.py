@@ -17,11 +17,13 @@ name is the CLI verb, the YAML section and the artifact folder.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuneline import sizing
 from tuneline.artifacts import Artifact, write_json_atomic
 from tuneline.config import PipelineConfig, save_config
 from tuneline.curate import stage as curate
@@ -34,15 +36,13 @@ from tuneline.ingest import stage as ingest
 from tuneline.register import stage as register
 from tuneline.register import track
 from tuneline.report.results import REPEATS_FILE, Repeats, read_results, spread_of
+from tuneline.sizing import Projection
 from tuneline.synthesize import stage as synthesize
 from tuneline.train import stage as train
 
 STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "track", "register")
 GATE = "gate.json"
 REPORT_HTML = "report.html"
-# Of the budget left when train starts, train's share: evaluate took 27-42% of train plus
-# evaluate in the bundled examples (docs/benchmarks.md), and register and the report the rest.
-TRAIN_SHARE_OF_BUDGET = 0.6
 
 # How one stage is run: given its name and a call that runs it (or reuses its folder), return
 # the artifact. The default calls it; tuneline.orchestrate wraps it in an orchestrator's task.
@@ -87,12 +87,19 @@ def run_pipeline(
     names = stages_to_run(cfg, until)
     stop_on_failed_gate_after = "track" if "track" in names else "evaluate"
     started = time.monotonic()
+    done: list[str] = []
+    projection = None
+    if cfg.run.budget_minutes is not None and "train" in names:
+        cfg, projection, done = _sized(cfg, names, result, force, resume, stage_runner,
+                                       on_stage, started)
+        if projection.scale < 1:  # synthesize and curate (again) at the new size
+            save_config(cfg, run_dir / "config.yaml")
+            force = force - set(names[: names.index("train")])
     for name in names:
-        stage_cfg = _with_time_limit(cfg, started) if name == "train" else cfg
-        result.artifacts[name] = stage_runner(
-            name, lambda n=name, c=stage_cfg: _run_stage(n, c, result, force, resume))
-        if on_stage is not None:
-            on_stage(result.artifacts[name])
+        if name in done:
+            continue
+        stage_cfg = _with_time_limit(cfg, started, projection) if name == "train" else cfg
+        _run_named(name, stage_cfg, result, force, resume, stage_runner, on_stage)
         if name == "evaluate":
             repeats = (_repeat(cfg, result, force, on_stage, stage_runner)
                        if cfg.run.repeats > 1 else None)
@@ -106,12 +113,50 @@ def run_pipeline(
     return result
 
 
-def _with_time_limit(cfg: PipelineConfig, started: float) -> PipelineConfig:
-    """cfg with train.time_limit_seconds set to train's share of run.budget_minutes left."""
-    if cfg.run.budget_minutes is None:
+def _run_named(name: str, cfg: PipelineConfig, result: PipelineResult, force: frozenset[str],
+               resume: bool, stage_runner: StageRunner,
+               on_stage: Callable[[Artifact], None] | None) -> None:
+    result.artifacts[name] = stage_runner(
+        name, lambda: _run_stage(name, cfg, result, force, resume))
+    if on_stage is not None:
+        on_stage(result.artifacts[name])
+
+
+def _sized(cfg: PipelineConfig, names: list[str], result: PipelineResult, force: frozenset[str],
+           resume: bool, stage_runner: StageRunner, on_stage: Callable[[Artifact], None] | None,
+           started: float) -> tuple[PipelineConfig, Projection, list[str]]:
+    """cfg with its data scaled to fit run.budget_minutes (tuneline.sizing), the projection
+    behind it, and the stages already run for it at the configured size (none when they must
+    run again scaled, or when this run was sized on this machine before)."""
+    earlier = sizing.earlier_plan(result.run_dir, cfg)
+    if earlier is not None:
+        sized, projection = sizing.replan(cfg, earlier)
+        print(f"{projection.describe()} (as sized before: {sizing.SIZING_FILE})",
+              file=sys.stderr, flush=True)
+        return sized, projection, []
+    done = names[: names.index("train")]
+    for name in done:
+        _run_named(name, cfg, result, force, resume, stage_runner, on_stage)
+    speed = sizing.machine_speed(cfg)
+    sized, projection = sizing.plan(cfg, result.artifacts["synthesize"],
+                                    result.artifacts["curate"], time.monotonic() - started,
+                                    speed)
+    print(projection.describe(), file=sys.stderr, flush=True)
+    sizing.write_sizing(result.run_dir, cfg, projection, speed,
+                        sizing.facts_per_template(result.artifacts["synthesize"]))
+    return sized, projection, (done if projection.scale == 1 else [])
+
+
+def _with_time_limit(cfg: PipelineConfig, started: float,
+                     projection: Projection | None) -> PipelineConfig:
+    """cfg with train.time_limit_seconds set to what run.budget_minutes leaves for train: what
+    is left less evaluate's projected time and the unprojected share of the budget."""
+    if cfg.run.budget_minutes is None or projection is None:
         return cfg
     left = cfg.run.budget_minutes * 60 - (time.monotonic() - started)
-    limit = max(1e-3, left * TRAIN_SHARE_OF_BUDGET)  # none left: the shortest training
+    limit = left - projection.evaluate_seconds_at_scale - (
+        1 - sizing.PROJECTED_SHARE) * projection.budget_seconds
+    limit = max(1e-3, limit)  # none left: the shortest training
     return cfg.model_copy(update={
         "train": cfg.train.model_copy(update={"time_limit_seconds": limit})})
 

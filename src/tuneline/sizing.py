@@ -1,0 +1,368 @@
+"""Size a run to run.budget_minutes on this machine.
+
+A run with a budget measures the machine before it trains: two LoRA steps and a short batched
+generation with the base model (about 20 s on the 2-core AVX2 class). With the data curated at
+the configured size it projects train, replay and evaluate. Train's own time limit (what is
+left less evaluate's projection) cuts its steps when they would not fit; when even half the
+steps and the full evaluated sets would not fit, the counts that make the data (facts, reading
+facts and invented entities per template, the fewest RAG answers) are scaled down by one factor
+and synthesize and curate run again at that size, which shrinks training and the evaluated sets
+together. Fewer steps come first because, on the demo's dev sets, they kept retrieval answers
+where fewer data lost them (STEP_SHARE_FIRST).
+
+The scale, the speeds and the projection are printed and written to <run>/sizing.json; a rerun
+of the same config on the same machine reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tuneline.artifacts import Artifact, hash_strings, read_jsonl, write_json_atomic
+from tuneline.config import PipelineConfig
+
+SIZING_FILE = "sizing.json"
+# Of the budget, what the projected stages may take: model loads, validation, checkpoints,
+# the report and the registry are not projected.
+PROJECTED_SHARE = 0.9
+MIN_SCALE = 0.25  # below it the sets get too small to say anything; train's cut takes over
+NO_RESIZE_ABOVE = 0.95  # a scale this close to 1 is not worth a second curate
+# Fewer steps over all the data before fewer data: on the demo's dev sets (AVX2 class, 50
+# steps each) 41% of the steps over all of it answered heldout 87.5% and variant names 92.3%
+# with passages, 40% of the data at 2 epochs 65.0% and 45.5% (docs/log.md, 2026-12-05
+# evening). The data shrinks only when half the steps and the full eval sets would not fit.
+STEP_SHARE_FIRST = 0.5
+PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows average ~130
+PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer positions only
+PROBE_PROMPT_TOKENS = 32
+PROBE_NEW_TOKENS = 8
+REPLAY_TOKENS = 100  # a replay example: an everyday prompt and the base model's answer
+REPLAY_PROMPTS_PER_EXAMPLE = 1.5  # replay asks this many prompts per example it needs
+
+
+@dataclass
+class MachineSpeed:
+    """This machine's measured speeds for the base model, in the precision the run uses."""
+
+    train_seconds_per_token: float  # padded tokens of a LoRA step: forward, backward, AdamW
+    prefill_seconds_per_token: float  # prompt tokens of a batched generation
+    decode_seconds_per_step: float  # one new token for every row of an evaluate batch
+    probe_seconds: float
+
+
+@dataclass
+class Workload:
+    """The work of train, replay and evaluate at the configured size (scale 1)."""
+
+    train_tokens: float  # padded, every epoch, replay examples included
+    replay_prompts: int
+    eval_batches: int  # evaluate batches on the curated sets (they scale with the data)
+    eval_prompt_tokens: int
+    fixed_eval_batches: int  # the general probe's batches: they do not scale
+    fixed_eval_prompt_tokens: int
+
+
+@dataclass
+class Projection:
+    budget_seconds: float
+    spent_seconds: float  # before train: the stages so far and the probe
+    train_seconds: float  # at the configured size, replay generation included
+    evaluate_seconds: float  # the curated sets at the configured size
+    general_seconds: float  # the general probe: it does not shrink with the data
+    recurate_seconds: float  # synthesize and curate again, when the data is scaled
+    scale: float = 1.0
+    knobs: dict[str, Any] = field(default_factory=dict)  # the scaled knobs, before -> after
+
+    @property
+    def evaluate_seconds_at_scale(self) -> float:
+        return self.evaluate_seconds * self.scale + self.general_seconds
+
+    def describe(self) -> str:
+        plan = (f"run budget: {self.budget_seconds:,.0f} s; {self.spent_seconds:,.0f} s spent "
+                f"before training; at the configured size train would take "
+                f"~{self.train_seconds:,.0f} s and evaluate "
+                f"~{self.evaluate_seconds + self.general_seconds:,.0f} s")
+        if self.scale >= 1:
+            return f"{plan}: the data is kept whole (train cuts its steps if it must)"
+        knobs = ", ".join(f"{name} {before} -> {after}"
+                          for name, (before, after) in self.knobs.items())
+        return (f"{plan}: the data is scaled to {self.scale:.2f} of its size ({knobs}); "
+                f"raise run.budget_minutes to keep it all")
+
+
+def scale_for(budget_seconds: float, spent_seconds: float, scalable_seconds: float,
+              fixed_seconds: float) -> float:
+    """The share of the data whose projected work fits what is left of the budget; 1 when it
+    all fits, never below MIN_SCALE."""
+    room = budget_seconds * PROJECTED_SHARE - spent_seconds - fixed_seconds
+    if scalable_seconds <= 0 or room >= scalable_seconds:
+        return 1.0
+    return max(MIN_SCALE, room / scalable_seconds)
+
+
+def data_scale(projection: Projection) -> float:
+    """The data's scale for a projection made at the configured size: 1 while train's own cut
+    (down to STEP_SHARE_FIRST of its steps) can make the run fit, or nearly so."""
+    scale = scale_for(projection.budget_seconds, projection.spent_seconds,
+                      projection.train_seconds * STEP_SHARE_FIRST + projection.evaluate_seconds,
+                      projection.general_seconds + projection.recurate_seconds)
+    return 1.0 if scale >= NO_RESIZE_ABOVE else scale
+
+
+def project_seconds(work: Workload, speed: MachineSpeed, replay_batch: int,
+                    replay_new_tokens: int, eval_new_tokens: int) -> tuple[float, float, float]:
+    """(train with replay generation, evaluate of the scalable sets, evaluate of the fixed
+    ones), in seconds at scale 1. A batch generates until its longest answer ends, so it is
+    counted at the full new-token budget."""
+    replay_batches = math.ceil(work.replay_prompts / replay_batch)
+    replay = (replay_batches * replay_new_tokens * speed.decode_seconds_per_step
+              + work.replay_prompts * REPLAY_TOKENS / 2 * speed.prefill_seconds_per_token)
+    train = work.train_tokens * speed.train_seconds_per_token + replay
+
+    def generation(batches: int, prompt_tokens: int) -> float:
+        return (batches * eval_new_tokens * speed.decode_seconds_per_step
+                + prompt_tokens * speed.prefill_seconds_per_token)
+
+    return (train, generation(work.eval_batches, work.eval_prompt_tokens),
+            generation(work.fixed_eval_batches, work.fixed_eval_prompt_tokens))
+
+
+def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[str, int]
+                  ) -> tuple[PipelineConfig, dict[str, Any]]:
+    """cfg with the counts that make the data multiplied by `scale`, and those counts as
+    {knob: (before, after)}. `facts_per_template` is what synthesize sampled at full size
+    (it stands for max_facts_per_template when that is not set)."""
+    synth, knobs = cfg.synthesize, {}
+
+    def shrink(name: str, value: int) -> int:
+        after = max(1, round(value * scale))
+        knobs[name] = (value, after)
+        return after
+
+    limit = synth.max_facts_per_template or max(facts_per_template.values(), default=0)
+    update: dict[str, Any] = {}
+    if limit:
+        update["max_facts_per_template"] = shrink("synthesize.max_facts_per_template", limit)
+    reading = synth.reading_facts_per_template
+    if isinstance(reading, dict) and reading:
+        update["reading_facts_per_template"] = {
+            name: shrink(f"synthesize.reading_facts_per_template.{name}", count)
+            for name, count in reading.items()}
+    elif isinstance(reading, int) and reading:
+        update["reading_facts_per_template"] = shrink(
+            "synthesize.reading_facts_per_template", reading)
+    unanswerable = synth.unanswerable.model_copy()
+    if unanswerable.per_template:
+        unanswerable.per_template = shrink("synthesize.unanswerable.per_template",
+                                           unanswerable.per_template)
+    update["unanswerable"] = unanswerable
+    rag = cfg.curate.rag.model_copy()
+    if rag.min_gold:
+        rag.min_gold = shrink("curate.rag.min_gold", rag.min_gold)
+    return cfg.model_copy(update={
+        "synthesize": synth.model_copy(update=update),
+        "curate": cfg.curate.model_copy(update={"rag": rag})}), knobs
+
+
+def facts_per_template(synthesized: Artifact) -> dict[str, int]:
+    """Facts sampled per template, from synthesize's manifest counts ('facts:<template>')."""
+    counts = json.loads((synthesized.path / "manifest.json").read_text("utf-8"))["counts"]
+    return {key.split(":", 1)[1]: int(value) for key, value in counts.items()
+            if key.startswith("facts:")}
+
+
+_MEASURED: dict[tuple[Any, ...], MachineSpeed] = {}
+
+
+def machine_speed(cfg: PipelineConfig) -> MachineSpeed:
+    """measure_speed, once per process for a model, precision and batch sizes (the seeds of
+    run.repeats share it)."""
+    key = (cfg.model.base, cfg.train.precision, cfg.train.batch_size, cfg.evaluate.batch_size,
+           cfg.train.lora.model_dump_json())
+    if key not in _MEASURED:
+        _MEASURED[key] = measure_speed(cfg)
+    return _MEASURED[key]
+
+
+def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
+    """Time a few LoRA steps and a short generation of the base model, as train and evaluate
+    will run it (same precision, threads and batch sizes)."""
+    import torch
+
+    from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
+    from tuneline.train.loop import answer_loss, attach_lora
+    from tuneline.train.tokenize import IGNORE_INDEX
+
+    started = time.perf_counter()
+    set_cpu_threads()
+    device = pick_device()
+    bf16 = use_bf16(cfg.train.precision, device)
+    model = attach_lora(load_base_model(cfg.model.base, cfg.model.cache_dir), cfg.train)
+    model.to(device)
+    vocab = model.config.vocab_size
+    batch = _random_ids(vocab, cfg.train.batch_size, PROBE_BATCH_TOKENS, device)
+    labels = batch.clone()
+    labels[:, : int(PROBE_BATCH_TOKENS * (1 - PROBE_ANSWER_SHARE))] = IGNORE_INDEX
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    seconds = []
+    for _ in range(2):  # the first warms the kernels up and is not counted
+        step_started = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = answer_loss(model, {"input_ids": batch, "labels": labels})
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds.append(time.perf_counter() - step_started)
+    train = seconds[-1] / batch.numel()
+    model = model.get_base_model().eval()
+    if bf16:
+        model = model.to(torch.bfloat16)
+    prompts = _random_ids(vocab, cfg.evaluate.batch_size, PROBE_PROMPT_TOKENS, device)
+    prefill = _generation_seconds(model, prompts, 1)
+    decode = (_generation_seconds(model, prompts, 1 + PROBE_NEW_TOKENS) - prefill)
+    return MachineSpeed(train_seconds_per_token=train,
+                        prefill_seconds_per_token=prefill / prompts.numel(),
+                        decode_seconds_per_step=max(decode, 0.0) / PROBE_NEW_TOKENS,
+                        probe_seconds=time.perf_counter() - started)
+
+
+def _random_ids(vocab: int, rows: int, length: int, device: str) -> Any:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(100, vocab, (rows, length), generator=generator).to(device)
+
+
+def _generation_seconds(model: Any, prompts: Any, new_tokens: int) -> float:
+    import torch
+
+    with torch.inference_mode():
+        model.generate(prompts, max_new_tokens=1, min_new_tokens=1, do_sample=False,
+                       pad_token_id=0)  # warms the kernels up
+        started = time.perf_counter()
+        model.generate(prompts, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=False, pad_token_id=0)
+    return time.perf_counter() - started
+
+
+def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
+    """Tokens to train and prompts to answer at the configured size, from curate's output."""
+    from tuneline.curate.declines import chat_format
+    from tuneline.evaluate.stage import GENERAL, evaluation_items, prompt_messages
+    from tuneline.models.generation import prompt_ids
+    from tuneline.models.loading import load_tokenizer
+    from tuneline.train.replay import replay_count
+    from tuneline.train.tokenize import tokenize_chat
+
+    tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
+    chats = read_jsonl(curated.path / "train.jsonl")
+    lengths = [len(tokenize_chat(tokenizer, chat["messages"], cfg.train.max_seq_len).input_ids)
+               for chat in chats]
+    replay = replay_count(cfg.train.replay.fraction, len(chats))
+    lengths += [REPLAY_TOKENS] * replay
+    rag_prompts = [len(prompt_ids(tokenizer, chat["messages"][:-1])) for chat in chats
+                   if chat_format(chat) != "plain"]
+    rag_prompt = sum(rag_prompts) / len(rag_prompts) if rag_prompts else 0
+    items = evaluation_items(cfg, curated)
+    asked = [len(prompt_ids(tokenizer, prompt_messages(item))) for item in items]
+    scalable = [n for n, item in zip(asked, items, strict=True) if item["set"] != GENERAL]
+    fixed = [n for n, item in zip(asked, items, strict=True) if item["set"] == GENERAL]
+    batch, variants = cfg.evaluate.batch_size, 2
+    with_rag = cfg.index.enabled
+    eval_batches = variants * math.ceil(len(scalable) / batch) * (2 if with_rag else 1)
+    eval_prompt = variants * (sum(scalable) + (round(rag_prompt) * len(scalable)
+                                               if with_rag else 0))
+    return Workload(
+        train_tokens=_padded_tokens(lengths, cfg.train.batch_size) * _epochs(cfg, len(lengths)),
+        replay_prompts=math.ceil(replay * REPLAY_PROMPTS_PER_EXAMPLE),
+        eval_batches=eval_batches, eval_prompt_tokens=eval_prompt,
+        fixed_eval_batches=variants * math.ceil(len(fixed) / batch),
+        fixed_eval_prompt_tokens=variants * sum(fixed))
+
+
+def _padded_tokens(lengths: Sequence[int], batch_size: int) -> int:
+    """Tokens computed per epoch when rows of similar length are batched together."""
+    ordered = sorted(lengths)
+    return sum(max(ordered[i:i + batch_size]) * len(ordered[i:i + batch_size])
+               for i in range(0, len(ordered), batch_size))
+
+
+def _epochs(cfg: PipelineConfig, examples: int) -> float:
+    epochs = float(cfg.train.epochs)
+    if cfg.train.max_steps:
+        epochs = min(epochs, cfg.train.max_steps * cfg.train.batch_size / max(examples, 1))
+    return epochs
+
+
+def plan(cfg: PipelineConfig, synthesized: Artifact, curated: Artifact, spent_seconds: float,
+         speed: MachineSpeed) -> tuple[PipelineConfig, Projection]:
+    """The config to run (scaled when the configured size would not fit run.budget_minutes)
+    and the projection behind it."""
+    assert cfg.run.budget_minutes is not None
+    work = measure_workload(cfg, curated)
+    train, evaluate, fixed_eval = project_seconds(
+        work, speed, cfg.evaluate.batch_size, cfg.train.replay.max_new_tokens,
+        cfg.evaluate.max_new_tokens)
+    projection = Projection(
+        budget_seconds=cfg.run.budget_minutes * 60,
+        spent_seconds=spent_seconds + speed.probe_seconds, train_seconds=train,
+        evaluate_seconds=evaluate, general_seconds=fixed_eval,
+        recurate_seconds=_stage_seconds(synthesized) + _stage_seconds(curated))
+    projection.scale = data_scale(projection)
+    if projection.scale == 1.0:
+        return cfg, projection
+    scaled, projection.knobs = scaled_config(cfg, projection.scale, facts_per_template(synthesized))
+    return scaled, projection
+
+
+def _stage_seconds(artifact: Artifact) -> float:
+    manifest = json.loads((artifact.path / "manifest.json").read_text("utf-8"))
+    return float(manifest.get("timings", {}).get("seconds", 0.0))
+
+
+def config_key(cfg: PipelineConfig) -> str:
+    """What a sizing depends on besides the machine: the configured (unscaled) config."""
+    return hash_strings(cfg.model_dump_json(exclude={"run": {"repeats"}}))
+
+
+def write_sizing(run_dir: Path, cfg: PipelineConfig, projection: Projection,
+                 speed: MachineSpeed, sampled: dict[str, int]) -> Path:
+    """<run>/sizing.json: what was measured and decided, and what a rerun needs to reuse it."""
+    from tuneline.machine import this_machine
+
+    path = run_dir / SIZING_FILE
+    write_json_atomic(path, {"machine": this_machine().as_dict(), "speed": asdict(speed),
+                             **asdict(projection), "facts_per_template": sampled,
+                             "config_key": config_key(cfg)})
+    return path
+
+
+def earlier_plan(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any] | None:
+    """The sizing a run of this same config made on this same machine, if any: a rerun then
+    reuses its stages instead of curating at full size and measuring again."""
+    from tuneline.machine import this_machine
+
+    path = run_dir / SIZING_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text("utf-8"))
+    if (saved.get("config_key") != config_key(cfg)
+            or saved.get("machine") != this_machine().as_dict()):
+        return None
+    return saved
+
+
+def replan(cfg: PipelineConfig, saved: dict[str, Any]) -> tuple[PipelineConfig, Projection]:
+    """cfg sized as `saved` (from earlier_plan) decided."""
+    names = {f.name for f in fields(Projection)} - {"knobs"}
+    projection = Projection(**{name: saved[name] for name in names})
+    if projection.scale < 1:
+        cfg, projection.knobs = scaled_config(cfg, projection.scale,
+                                              saved["facts_per_template"])
+    return cfg, projection

@@ -1,0 +1,123 @@
+"""run.budget_minutes sizes the data: a run that would not fit is synthesized and curated
+again with fewer facts, reading facts and invented entities per template, the same epochs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import read_json, tiny_pipeline_config, write_config
+from tuneline.config import PipelineConfig
+from tuneline.sizing import (
+    MIN_SCALE,
+    MachineSpeed,
+    Projection,
+    Workload,
+    data_scale,
+    project_seconds,
+    scale_for,
+    scaled_config,
+)
+
+
+def test_the_scale_is_the_share_of_the_work_that_fits_what_is_left():
+    assert scale_for(600, spent_seconds=60, scalable_seconds=300, fixed_seconds=40) == 1.0
+    # 0.9 * 600 - 60 - 40 = 440 s of room for 880 s of work
+    assert scale_for(600, spent_seconds=60, scalable_seconds=880,
+                     fixed_seconds=40) == pytest.approx(0.5)
+    assert scale_for(600, spent_seconds=600, scalable_seconds=880,
+                     fixed_seconds=40) == MIN_SCALE
+
+
+def test_steps_are_cut_to_half_before_the_data_shrinks():
+    def projection(train: float) -> Projection:
+        return Projection(budget_seconds=600, spent_seconds=60, train_seconds=train,
+                          evaluate_seconds=250, general_seconds=20, recurate_seconds=20)
+
+    # 0.9 * 600 - 60 - 40 = 440 s of room
+    assert data_scale(projection(300)) == 1.0  # 150 + 250: train's own cut suffices
+    assert data_scale(projection(600)) == pytest.approx(440 / 550)  # 300 + 250 would not fit
+    assert data_scale(projection(400)) == 1.0  # 200 + 250: within 5%, not worth re-curating
+
+
+def test_generation_is_counted_at_the_full_token_budget_per_batch():
+    speed = MachineSpeed(train_seconds_per_token=0.01, prefill_seconds_per_token=0.001,
+                         decode_seconds_per_step=0.1, probe_seconds=5)
+    work = Workload(train_tokens=1000, replay_prompts=40, eval_batches=3,
+                    eval_prompt_tokens=2000, fixed_eval_batches=1, fixed_eval_prompt_tokens=500)
+    train, evaluate, general = project_seconds(work, speed, replay_batch=32,
+                                               replay_new_tokens=50, eval_new_tokens=20)
+    # train 10 s; replay 2 batches x 50 steps x 0.1 s + 40 prompts x 50 tokens x 0.001 s
+    assert train == pytest.approx(10 + 10 + 2)
+    assert evaluate == pytest.approx(3 * 20 * 0.1 + 2.0)
+    assert general == pytest.approx(1 * 20 * 0.1 + 0.5)
+
+
+def test_every_count_that_makes_the_data_is_scaled_and_epochs_are_kept():
+    cfg = PipelineConfig.model_validate({
+        "synthesize": {"max_facts_per_template": 30,
+                       "reading_facts_per_template": {"champion": 80, "country": 25},
+                       "unanswerable": {"per_template": 24}},
+        "curate": {"rag": {"fraction": 0.1, "min_gold": 64}},
+        "train": {"epochs": 2}})
+    scaled, knobs = scaled_config(cfg, 0.5, {"champion": 30, "country": 30})
+    assert scaled.synthesize.max_facts_per_template == 15
+    assert scaled.synthesize.reading_facts_per_template == {"champion": 40, "country": 12}
+    assert scaled.synthesize.unanswerable.per_template == 12
+    assert scaled.curate.rag.min_gold == 32
+    assert scaled.train.epochs == 2
+    assert knobs["synthesize.max_facts_per_template"] == (30, 15)
+    assert cfg.synthesize.max_facts_per_template == 30  # the given config is not changed
+
+
+def test_a_table_without_a_fact_limit_gets_one_from_what_was_sampled():
+    scaled, knobs = scaled_config(PipelineConfig(), 0.25, {"a": 40, "b": 12})
+    assert scaled.synthesize.max_facts_per_template == 10
+    assert "synthesize.unanswerable.per_template" not in knobs  # off stays off
+
+
+def test_a_run_that_cannot_fit_is_curated_again_smaller_and_says_so(tmp_path, tiny_model_dir,
+                                                                     capsys):
+    pytest.importorskip("torch")
+    from tuneline.config import load_config
+    from tuneline.pipeline import run_pipeline
+
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["synthesize"]["max_facts_per_template"] = 16
+    data["synthesize"]["unanswerable"] = {"per_template": 8}
+    data["run"]["budget_minutes"] = 1e-6  # spent before train starts, on any machine
+    data["train"].update({"epochs": 1, "checkpoint_every": 0})
+    result = run_pipeline(load_config(write_config(tmp_path / "tuneline.yaml", data)),
+                          until="train")
+    sizing = read_json(result.run_dir / "sizing.json")
+    assert sizing["scale"] == MIN_SCALE
+    assert sizing["knobs"]["synthesize.max_facts_per_template"] == [16, 4]
+    assert sizing["speed"]["train_seconds_per_token"] > 0
+    assert sizing["speed"]["decode_seconds_per_step"] > 0
+    assert sizing["machine"]["cores"] >= 1
+    counts = read_json(result.artifacts["synthesize"].path / "manifest.json")["counts"]
+    assert counts["facts:capital"] == 4
+    saved = load_config(result.run_dir / "config.yaml")
+    assert saved.synthesize.max_facts_per_template == 4  # what ran is what is recorded
+    assert saved.synthesize.unanswerable.per_template == 2
+    assert "the data is scaled to 0.25" in capsys.readouterr().err
+    # A rerun on this machine sizes as before: nothing is curated at full size again.
+    again = run_pipeline(load_config(tmp_path / "tuneline.yaml"), until="train")
+    assert all(again.artifacts[name].skipped for name in ("synthesize", "curate", "train"))
+    assert "as sized before" in capsys.readouterr().err
+
+
+def test_a_run_that_fits_is_not_resized(tmp_path, tiny_model_dir):
+    pytest.importorskip("torch")
+    from tuneline.config import load_config
+    from tuneline.pipeline import run_pipeline
+
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["synthesize"]["max_facts_per_template"] = 16
+    data["run"]["budget_minutes"] = 60
+    data["train"].update({"epochs": 1, "checkpoint_every": 0})
+    result = run_pipeline(load_config(write_config(tmp_path / "tuneline.yaml", data)),
+                          until="train")
+    sizing = read_json(result.run_dir / "sizing.json")
+    assert sizing["scale"] == 1.0 and sizing["knobs"] == {}
+    counts = read_json(result.artifacts["synthesize"].path / "manifest.json")["counts"]
+    assert counts["facts:capital"] == 16
