@@ -7,8 +7,7 @@ left less evaluate's projection) cuts its steps when they would not fit; when ev
 steps and the full evaluated sets would not fit, the counts that make the data (facts, reading
 facts and invented entities per template, the fewest RAG answers) are scaled down by one factor
 and synthesize and curate run again at that size, which shrinks training and the evaluated sets
-together. Fewer steps come first because, on the demo's dev sets, they kept retrieval answers
-where fewer data lost them (STEP_SHARE_FIRST).
+together. Fewer steps come first because they leave the scored sets whole (STEP_SHARE_FIRST).
 
 The scale, the speeds and the projection are printed and written to <run>/sizing.json; a rerun
 of the same config on the same machine reuses them.
@@ -33,10 +32,10 @@ SIZING_FILE = "sizing.json"
 PROJECTED_SHARE = 0.9
 MIN_SCALE = 0.25  # below it the sets get too small to say anything; train's cut takes over
 NO_RESIZE_ABOVE = 0.95  # a scale this close to 1 is not worth a second curate
-# Fewer steps over all the data before fewer data: on the demo's dev sets (AVX2 class, 50
-# steps each) 41% of the steps over all of it answered heldout 87.5% and variant names 92.3%
-# with passages, 40% of the data at 2 epochs 65.0% and 45.5% (docs/log.md, 2026-12-05
-# evening). The data shrinks only when half the steps and the full eval sets would not fit.
+# Fewer steps over all the data before fewer data: cutting steps leaves the scored sets whole,
+# shrinking the data shrinks them (the demo's dev recall fell to n=4 at 0.46). On the demo's
+# dev sets (AVX2 class, one seed each) the two read about as well, within their noise
+# (docs/log.md, 2026-12-05 evening).
 STEP_SHARE_FIRST = 0.5
 PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows average ~130
 PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer positions only

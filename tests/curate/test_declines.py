@@ -90,7 +90,8 @@ def test_declines_where_no_passage_was_found_never_outnumber_the_passage_answers
     kept, counts = within_decline_budget(routes, {"plain": 1.0, "rag": 1.0}, REFUSAL, seed=0,
                                          no_passage_per_answer=1.0)
     # 12 answers with passages allow 12 declines without one, thinned 10 : 30 across routes
-    assert counts == {"dropped:decline_budget:rag": 7, "dropped:decline_budget:rag_unanswerable": 21}
+    assert counts == {"dropped:decline_budget:rag": 7,
+                      "dropped:decline_budget:rag_unanswerable": 21}
     assert sum("(no passage found)" in c["messages"][0]["content"]
                for chats in kept.values() for c in chats) == 12
     assert len([c for c in kept["rag"] if "LYLES" in c["messages"][1]["content"]]) == 12
