@@ -44,10 +44,11 @@ def test_generation_is_counted_at_the_full_token_budget_per_batch():
                          decode_seconds_per_step=0.1, probe_seconds=5)
     work = Workload(train_tokens=1000, replay_prompts=40, eval_batches=3,
                     eval_prompt_tokens=2000, fixed_eval_batches=1, fixed_eval_prompt_tokens=500)
-    train, evaluate, general = project_seconds(work, speed, replay_batch=32,
-                                               replay_new_tokens=50, eval_new_tokens=20)
-    # train 10 s; replay 2 batches x 50 steps x 0.1 s + 40 prompts x 50 tokens x 0.001 s
-    assert train == pytest.approx(10 + 10 + 2)
+    train, replay, evaluate, general = project_seconds(work, speed, replay_batch=32,
+                                                       replay_new_tokens=50, eval_new_tokens=20)
+    # replay: 2 batches x 50 steps x 0.1 s + 40 prompts x 50 tokens x 0.001 s
+    assert replay == pytest.approx(10 + 2)
+    assert train == pytest.approx(10 + replay)
     assert evaluate == pytest.approx(3 * 20 * 0.1 + 2.0)
     assert general == pytest.approx(1 * 20 * 0.1 + 0.5)
 
@@ -73,6 +74,14 @@ def test_a_table_without_a_fact_limit_gets_one_from_what_was_sampled():
     scaled, knobs = scaled_config(PipelineConfig(), 0.25, {"a": 40, "b": 12})
     assert scaled.synthesize.max_facts_per_template == 10
     assert "synthesize.unanswerable.per_template" not in knobs  # off stays off
+    # a limit above what the tables hold is scaled from what was sampled
+    generous = PipelineConfig.model_validate({"synthesize": {"max_facts_per_template": 200}})
+    assert scaled_config(generous, 0.5, {"a": 50})[0].synthesize.max_facts_per_template == 25
+
+
+def test_data_without_facts_has_nothing_to_scale():
+    knobs = scaled_config(PipelineConfig(), 0.25, {})[1]
+    assert knobs == {}  # conversations and documents are not scaled, nor min_gold without facts
 
 
 def test_a_run_that_cannot_fit_is_curated_again_smaller_and_says_so(tmp_path, tiny_model_dir,
@@ -104,6 +113,29 @@ def test_a_run_that_cannot_fit_is_curated_again_smaller_and_says_so(tmp_path, ti
     again = run_pipeline(load_config(tmp_path / "tuneline.yaml"), until="train")
     assert all(again.artifacts[name].skipped for name in ("synthesize", "curate", "train"))
     assert "as sized before" in capsys.readouterr().err
+
+
+def test_a_forced_stage_sizes_again_and_each_seed_sizes_the_configured_data(
+        tmp_path, tiny_model_dir, capsys):
+    pytest.importorskip("torch")
+    from tuneline.config import load_config
+    from tuneline.pipeline import run_pipeline
+
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    data["synthesize"]["max_facts_per_template"] = 16
+    data["run"].update({"budget_minutes": 1e-6, "repeats": 2})
+    data["train"].update({"epochs": 1, "checkpoint_every": 0})
+    cfg = load_config(write_config(tmp_path / "tuneline.yaml", data))
+    first = run_pipeline(cfg, until="evaluate")
+    seed_1 = first.run_dir / "repeats" / "seed-1"
+    # the seed was scaled from the configured 16 facts, not again from seed 0's 4
+    assert load_config(seed_1 / "config.yaml").synthesize.max_facts_per_template == 4
+    capsys.readouterr()
+    forced = run_pipeline(cfg.model_copy(update={"run": cfg.run.model_copy(
+        update={"repeats": 1})}), until="train", force=frozenset({"curate"}))
+    err = capsys.readouterr().err
+    assert "as sized before" not in err and "the data is scaled to 0.25" in err
+    assert not forced.artifacts["curate"].skipped
 
 
 def test_a_run_that_fits_is_not_resized(tmp_path, tiny_model_dir):

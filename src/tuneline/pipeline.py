@@ -43,6 +43,10 @@ from tuneline.train import stage as train
 STAGES = ("ingest", "synthesize", "index", "curate", "train", "evaluate", "track", "register")
 GATE = "gate.json"
 REPORT_HTML = "report.html"
+# Without a projection (tuneline.sizing measures local LoRA on a CPU only), train's share of the
+# budget left when it starts: evaluate took 27-42% of train plus evaluate in the bundled
+# examples on the bf16 class (docs/benchmarks.md), and register and the report the rest.
+TRAIN_SHARE_OF_BUDGET = 0.6
 
 # How one stage is run: given its name and a call that runs it (or reuses its folder), return
 # the artifact. The default calls it; tuneline.orchestrate wraps it in an orchestrator's task.
@@ -87,21 +91,26 @@ def run_pipeline(
     names = stages_to_run(cfg, until)
     stop_on_failed_gate_after = "track" if "track" in names else "evaluate"
     started = time.monotonic()
-    done: list[str] = []
-    projection = None
-    if cfg.run.budget_minutes is not None and "train" in names:
-        cfg, projection, done = _sized(cfg, names, result, force, resume, stage_runner,
-                                       on_stage, started)
-        if projection.scale < 1:  # synthesize and curate (again) at the new size
+    configured, sized = cfg, None
+    if "train" in names and sizing.sizes(cfg):
+        sized = _sized(cfg, names, result, force, resume, stage_runner, on_stage, started)
+        cfg = sized.cfg
+        if sized.projection.scale < 1:  # synthesize and curate (again) at the new size
             save_config(cfg, run_dir / "config.yaml")
-            force = force - set(names[: names.index("train")])
+            force = force - frozenset(sized.done)  # each forced stage has run once
     for name in names:
-        if name in done:
+        if sized is not None and name in sized.done and sized.projection.scale == 1:
             continue
-        stage_cfg = _with_time_limit(cfg, started, projection) if name == "train" else cfg
+        stage_cfg = _with_time_limit(cfg, started, sized) if name == "train" else cfg
         _run_named(name, stage_cfg, result, force, resume, stage_runner, on_stage)
+        if name == "curate" and sized is not None and sized.speed is not None \
+                and sized.projection.scale < 1:  # what the scaled data will cost
+            sizing.reproject(sized.projection, cfg, result.artifacts["curate"], sized.speed)
+            sizing.write_sizing(result.run_dir, configured, sized.projection, sized.speed,
+                                sized.sampled)
         if name == "evaluate":
-            repeats = (_repeat(cfg, result, force, on_stage, stage_runner)
+            # each seed sizes the configured data to its own budget
+            repeats = (_repeat(configured, result, force, on_stage, stage_runner)
                        if cfg.run.repeats > 1 else None)
             if repeats is None:
                 (run_dir / REPEATS_FILE).unlink(missing_ok=True)  # from an earlier repeated run
@@ -122,40 +131,54 @@ def _run_named(name: str, cfg: PipelineConfig, result: PipelineResult, force: fr
         on_stage(result.artifacts[name])
 
 
+@dataclass
+class _Sizing:
+    cfg: PipelineConfig  # scaled when the budget asked for it
+    projection: Projection
+    done: list[str]  # the stages run at the configured size to measure the work
+    speed: sizing.MachineSpeed | None  # None when an earlier sizing was reused
+    sampled: dict[str, int] = field(default_factory=dict)
+
+
 def _sized(cfg: PipelineConfig, names: list[str], result: PipelineResult, force: frozenset[str],
            resume: bool, stage_runner: StageRunner, on_stage: Callable[[Artifact], None] | None,
-           started: float) -> tuple[PipelineConfig, Projection, list[str]]:
+           started: float) -> _Sizing:
     """cfg with its data scaled to fit run.budget_minutes (tuneline.sizing), the projection
-    behind it, and the stages already run for it at the configured size (none when they must
-    run again scaled, or when this run was sized on this machine before)."""
-    earlier = sizing.earlier_plan(result.run_dir, cfg)
+    behind it, and the stages run at the configured size to measure it (none when this run was
+    sized on this machine before and no stage before train is forced)."""
+    before_train = names[: names.index("train")]
+    earlier = None if force & set(before_train) else sizing.earlier_plan(result.run_dir, cfg)
     if earlier is not None:
         sized, projection = sizing.replan(cfg, earlier)
         print(f"{projection.describe()} (as sized before: {sizing.SIZING_FILE})",
               file=sys.stderr, flush=True)
-        return sized, projection, []
-    done = names[: names.index("train")]
-    for name in done:
+        return _Sizing(sized, projection, [], None)
+    for name in before_train:
         _run_named(name, cfg, result, force, resume, stage_runner, on_stage)
     speed = sizing.machine_speed(cfg)
     sized, projection = sizing.plan(cfg, result.artifacts["synthesize"],
                                     result.artifacts["curate"], time.monotonic() - started,
                                     speed)
     print(projection.describe(), file=sys.stderr, flush=True)
-    sizing.write_sizing(result.run_dir, cfg, projection, speed,
-                        sizing.facts_per_template(result.artifacts["synthesize"]))
-    return sized, projection, (done if projection.scale == 1 else [])
+    sampled = sizing.facts_per_template(cfg, result.artifacts["synthesize"])
+    sizing.write_sizing(result.run_dir, cfg, projection, speed, sampled)
+    return _Sizing(sized, projection, before_train, speed, sampled)
 
 
 def _with_time_limit(cfg: PipelineConfig, started: float,
-                     projection: Projection | None) -> PipelineConfig:
-    """cfg with train.time_limit_seconds set to what run.budget_minutes leaves for train: what
-    is left less evaluate's projected time and the unprojected share of the budget."""
-    if cfg.run.budget_minutes is None or projection is None:
+                     sized: _Sizing | None) -> PipelineConfig:
+    """cfg with train.time_limit_seconds set to what run.budget_minutes leaves for train's
+    loop: what is left less the projected evaluate and replay and the unprojected share of the
+    budget; without a projection (a GPU, a provider's job), train's share of what is left."""
+    if cfg.run.budget_minutes is None:
         return cfg
     left = cfg.run.budget_minutes * 60 - (time.monotonic() - started)
-    limit = left - projection.evaluate_seconds_at_scale - (
-        1 - sizing.PROJECTED_SHARE) * projection.budget_seconds
+    if sized is None:
+        limit = left * TRAIN_SHARE_OF_BUDGET
+    else:
+        projection = sized.projection
+        limit = (left - projection.evaluate_seconds_at_scale - projection.replay_seconds_at_scale
+                 - (1 - sizing.PROJECTED_SHARE) * projection.budget_seconds)
     limit = max(1e-3, limit)  # none left: the shortest training
     return cfg.model_copy(update={
         "train": cfg.train.model_copy(update={"time_limit_seconds": limit})})

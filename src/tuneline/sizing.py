@@ -75,12 +75,25 @@ class Projection:
     evaluate_seconds: float  # the curated sets at the configured size
     general_seconds: float  # the general probe: it does not shrink with the data
     recurate_seconds: float  # synthesize and curate again, when the data is scaled
+    replay_seconds: float = 0.0  # replay's generation, before train's clock starts
     scale: float = 1.0
     knobs: dict[str, Any] = field(default_factory=dict)  # the scaled knobs, before -> after
+    # evaluate (and replay) projected again from the scaled curate: the data rarely shrinks by
+    # exactly `scale` (templates below the cap, reading facts, unscaled conversations)
+    evaluate_scaled_seconds: float | None = None
+    replay_scaled_seconds: float | None = None
 
     @property
     def evaluate_seconds_at_scale(self) -> float:
+        if self.evaluate_scaled_seconds is not None:
+            return self.evaluate_scaled_seconds
         return self.evaluate_seconds * self.scale + self.general_seconds
+
+    @property
+    def replay_seconds_at_scale(self) -> float:
+        if self.replay_scaled_seconds is not None:
+            return self.replay_scaled_seconds
+        return self.replay_seconds * self.scale
 
     def describe(self) -> str:
         plan = (f"run budget: {self.budget_seconds:,.0f} s; {self.spent_seconds:,.0f} s spent "
@@ -115,10 +128,11 @@ def data_scale(projection: Projection) -> float:
 
 
 def project_seconds(work: Workload, speed: MachineSpeed, replay_batch: int,
-                    replay_new_tokens: int, eval_new_tokens: int) -> tuple[float, float, float]:
-    """(train with replay generation, evaluate of the scalable sets, evaluate of the fixed
-    ones), in seconds at scale 1. A batch generates until its longest answer ends, so it is
-    counted at the full new-token budget."""
+                    replay_new_tokens: int, eval_new_tokens: int
+                    ) -> tuple[float, float, float, float]:
+    """(train with replay generation, replay generation alone, evaluate of the scalable sets,
+    evaluate of the fixed ones), in seconds. A batch generates until its longest answer ends,
+    so it is counted at the full new-token budget."""
     replay_batches = math.ceil(work.replay_prompts / replay_batch)
     replay = (replay_batches * replay_new_tokens * speed.decode_seconds_per_step
               + work.replay_prompts * REPLAY_TOKENS / 2 * speed.prefill_seconds_per_token)
@@ -128,7 +142,7 @@ def project_seconds(work: Workload, speed: MachineSpeed, replay_batch: int,
         return (batches * eval_new_tokens * speed.decode_seconds_per_step
                 + prompt_tokens * speed.prefill_seconds_per_token)
 
-    return (train, generation(work.eval_batches, work.eval_prompt_tokens),
+    return (train, replay, generation(work.eval_batches, work.eval_prompt_tokens),
             generation(work.fixed_eval_batches, work.fixed_eval_prompt_tokens))
 
 
@@ -144,7 +158,8 @@ def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[st
         knobs[name] = (value, after)
         return after
 
-    limit = synth.max_facts_per_template or max(facts_per_template.values(), default=0)
+    sampled = max(facts_per_template.values(), default=0)
+    limit = min(synth.max_facts_per_template or sampled, sampled)
     update: dict[str, Any] = {}
     if limit:
         update["max_facts_per_template"] = shrink("synthesize.max_facts_per_template", limit)
@@ -162,18 +177,19 @@ def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[st
                                            unanswerable.per_template)
     update["unanswerable"] = unanswerable
     rag = cfg.curate.rag.model_copy()
-    if rag.min_gold:
+    if rag.min_gold and limit:  # a floor on answers from facts: none without facts
         rag.min_gold = shrink("curate.rag.min_gold", rag.min_gold)
     return cfg.model_copy(update={
         "synthesize": synth.model_copy(update=update),
         "curate": cfg.curate.model_copy(update={"rag": rag})}), knobs
 
 
-def facts_per_template(synthesized: Artifact) -> dict[str, int]:
+def facts_per_template(cfg: PipelineConfig, synthesized: Artifact) -> dict[str, int]:
     """Facts sampled per template, from synthesize's manifest counts ('facts:<template>')."""
     counts = json.loads((synthesized.path / "manifest.json").read_text("utf-8"))["counts"]
+    templates = {template.name for template in cfg.synthesize.templates}
     return {key.split(":", 1)[1]: int(value) for key, value in counts.items()
-            if key.startswith("facts:")}
+            if key.startswith("facts:") and key.split(":", 1)[1] in templates}
 
 
 _MEASURED: dict[tuple[Any, ...], MachineSpeed] = {}
@@ -256,14 +272,15 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     from tuneline.evaluate.stage import GENERAL, evaluation_items, prompt_messages
     from tuneline.models.generation import prompt_ids
     from tuneline.models.loading import load_tokenizer
-    from tuneline.train.replay import replay_count
+    from tuneline.train.replay import plain_declines, replay_count
     from tuneline.train.tokenize import tokenize_chat
 
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
     chats = read_jsonl(curated.path / "train.jsonl")
     lengths = [len(tokenize_chat(tokenizer, chat["messages"], cfg.train.max_seq_len).input_ids)
                for chat in chats]
-    replay = replay_count(cfg.train.replay.fraction, len(chats))
+    replay = replay_count(cfg.train.replay.fraction, len(chats), plain_declines(
+        curated.path / "train.jsonl", cfg.synthesize.unanswerable.answer))
     lengths += [REPLAY_TOKENS] * replay
     rag_prompts = [len(prompt_ids(tokenizer, chat["messages"][:-1])) for chat in chats
                    if chat_format(chat) != "plain"]
@@ -273,7 +290,7 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     scalable = [n for n, item in zip(asked, items, strict=True) if item["set"] != GENERAL]
     fixed = [n for n, item in zip(asked, items, strict=True) if item["set"] == GENERAL]
     batch, variants = cfg.evaluate.batch_size, 2
-    with_rag = cfg.index.enabled
+    with_rag = cfg.index.enabled and cfg.evaluate.rag
     eval_batches = variants * math.ceil(len(scalable) / batch) * (2 if with_rag else 1)
     eval_prompt = variants * (sum(scalable) + (round(rag_prompt) * len(scalable)
                                                if with_rag else 0))
@@ -293,31 +310,53 @@ def _padded_tokens(lengths: Sequence[int], batch_size: int) -> int:
 
 
 def _epochs(cfg: PipelineConfig, examples: int) -> float:
-    epochs = float(cfg.train.epochs)
-    if cfg.train.max_steps:
-        epochs = min(epochs, cfg.train.max_steps * cfg.train.batch_size / max(examples, 1))
-    return epochs
+    if cfg.train.max_steps:  # the loop trains max_steps whenever it is set
+        return cfg.train.max_steps * cfg.train.batch_size / max(examples, 1)
+    return float(cfg.train.epochs)
+
+
+def sizes(cfg: PipelineConfig) -> bool:
+    """Whether run.budget_minutes sizes this run here: local LoRA training on a CPU, what the
+    probe measures. A provider's job, QLoRA, full fine-tuning or a GPU keep train's own cut."""
+    from tuneline.models.loading import pick_device
+
+    return (cfg.run.budget_minutes is not None and cfg.train.backend == "local"
+            and cfg.train.method == "lora" and pick_device() == "cpu")
 
 
 def plan(cfg: PipelineConfig, synthesized: Artifact, curated: Artifact, spent_seconds: float,
          speed: MachineSpeed) -> tuple[PipelineConfig, Projection]:
     """The config to run (scaled when the configured size would not fit run.budget_minutes)
-    and the projection behind it."""
+    and the projection behind it; `spent_seconds` counts the probe."""
     assert cfg.run.budget_minutes is not None
-    work = measure_workload(cfg, curated)
-    train, evaluate, fixed_eval = project_seconds(
-        work, speed, cfg.evaluate.batch_size, cfg.train.replay.max_new_tokens,
-        cfg.evaluate.max_new_tokens)
+    train, replay, evaluate, fixed_eval = _projected(cfg, curated, speed)
     projection = Projection(
-        budget_seconds=cfg.run.budget_minutes * 60,
-        spent_seconds=spent_seconds + speed.probe_seconds, train_seconds=train,
-        evaluate_seconds=evaluate, general_seconds=fixed_eval,
-        recurate_seconds=_stage_seconds(synthesized) + _stage_seconds(curated))
-    projection.scale = data_scale(projection)
-    if projection.scale == 1.0:
+        budget_seconds=cfg.run.budget_minutes * 60, spent_seconds=spent_seconds,
+        train_seconds=train, evaluate_seconds=evaluate, general_seconds=fixed_eval,
+        recurate_seconds=_stage_seconds(synthesized) + _stage_seconds(curated),
+        replay_seconds=replay)
+    scale = data_scale(projection)
+    if scale == 1.0:
         return cfg, projection
-    scaled, projection.knobs = scaled_config(cfg, projection.scale, facts_per_template(synthesized))
+    scaled, knobs = scaled_config(cfg, scale, facts_per_template(cfg, synthesized))
+    if all(before == after for before, after in knobs.values()):
+        return cfg, projection  # nothing the counts make would change
+    projection.scale, projection.knobs = scale, knobs
     return scaled, projection
+
+
+def reproject(projection: Projection, cfg: PipelineConfig, curated: Artifact,
+              speed: MachineSpeed) -> None:
+    """Evaluate and replay projected again from the curate of the scaled config."""
+    _, replay, evaluate, fixed_eval = _projected(cfg, curated, speed)
+    projection.evaluate_scaled_seconds = evaluate + fixed_eval
+    projection.replay_scaled_seconds = replay
+
+
+def _projected(cfg: PipelineConfig, curated: Artifact, speed: MachineSpeed
+               ) -> tuple[float, float, float, float]:
+    return project_seconds(measure_workload(cfg, curated), speed, cfg.evaluate.batch_size,
+                           cfg.train.replay.max_new_tokens, cfg.evaluate.max_new_tokens)
 
 
 def _stage_seconds(artifact: Artifact) -> float:
@@ -325,18 +364,31 @@ def _stage_seconds(artifact: Artifact) -> float:
     return float(manifest.get("timings", {}).get("seconds", 0.0))
 
 
+SIZED_SECTIONS = ("model", "ingest", "synthesize", "index", "curate", "train", "evaluate")
+
+
 def config_key(cfg: PipelineConfig) -> str:
-    """What a sizing depends on besides the machine: the configured (unscaled) config."""
-    return hash_strings(cfg.model_dump_json(exclude={"run": {"repeats"}}))
+    """What a sizing depends on besides the machine: the configured (unscaled) sections that
+    make and score the data, the seed and the budget (not the gate, registry or server)."""
+    return hash_strings(*(getattr(cfg, name).model_dump_json() for name in SIZED_SECTIONS),
+                        str(cfg.run.seed), str(cfg.run.budget_minutes))
+
+
+def _machine_key() -> dict[str, Any]:
+    """The machine as sizing.json compares it: the CPU, not a GPU (seen only once torch is
+    imported, and sizing runs on CPUs only)."""
+    from tuneline.machine import this_machine
+
+    machine = this_machine().as_dict()
+    machine.pop("gpu", None)
+    return machine
 
 
 def write_sizing(run_dir: Path, cfg: PipelineConfig, projection: Projection,
                  speed: MachineSpeed, sampled: dict[str, int]) -> Path:
     """<run>/sizing.json: what was measured and decided, and what a rerun needs to reuse it."""
-    from tuneline.machine import this_machine
-
     path = run_dir / SIZING_FILE
-    write_json_atomic(path, {"machine": this_machine().as_dict(), "speed": asdict(speed),
+    write_json_atomic(path, {"machine": _machine_key(), "speed": asdict(speed),
                              **asdict(projection), "facts_per_template": sampled,
                              "config_key": config_key(cfg)})
     return path
@@ -345,14 +397,12 @@ def write_sizing(run_dir: Path, cfg: PipelineConfig, projection: Projection,
 def earlier_plan(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any] | None:
     """The sizing a run of this same config made on this same machine, if any: a rerun then
     reuses its stages instead of curating at full size and measuring again."""
-    from tuneline.machine import this_machine
-
     path = run_dir / SIZING_FILE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text("utf-8"))
     if (saved.get("config_key") != config_key(cfg)
-            or saved.get("machine") != this_machine().as_dict()):
+            or saved.get("machine") != _machine_key()):
         return None
     return saved
 
@@ -360,7 +410,7 @@ def earlier_plan(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any] | None:
 def replan(cfg: PipelineConfig, saved: dict[str, Any]) -> tuple[PipelineConfig, Projection]:
     """cfg sized as `saved` (from earlier_plan) decided."""
     names = {f.name for f in fields(Projection)} - {"knobs"}
-    projection = Projection(**{name: saved[name] for name in names})
+    projection = Projection(**{name: saved[name] for name in names if name in saved})
     if projection.scale < 1:
         cfg, projection.knobs = scaled_config(cfg, projection.scale,
                                               saved["facts_per_template"])

@@ -218,8 +218,9 @@ def run_and_model_lines(name: str) -> list[str]:
     """The `run:` and `model:` sections every config `init` writes."""
     return [
         "run:", f"  name: {name}", "  seed: 0",
-        "  # Training measures its speed and trains fewer steps when the whole run would not",
-        "  # fit (train's manifest records the cut); remove for no limit.",
+        "  # After curate the run measures this machine and trains fewer steps, or fewer",
+        "  # facts, when the whole run would not fit (<run>/sizing.json, train's manifest);",
+        "  # remove for no limit.",
         f"  budget_minutes: {INIT_BUDGET_MINUTES}", "",
         "model:", "  base: embedded:smollm2-135m-instruct   # or a local HF model folder", "",
     ]
