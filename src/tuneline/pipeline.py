@@ -156,11 +156,11 @@ def _sized(cfg: PipelineConfig, names: list[str], result: PipelineResult, force:
     for name in before_train:
         _run_named(name, cfg, result, force, resume, stage_runner, on_stage)
     speed = sizing.machine_speed(cfg)
+    sampled = sizing.facts_per_template(cfg, result.artifacts["synthesize"])
     sized, projection = sizing.plan(cfg, result.artifacts["synthesize"],
                                     result.artifacts["curate"], time.monotonic() - started,
-                                    speed)
+                                    speed, sampled)
     print(projection.describe(), file=sys.stderr, flush=True)
-    sampled = sizing.facts_per_template(cfg, result.artifacts["synthesize"])
     sizing.write_sizing(result.run_dir, cfg, projection, speed, sampled)
     return _Sizing(sized, projection, before_train, speed, sampled)
 

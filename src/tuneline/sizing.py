@@ -186,7 +186,7 @@ def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[st
 
 def facts_per_template(cfg: PipelineConfig, synthesized: Artifact) -> dict[str, int]:
     """Facts sampled per template, from synthesize's manifest counts ('facts:<template>')."""
-    counts = json.loads((synthesized.path / "manifest.json").read_text("utf-8"))["counts"]
+    counts = synthesized.manifest["counts"]
     templates = {template.name for template in cfg.synthesize.templates}
     return {key.split(":", 1)[1]: int(value) for key, value in counts.items()
             if key.startswith("facts:") and key.split(":", 1)[1] in templates}
@@ -325,20 +325,21 @@ def sizes(cfg: PipelineConfig) -> bool:
 
 
 def plan(cfg: PipelineConfig, synthesized: Artifact, curated: Artifact, spent_seconds: float,
-         speed: MachineSpeed) -> tuple[PipelineConfig, Projection]:
+         speed: MachineSpeed, sampled: dict[str, int]) -> tuple[PipelineConfig, Projection]:
     """The config to run (scaled when the configured size would not fit run.budget_minutes)
-    and the projection behind it; `spent_seconds` counts the probe."""
+    and the projection behind it; `spent_seconds` counts the probe, `sampled` is
+    facts_per_template of `synthesized`."""
     assert cfg.run.budget_minutes is not None
     train, replay, evaluate, fixed_eval = _projected(cfg, curated, speed)
     projection = Projection(
         budget_seconds=cfg.run.budget_minutes * 60, spent_seconds=spent_seconds,
         train_seconds=train, evaluate_seconds=evaluate, general_seconds=fixed_eval,
-        recurate_seconds=_stage_seconds(synthesized) + _stage_seconds(curated),
+        recurate_seconds=synthesized.seconds + curated.seconds,
         replay_seconds=replay)
     scale = data_scale(projection)
     if scale == 1.0:
         return cfg, projection
-    scaled, knobs = scaled_config(cfg, scale, facts_per_template(cfg, synthesized))
+    scaled, knobs = scaled_config(cfg, scale, sampled)
     if all(before == after for before, after in knobs.values()):
         return cfg, projection  # nothing the counts make would change
     projection.scale, projection.knobs = scale, knobs
@@ -357,11 +358,6 @@ def _projected(cfg: PipelineConfig, curated: Artifact, speed: MachineSpeed
                ) -> tuple[float, float, float, float]:
     return project_seconds(measure_workload(cfg, curated), speed, cfg.evaluate.batch_size,
                            cfg.train.replay.max_new_tokens, cfg.evaluate.max_new_tokens)
-
-
-def _stage_seconds(artifact: Artifact) -> float:
-    manifest = json.loads((artifact.path / "manifest.json").read_text("utf-8"))
-    return float(manifest.get("timings", {}).get("seconds", 0.0))
 
 
 SIZED_SECTIONS = ("model", "ingest", "synthesize", "index", "curate", "train", "evaluate")
