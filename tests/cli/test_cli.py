@@ -20,6 +20,17 @@ def test_bad_config_exits_2_with_one_message_and_no_traceback(tmp_path):
         assert field in proc.stderr
 
 
+def test_a_piped_error_names_a_long_path_on_one_line(tmp_path):
+    # Read by a program (CI log, a parent process), the location must survive whole: Rich
+    # wrapped at 80 columns and cut the path in two.
+    deep = tmp_path / ("a_directory_name_long_enough_" * 3) / "bad.yaml"
+    deep.parent.mkdir()
+    deep.write_text("train: {epochs: 0}\n", encoding="utf-8")
+    proc = _tuneline("run", str(deep))
+    assert proc.returncode == 2
+    assert f"1 problem(s) in {deep}:" in proc.stderr.splitlines()[0]
+
+
 def test_config_schema_is_json():
     proc = _tuneline("config", "schema")
     assert proc.returncode == 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from tuneline.config import PipelineConfig, load_config
 
-console = Console()
-errors = Console(stderr=True)
+# Output read by a program (a pipe, a log, CI) keeps each line whole: Rich would wrap it at
+# 80 columns there, cutting a URL or a path in two.
+console = Console(soft_wrap=not sys.stdout.isatty())
+errors = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 CONFIG_HELP = "YAML config, then dotted overrides such as train.epochs=2 (YAML-parsed values)."
 
