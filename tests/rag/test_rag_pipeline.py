@@ -15,10 +15,8 @@ pytest.importorskip("torch")
 from conftest import CAPITALS, serve_in_thread, tiny_pipeline_config  # noqa: E402
 from tuneline.artifacts import read_jsonl  # noqa: E402
 from tuneline.config import PipelineConfig  # noqa: E402
-from tuneline.curate.declines import chat_format  # noqa: E402
 from tuneline.errors import ConfigError  # noqa: E402
 from tuneline.pipeline import run_pipeline  # noqa: E402
-from tuneline.rag.prompt import INSTRUCTION  # noqa: E402
 
 FACT = "The capital of {country} is {capital}."
 
@@ -56,7 +54,7 @@ def test_raft_examples_put_the_gold_passage_among_distractors(rag_run):
     cfg, result = rag_run
     counts = result.artifacts["curate"].manifest["counts"]
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    rag_rows = [r for r in train if r["messages"][0]["content"].startswith(INSTRUCTION)]
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     assert counts["rag:gold"] + counts["rag:gold_removed"] == len(rag_rows) > 0
     assert counts["rag:gold"] > counts["rag:gold_removed"] > 0
     facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
@@ -207,7 +205,7 @@ def test_reading_twins_and_unanswerable_questions_with_passages(tmp_path, tiny_m
     by_question: dict[str, list[tuple[str, str]]] = {}
     for row in train:
         prompt, answer = row["messages"][0]["content"], row["messages"][-1]["content"]
-        if prompt.startswith(INSTRUCTION):
+        if prompt.startswith("Answer the question"):
             by_question.setdefault(prompt.rsplit("Question: ", 1)[1], []).append((prompt, answer))
     for fact in (f for f in facts if f["kind"] == "reading"):
         (question,) = [q for q in fact["questions"] if q in by_question]
@@ -232,7 +230,7 @@ def test_gold_removed_context_keeps_no_row_stating_the_same_fact(tmp_path, tiny_
                                       for country, capital, region in rows[1:]])
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    rag_rows = [r for r in train if r["messages"][0]["content"].startswith(INSTRUCTION)]
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold_removed"] > 0
     facts = read_jsonl(result.artifacts["synthesize"].path / "facts.jsonl")
     assert all(f["source"]["same_fact_lines"] for f in facts)
@@ -272,7 +270,7 @@ def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_di
     assert "Peru" in values["country"] and len(values["country"]) == 20
     counts = result.artifacts["curate"].manifest["counts"]
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    rag_rows = [r for r in train if r["messages"][0]["content"].startswith(INSTRUCTION)]
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     assert len(rag_rows) == counts["rag:gold"] + counts["rag:no_gold"] > counts["rag:no_gold"] > 0
     abstain = cfg.synthesize.unanswerable.answer
     for row in rag_rows:
@@ -332,14 +330,14 @@ def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):
     cfg.index.templates = {"capitals": "{capital} is the capital of {country}."}
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    rag_rows = [r for r in train if r["messages"][0]["content"].startswith(INSTRUCTION)]
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     assert len(rag_rows) == result.artifacts["curate"].manifest["counts"]["rag:gold"] > 0
     for row in rag_rows:
         prompt, answer = row["messages"][0]["content"], row["messages"][1]["content"]
         country = prompt.rsplit("Question: ", 1)[1].split(" of ")[-1].rstrip("?.")
         # The passage sentence, word for word as the prompt shows it, not the template answer.
         assert answer.endswith(f" is the capital of {country}.") and f"\n{answer}\n" in prompt
-    plain = [r for r in train if not r["messages"][0]["content"].startswith(INSTRUCTION)]
+    plain = [r for r in train if not r["messages"][0]["content"].startswith("Answer the")]
     assert plain and all(r["messages"][1]["content"].startswith("The capital of ")
                          for r in plain)
 
@@ -357,7 +355,7 @@ def _curate_with_former_capitals(tmp_path, tiny_model_dir, former: dict[str, str
                                        "{former_capital}; region {region}."}
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    rag_rows = [r for r in train if r["messages"][0]["content"].startswith(INSTRUCTION)]
+    rag_rows = [r for r in train if r["messages"][0]["content"].startswith("Answer the question")]
     return rag_rows, result.artifacts["curate"].manifest["counts"]
 
 
@@ -397,7 +395,7 @@ def test_an_extractive_answer_keeps_a_row_whole_when_it_names_one_candidate(tmp_
     result = run_pipeline(cfg, until="curate")
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
     answers = [r["messages"][1]["content"] for r in train
-               if r["messages"][0]["content"].startswith(INSTRUCTION)]
+               if r["messages"][0]["content"].startswith("Answer the question")]
     assert answers and all("; region " in a for a in answers)
 
 
@@ -432,7 +430,7 @@ def test_a_trained_fact_whose_row_holds_an_evaluated_one_is_replaced_not_lost(tm
     result = run_pipeline(cfg, until="curate")
     counts = result.artifacts["curate"].manifest["counts"]
     train = read_jsonl(result.artifacts["curate"].path / "train.jsonl")
-    gold = [r for r in train if chat_format(r) == "rag"
+    gold = [r for r in train if "<passage source=\"capitals:" in r["messages"][0]["content"]
             and not r["messages"][1]["content"].startswith("I do not")]
     assert counts["rag:gold_leak_avoided"] > 0
     assert counts.get("dropped:leak:rag", 0) == 0

@@ -20,7 +20,7 @@ def _passage(pid: str, text: str, line: int = 2) -> Passage:
 
 
 def _blocks(prompt: str) -> tuple[list[str], list[str]]:
-    opens = re.findall(r"<passage>", prompt)
+    opens = re.findall(r"<passage source=", prompt)
     closes = re.findall(r"</passage>", prompt)
     return opens, closes
 
@@ -32,8 +32,7 @@ def test_passages_are_delimited_and_the_question_comes_last():
     assert prompt.endswith("Question: Who won?")
     opens, closes = _blocks(prompt)
     assert len(opens) == len(closes) == 2
-    assert "<passage>\nA won gold.\n</passage>" in prompt
-    assert "medallists:L2" not in prompt  # ids go to the citations, not the model
+    assert 'source="medallists:L2"' in prompt and "A won gold." in prompt
 
 
 def test_passage_text_cannot_close_or_open_a_block():
