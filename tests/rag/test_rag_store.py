@@ -117,6 +117,18 @@ def test_text_index_sees_later_upserts(store):
     assert ids(store.search(None, k=3, text="Steinberg", mode="text")) == ["sail:2"]
 
 
+@pytest.mark.parametrize("mode", ["vector", "text"])
+def test_tied_passages_come_in_row_order_whatever_order_they_were_stored_in(store, mode):
+    # Same words the question asks, same vector: the engine ties them; rows 10, 9, 8 stored
+    # in that order must still come back as 8, 9 (and not depend on the engine's order).
+    tied = [Passage(f"medal:L{row}", f"{medal} medal in the regatta of Marseille", "medals")
+            for row, medal in ((10, "Gold"), (9, "Silver"), (8, "Bronze"))]
+    store.upsert(tied, np.stack([unit((5, 1))] * 3))
+    hits = store.search(unit((5, 1)), k=2, text="regatta Marseille", mode=mode)
+    assert hits[0].score == pytest.approx(hits[1].score)
+    assert ids(hits) == ["medal:L8", "medal:L9"]
+
+
 def test_dim_mismatch_is_a_clear_error(store, tmp_path):
     with pytest.raises(DataError, match=r"'passages'.*8-dimensional.*dim 4"):
         store.upsert(PASSAGES[:1], np.ones((1, 4), dtype=np.float32))

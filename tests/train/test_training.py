@@ -113,3 +113,126 @@ def test_qlora_loads_the_base_in_4_bit_on_its_process_gpu():
     assert (quant.load_in_4bit, quant.bnb_4bit_quant_type, quant.bnb_4bit_use_double_quant) \
         == (True, "nf4", True)
     assert options["device_map"] == {"": 3} and "dtype" not in options
+
+
+INSTRUCTION = ("Answer the question using the passages below. If they do not contain the "
+               "answer, say that you don't have that information.")
+
+
+def _shared_prompt_batch(model_dir):
+    """Chats that start alike (system prompt, instruction) and part at their passage."""
+    from tuneline.models.loading import load_tokenizer
+    from tuneline.train.tokenize import collate, tokenize_chat
+
+    tokenizer = load_tokenizer(str(model_dir))
+    examples = [tokenize_chat(tokenizer, [
+        {"role": "system", "content": "You are a careful assistant."},
+        {"role": "user", "content": f"{INSTRUCTION}\n\n<passage>{c}: {k}</passage>\n\n"
+                                    f"Question: Capital of {c}?"},
+        {"role": "assistant", "content": f"It is {k}."}], 256)
+        for c, k in [("Peru", "Lima"), ("Kenya", "Nairobi"), ("Japan", "Tokyo"),
+                     ("Chile", "Santiago")]]
+    return examples, collate(examples, tokenizer.pad_token_id)
+
+
+def test_a_shared_prompt_prefix_runs_once_with_the_loss_and_gradients_of_the_whole_batch(
+        tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import answer_loss_sum, attach_lora
+
+    examples, batch = _shared_prompt_batch(tiny_model_dir)
+    shared = batch["shared_prefix"]
+    first_label = min(e.labels.index(next(x for x in e.labels if x != -100)) for e in examples)
+    assert 16 <= shared < first_label  # the instruction is shared, no answer token is
+    torch.manual_seed(0)
+    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), TrainConfig())
+    for _, param in model.named_parameters():  # LoRA B starts at zero: give it a gradient path
+        if param.requires_grad:
+            torch.nn.init.normal_(param, std=0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+    calls = []
+    model.get_base_model().model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(kwargs["input_ids"].shape),
+        with_kwargs=True)
+
+    def loss_and_grads(prefix):
+        calls.clear()
+        loss, count = answer_loss_sum(model, batch["input_ids"], batch["labels"],
+                                      batch["attention_mask"], shared_prefix=prefix)
+        return loss, count, torch.autograd.grad(loss, params), list(calls)
+
+    whole, whole_count, whole_grads, whole_calls = loss_and_grads(0)
+    split, split_count, split_grads, split_calls = loss_and_grads(shared)
+    width = batch["input_ids"].shape[1]
+    assert whole_calls == [(4, width)]
+    assert split_calls == [(1, shared), (4, width - shared)]  # the prefix ran for one row
+    assert int(split_count) == int(whole_count)
+    assert torch.allclose(split, whole, rtol=1e-5)
+    for a, b in zip(split_grads, whole_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_under_gradient_checkpointing_a_shared_prefix_falls_back_to_the_whole_batch(
+        tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import answer_loss_sum
+    from tuneline.train.methods import prepare_for_training
+
+    _, batch = _shared_prompt_batch(tiny_model_dir)
+    torch.manual_seed(0)
+    model = prepare_for_training(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                 TrainConfig(gradient_checkpointing=True)).train()
+    args = (model, batch["input_ids"], batch["labels"], batch["attention_mask"])
+    whole, _ = answer_loss_sum(*args)
+    # Checkpointed layers drop the cache, so the prefix's keys would be lost: same loss anyway.
+    assert torch.allclose(answer_loss_sum(*args, shared_prefix=batch["shared_prefix"])[0], whole)
+
+
+def test_the_shared_prefix_ends_before_the_first_answer_and_needs_two_rows():
+    from tuneline.train.budget import step_tokens
+    from tuneline.train.tokenize import IGNORE_INDEX, TokenizedExample, shared_prompt_prefix
+
+    prompt = list(range(100, 130))
+
+    def example(tail, answer_at):
+        ids = prompt + tail
+        return TokenizedExample(ids, [IGNORE_INDEX] * answer_at + ids[answer_at:])
+
+    parting = [example([1, 2, 3], 33), example([1, 9, 9], 33)]
+    assert shared_prompt_prefix(parting) == 31  # common up to 31 tokens
+    early_answer = [example([1, 2, 3], 33), example([1, 2, 3], 20)]
+    assert shared_prompt_prefix(early_answer) == 19  # position 19 predicts the first answer
+    assert shared_prompt_prefix(parting[:1]) == 0
+    short = [example([1], 31), TokenizedExample([100, 101, 7] + prompt, [IGNORE_INDEX] * 33)]
+    assert shared_prompt_prefix(short) == 0  # 2 common tokens: not worth a forward of its own
+    assert step_tokens(parting, share_prefix=False) == 2 * 33
+    assert step_tokens(parting, share_prefix=True) == 2 * 33 - 31
+
+
+def test_training_with_a_shared_prefix_follows_the_same_losses_as_without(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import attach_lora, train_loop
+
+    examples, _ = _shared_prompt_batch(tiny_model_dir)
+    losses = {}
+    for share in (False, True):
+        cfg = TrainConfig(epochs=4, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0,
+                          share_prompt_prefix=share)
+        torch.manual_seed(0)
+        model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+        rows = []
+        model.get_base_model().model.register_forward_hook(
+            lambda module, args, kwargs, output, rows=rows: rows.append(
+                kwargs["input_ids"].shape[0]),
+            with_kwargs=True)
+        report = train_loop(model, examples, examples, cfg, pad_id=0, seed=0, bf16=False)
+        losses[share] = [*report.losses, report.val_loss_after]
+        assert (1 in rows) is share  # the prefix's own one-row forward
+    assert losses[True][-1] < losses[True][0]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -1,6 +1,6 @@
 """Fit training into a time limit (run.budget_minutes).
 
-The loop trains its first steps as planned, measures seconds per padded token on them, projects
+The loop trains its first steps as planned, measures seconds per computed token on them, projects
 the rest of the plan step by step (steps differ in length: batches are grouped by length) and,
 when the plan would not fit, cuts it to the most steps that do. The learning-rate schedule is
 rebuilt for the cut plan, so warm-up and decay still span the whole of what is trained.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuneline.train.tokenize import TokenizedExample
+from tuneline.train.tokenize import TokenizedExample, shared_prompt_prefix
 
 CALIBRATION_STEPS = 5  # the first is excluded from the speed: it includes kernel warm-up
 MIN_SHARE = 0.25  # a cut never trains less than this share of the plan
@@ -46,9 +46,12 @@ class BudgetCut:
                 f"({self.steps / steps_per_epoch:.2f} epochs) instead")
 
 
-def padded_tokens(batch: Sequence[TokenizedExample]) -> int:
-    """What a step costs: rows times the longest row (padding is computed too)."""
-    return len(batch) * max(len(example.input_ids) for example in batch)
+def step_tokens(batch: Sequence[TokenizedExample], share_prefix: bool) -> int:
+    """What a step costs: rows times the longest row (padding is computed too), less the
+    shared prompt prefix that all but one row skip when the loop shares it."""
+    padded = len(batch) * max(len(example.input_ids) for example in batch)
+    shared = shared_prompt_prefix(batch) if share_prefix else 0
+    return padded - (len(batch) - 1) * shared
 
 
 def calibration_step(total_steps: int) -> int:

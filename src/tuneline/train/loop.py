@@ -10,6 +10,7 @@ is the same however the batch is split across processes and micro-batches.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 import time
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from tuneline._optional import require
 from tuneline.errors import ConfigError
 from tuneline.train import checkpoint as ckpt
-from tuneline.train.budget import BudgetCut, calibration_step, fit_plan, padded_tokens
+from tuneline.train.budget import BudgetCut, calibration_step, fit_plan, step_tokens
 from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.methods import attach_lora, load_trainable_state, trainable_state
@@ -71,24 +72,33 @@ class AnswerLossModule(torch.nn.Module):
     """A causal LM whose forward returns (summed answer-token loss, answer-token count).
 
     Data-parallel wrappers (DDP, FSDP) must see the whole forward, so the loss lives inside it.
+    With `share_prefix`, the prompt prefix that every row of a batch starts with runs once
+    (answer_loss_sum).
     """
 
-    def __init__(self, lm: Any) -> None:
+    def __init__(self, lm: Any, share_prefix: bool = False) -> None:
         super().__init__()
         self.lm = lm
+        self.share_prefix = share_prefix
 
     def forward(self, input_ids: Any, labels: Any, attention_mask: Any = None,
-                position_ids: Any = None) -> tuple[Any, Any]:
-        return answer_loss_sum(self.lm, input_ids, labels, attention_mask, position_ids)
+                position_ids: Any = None, shared_prefix: int = 0) -> tuple[Any, Any]:
+        return answer_loss_sum(self.lm, input_ids, labels, attention_mask, position_ids,
+                               shared_prefix if self.share_prefix else 0)
 
 
 def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any = None,
-                    position_ids: Any = None) -> tuple[Any, Any]:
+                    position_ids: Any = None, shared_prefix: int = 0) -> tuple[Any, Any]:
     """Summed next-token loss over labelled positions, projecting only those onto the vocabulary.
 
     Computing the LM head over every position costs as much as the rest of a 135M model
     (49k vocabulary) while prompts carry no loss; gathering the labelled hidden states first
     skips that work. Falls back to the model's own loss for models without a split head.
+
+    `shared_prefix` (tokenize.shared_prompt_prefix: leading tokens common to every row, before
+    any label) runs once as a one-row forward whose keys and values every row then attends to:
+    the same loss and gradients, to float rounding, without recomputing the system prompt and
+    the RAG instruction for each example (a third of the demo's training tokens).
     """
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
@@ -100,16 +110,45 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
         out = model(input_ids=input_ids, attention_mask=attention_mask,
                     position_ids=position_ids, labels=labels, use_cache=False)
         return out.loss * count, count
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
-                     position_ids=position_ids, use_cache=False).last_hidden_state
+    hidden = None
+    if shared_prefix and attention_mask is not None and position_ids is None:
+        hidden = _hidden_after_shared_prefix(decoder, input_ids, attention_mask, shared_prefix)
+    if hidden is None:
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, use_cache=False).last_hidden_state
+    else:  # hidden starts at the first unshared position
+        targets = labels[:, shared_prefix + 1:]
+        keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep])
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum"), count
+
+
+def _hidden_after_shared_prefix(decoder: Any, input_ids: Any, attention_mask: Any,
+                                shared: int) -> Any:
+    """The decoder's last hidden states from position `shared` on, the first `shared` tokens
+    (the same in every row) computed once; None where the decoder keeps no cache (gradient
+    checkpointing drops it), so the caller runs the whole batch instead."""
+    cache = require("transformers").DynamicCache(config=decoder.config)
+    cache_arg = {_cache_kwarg(decoder): cache}
+    decoder(input_ids=input_ids[:1, :shared], use_cache=True, **cache_arg)
+    if cache.get_seq_length() != shared:
+        return None
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    return decoder(input_ids=input_ids[:, shared:], attention_mask=attention_mask,
+                   use_cache=True, **cache_arg).last_hidden_state
+
+
+def _cache_kwarg(decoder: Any) -> str:
+    """The decoder's name for its KV cache argument (transformers renamed it in 5.x)."""
+    parameters = inspect.signature(decoder.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
     """Mean next-token loss over the labelled positions of a collated batch."""
     total, count = answer_loss_sum(model, batch["input_ids"], batch["labels"],
-                                   batch.get("attention_mask"), batch.get("position_ids"))
+                                   batch.get("attention_mask"), batch.get("position_ids"),
+                                   batch.get("shared_prefix", 0))
     return total / count.clamp(min=1)
 
 
@@ -176,7 +215,8 @@ def train_loop(
                                   lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     # One prepare call for both: DeepSpeed builds its engine from the pair, FSDP re-points the
     # optimizer at the sharded parameters.
-    wrapped, optimizer = accelerator.prepare(AnswerLossModule(model), optimizer)
+    share_prefix = cfg.share_prompt_prefix and not cfg.gradient_checkpointing and not sharded
+    wrapped, optimizer = accelerator.prepare(AnswerLossModule(model, share_prefix), optimizer)
     params = [p for p in wrapped.parameters() if p.requires_grad]
     scheduler = _scheduler(cfg, optimizer, total_steps)
     best_weights: dict[str, Any] | None = None
@@ -220,7 +260,7 @@ def train_loop(
             report.budget = _fit_to_time_limit(
                 train_set, cfg, seed, min_size, total_steps, (start_step, calibrate_at),
                 state.seconds - first_step_seconds, time.perf_counter() - loop_started,
-                accelerator)
+                accelerator, share_prefix)
             if report.budget.cut:
                 total_steps = state.total_steps = report.budget.steps
                 scheduler = _scheduler(cfg, optimizer, total_steps, done=state.step)
@@ -283,12 +323,13 @@ def _scheduler(cfg: TrainConfig, optimizer: Any, total_steps: int, done: int = 0
 def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed: int,
                        min_size: int, total_steps: int, measured: tuple[int, int],
                        measured_seconds: float, elapsed_seconds: float,
-                       accelerator: Any) -> BudgetCut:
+                       accelerator: Any, share_prefix: bool) -> BudgetCut:
     """Project the plan from the speed of steps measured[0] + 2 .. measured[1] (the first
     one warms kernels up) and cut it to what fits cfg.time_limit_seconds. Every process gets
     the same cut."""
     start_step, done = measured
-    costs = _planned_step_costs(train_set, cfg.batch_size, seed, min_size, total_steps)
+    costs = _planned_step_costs(train_set, cfg.batch_size, seed, min_size, total_steps,
+                                share_prefix)
     seconds_per_token = measured_seconds / max(1, sum(costs[start_step + 1:done]))
     if accelerator.num_processes > 1:
         both = torch.tensor([seconds_per_token, elapsed_seconds], device=accelerator.device)
@@ -298,13 +339,13 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
 
 
 def _planned_step_costs(train_set: list[TokenizedExample], batch_size: int, seed: int,
-                        min_size: int, total_steps: int) -> list[int]:
-    """Padded tokens of each planned step, in training order."""
+                        min_size: int, total_steps: int, share_prefix: bool) -> list[int]:
+    """Tokens each planned step computes (budget.step_tokens), in training order."""
     costs: list[int] = []
     epoch = 0
     while len(costs) < total_steps:
-        costs += [padded_tokens(b) for b in epoch_batches(train_set, batch_size, seed, epoch,
-                                                          min_size)]
+        costs += [step_tokens(b, share_prefix)
+                  for b in epoch_batches(train_set, batch_size, seed, epoch, min_size)]
         epoch += 1
     return costs[:total_steps]
 
@@ -346,7 +387,7 @@ def _autocast(bf16: bool, device: Any) -> Any:
 def _inputs(examples: list[TokenizedExample], cfg: TrainConfig, pad_id: int,
             device: Any) -> dict[str, Any]:
     batch = collate_packed(examples) if cfg.packing else collate(examples, pad_id)
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 def _optimizer_step(wrapped: Any, optimizer: Any, scheduler: Any, params: list[Any],

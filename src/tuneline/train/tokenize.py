@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ from tuneline._optional import require
 from tuneline.errors import DataError
 
 IGNORE_INDEX = -100
+# A shared prompt prefix shorter than this is not worth a forward call of its own.
+MIN_SHARED_PREFIX = 16
 
 
 @dataclass
@@ -88,8 +91,30 @@ def length_grouped_batches(
     return batches
 
 
+def shared_prompt_prefix(batch: Sequence[TokenizedExample]) -> int:
+    """How many leading tokens every example of `batch` has in common, none of them predicting
+    a labelled token: the part of the prompt (system prompt, RAG instruction) that a step can
+    run once for the whole batch. 0 for a single example, and below MIN_SHARED_PREFIX."""
+    if len(batch) < 2:
+        return 0
+    first, rest = batch[0].input_ids, [e.input_ids for e in batch[1:]]
+    common = 0
+    for position, token in enumerate(first):
+        if any(position >= len(ids) or ids[position] != token for ids in rest):
+            break
+        common = position + 1
+    # The hidden state at position p predicts token p + 1: the shared part must end before the
+    # position that predicts each example's first labelled token.
+    first_labelled = min(next((i for i, label in enumerate(e.labels) if label != IGNORE_INDEX),
+                              len(e.labels)) for e in batch)
+    shared = min(common, first_labelled - 1)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
-    """Right-pad a batch into tensors; padding is masked in attention and labels."""
+    """Right-pad a batch into tensors; padding is masked in attention and labels.
+    `shared_prefix`: the tokens every row starts with, which may run once
+    (shared_prompt_prefix)."""
     torch = require("torch")
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -100,7 +125,8 @@ def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
         ids[row, :n] = torch.tensor(example.input_ids)
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+            "shared_prefix": shared_prompt_prefix(batch)}
 
 
 def collate_packed(batch: list[TokenizedExample]) -> dict[str, Any]:

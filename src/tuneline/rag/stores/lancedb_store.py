@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from tuneline._optional import require
 from tuneline.errors import ConfigError
 from tuneline.rag.passages import Hit, Passage
-from tuneline.rag.stores.vector_store import SearchMode, check_query, check_upsert
+from tuneline.rag.stores.vector_store import (
+    SearchMode,
+    best_first,
+    check_query,
+    check_upsert,
+    fetch_size,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -145,12 +151,11 @@ class LanceDBStore:
             query = query.where(_where_sql(where), prefilter=True)
         # Naming the score columns (and not narrowing hybrid queries, whose inner vector and
         # text queries would be narrowed too) keeps LanceDB from warning on every query.
-        query = query.limit(k)
+        query = query.limit(fetch_size(k))
         if mode != "hybrid":
             score = "_distance" if mode == "vector" else "_score"
             query = query.select(["id", "text", "source", "metadata", score])
-        rows = query.to_list()
-        return [Hit(_passage(row), _score(row, mode)) for row in rows[:k]]
+        return best_first([Hit(_passage(row), _score(row, mode)) for row in query.to_list()], k)
 
     def count(self) -> int:
         """Number of stored passages."""

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from tuneline._optional import require
 from tuneline.errors import ConfigError, DataError
 from tuneline.rag.passages import Hit, Passage
-from tuneline.rag.stores.vector_store import SearchMode, check_query, check_upsert
+from tuneline.rag.stores.vector_store import (
+    SearchMode,
+    best_first,
+    check_query,
+    check_upsert,
+    fetch_size,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -145,15 +151,15 @@ class MilvusStore:
             reqs = [
                 pymilvus.AnnSearchRequest(
                     data=[query_vector], anns_field="vector", param={"metric_type": "COSINE"},
-                    limit=k, expr=expr or None,
+                    limit=fetch_size(k), expr=expr or None,
                 ),
                 pymilvus.AnnSearchRequest(
                     data=[text], anns_field="sparse", param={"metric_type": "BM25"},
-                    limit=k, expr=expr or None,
+                    limit=fetch_size(k), expr=expr or None,
                 ),
             ]  # fmt: skip
             result = self._client.hybrid_search(
-                self.collection, reqs, ranker=pymilvus.RRFRanker(_RRF_K), limit=k,
+                self.collection, reqs, ranker=pymilvus.RRFRanker(_RRF_K), limit=fetch_size(k),
                 output_fields=fields,
             )  # fmt: skip
         else:
@@ -162,14 +168,14 @@ class MilvusStore:
                 data=[query_vector if mode == "vector" else text],
                 anns_field="vector" if mode == "vector" else "sparse",
                 search_params={"metric_type": "COSINE" if mode == "vector" else "BM25"},
-                limit=k, filter=expr, output_fields=fields,
+                limit=fetch_size(k), filter=expr, output_fields=fields,
             )  # fmt: skip
         hits = []
         for row in result[0]:
             # Milvus Lite reports BM25 as a negative distance, a server as a positive score.
             score = abs(row["distance"]) if mode == "text" else row["distance"]
             hits.append(Hit(_passage(row["entity"]), float(score)))
-        return hits
+        return best_first(hits, k)
 
     def count(self) -> int:
         """Number of stored passages."""

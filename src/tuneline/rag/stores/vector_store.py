@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -14,6 +15,28 @@ if TYPE_CHECKING:
 SearchMode = Literal["vector", "text", "hybrid"]
 StoreKind = Literal["lancedb", "milvus"]
 SEARCH_MODES: tuple[str, ...] = ("vector", "text", "hybrid")
+# Extra hits a search fetches so that passages tied at the k-th place are all seen.
+TIE_MARGIN = 8
+
+
+def fetch_size(k: int) -> int:
+    """How many hits to ask the engine for, to keep the k best (best_first)."""
+    return k + TIE_MARGIN
+
+
+def best_first(hits: Sequence[Hit], k: int) -> list[Hit]:
+    """The k best hits, ties in the natural order of their ids (row 8 before row 79).
+
+    Engines return tied passages in an order that changes from one process to the next (BM25
+    ties rows that differ only in words the question lacks, "Silver Medal in Fencing, Women's
+    Sabre Individual" and "Bronze Medal ..."), and the RAG prompts built from them, so the
+    curated data, changed between two runs of one config (docs/log.md, 2026-12-05 (night))."""
+    return sorted(hits, key=lambda hit: (-hit.score, _natural_key(hit.passage.id)))[:k]
+
+
+def _natural_key(text: str) -> list[tuple[int, int | str]]:
+    return [(1, int(part)) if part.isdigit() else (0, part)
+            for part in re.split(r"(\d+)", text) if part]
 
 
 class VectorStore(Protocol):
