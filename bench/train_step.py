@@ -18,7 +18,8 @@ import torch
 
 from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads, use_bf16
 from tuneline.train.config import TrainConfig
-from tuneline.train.loop import answer_loss, attach_lora
+from tuneline.train.loss import answer_loss
+from tuneline.train.methods import attach_lora
 from tuneline.train.tokenize import collate, tokenize_chat
 
 EXAMPLE_CSV = Path(__file__).parents[1] / "examples" / "paris2024" / "data" / "medallists.csv"

@@ -26,7 +26,8 @@ import torch
 
 from tuneline.models.loading import load_base_model, set_cpu_threads
 from tuneline.train.config import TrainConfig
-from tuneline.train.loop import answer_loss, attach_lora
+from tuneline.train.loss import answer_loss
+from tuneline.train.methods import attach_lora
 from tuneline.train.tokenize import IGNORE_INDEX
 
 

@@ -211,7 +211,8 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     import torch
 
     from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
-    from tuneline.train.loop import answer_loss, attach_lora
+    from tuneline.train.loss import answer_loss
+    from tuneline.train.methods import attach_lora
     from tuneline.train.tokenize import IGNORE_INDEX
 
     started = time.perf_counter()

@@ -17,7 +17,7 @@ def _batch(model_dir):
 def test_answer_loss_equals_the_full_model_loss(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from tuneline.train.loop import answer_loss
+    from tuneline.train.loss import answer_loss
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     batch = _batch(tiny_model_dir)
@@ -31,7 +31,8 @@ def test_lora_training_lowers_loss_and_leaves_the_base_untouched(tiny_model_dir)
     from transformers import AutoModelForCausalLM
 
     from tuneline.train.config import TrainConfig
-    from tuneline.train.loop import answer_loss, attach_lora, train_loop
+    from tuneline.train.loop import attach_lora, train_loop
+    from tuneline.train.loss import answer_loss
     from tuneline.train.tokenize import TokenizedExample
 
     batch = _batch(tiny_model_dir)
@@ -65,7 +66,8 @@ def test_top_layers_adapts_only_the_top_blocks_and_backward_stops_below_them(tin
 
     from tuneline.errors import ConfigError
     from tuneline.train.config import TrainConfig
-    from tuneline.train.loop import answer_loss, attach_lora
+    from tuneline.train.loop import attach_lora
+    from tuneline.train.loss import answer_loss
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     blocks = base.config.num_hidden_layers
@@ -140,7 +142,8 @@ def test_a_shared_prompt_prefix_runs_once_with_the_loss_and_gradients_of_the_who
     from transformers import AutoModelForCausalLM
 
     from tuneline.train.config import TrainConfig
-    from tuneline.train.loop import answer_loss_sum, attach_lora
+    from tuneline.train.loop import attach_lora
+    from tuneline.train.loss import answer_loss_sum
 
     examples, batch = _shared_prompt_batch(tiny_model_dir)
     shared = batch["shared_prefix"]
@@ -179,7 +182,7 @@ def test_under_gradient_checkpointing_a_shared_prefix_falls_back_to_the_whole_ba
     from transformers import AutoModelForCausalLM
 
     from tuneline.train.config import TrainConfig
-    from tuneline.train.loop import answer_loss_sum
+    from tuneline.train.loss import answer_loss_sum
     from tuneline.train.methods import prepare_for_training
 
     _, batch = _shared_prompt_batch(tiny_model_dir)

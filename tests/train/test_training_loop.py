@@ -45,7 +45,7 @@ def test_packed_rows_give_each_example_exactly_its_padded_loss(tiny_model_dir, t
     """No cross-contamination: a packed example's logits equal the example's logits alone."""
     from transformers import AutoModelForCausalLM
 
-    from tuneline.train.loop import answer_loss
+    from tuneline.train.loss import answer_loss
     from tuneline.train.tokenize import collate, collate_packed
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -110,12 +110,8 @@ def test_warmup_then_cosine_and_constant_schedules(tiny_model_dir, tokenizer):
 
 def test_early_stopping_keeps_the_best_weights(tiny_model_dir, tokenizer):
     """Validation asks for answers that contradict training, so its loss rises after a while."""
-    from tuneline.train.loop import (
-        AnswerLossModule,
-        make_accelerator,
-        train_loop,
-        validation_loss,
-    )
+    from tuneline.train.loop import make_accelerator, train_loop, validation_loss
+    from tuneline.train.loss import AnswerLossModule
 
     train_set = _examples(tokenizer)
     val_set = _examples(tokenizer, answer="No, it is Oslo, not {}.")
