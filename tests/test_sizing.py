@@ -53,6 +53,28 @@ def test_generation_is_counted_at_the_full_token_budget_per_batch():
     assert general == pytest.approx(1 * 20 * 0.1 + 0.5)
 
 
+def test_a_prompt_prefix_every_row_of_a_batch_shares_is_counted_once_per_batch():
+    from tuneline.sizing import _computed_tokens, _prompt_tokens, _replay_stand_in
+    from tuneline.train.tokenize import TokenizedExample
+
+    prefix = list(range(100, 120))  # 20 tokens, e.g. a system prompt and an instruction
+
+    def chat(length, answer=5):
+        ids = [*prefix, *[length] * (length - len(prefix))]  # rows part after the prefix
+        return TokenizedExample(ids, [-100] * (length - answer) + ids[-answer:])
+
+    examples = [chat(40), chat(43), chat(41), chat(42), chat(60)]
+    # batches of 4 by length: (40, 41, 42, 43) padded to 43, then (60) alone
+    assert _computed_tokens(examples, 4, share_prefix=False) == 4 * 43 + 60
+    assert _computed_tokens(examples, 4, share_prefix=True) == 4 * 43 - 3 * 20 + 60
+    stand_in = _replay_stand_in(examples)
+    assert len(stand_in.input_ids) == 100 and stand_in.input_ids[:20] == prefix
+    assert _replay_stand_in([]).input_ids == [0] * 100
+    prompts = [[*prefix, *[n] * n] for n in (3, 5, 9)]
+    assert _prompt_tokens(prompts, 2) == (23 + 25 - 20) + 29
+    assert _prompt_tokens([[1, 2, 3], [1, 2, 4]], 2) == 6  # too little in common to share
+
+
 def test_every_count_that_makes_the_data_is_scaled_and_epochs_are_kept():
     cfg = PipelineConfig.model_validate({
         "synthesize": {"max_facts_per_template": 30,

@@ -25,6 +25,9 @@ from typing import Any
 
 from tuneline.artifacts import Artifact, hash_strings, read_jsonl, write_json_atomic
 from tuneline.config import PipelineConfig
+from tuneline.models.generation import shared_prefix
+from tuneline.train.budget import step_tokens
+from tuneline.train.tokenize import IGNORE_INDEX, TokenizedExample, shared_prompt_prefix
 
 SIZING_FILE = "sizing.json"
 # Of the budget, what the projected stages may take: model loads, validation, checkpoints,
@@ -213,7 +216,6 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
     from tuneline.train.loss import answer_loss
     from tuneline.train.methods import attach_lora
-    from tuneline.train.tokenize import IGNORE_INDEX
 
     started = time.perf_counter()
     set_cpu_threads()
@@ -278,36 +280,69 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
 
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
     chats = read_jsonl(curated.path / "train.jsonl")
-    lengths = [len(tokenize_chat(tokenizer, chat["messages"], cfg.train.max_seq_len).input_ids)
-               for chat in chats]
+    examples = [tokenize_chat(tokenizer, chat["messages"], cfg.train.max_seq_len)
+                for chat in chats]
     replay = replay_count(cfg.train.replay.fraction, len(chats), plain_declines(
         curated.path / "train.jsonl", cfg.synthesize.unanswerable.answer))
-    lengths += [REPLAY_TOKENS] * replay
-    rag_prompts = [len(prompt_ids(tokenizer, chat["messages"][:-1])) for chat in chats
+    examples += [_replay_stand_in([e for e, chat in zip(examples, chats, strict=True)
+                                   if chat_format(chat) == "plain"])] * replay
+    share = (cfg.train.share_prompt_prefix and not cfg.train.gradient_checkpointing
+             and not cfg.train.packing)
+    rag_prompts = [prompt_ids(tokenizer, chat["messages"][:-1]) for chat in chats
                    if chat_format(chat) != "plain"]
-    rag_prompt = sum(rag_prompts) / len(rag_prompts) if rag_prompts else 0
     items = evaluation_items(cfg, curated)
-    asked = [len(prompt_ids(tokenizer, prompt_messages(item))) for item in items]
-    scalable = [n for n, item in zip(asked, items, strict=True) if item["set"] != GENERAL]
-    fixed = [n for n, item in zip(asked, items, strict=True) if item["set"] == GENERAL]
+    asked = [prompt_ids(tokenizer, prompt_messages(item)) for item in items]
     batch, variants = cfg.evaluate.batch_size, 2
+    scalable = [ids for ids, item in zip(asked, items, strict=True) if item["set"] != GENERAL]
+    fixed = [ids for ids, item in zip(asked, items, strict=True) if item["set"] == GENERAL]
     with_rag = cfg.index.enabled and cfg.evaluate.rag
     eval_batches = variants * math.ceil(len(scalable) / batch) * (2 if with_rag else 1)
-    eval_prompt = variants * (sum(scalable) + (round(rag_prompt) * len(scalable)
-                                               if with_rag else 0))
+    eval_prompt = variants * (_prompt_tokens(scalable, batch) + (
+        _prompt_tokens_like(rag_prompts, len(scalable), batch) if with_rag else 0))
     return Workload(
-        train_tokens=_padded_tokens(lengths, cfg.train.batch_size) * _epochs(cfg, len(lengths)),
+        train_tokens=_computed_tokens(examples, cfg.train.batch_size, share)
+        * _epochs(cfg, len(examples)),
         replay_prompts=math.ceil(replay * REPLAY_PROMPTS_PER_EXAMPLE),
         eval_batches=eval_batches, eval_prompt_tokens=eval_prompt,
         fixed_eval_batches=variants * math.ceil(len(fixed) / batch),
-        fixed_eval_prompt_tokens=variants * sum(fixed))
+        fixed_eval_prompt_tokens=variants * _prompt_tokens(fixed, batch))
 
 
-def _padded_tokens(lengths: Sequence[int], batch_size: int) -> int:
-    """Tokens computed per epoch when rows of similar length are batched together."""
-    ordered = sorted(lengths)
-    return sum(max(ordered[i:i + batch_size]) * len(ordered[i:i + batch_size])
+def _replay_stand_in(plain: Sequence[TokenizedExample]) -> TokenizedExample:
+    """A replay example as train will see it, before replay's answers exist: REPLAY_TOKENS
+    tokens, starting with the prompt prefix that chats without passages share."""
+    prefix = plain[0].input_ids[:shared_prompt_prefix(plain)] if plain else []
+    filler = [0] * (REPLAY_TOKENS - len(prefix))
+    return TokenizedExample(input_ids=[*prefix, *filler],
+                            labels=[IGNORE_INDEX] * len(prefix) + filler)
+
+
+def _computed_tokens(examples: Sequence[TokenizedExample], batch_size: int,
+                     share_prefix: bool) -> int:
+    """Tokens one epoch computes when rows of similar length are batched together: each
+    batch padded to its longest row, its shared prompt prefix once when train shares it."""
+    ordered = sorted(examples, key=lambda example: len(example.input_ids))
+    return sum(step_tokens(ordered[i:i + batch_size], share_prefix)
                for i in range(0, len(ordered), batch_size))
+
+
+def _prompt_tokens(prompts: Sequence[Sequence[int]], batch_size: int) -> int:
+    """Prompt tokens a batched generation computes (models.generation): in each batch of
+    similar lengths, the prefix its rows share runs once."""
+    ordered = sorted(prompts, key=len)
+    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    return sum(sum(len(ids) for ids in chunk) - (len(chunk) - 1) * shared_prefix(chunk)
+               for chunk in batches)
+
+
+def _prompt_tokens_like(samples: Sequence[Sequence[int]], n: int, batch_size: int) -> int:
+    """_prompt_tokens for `n` prompts like `samples`: their mean length, the prefix they all
+    share run once per batch."""
+    if not samples or not n:
+        return 0
+    shared = shared_prefix(samples)
+    mean = sum(len(ids) for ids in samples) / len(samples)
+    return round((mean - shared) * n + shared * math.ceil(n / batch_size))
 
 
 def _epochs(cfg: PipelineConfig, examples: int) -> float:

@@ -3,11 +3,10 @@ every row of a batch shares computed once."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 from tuneline._optional import require
+from tuneline.models.prefix import cache_kwarg, repeated_prefix_cache
 from tuneline.train.tokenize import IGNORE_INDEX
 
 torch = require("torch")
@@ -73,23 +72,13 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
 def _hidden_after_shared_prefix(decoder: Any, input_ids: Any, attention_mask: Any,
                                 shared: int) -> Any:
     """The decoder's last hidden states from position `shared` on, the first `shared` tokens
-    (the same in every row) computed once; None where the decoder keeps no cache (gradient
-    checkpointing drops it), so the caller runs the whole batch instead."""
-    cache = require("transformers").DynamicCache(config=decoder.config)
-    cache_arg = {_cache_kwarg(type(decoder)): cache}
-    decoder(input_ids=input_ids[:1, :shared], use_cache=True, **cache_arg)
-    if cache.get_seq_length() != shared:
+    (the same in every row) computed once; None where the decoder keeps no cache, so the
+    caller runs the whole batch instead."""
+    cache = repeated_prefix_cache(decoder, input_ids[:1, :shared], input_ids.shape[0])
+    if cache is None:
         return None
-    cache.batch_repeat_interleave(input_ids.shape[0])
     return decoder(input_ids=input_ids[:, shared:], attention_mask=attention_mask,
-                   use_cache=True, **cache_arg).last_hidden_state
-
-
-@functools.cache
-def _cache_kwarg(decoder_class: type) -> str:
-    """The decoder's name for its KV cache argument (transformers renamed it in 5.x)."""
-    parameters = inspect.signature(decoder_class.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
+                   use_cache=True, **{cache_kwarg(type(decoder)): cache}).last_hidden_state
 
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> Any:

@@ -9,10 +9,9 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import DataError
+from tuneline.models.prefix import MIN_SHARED_PREFIX, common_prefix_length
 
 IGNORE_INDEX = -100
-# A shared prompt prefix shorter than this is not worth a forward call of its own.
-MIN_SHARED_PREFIX = 16
 
 
 @dataclass
@@ -97,12 +96,7 @@ def shared_prompt_prefix(batch: Sequence[TokenizedExample]) -> int:
     run once for the whole batch. 0 for a single example, and below MIN_SHARED_PREFIX."""
     if len(batch) < 2:
         return 0
-    first, rest = batch[0].input_ids, [e.input_ids for e in batch[1:]]
-    common = 0
-    for position, token in enumerate(first):
-        if any(position >= len(ids) or ids[position] != token for ids in rest):
-            break
-        common = position + 1
+    common = common_prefix_length([e.input_ids for e in batch])
     # The hidden state at position p predicts token p + 1: the shared part must end before the
     # position that predicts each example's first labelled token.
     first_labelled = min(next((i for i, label in enumerate(e.labels) if label != IGNORE_INDEX),

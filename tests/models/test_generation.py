@@ -1,0 +1,95 @@
+"""Batched generation: the prompt prefix every row shares runs once, and answers stay those of
+each conversation asked alone."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+INSTRUCTION = ("Answer the question using the passages below. If they do not contain the "
+               "answer, say that you don't have that information.")
+
+
+def _rag_chat(country, capital, extra=""):
+    return [{"role": "system", "content": "You are a careful assistant."},
+            {"role": "user", "content": f"{INSTRUCTION}\n\n<passage>{country}: {capital}"
+                                        f"{extra}</passage>\n\nQuestion: Capital of {country}?"}]
+
+
+CHATS = [_rag_chat("Peru", "Lima"), _rag_chat("Kenya", "Nairobi", "; on the equator"),
+         _rag_chat("Japan", "Tokyo", "; an island country in East Asia, with many cities"),
+         _rag_chat("Chile", "Santiago")]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_dir):
+    """The tiny model with larger random weights, so that each answer depends on the whole
+    prompt and its positions, and an end token that never wins (answers of 12 tokens)."""
+    from tuneline.models.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(str(tiny_model_dir), None, precision="fp32")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        model.get_input_embeddings().weight[tokenizer.all_special_ids] = 0.0
+    return model, tokenizer
+
+
+def _decoder_calls(model):
+    calls = []
+    handle = model.model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True)
+    return calls, handle
+
+
+def test_a_shared_prefix_runs_once_and_every_answer_is_the_one_asked_alone(model_and_tokenizer):
+    from tuneline.models.generation import generate_batch, prompt_ids, shared_prefix
+
+    model, tokenizer = model_and_tokenizer
+    rows = [prompt_ids(tokenizer, chat) for chat in CHATS]
+    assert len({len(row) for row in rows}) > 1  # the rows need padding
+    shared = shared_prefix(rows)
+    assert shared >= 16 and all(row[:shared] == rows[0][:shared] for row in rows)
+    alone = [generate_batch(model, tokenizer, [chat], 12)[0] for chat in CHATS]
+    calls, handle = _decoder_calls(model)
+    try:
+        together = generate_batch(model, tokenizer, CHATS, 12)
+    finally:
+        handle.remove()
+    width = max(len(row) for row in rows)
+    assert calls[:2] == [(1, shared), (len(CHATS), width - shared)]  # the prefix ran for one row
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert len({g.text for g in alone}) == len(CHATS)  # answers that tell the rows apart
+    assert [g.prompt_tokens for g in together] == [len(row) for row in rows]
+
+
+def test_a_batch_with_little_in_common_is_left_padded_and_answers_the_same(model_and_tokenizer):
+    from tuneline.models.generation import generate_batch
+
+    model, tokenizer = model_and_tokenizer
+    chats = [[{"role": "user", "content": question}]
+             for question in ("Capital of Peru?", "Which river runs through the capital of Egypt?")]
+    alone = [generate_batch(model, tokenizer, [chat], 10)[0].text for chat in chats]
+    calls, handle = _decoder_calls(model)
+    try:
+        together = [g.text for g in generate_batch(model, tokenizer, chats, 10)]
+    finally:
+        handle.remove()
+    assert calls[0][0] == 2  # no one-row prefix call: the whole prompt ran for both rows
+    assert together == alone
+
+
+def test_every_row_keeps_its_last_prompt_token_after_theshared_prefix():
+    from tuneline.models.generation import _pad_after_prefix, shared_prefix
+
+    same = list(range(100, 130))
+    assert shared_prefix([same, [*same, 7]]) == len(same) - 1  # one row is all prefix
+    assert shared_prefix([same]) == 0
+    assert shared_prefix([[*same[:10], 1], [*same[:10], 2]]) == 0  # below the minimum
+    ids, mask = _pad_after_prefix([[1, 2, 3, 4], [1, 2, 5]], 2, 0)
+    assert ids.tolist() == [[1, 2, 3, 4], [1, 2, 0, 5]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 1]]
