@@ -46,6 +46,7 @@ def generate_batch(
     max_new_tokens: int,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    share_prefix: bool = True,
 ) -> list[Generation]:
     """Generate one answer per conversation in a single batch.
 
@@ -53,10 +54,10 @@ def generate_batch(
     runs once, as one row whose keys and values every row attends to: each row is the prefix,
     its padding, then the rest of its prompt, and positions count only unpadded tokens, so
     the answers are those of left-padded rows, to float rounding (a third of a RAG batch's
-    prompt tokens on the demo)."""
+    prompt tokens on the demo). `share_prefix=False`: plain left padding."""
     torch = require("torch")
     rows = [prompt_ids(tokenizer, c) for c in conversations]
-    shared = shared_prefix(rows)
+    shared = shared_prefix(rows) if share_prefix else 0
     input_ids, attention_mask = _pad_after_prefix(rows, shared, tokenizer.pad_token_id)
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     sampling: dict[str, Any] = {"do_sample": False}
@@ -121,6 +122,7 @@ def generate_all(
     max_new_tokens: int,
     batch_size: int,
     progress: Any = None,
+    share_prefix: bool = True,
 ) -> list[Generation]:
     """Greedy answers for many conversations, batched by prompt length to limit padding."""
     order = sorted(range(len(conversations)), key=lambda i: len(str(conversations[i])))
@@ -128,7 +130,7 @@ def generate_all(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         outputs = generate_batch(model, tokenizer, [conversations[i] for i in chunk],
-                                 max_new_tokens)
+                                 max_new_tokens, share_prefix=share_prefix)
         for index, generation in zip(chunk, outputs, strict=True):
             results[index] = generation
         if progress is not None:
