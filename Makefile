@@ -41,8 +41,9 @@ demo: $(VENV)/.installed-all
 # The default set covers every behaviour; the slow set repeats the end-to-end checks on the
 # real SmolLM2 (training, GGUF parity, stopping by itself) and takes about as long again.
 # Two workers share 2 cores well: most tests wait on a subprocess or a server (pytest took
-# 460 s instead of 598 s on the AVX2 class). TEST_WORKERS=0 runs them in one process. The
-# slow set stays in one process: its canary test times requests.
+# 460 s instead of 598 s on the AVX2 class), each worker's torch on its share of the cores
+# (tests/conftest.py). TEST_WORKERS=0 runs them in one process. The slow set stays in one
+# process: its canary test times requests.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS)
