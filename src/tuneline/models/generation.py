@@ -8,12 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.models.prefix import (
-    MIN_SHARED_PREFIX,
-    cache_kwarg,
-    common_prefix_length,
-    repeated_prefix_cache,
-)
+from tuneline.models.prefix import cache_kwarg, repeated_prefix_cache, usable_prefix_length
 
 
 @dataclass
@@ -86,10 +81,7 @@ def generate_batch(
 def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
     """The leading tokens every prompt of a batch has in common, worth running once; each
     row keeps at least its last prompt token, whose logits start its answer."""
-    if len(rows) < 2:
-        return 0
-    shared = min(common_prefix_length(rows), min(len(row) for row in rows) - 1)
-    return shared if shared >= MIN_SHARED_PREFIX else 0
+    return usable_prefix_length(rows, min(len(row) for row in rows) - 1)
 
 
 def _pad_after_prefix(rows: Sequence[Sequence[int]], shared: int, pad_id: int) -> tuple[Any, Any]:

@@ -22,6 +22,15 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return len(os.path.commonprefix([list(row) for row in rows])) if rows else 0
 
 
+def usable_prefix_length(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """The leading tokens all `rows` share, at most `limit`, where worth running once: 0 for
+    a single row or fewer than MIN_SHARED_PREFIX tokens."""
+    if len(rows) < 2:
+        return 0
+    shared = min(common_prefix_length(rows), limit)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 def repeated_prefix_cache(decoder: Any, prefix_ids: Any, rows: int) -> Any | None:
     """The KV cache of `prefix_ids` (one row) run through `decoder`, repeated for `rows` rows;
     None where the decoder kept no cache (gradient checkpointing drops it), so the caller runs

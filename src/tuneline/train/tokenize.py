@@ -9,7 +9,7 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import DataError
-from tuneline.models.prefix import MIN_SHARED_PREFIX, common_prefix_length
+from tuneline.models.prefix import usable_prefix_length
 
 IGNORE_INDEX = -100
 
@@ -94,15 +94,11 @@ def shared_prompt_prefix(batch: Sequence[TokenizedExample]) -> int:
     """How many leading tokens every example of `batch` has in common, none of them predicting
     a labelled token: the part of the prompt (system prompt, RAG instruction) that a step can
     run once for the whole batch. 0 for a single example, and below MIN_SHARED_PREFIX."""
-    if len(batch) < 2:
-        return 0
-    common = common_prefix_length([e.input_ids for e in batch])
     # The hidden state at position p predicts token p + 1: the shared part must end before the
     # position that predicts each example's first labelled token.
     first_labelled = min(next((i for i, label in enumerate(e.labels) if label != IGNORE_INDEX),
                               len(e.labels)) for e in batch)
-    shared = min(common, first_labelled - 1)
-    return shared if shared >= MIN_SHARED_PREFIX else 0
+    return usable_prefix_length([e.input_ids for e in batch], first_labelled - 1)
 
 
 def collate(batch: list[TokenizedExample], pad_id: int) -> dict[str, Any]:
