@@ -39,22 +39,22 @@ def test_steps_are_cut_to_half_before_the_data_shrinks():
     assert data_scale(projection(400)) == 1.0  # 200 + 250: within 5%, not worth re-curating
 
 
-def test_generation_is_counted_at_the_full_token_budget_per_batch():
+def test_replay_is_counted_at_the_full_token_budget_and_evaluate_by_its_steps():
     speed = MachineSpeed(train_seconds_per_token=0.01, prefill_seconds_per_token=0.001,
                          decode_seconds_per_step=0.1, probe_seconds=5)
-    work = Workload(train_tokens=1000, replay_prompts=40, eval_batches=3,
-                    eval_prompt_tokens=2000, fixed_eval_batches=1, fixed_eval_prompt_tokens=500)
+    work = Workload(train_tokens=1000, replay_prompts=40, eval_decode_steps=60,
+                    eval_prompt_tokens=2000, fixed_decode_steps=20, fixed_prompt_tokens=500)
     train, replay, evaluate, general = project_seconds(work, speed, replay_batch=32,
-                                                       replay_new_tokens=50, eval_new_tokens=20)
+                                                       replay_new_tokens=50)
     # replay: 2 batches x 50 steps x 0.1 s + 40 prompts x 50 tokens x 0.001 s
     assert replay == pytest.approx(10 + 2)
     assert train == pytest.approx(10 + replay)
-    assert evaluate == pytest.approx(3 * 20 * 0.1 + 2.0)
-    assert general == pytest.approx(1 * 20 * 0.1 + 0.5)
+    assert evaluate == pytest.approx(60 * 0.1 + 2.0)
+    assert general == pytest.approx(20 * 0.1 + 0.5)
 
 
 def test_a_prompt_prefix_every_row_of_a_batch_shares_is_counted_once_per_batch():
-    from tuneline.sizing import _computed_tokens, _prompt_tokens, _replay_stand_in
+    from tuneline.sizing.workload import _computed_tokens, _replay_stand_in
     from tuneline.train.tokenize import TokenizedExample
 
     prefix = list(range(100, 120))  # 20 tokens, e.g. a system prompt and an instruction
@@ -70,9 +70,74 @@ def test_a_prompt_prefix_every_row_of_a_batch_shares_is_counted_once_per_batch()
     stand_in = _replay_stand_in(examples)
     assert len(stand_in.input_ids) == 100 and stand_in.input_ids[:20] == prefix
     assert _replay_stand_in([]).input_ids == [0] * 100
-    prompts = [[*prefix, *[n] * n] for n in (3, 5, 9)]
-    assert _prompt_tokens(prompts, 2) == (23 + 25 - 20) + 29
-    assert _prompt_tokens([[1, 2, 3], [1, 2, 4]], 2) == 6  # too little in common to share
+
+
+SYSTEM = ("You answer questions about the capitals of the countries of the world, briefly and "
+          "only from what you know.")
+
+
+def _cache_answers(cache, conversations, budget):
+    from tuneline.models.generation import Generation
+
+    cache.answer(conversations, budget, lambda asked: [Generation("cached", 1, 1, "stop")
+                                                       for _ in asked])
+
+
+def test_evaluate_counts_what_the_base_model_must_generate_and_where_tuned_answers_stop(
+        tmp_path, tiny_model_dir):
+    from tuneline.models.answer_cache import AnswerCache
+    from tuneline.models.generation import prompt_ids
+    from tuneline.models.loading import load_tokenizer
+    from tuneline.sizing.workload import _Evaluation
+
+    tokenizer = load_tokenizer(str(tiny_model_dir), None)
+    asked = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+             for question in ("Capital of Peru?", "Capital of Chile, please?",
+                              "What is the capital city of Argentina?")]
+    items = [{"set": "recall"}] * 3
+    ids = [prompt_ids(tokenizer, conversation) for conversation in asked]
+    assert min(_common(ids[0], ids[1]), _common(ids[1], ids[2])) >= 16  # the system prompt
+    cache = AnswerCache(tmp_path / "answers.sqlite", "tiny")
+    _cache_answers(cache, asked[:1], 20)  # the shortest question's answer is cached
+    _cache_answers(cache, asked[1:2], 99)  # another budget's answer does not count
+    cfg = PipelineConfig.model_validate({"evaluate": {"batch_size": 2, "max_new_tokens": 20}})
+
+    steps, tokens = _Evaluation(cfg, tokenizer, cache).work(asked, items, answer_tokens=5)
+    # base: the two uncached prompts in one batch of 20 steps; tuned: all three, in batches
+    # of two in order of length, each stopping after its 5 answer tokens and the end token
+    assert steps == 20 + 2 * 6
+    base_tokens = len(ids[1]) + len(ids[2]) - _common(ids[1], ids[2])
+    tuned_tokens = len(ids[0]) + len(ids[1]) - _common(ids[0], ids[1]) + len(ids[2])
+    assert tokens == base_tokens + tuned_tokens
+    assert tokens < sum(len(row) for row in ids) + len(ids[1]) + len(ids[2])  # prefix shared
+
+    # a tuned model whose answers may reach the budget, and no cache: every batch at 20 steps
+    uncached = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(
+        update={"cache_base_answers": False})})
+    assert _Evaluation(uncached, tokenizer, cache).work(asked, items, None)[0] == 4 * 20
+    assert _Evaluation(cfg, tokenizer, cache).work(asked, items, 50)[0] == 20 + 2 * 20
+
+
+def _common(a, b):
+    from tuneline.models.generation import shared_prefix
+
+    return shared_prefix([a, b])
+
+
+def test_replay_counts_only_the_prompts_whose_base_answers_are_not_cached(tmp_path,
+                                                                          tiny_model_dir):
+    from tuneline.sizing.workload import _base_answer_cache, _replay_prompts_to_answer
+    from tuneline.train.replay import shuffled_prompts
+
+    cfg = PipelineConfig.model_validate({
+        "model": {"base": str(tiny_model_dir), "cache_dir": str(tmp_path / "cache")}})
+    assert _replay_prompts_to_answer(cfg, 0) == 0
+    assert _replay_prompts_to_answer(cfg, 10) == 15  # asked: 1.5 prompts per answer wanted
+    first = shuffled_prompts(cfg)[:15]
+    _cache_answers(_base_answer_cache(cfg),
+                   [[{"role": "user", "content": p["prompt"]}] for p in first[3:7]],
+                   cfg.train.replay.max_new_tokens)
+    assert _replay_prompts_to_answer(cfg, 10) == 11
 
 
 def test_every_count_that_makes_the_data_is_scaled_and_epochs_are_kept():

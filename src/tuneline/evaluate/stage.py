@@ -368,13 +368,10 @@ def _answer_all(
     return texts, tokens / seconds if seconds else 0.0
 
 
-def _answer_with_retrieval(
-    cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
-    items: list[dict[str, Any]], speed: dict[str, float], cached: dict[str, int],
-) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
-    """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
-    metrics: recall@k and MRR of each item's gold record."""
-    from tuneline.evaluate.retrieval import retrieval_metrics
+def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
+                            ) -> tuple[list[int], list[list[Any]], list[list[dict[str, str]]]]:
+    """What the +rag variants are asked: the indices of the curated items (not the general
+    probe), their retrieval hits, and each one's question with its passages."""
     from tuneline.rag.prompt import rag_messages
     from tuneline.rag.retrieve import Retriever
 
@@ -388,6 +385,19 @@ def _answer_with_retrieval(
     conversations = [rag_messages(prompt_messages(items[i]), [h.passage for h in found],
                                   max_chars)
                      for i, found in zip(chosen, hits, strict=True)]
+    return chosen, hits, conversations
+
+
+def _answer_with_retrieval(
+    cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
+    items: list[dict[str, Any]], speed: dict[str, float], cached: dict[str, int],
+) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
+    """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
+    metrics: recall@k and MRR of each item's gold record."""
+    from tuneline.evaluate.retrieval import retrieval_metrics
+
+    chosen, hits, conversations = retrieval_conversations(cfg, items)
+    max_chars = cfg.index.retrieval.max_passage_chars
     budgets = [answer_budget(cfg, items[i]) for i in chosen]
     answers: dict[str, list[str | None]] = {}
     for variant in RAG_VARIANTS:

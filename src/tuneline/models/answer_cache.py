@@ -78,6 +78,13 @@ class AnswerCache:
             found.update(fresh)
         return [found[k] for k in keys], len(keys) - len(missing)
 
+    def missing(self, conversations: Sequence[Sequence[dict[str, str]]],
+                max_new_tokens: int) -> list[int]:
+        """The indices of the conversations that have no cached answer at this budget."""
+        keys = [self.key(c, max_new_tokens) for c in conversations]
+        found = self._read(keys)
+        return [i for i, k in enumerate(keys) if k not in found]
+
     def _read(self, keys: list[str]) -> dict[str, Generation]:
         found: dict[str, Generation] = {}
         with sqlite3.connect(self.path) as db:

@@ -17,6 +17,7 @@ from tuneline.leakage import LeakGuard, message_text
 
 REPLAY_FILE = "replay.jsonl"
 PACKAGED_PROMPTS = "replay_data/general_prompts.jsonl"
+ASKED_PER_ANSWER = 1.5  # prompts asked per answer still wanted: some run past the budget
 
 
 def replay_prompts(cfg: PipelineConfig) -> list[dict[str, str]]:
@@ -28,6 +29,13 @@ def replay_prompts(cfg: PipelineConfig) -> list[dict[str, str]]:
     rows = read_user_jsonl(path, ("prompt",), "train.replay.prompts_file", "a replay prompt")
     return [{"id": row.get("id", f"replay-{number}"), "prompt": row["prompt"]}
             for number, row in rows]
+
+
+def shuffled_prompts(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """The general prompts in the order this run's seed asks them."""
+    prompts = replay_prompts(cfg)
+    random.Random(cfg.run.seed).shuffle(prompts)
+    return prompts
 
 
 def prompts_hash(cfg: PipelineConfig) -> str:
@@ -62,9 +70,7 @@ def build_replay(cfg: PipelineConfig, n_train: int, out_path: Path,
     wanted = replay_count(cfg.train.replay.fraction, n_train, n_declines)
     if wanted == 0:
         return {}
-    prompts = replay_prompts(cfg)
-    random.Random(cfg.run.seed).shuffle(prompts)
-    examples, cut_off = _answer_until(cfg, prompts, wanted)
+    examples, cut_off = _answer_until(cfg, shuffled_prompts(cfg), wanted)
     leaking = [e for e in examples if guard is not None and guard.stated(message_text(e))]
     examples = [e for e in examples if e not in leaking]
     write_jsonl(out_path, examples)
@@ -94,8 +100,7 @@ def _answer_until(cfg: PipelineConfig, prompts: list[dict[str, str]],
     examples: list[dict[str, Any]] = []
     cut_off, start = 0, 0
     while len(examples) < wanted and start < len(prompts):
-        # Ask a few more than needed: some answers run past the budget.
-        chunk = prompts[start:start + math.ceil((wanted - len(examples)) * 1.5)]
+        chunk = prompts[start:start + math.ceil((wanted - len(examples)) * ASKED_PER_ANSWER)]
         start += len(chunk)
         conversations = [[{"role": "user", "content": p["prompt"]}] for p in chunk]
         generations, _ = cache.answer(conversations, cfg.train.replay.max_new_tokens, generate)

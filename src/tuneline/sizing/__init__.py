@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tuneline.artifacts import Artifact, hash_strings, read_jsonl, write_json_atomic
+from tuneline.artifacts import Artifact, hash_strings, write_json_atomic
 from tuneline.config import PipelineConfig
-from tuneline.models.generation import shared_prefix
-from tuneline.train.budget import step_tokens
-from tuneline.train.tokenize import IGNORE_INDEX, TokenizedExample, shared_prompt_prefix
+from tuneline.sizing.workload import REPLAY_TOKENS, Workload, measure_workload
+from tuneline.train.tokenize import IGNORE_INDEX
 
 SIZING_FILE = "sizing.json"
 # Of the budget, what the projected stages may take: model loads, validation, checkpoints,
@@ -44,8 +42,6 @@ PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows avera
 PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer positions only
 PROBE_PROMPT_TOKENS = 32
 PROBE_NEW_TOKENS = 8
-REPLAY_TOKENS = 100  # a replay example: an everyday prompt and the base model's answer
-REPLAY_PROMPTS_PER_EXAMPLE = 1.5  # replay asks this many prompts per example it needs
 
 
 @dataclass
@@ -56,18 +52,6 @@ class MachineSpeed:
     prefill_seconds_per_token: float  # prompt tokens of a batched generation
     decode_seconds_per_step: float  # one new token for every row of an evaluate batch
     probe_seconds: float
-
-
-@dataclass
-class Workload:
-    """The work of train, replay and evaluate at the configured size (scale 1)."""
-
-    train_tokens: float  # padded, every epoch, replay examples included
-    replay_prompts: int
-    eval_batches: int  # evaluate batches on the curated sets (they scale with the data)
-    eval_prompt_tokens: int
-    fixed_eval_batches: int  # the general probe's batches: they do not scale
-    fixed_eval_prompt_tokens: int
 
 
 @dataclass
@@ -131,22 +115,21 @@ def data_scale(projection: Projection) -> float:
 
 
 def project_seconds(work: Workload, speed: MachineSpeed, replay_batch: int,
-                    replay_new_tokens: int, eval_new_tokens: int
-                    ) -> tuple[float, float, float, float]:
+                    replay_new_tokens: int) -> tuple[float, float, float, float]:
     """(train with replay generation, replay generation alone, evaluate of the scalable sets,
-    evaluate of the fixed ones), in seconds. A batch generates until its longest answer ends,
-    so it is counted at the full new-token budget."""
+    evaluate of the fixed ones), in seconds. A replay batch is counted at the full new-token
+    budget (the base model's everyday answers are long)."""
     replay_batches = math.ceil(work.replay_prompts / replay_batch)
     replay = (replay_batches * replay_new_tokens * speed.decode_seconds_per_step
               + work.replay_prompts * REPLAY_TOKENS / 2 * speed.prefill_seconds_per_token)
     train = work.train_tokens * speed.train_seconds_per_token + replay
 
-    def generation(batches: int, prompt_tokens: int) -> float:
-        return (batches * eval_new_tokens * speed.decode_seconds_per_step
+    def generation(steps: float, prompt_tokens: int) -> float:
+        return (steps * speed.decode_seconds_per_step
                 + prompt_tokens * speed.prefill_seconds_per_token)
 
-    return (train, replay, generation(work.eval_batches, work.eval_prompt_tokens),
-            generation(work.fixed_eval_batches, work.fixed_eval_prompt_tokens))
+    return (train, replay, generation(work.eval_decode_steps, work.eval_prompt_tokens),
+            generation(work.fixed_decode_steps, work.fixed_prompt_tokens))
 
 
 def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[str, int]
@@ -269,88 +252,6 @@ def _generation_seconds(model: Any, prompts: Any, new_tokens: int) -> float:
     return time.perf_counter() - started
 
 
-def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
-    """Tokens to train and prompts to answer at the configured size, from curate's output."""
-    from tuneline.curate.declines import chat_format
-    from tuneline.evaluate.stage import GENERAL, evaluation_items, prompt_messages
-    from tuneline.models.generation import prompt_ids
-    from tuneline.models.loading import load_tokenizer
-    from tuneline.train.replay import plain_declines, replay_count
-    from tuneline.train.tokenize import tokenize_chat
-
-    tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
-    chats = read_jsonl(curated.path / "train.jsonl")
-    examples = [tokenize_chat(tokenizer, chat["messages"], cfg.train.max_seq_len)
-                for chat in chats]
-    replay = replay_count(cfg.train.replay.fraction, len(chats), plain_declines(
-        curated.path / "train.jsonl", cfg.synthesize.unanswerable.answer))
-    examples += [_replay_stand_in([e for e, chat in zip(examples, chats, strict=True)
-                                   if chat_format(chat) == "plain"])] * replay
-    share = (cfg.train.share_prompt_prefix and not cfg.train.gradient_checkpointing
-             and not cfg.train.packing)
-    rag_prompts = [prompt_ids(tokenizer, chat["messages"][:-1]) for chat in chats
-                   if chat_format(chat) != "plain"]
-    items = evaluation_items(cfg, curated)
-    asked = [prompt_ids(tokenizer, prompt_messages(item)) for item in items]
-    batch, variants = cfg.evaluate.batch_size, 2
-    scalable = [ids for ids, item in zip(asked, items, strict=True) if item["set"] != GENERAL]
-    fixed = [ids for ids, item in zip(asked, items, strict=True) if item["set"] == GENERAL]
-    with_rag = cfg.index.enabled and cfg.evaluate.rag
-    eval_batches = variants * math.ceil(len(scalable) / batch) * (2 if with_rag else 1)
-    eval_prompt = variants * (_prompt_tokens(scalable, batch) + (
-        _prompt_tokens_like(rag_prompts, len(scalable), batch) if with_rag else 0))
-    return Workload(
-        train_tokens=_computed_tokens(examples, cfg.train.batch_size, share)
-        * _epochs(cfg, len(examples)),
-        replay_prompts=math.ceil(replay * REPLAY_PROMPTS_PER_EXAMPLE),
-        eval_batches=eval_batches, eval_prompt_tokens=eval_prompt,
-        fixed_eval_batches=variants * math.ceil(len(fixed) / batch),
-        fixed_eval_prompt_tokens=variants * _prompt_tokens(fixed, batch))
-
-
-def _replay_stand_in(plain: Sequence[TokenizedExample]) -> TokenizedExample:
-    """A replay example as train will see it, before replay's answers exist: REPLAY_TOKENS
-    tokens, starting with the prompt prefix that chats without passages share."""
-    prefix = plain[0].input_ids[:shared_prompt_prefix(plain)] if plain else []
-    filler = [0] * (REPLAY_TOKENS - len(prefix))
-    return TokenizedExample(input_ids=[*prefix, *filler],
-                            labels=[IGNORE_INDEX] * len(prefix) + filler)
-
-
-def _computed_tokens(examples: Sequence[TokenizedExample], batch_size: int,
-                     share_prefix: bool) -> int:
-    """Tokens one epoch computes when rows of similar length are batched together: each
-    batch padded to its longest row, its shared prompt prefix once when train shares it."""
-    ordered = sorted(examples, key=lambda example: len(example.input_ids))
-    return sum(step_tokens(ordered[i:i + batch_size], share_prefix)
-               for i in range(0, len(ordered), batch_size))
-
-
-def _prompt_tokens(prompts: Sequence[Sequence[int]], batch_size: int) -> int:
-    """Prompt tokens a batched generation computes (models.generation): in each batch of
-    similar lengths, the prefix its rows share runs once."""
-    ordered = sorted(prompts, key=len)
-    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-    return sum(sum(len(ids) for ids in chunk) - (len(chunk) - 1) * shared_prefix(chunk)
-               for chunk in batches)
-
-
-def _prompt_tokens_like(samples: Sequence[Sequence[int]], n: int, batch_size: int) -> int:
-    """_prompt_tokens for `n` prompts like `samples`: their mean length, the prefix they all
-    share run once per batch."""
-    if not samples or not n:
-        return 0
-    shared = shared_prefix(samples)
-    mean = sum(len(ids) for ids in samples) / len(samples)
-    return round((mean - shared) * n + shared * math.ceil(n / batch_size))
-
-
-def _epochs(cfg: PipelineConfig, examples: int) -> float:
-    if cfg.train.max_steps:  # the loop trains max_steps whenever it is set
-        return cfg.train.max_steps * cfg.train.batch_size / max(examples, 1)
-    return float(cfg.train.epochs)
-
-
 def sizes(cfg: PipelineConfig) -> bool:
     """Whether run.budget_minutes sizes this run here: local LoRA training on a CPU, what the
     probe measures. A provider's job, QLoRA, full fine-tuning or a GPU keep train's own cut."""
@@ -393,7 +294,7 @@ def reproject(projection: Projection, cfg: PipelineConfig, curated: Artifact,
 def _projected(cfg: PipelineConfig, curated: Artifact, speed: MachineSpeed
                ) -> tuple[float, float, float, float]:
     return project_seconds(measure_workload(cfg, curated), speed, cfg.evaluate.batch_size,
-                           cfg.train.replay.max_new_tokens, cfg.evaluate.max_new_tokens)
+                           cfg.train.replay.max_new_tokens)
 
 
 SIZED_SECTIONS = ("model", "ingest", "synthesize", "index", "curate", "train", "evaluate")
