@@ -36,10 +36,14 @@ _UNITS = {"usd": "USD", "eur": "EUR", "gbp": "GBP", "jpy": "JPY", "chf": "CHF", 
           "sec": "seconds", "seconds": "seconds", "ms": "milliseconds", "min": "minutes",
           "minutes": "minutes", "h": "hours", "hr": "hours", "hours": "hours", "days": "days",
           "percent": "%", "mb": "MB", "gb": "GB", "kwh": "kWh"}
-_PARTICIPLES = {"birth": "born", "born": "born", "death": "died", "launch": "launched",
+# Events a thing does rather than undergoes: "When did {e} end?", never "When was {e} ended?".
+_INTRANSITIVE = {"death": ("die", "died"), "died": ("die", "died"), "start": ("start", "started"),
+                 "end": ("end", "ended"), "begin": ("begin", "began"),
+                 "finish": ("finish", "finished")}
+_PARTICIPLES = {"birth": "born", "born": "born", "launch": "launched",
                 "release": "released", "publication": "published", "founding": "founded",
                 "founded": "founded", "creation": "created", "created": "created",
-                "opening": "opened", "open": "opened", "start": "started", "end": "ended",
+                "opening": "opened", "open": "opened",
                 "hire": "hired", "registration": "registered", "delivery": "delivered",
                 "order": "ordered", "purchase": "purchased", "ship": "shipped",
                 "completion": "completed", "construction": "built", "build": "built",
@@ -73,6 +77,12 @@ _PHRASES: dict[str, tuple[tuple[str, ...], str]] = {
     "event_date": (("When was {e} {p}?", "On what date was {the_e} {p}?",
                     "What is the {label} of {e}?", "What date was {e} {p}?"),
                    "{e} was {p} on {v}."),
+    "did_date": (("When did {e} {verb}?", "On what date did {the_e} {verb}?",
+                  "What is the {n} date of {e}?", "What date did {e} {verb}?"),
+                 "{e} {past} on {v}."),
+    "did_year": (("In what year did {e} {verb}?", "When did {the_e} {verb}?",
+                  "What is the {n} year of {e}?", "In which year did {e} {verb}?"),
+                 "{e} {past} in {v}."),
     "date": (("What is the {label} of {e}?", "What date is given for the {n} of {the_e}?",
               "On which date was the {n} of {e}?", "Give the date of the {n} of {e}."),
              "The {label} of {e} is {v}."),
@@ -243,6 +253,8 @@ def _family(table: str, p: ColumnProfile, noun: str) -> tuple[str, dict[str, str
         return _date_family(words, parts)
     if p.kind == "integer" and "year" in words:
         rest, participle = _event_word(words, {"year", "of", "in"})
+        if _intransitive(rest):
+            return "did_year", parts | _intransitive(rest)
         if participle:
             return "year", parts | {"p": participle}
         return ("plain_measure" if rest else "bare_year"), parts
@@ -257,8 +269,16 @@ def _event_word(words: list[str], drop: set[str]) -> tuple[list[str], str | None
     return rest, next((_PARTICIPLES[w] for w in rest if w in _PARTICIPLES), None)
 
 
+def _intransitive(rest: list[str]) -> dict[str, str]:
+    """{verb, past, n} when the words name an event the entity does (end, death), else {}."""
+    verb = next((_INTRANSITIVE[w] for w in rest if w in _INTRANSITIVE), None)
+    return {} if verb is None else {"verb": verb[0], "past": verb[1], "n": " ".join(rest)}
+
+
 def _date_family(words: list[str], parts: dict[str, str]) -> tuple[str, dict[str, str]]:
     rest, participle = _event_word(words, {"date", "of", "on", "at", "day", "time"})
+    if _intransitive(rest):
+        return "did_date", parts | _intransitive(rest)
     if participle == "born":
         return "born", parts
     if participle:
