@@ -239,3 +239,35 @@ def test_training_with_a_shared_prefix_follows_the_same_losses_as_without(tiny_m
         assert (1 in rows) is share  # the prefix's own one-row forward
     assert losses[True][-1] < losses[True][0]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+def test_a_long_batch_runs_as_token_bounded_micro_batches_with_the_same_losses(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.train.budget import step_tokens, token_bounded
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import attach_lora, train_loop
+
+    examples, _ = _shared_prompt_batch(tiny_model_dir)
+    longest = max(len(e.input_ids) for e in examples)
+    cap = 2 * longest  # two rows a micro-batch
+    assert [len(part) for part in token_bounded(examples, cap)] == [2, 2]
+    assert [len(part) for part in token_bounded(examples, 1)] == [1, 1, 1, 1]  # a row alone
+    assert token_bounded(examples, None) == [examples]
+    assert step_tokens(examples, False, cap) == sum(
+        2 * max(len(e.input_ids) for e in part) for part in token_bounded(examples, cap))
+    losses, forwards = {}, {}
+    for limit in (None, cap):
+        cfg = TrainConfig(epochs=3, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0,
+                          max_micro_batch_tokens=limit, share_prompt_prefix=False)
+        torch.manual_seed(0)
+        model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+        rows = []
+        model.get_base_model().model.register_forward_hook(
+            lambda module, args, kwargs, output, rows=rows: rows.append(
+                kwargs["input_ids"].shape[0]) if module.training else None,
+            with_kwargs=True)
+        report = train_loop(model, examples, examples, cfg, pad_id=0, seed=0, bf16=False)
+        losses[limit], forwards[limit] = [*report.losses, report.val_loss_after], rows
+    assert forwards[None] == [4, 4, 4] and forwards[cap] == [2] * 6
+    assert losses[cap] == pytest.approx(losses[None], rel=1e-4)

@@ -62,7 +62,8 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     fixed_steps, fixed_prompt = evaluation.closed_book(
         [item for item in items if item["set"] == GENERAL], None)
     return Workload(
-        train_tokens=_computed_tokens(examples, cfg.train.batch_size, share)
+        train_tokens=_computed_tokens(examples, cfg.train.batch_size, share,
+                                      cfg.train.max_micro_batch_tokens)
         * _epochs(cfg, len(examples)),
         replay_prompts=_replay_prompts_to_answer(cfg, replay),
         eval_decode_steps=steps, eval_prompt_tokens=prompt,
@@ -154,11 +155,11 @@ def _replay_stand_in(plain: Sequence[TokenizedExample]) -> TokenizedExample:
 
 
 def _computed_tokens(examples: Sequence[TokenizedExample], batch_size: int,
-                     share_prefix: bool) -> int:
+                     share_prefix: bool, max_micro_batch_tokens: int | None = None) -> int:
     """Tokens one epoch computes when rows of similar length are batched together: each
     batch padded to its longest row, its shared prompt prefix once when train shares it."""
     ordered = sorted(examples, key=lambda example: len(example.input_ids))
-    return sum(step_tokens(ordered[i:i + batch_size], share_prefix)
+    return sum(step_tokens(ordered[i:i + batch_size], share_prefix, max_micro_batch_tokens)
                for i in range(0, len(ordered), batch_size))
 
 

@@ -46,12 +46,33 @@ class BudgetCut:
                 f"({self.steps / steps_per_epoch:.2f} epochs) instead")
 
 
-def step_tokens(batch: Sequence[TokenizedExample], share_prefix: bool) -> int:
-    """What a step costs: rows times the longest row (padding is computed too), less the
-    shared prompt prefix that all but one row skip when the loop shares it."""
-    padded = len(batch) * max(len(example.input_ids) for example in batch)
-    shared = shared_prompt_prefix(batch) if share_prefix else 0
-    return padded - (len(batch) - 1) * shared
+def step_tokens(batch: Sequence[TokenizedExample], share_prefix: bool,
+                max_tokens: int | None = None) -> int:
+    """What a step costs: in each micro-batch (token_bounded), rows times the longest row
+    (padding is computed too), less the shared prompt prefix that all but one row skip when
+    the loop shares it."""
+    cost = 0
+    for part in token_bounded(batch, max_tokens):
+        shared = shared_prompt_prefix(part) if share_prefix else 0
+        cost += len(part) * max(len(e.input_ids) for e in part) - (len(part) - 1) * shared
+    return cost
+
+
+def token_bounded(rows: Sequence[TokenizedExample], max_tokens: int | None
+                  ) -> list[list[TokenizedExample]]:
+    """`rows` in consecutive micro-batches of at most `max_tokens` padded tokens (rows times
+    the longest); a row longer than that on its own. None: one micro-batch."""
+    parts: list[list[TokenizedExample]] = []
+    part: list[TokenizedExample] = []
+    longest = 0
+    for row in rows:
+        length = len(row.input_ids)
+        if part and max_tokens is not None and (len(part) + 1) * max(longest, length) > max_tokens:
+            parts.append(part)
+            part, longest = [], 0
+        part.append(row)
+        longest = max(longest, length)
+    return [*parts, part] if part else parts
 
 
 def calibration_step(total_steps: int) -> int:

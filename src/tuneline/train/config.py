@@ -87,6 +87,13 @@ class TrainConfig(Section):
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches per optimizer step (per process).",
     )
+    max_micro_batch_tokens: int | None = Field(
+        4096, ge=16, description="Padded tokens a micro-batch may hold: a batch of long "
+        "examples (documents, long answers) runs as several micro-batches of fewer rows, so "
+        "memory stays bounded (~1.5 MiB a token for the 135M model on a CPU) whatever the "
+        "examples' length; the same loss and gradients. Single-process training only; null: "
+        "never split.",
+    )
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="Decay after warmup."
     )

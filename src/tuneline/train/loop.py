@@ -22,7 +22,13 @@ from tqdm.auto import tqdm
 from tuneline._optional import require
 from tuneline.errors import ConfigError
 from tuneline.train import checkpoint as ckpt
-from tuneline.train.budget import BudgetCut, calibration_step, fit_plan, step_tokens
+from tuneline.train.budget import (
+    BudgetCut,
+    calibration_step,
+    fit_plan,
+    step_tokens,
+    token_bounded,
+)
 from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import AnswerLossModule
@@ -244,7 +250,7 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
     the same cut."""
     start_step, done = measured
     costs = _planned_step_costs(train_set, cfg.batch_size, seed, min_size, total_steps,
-                                share_prefix)
+                                share_prefix, _micro_batch_cap(cfg, accelerator))
     seconds_per_token = measured_seconds / max(1, sum(costs[start_step + 1:done]))
     if accelerator.num_processes > 1:
         both = torch.tensor([seconds_per_token, elapsed_seconds], device=accelerator.device)
@@ -253,13 +259,20 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
     return fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
 
 
+def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
+    """train.max_micro_batch_tokens where it applies: one process (with several, each would
+    split its share differently, and sharded training must run its parts in step)."""
+    return cfg.max_micro_batch_tokens if accelerator.num_processes == 1 else None
+
+
 def _planned_step_costs(train_set: list[TokenizedExample], batch_size: int, seed: int,
-                        min_size: int, total_steps: int, share_prefix: bool) -> list[int]:
+                        min_size: int, total_steps: int, share_prefix: bool,
+                        max_tokens: int | None = None) -> list[int]:
     """Tokens each planned step computes (budget.step_tokens), in training order."""
     costs: list[int] = []
     epoch = 0
     while len(costs) < total_steps:
-        costs += [step_tokens(b, share_prefix)
+        costs += [step_tokens(b, share_prefix, max_tokens)
                   for b in epoch_batches(train_set, batch_size, seed, epoch, min_size)]
         epoch += 1
     return costs[:total_steps]
@@ -312,7 +325,9 @@ def _optimizer_step(wrapped: Any, optimizer: Any, scheduler: Any, params: list[A
     world, rank = accelerator.num_processes, accelerator.process_index
     n_targets = sum(e.n_targets for e in batch)
     shard = batch[rank::world]
-    parts = [p for p in _split(shard, cfg.gradient_accumulation_steps) if p]
+    cap = _micro_batch_cap(cfg, accelerator)
+    parts = [bounded for p in _split(shard, cfg.gradient_accumulation_steps) if p
+             for bounded in token_bounded(p, cap)]
     loss_sum, tokens = 0.0, 0
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
