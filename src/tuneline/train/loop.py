@@ -380,10 +380,10 @@ def validation_loss(wrapped: Any, examples: list[TokenizedExample], cfg: TrainCo
         for i in range(n_batches):
             part = shard[i * micro : (i + 1) * micro]
             weight = 1.0 if part else 0.0
-            with _autocast(bf16, accelerator.device):
-                summed, count = wrapped(**_inputs(part or examples[:1], cfg, pad_id,
-                                                  accelerator.device))
-            totals += torch.stack([summed.float(), count.float()]) * weight
+            for bounded in token_bounded(part or examples[:1], _micro_batch_cap(cfg, accelerator)):
+                with _autocast(bf16, accelerator.device):
+                    summed, count = wrapped(**_inputs(bounded, cfg, pad_id, accelerator.device))
+                totals += torch.stack([summed.float(), count.float()]) * weight
     wrapped.train()
     if world > 1:
         totals = accelerator.reduce(totals, reduction="sum")
