@@ -294,6 +294,58 @@ def test_matching_keeps_only_passages_the_question_names(tmp_path, tiny_model_di
         Retriever.for_run(cfg)
 
 
+def test_without_a_passage_the_rag_variants_and_the_server_decline_without_the_model(
+        tmp_path, tiny_model_dir):
+    from openai import OpenAI
+
+    from tuneline.rag.retrieve import Retriever
+    from tuneline.serve.app import build_app
+    from tuneline.serve.config import ServeConfig
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.5, gold_removed=0.0)
+    cfg.index.match_fields = {"capitals": ["country"]}
+    cfg.index.retrieval.match_question = True
+    cfg.synthesize.unanswerable.per_template = 6
+    cfg.synthesize.unanswerable.out_of_data = False  # invented countries only
+    cfg.evaluate.max_new_tokens = 8
+    result = run_pipeline(cfg, until="evaluate")
+    abstain = cfg.synthesize.unanswerable.answer
+    rows = [r for r in read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+            if "tuned+rag_answer" in r]
+    nowhere = [r for r in rows if not r["retrieved"]]
+    assert nowhere and len(nowhere) < len(rows)
+    for row in rows:  # the tiny random model never writes the abstention itself
+        for variant in ("base+rag", "tuned+rag"):
+            assert (row[f"{variant}_answer"] == abstain) is (not row["retrieved"])
+
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    app = build_app({"tiny": engine}, ServeConfig(max_tokens_default=8), Retriever.for_run(cfg))
+    asked = [{"role": "user", "content": "What is the capital of Perugal?"}]
+    with serve_in_thread(app) as url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+        reply = client.chat.completions.create(model="tiny+rag", messages=asked)
+        streamed = client.chat.completions.create(model="tiny+rag", messages=asked, stream=True)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed
+                       if chunk.choices)
+        named = client.chat.completions.create(
+            model="tiny+rag", messages=[{"role": "user", "content": "Capital of Peru?"}])
+    assert reply.choices[0].message.content == abstain == text
+    assert reply.choices[0].finish_reason == "stop" and reply.model_extra["citations"] == []
+    assert reply.usage.completion_tokens > 5 and reply.usage.prompt_tokens > 30
+    assert named.choices[0].message.content != abstain  # a passage: the model answers
+
+    cfg.index.retrieval.decline_without_passages = False
+    fresh = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")  # app closes
+    model_reads = build_app({"tiny": fresh}, ServeConfig(max_tokens_default=8),
+                            Retriever.for_run(cfg))
+    with serve_in_thread(model_reads) as url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+        asked_model = client.chat.completions.create(model="tiny+rag", messages=asked)
+    assert asked_model.choices[0].message.content != abstain
+    assert asked_model.usage.completion_tokens <= 8
+
+
 def test_matching_needs_match_fields_that_are_columns(tmp_path, tiny_model_dir):
     data = tiny_pipeline_config(tmp_path, tiny_model_dir)
     data["index"] = {"enabled": True, "retrieval": {"match_question": True}}

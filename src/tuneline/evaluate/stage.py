@@ -395,18 +395,23 @@ def _answer_with_retrieval(
     """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
     metrics: recall@k and MRR of each item's gold record."""
     from tuneline.evaluate.retrieval import retrieval_metrics
+    from tuneline.rag.retrieve import no_passage_reply
 
     chosen, hits, conversations = retrieval_conversations(cfg, items)
     max_chars = cfg.index.retrieval.max_passage_chars
-    budgets = [answer_budget(cfg, items[i]) for i in chosen]
+    reply = no_passage_reply(cfg)
+    asked = [n for n, found in enumerate(hits) if found or reply is None]
+    budgets = [answer_budget(cfg, items[chosen[n]]) for n in asked]
     answers: dict[str, list[str | None]] = {}
     for variant in RAG_VARIANTS:
         base, weights = sources[variant.removesuffix("+rag")]
-        texts, speed[variant] = _answer_all(cfg, base, weights, variant, conversations,
-                                            budgets, cached)
+        texts, speed[variant] = _answer_all(cfg, base, weights, variant,
+                                            [conversations[n] for n in asked], budgets, cached)
         answers[variant] = [None] * len(items)
-        for i, text in zip(chosen, texts, strict=True):
-            answers[variant][i] = text
+        for i in chosen:  # retrieval kept no passage: the reply, as the server gives it
+            answers[variant][i] = reply
+        for n, text in zip(asked, texts, strict=True):
+            answers[variant][chosen[n]] = text
     found = retrieval_metrics([items[i] for i in chosen], hits, chosen,
                               cfg.index.retrieval.top_k)
     for i, passages in zip(chosen, hits, strict=True):  # what groundedness is judged against

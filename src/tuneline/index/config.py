@@ -27,6 +27,12 @@ class RetrievalConfig(Section):
         "names (another year) (tuneline.rag.matching). No passage left: the prompt says "
         "none was found, and a tuned model declines.",
     )
+    decline_without_passages: bool = Field(
+        True, description="With match_question: when no passage is left, the +rag variants "
+        "and the server reply with synthesize.unanswerable.answer instead of asking the "
+        "model, which may answer from its prior what retrieval ruled out (docs/log.md, "
+        "2026-12-06). false: the model reads the no-passage prompt.",
+    )
     candidates: int = Field(
         20, ge=1, le=200, description="With match_question, how many hits are searched and "
         "matched before the top_k matching ones are kept.",

@@ -47,6 +47,8 @@ class Retriever:
 
         self.settings = index.retrieval
         self.known = known
+        # What the +rag variants and the server reply when no passage is left (for_run).
+        self.no_passage_reply: str | None = None
         self._lock = threading.Lock()  # server threads share one embedder and connection
         self.embedder = embedder or Embedder(index.embedder, index.batch_size)
         self.scope = None
@@ -68,8 +70,10 @@ class Retriever:
         uri, collection = store_location(cfg)
         if is_local_uri(uri) and not Path(uri).exists():
             raise ConfigError([f"index: no vector store at {uri}; run `tuneline index` first"])
-        return cls(cfg.index, uri, collection, known=_known_values(cfg),
-                   template_questions=_trained_phrasings(cfg))
+        retriever = cls(cfg.index, uri, collection, known=_known_values(cfg),
+                        template_questions=_trained_phrasings(cfg))
+        retriever.no_passage_reply = no_passage_reply(cfg)
+        return retriever
 
     def search(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
         """The top-k hits of every question (k defaults to index.retrieval.top_k)."""
@@ -104,6 +108,15 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+
+def no_passage_reply(cfg: PipelineConfig) -> str | None:
+    """The reply to a question retrieval kept no passage for, given without the model
+    (index.retrieval.decline_without_passages); None: the model reads the no-passage prompt."""
+    retrieval = cfg.index.retrieval
+    if not (retrieval.match_question and retrieval.decline_without_passages):
+        return None
+    return cfg.synthesize.unanswerable.answer
 
 
 def _trained_phrasings(cfg: PipelineConfig) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -52,6 +53,22 @@ class PendingGeneration:
             if isinstance(event, FinalEvent):
                 return event
         raise RuntimeError("the engine ended a request without a final event")
+
+
+class FixedReply:
+    """Stands in for the engine where the answer is decided without the model (retrieval kept
+    no passage: index.retrieval.decline_without_passages): the reply, at once, as one text event
+    and a final one, so streaming, usage, the logs and the traffic record treat it as any
+    answer. Its completion tokens are the reply's tokens in `engine`'s tokenizer."""
+
+    def __init__(self, text: str, engine: Engine):
+        self.text, self.engine = text, engine
+
+    def submit(self, request: GenerationRequest, sink: Any) -> threading.Event:
+        completion = len(self.engine.encode_text(self.text))
+        sink(TextEvent(self.text))
+        sink(FinalEvent(self.text, len(request.prompt_ids), completion, "stop"))
+        return threading.Event()
 
 
 def sse(data: Any) -> bytes:

@@ -36,6 +36,7 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     from tuneline.curate.declines import chat_format
     from tuneline.evaluate.stage import GENERAL, evaluation_items, retrieval_conversations
     from tuneline.models.loading import load_tokenizer
+    from tuneline.rag.retrieve import no_passage_reply
     from tuneline.train.replay import plain_declines, replay_count
     from tuneline.train.tokenize import tokenize_chat
 
@@ -55,8 +56,10 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     scalable = [item for item in items if item["set"] != GENERAL]
     steps, prompt = evaluation.closed_book(scalable, answer_tokens.get("plain"))
     if cfg.index.enabled and cfg.evaluate.rag and scalable:
-        chosen, _, asked = retrieval_conversations(cfg, scalable)
-        rag_steps, rag_prompt = evaluation.work(asked, [scalable[i] for i in chosen],
+        chosen, hits, asked = retrieval_conversations(cfg, scalable)
+        kept = [n for n, found in enumerate(hits) if found or no_passage_reply(cfg) is None]
+        rag_steps, rag_prompt = evaluation.work([asked[n] for n in kept],
+                                                [scalable[chosen[n]] for n in kept],
                                                 answer_tokens.get("rag"))
         steps, prompt = steps + rag_steps, prompt + rag_prompt
     fixed_steps, fixed_prompt = evaluation.closed_book(

@@ -34,7 +34,7 @@ from tuneline.serve.protocol import (
     Usage,
 )
 from tuneline.serve.state import APIError, Route, ServerState
-from tuneline.serve.streaming import PendingGeneration, sse
+from tuneline.serve.streaming import FixedReply, PendingGeneration, sse
 
 router = APIRouter()
 
@@ -68,7 +68,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
                          body.temperature, body.top_p, body.seed, body.stop,
                          (body.top_logprobs or 0) if body.logprobs else None)
-    pending = _submit(call, GenerationRequest(prompt_ids, sampling, call.route.adapter))
+    request = GenerationRequest(prompt_ids, sampling, call.route.adapter)
+    reply = call.state.retriever.no_passage_reply if citations == [] else None
+    pending = (_submit(call, request) if reply is None
+               else PendingGeneration(FixedReply(reply, call.route.engine), request,
+                                      call.state.settings.batching.request_timeout_s))
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
