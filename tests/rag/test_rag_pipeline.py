@@ -320,7 +320,7 @@ def test_without_a_passage_the_rag_variants_and_the_server_decline_without_the_m
             assert (row[f"{variant}_answer"] == abstain) is (not row["retrieved"])
 
     engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
-    app = build_app({"tiny": engine}, ServeConfig(max_tokens_default=8), Retriever.for_run(cfg))
+    app = build_app({"tiny": engine}, ServeConfig(max_tokens_default=32), Retriever.for_run(cfg))
     asked = [{"role": "user", "content": "What is the capital of Perugal?"}]
     with serve_in_thread(app) as url:
         client = OpenAI(base_url=url, api_key="none", max_retries=0)
@@ -330,10 +330,13 @@ def test_without_a_passage_the_rag_variants_and_the_server_decline_without_the_m
                        if chunk.choices)
         named = client.chat.completions.create(
             model="tiny+rag", messages=[{"role": "user", "content": "Capital of Peru?"}])
+        cut = client.chat.completions.create(model="tiny+rag", messages=asked, max_tokens=3)
     assert reply.choices[0].message.content == abstain == text
     assert reply.choices[0].finish_reason == "stop" and reply.model_extra["citations"] == []
     assert reply.usage.completion_tokens > 5 and reply.usage.prompt_tokens > 30
     assert named.choices[0].message.content != abstain  # a passage: the model answers
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 3
+    assert abstain.startswith(cut.choices[0].message.content) and cut.choices[0].message.content
 
     cfg.index.retrieval.decline_without_passages = False
     fresh = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")  # app closes

@@ -140,7 +140,8 @@ def test_a_synthetic_table_gets_natural_questions(products_csv):
 def test_events_a_thing_does_are_asked_in_the_active_voice():
     rows = [{"name": f"Ruler{chr(65 + i)}son", "start": f"19{50 + i}-01-20",
              "end": f"19{60 + i}-01-20", "death_year": str(1990 + i),
-             "launch_date": f"200{i % 10}-03-{10 + i}"} for i in range(12)]
+             "launch_date": f"200{i % 10}-03-{10 + i}",
+             "construction_start": f"18{50 + i}-05-01"} for i in range(12)]
     templates = _by_name(plan_templates("rulers", list(rows[0]), rows))
     assert templates["rulers_end"].questions[0] == "When did {name} end?"
     assert templates["rulers_end"].answer == "{name} ended on {end}."
@@ -148,6 +149,8 @@ def test_events_a_thing_does_are_asked_in_the_active_voice():
     assert templates["rulers_death_year"].questions[0] == "In what year did {name} die?"
     assert templates["rulers_death_year"].answer == "{name} died in {death_year}."
     assert "When was {name} launched?" in templates["rulers_launch_date"].questions  # passive
+    # a qualified event keeps its qualifier: not "When did {name} start?" for two columns
+    assert "When was {name} built?" in templates["rulers_construction_start"].questions
 
 
 def test_a_composite_key_names_rows_no_single_column_identifies():

@@ -59,15 +59,22 @@ class FixedReply:
     """Stands in for the engine where the answer is decided without the model (retrieval kept
     no passage: index.retrieval.decline_without_passages): the reply, at once, as one text event
     and a final one, so streaming, usage, the logs and the traffic record treat it as any
-    answer. Its completion tokens are the reply's tokens in `engine`'s tokenizer."""
+    answer. Its completion tokens are the reply's tokens in `engine`'s tokenizer, cut to the
+    request's max_tokens as a generation would be; no log-probabilities (none were computed)."""
 
     def __init__(self, text: str, engine: Engine):
         self.text, self.engine = text, engine
 
     def submit(self, request: GenerationRequest, sink: Any) -> threading.Event:
-        completion = len(self.engine.encode_text(self.text))
-        sink(TextEvent(self.text))
-        sink(FinalEvent(self.text, len(request.prompt_ids), completion, "stop"))
+        ids = self.engine.encode_text(self.text)
+        text, reason = self.text, "stop"
+        if len(ids) > request.sampling.max_tokens:
+            ids = ids[:request.sampling.max_tokens]
+            text, reason = "".join(self.engine.token_strings(ids)), "length"
+        asked = request.sampling.logprobs is not None
+        sink(TextEvent(text))
+        sink(FinalEvent(text, len(request.prompt_ids), len(ids), reason,
+                        logprobs=() if asked else None))
         return threading.Event()
 
 

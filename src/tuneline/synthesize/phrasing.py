@@ -270,9 +270,12 @@ def _event_word(words: list[str], drop: set[str]) -> tuple[list[str], str | None
 
 
 def _intransitive(rest: list[str]) -> dict[str, str]:
-    """{verb, past, n} when the words name an event the entity does (end, death), else {}."""
-    verb = next((_INTRANSITIVE[w] for w in rest if w in _INTRANSITIVE), None)
-    return {} if verb is None else {"verb": verb[0], "past": verb[1], "n": " ".join(rest)}
+    """{verb, past, n} when the words are one event the entity does (end, death), else {}:
+    'construction start' or 'operation start' keep their qualifier in another phrasing."""
+    if len(rest) != 1 or rest[0] not in _INTRANSITIVE:
+        return {}
+    verb, past = _INTRANSITIVE[rest[0]]
+    return {"verb": verb, "past": past, "n": rest[0]}
 
 
 def _date_family(words: list[str], parts: dict[str, str]) -> tuple[str, dict[str, str]]:

@@ -260,9 +260,12 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
 
 
 def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
-    """train.max_micro_batch_tokens where it applies: one process (with several, each would
-    split its share differently, and sharded training must run its parts in step)."""
-    return cfg.max_micro_batch_tokens if accelerator.num_processes == 1 else None
+    """train.max_micro_batch_tokens where it applies: one process, not DeepSpeed or FSDP (with
+    several processes each would split its share differently and sharded training must run
+    its parts in step; DeepSpeed steps its optimizer at every backward)."""
+    if accelerator.num_processes > 1 or _is_sharded(accelerator):
+        return None
+    return cfg.max_micro_batch_tokens
 
 
 def _planned_step_costs(train_set: list[TokenizedExample], batch_size: int, seed: int,

@@ -20,7 +20,7 @@ __all__ = ["ADAPTER_DIR", "MODEL_DIR", "checkpoint_dir", "run", "weights_dir"]
 # time_limit_seconds is the share of run.budget_minutes left when train starts: the budget
 # itself enters the hash, the seconds left (which vary run to run) do not.
 _OPERATIONAL = ("num_processes", "accelerate_config", "tracking", "checkpoint_every",
-                "keep_checkpoints", "time_limit_seconds")
+                "keep_checkpoints", "time_limit_seconds", "max_micro_batch_tokens")
 
 
 def run(cfg: PipelineConfig, curated: Artifact, out_dir: Path, force: bool = False, *,

@@ -68,10 +68,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
                          body.temperature, body.top_p, body.seed, body.stop,
                          (body.top_logprobs or 0) if body.logprobs else None)
-    request = GenerationRequest(prompt_ids, sampling, call.route.adapter)
+    generation = GenerationRequest(prompt_ids, sampling, call.route.adapter)
     reply = call.state.retriever.no_passage_reply if citations == [] else None
-    pending = (_submit(call, request) if reply is None
-               else PendingGeneration(FixedReply(reply, call.route.engine), request,
+    pending = (_submit(call, generation) if reply is None
+               else PendingGeneration(FixedReply(reply, call.route.engine), generation,
                                       call.state.settings.batching.request_timeout_s))
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
