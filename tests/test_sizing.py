@@ -131,13 +131,13 @@ def test_replay_counts_only_the_prompts_whose_base_answers_are_not_cached(tmp_pa
 
     cfg = PipelineConfig.model_validate({
         "model": {"base": str(tiny_model_dir), "cache_dir": str(tmp_path / "cache")}})
-    assert _replay_prompts_to_answer(cfg, 0) == 0
-    assert _replay_prompts_to_answer(cfg, 10) == 15  # asked: 1.5 prompts per answer wanted
+    cache = _base_answer_cache(cfg)
+    assert _replay_prompts_to_answer(cfg, 0, cache) == 0
+    assert _replay_prompts_to_answer(cfg, 10, cache) == 15  # 1.5 prompts per answer wanted
     first = shuffled_prompts(cfg)[:15]
-    _cache_answers(_base_answer_cache(cfg),
-                   [[{"role": "user", "content": p["prompt"]}] for p in first[3:7]],
+    _cache_answers(cache, [[{"role": "user", "content": p["prompt"]}] for p in first[3:7]],
                    cfg.train.replay.max_new_tokens)
-    assert _replay_prompts_to_answer(cfg, 10) == 11
+    assert _replay_prompts_to_answer(cfg, 10, cache) == 11
 
 
 def test_every_count_that_makes_the_data_is_scaled_and_epochs_are_kept():

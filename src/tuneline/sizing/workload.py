@@ -51,13 +51,15 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     share = (cfg.train.share_prompt_prefix and not cfg.train.gradient_checkpointing
              and not cfg.train.packing)
     answer_tokens = _longest_answers(examples, [chat_format(chat) for chat in chats])
-    evaluation = _Evaluation(cfg, tokenizer, _base_answer_cache(cfg))
+    cache = _base_answer_cache(cfg)
+    evaluation = _Evaluation(cfg, tokenizer, cache)
     items = evaluation_items(cfg, curated)
     scalable = [item for item in items if item["set"] != GENERAL]
     steps, prompt = evaluation.closed_book(scalable, answer_tokens.get("plain"))
     if cfg.index.enabled and cfg.evaluate.rag and scalable:
         chosen, hits, asked = retrieval_conversations(cfg, scalable)
-        kept = [n for n, found in enumerate(hits) if found or no_passage_reply(cfg) is None]
+        declined = no_passage_reply(cfg) is not None  # no passage: no generation
+        kept = [n for n, found in enumerate(hits) if found or not declined]
         rag_steps, rag_prompt = evaluation.work([asked[n] for n in kept],
                                                 [scalable[chosen[n]] for n in kept],
                                                 answer_tokens.get("rag"))
@@ -68,7 +70,7 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
         train_tokens=_computed_tokens(examples, cfg.train.batch_size, share,
                                       cfg.train.max_micro_batch_tokens)
         * _epochs(cfg, len(examples)),
-        replay_prompts=_replay_prompts_to_answer(cfg, replay),
+        replay_prompts=_replay_prompts_to_answer(cfg, replay, cache),
         eval_decode_steps=steps, eval_prompt_tokens=prompt,
         fixed_decode_steps=fixed_steps, fixed_prompt_tokens=fixed_prompt)
 
@@ -79,7 +81,7 @@ def _base_answer_cache(cfg: PipelineConfig) -> Any:
     return AnswerCache.for_base(cfg.model.base, cfg.model.cache_dir, cfg.train.precision)
 
 
-def _replay_prompts_to_answer(cfg: PipelineConfig, wanted: int) -> int:
+def _replay_prompts_to_answer(cfg: PipelineConfig, wanted: int, cache: Any) -> int:
     """Replay prompts the base model must answer for `wanted` examples: those of the first
     round of asking (train.replay) whose answers are not cached."""
     from tuneline.train.replay import ASKED_PER_ANSWER, shuffled_prompts
@@ -87,7 +89,7 @@ def _replay_prompts_to_answer(cfg: PipelineConfig, wanted: int) -> int:
     if not wanted:
         return 0
     asked = shuffled_prompts(cfg)[:math.ceil(wanted * ASKED_PER_ANSWER)]
-    return len(_base_answer_cache(cfg).missing(
+    return len(cache.missing(
         [[{"role": "user", "content": p["prompt"]}] for p in asked],
         cfg.train.replay.max_new_tokens))
 
@@ -98,9 +100,8 @@ def _longest_answers(examples: Sequence[TokenizedExample], formats: Sequence[str
     model's answers end about there, so a batch of them stops early."""
     longest: dict[str, int] = {}
     for example, kind in zip(examples, formats, strict=False):  # replay stand-ins: no format
-        answer = sum(1 for label in example.labels if label != IGNORE_INDEX)
         key = "plain" if kind == "plain" else "rag"
-        longest[key] = max(longest.get(key, 0), answer)
+        longest[key] = max(longest.get(key, 0), example.n_targets)
     return longest
 
 
