@@ -150,7 +150,7 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     from tuneline.evaluate.claims import Vocabulary
     from tuneline.evaluate.metrics import judge_answer
     from tuneline.models.generation import generate_all
-    from tuneline.models.loading import load_base_model, load_tokenizer, train_uses_bf16, use_bf16
+    from tuneline.models.loading import load_base_model, load_tokenizer, use_bf16
     from tuneline.train.job import example_limit, tokenized_file
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import prepare_for_training
@@ -176,12 +176,12 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     transformers.set_seed(seed)
     accelerator = make_accelerator()
     device = accelerator.device.type
-    # The base stays float32 (under bf16 autocast where training uses it), as in the train stage.
+    # The base stays float32 under bf16 autocast, as the train stage has it on a CPU.
     model = prepare_for_training(load_base_model(cfg.model.base, cfg.model.cache_dir),
                                  cfg.train)
-    report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id, seed,
-                        train_uses_bf16(cfg.train.precision, device), accelerator=accelerator)
     bf16 = use_bf16(cfg.train.precision, device)
+    report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id, seed,
+                        bf16, accelerator=accelerator)
     model.eval()
     vocabulary = Vocabulary.read(data / "values.json")
     scores: dict[str, dict[str, list[float]]] = {}

@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import importlib.util
 import json
 import math
 import os
@@ -340,6 +341,10 @@ def main() -> None:
           f"bf16); running: {', '.join(variants)}")
     if unknown := [v for v in variants if v not in TRL_VARIANTS]:
         parser.error(f"--trl: unknown variant(s) {unknown}; choose from {list(TRL_VARIANTS)}")
+    if variants and (missing := [m for m in ("trl", "datasets")
+                                 if importlib.util.find_spec(m) is None]):
+        sys.exit(f"bench/train.py: {', '.join(missing)} not installed; `make bench` installs "
+                 "what the benches need")  # before ours has trained for minutes
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # set_cpu_threads() then leaves it be
     import torch

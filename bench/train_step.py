@@ -16,12 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tuneline.models.loading import (
-    load_base_model,
-    load_tokenizer,
-    set_cpu_threads,
-    train_uses_bf16,
-)
+from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads, use_bf16
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import answer_loss
 from tuneline.train.methods import attach_lora
@@ -66,7 +61,7 @@ def main() -> None:
 
     print(this_machine().summary())  # figures compare within one machine class only
     set_cpu_threads()
-    bf16 = train_uses_bf16("auto", "cpu")
+    bf16 = use_bf16("auto", "cpu")
     tokenizer = load_tokenizer(args.model)
     examples = _examples(tokenizer, args.steps * args.batch_size)
     batches = [collate(examples[i : i + args.batch_size], tokenizer.pad_token_id)

@@ -222,3 +222,31 @@ def test_gain_is_checked_for_each_served_variant_against_base_asked_the_same_way
     assert [c.name for c in check_gate(gate, only_recall).checks] == [
         "min_gain.recall.accuracy", "min_gain.heldout.accuracy",
         "min_gain.recall.accuracy (tuned+rag)"]
+
+
+def test_retrieval_thresholds_hold_tuned_rag_alone_and_fail_without_it():
+    gate = _gate(min_accuracy={"recall": 0.3},
+                 retrieval={"min_accuracy": {"heldout": 0.9, "variant_name": 0.9},
+                            "max_hallucination": {"unanswerable": 0.1}})
+    sets = {"recall": {"accuracy": 0.4, "n": 32}, "heldout": {"accuracy": 0.17, "n": 12},
+            "variant_name": {"accuracy": 0.36, "n": 22},
+            "unanswerable": {"accuracy": 1.0, "hallucination_rate": 0.0, "n": 17}}
+    # the bf16-trained demo of 2026-12-06: it declined what its passages answered
+    reading_fails = {"tuned": sets, "tuned+rag": {
+        **sets, "recall": {"accuracy": 0.72, "n": 32}, "heldout": {"accuracy": 0.75, "n": 12},
+        "variant_name": {"accuracy": 0.545, "n": 22}}}
+    result = check_gate(gate, reading_fails)
+    assert [(c.name, c.passed) for c in result.checks] == [
+        ("min_accuracy.recall", True), ("min_accuracy.recall (tuned+rag)", True),
+        ("retrieval.min_accuracy.heldout (tuned+rag)", False),
+        ("retrieval.min_accuracy.variant_name (tuned+rag)", False),
+        ("retrieval.max_hallucination.unanswerable (tuned+rag)", True)]
+    assert "tuned+rag accuracy 0.750, required >= 0.900" in result.checks[2].message
+    reads = {"tuned": sets, "tuned+rag": {**sets, "heldout": {"accuracy": 1.0, "n": 12},
+                                          "variant_name": {"accuracy": 0.95, "n": 22}}}
+    assert check_gate(gate, reads).passed  # the closed-book model is not held to them
+    missing = _only_failure(check_gate(_gate(retrieval={"min_accuracy": {"heldout": 0.9}}),
+                                       {"tuned": sets}))
+    assert "no 'tuned+rag' variant" in missing.message
+    with pytest.raises(ConfigError, match="heldout=1.5"):
+        load_config(None, ["gate.retrieval.min_accuracy.heldout=1.5"])

@@ -105,37 +105,36 @@ def test_the_base_is_loaded_in_bf16_only_for_lora_under_bf16_on_a_gpu(method, de
     assert options.get("dtype") == dtype
 
 
-@pytest.mark.parametrize(("precision", "device", "native", "trains_bf16", "generates_bf16"), [
-    ("auto", "cpu", True, False, True),   # bf16-trained LoRA read passages worse on a CPU
-    ("auto", "cpu", False, False, False),
-    ("auto", "cuda", True, True, True),
-    ("bf16", "cpu", True, True, True),
-    ("fp32", "cpu", True, False, False),
-    ("fp32", "cuda", True, False, False),
+@pytest.mark.parametrize(("precision", "device", "bf16"), [
+    ("auto", "cpu", False),   # even with native bf16: bf16 runs read passages worse there
+    ("auto", "cuda", True),
+    ("bf16", "cpu", True),
+    ("fp32", "cuda", False),
 ])
-def test_auto_trains_in_fp32_on_a_cpu_and_still_generates_in_bf16_where_it_is_native(
-        monkeypatch, precision, device, native, trains_bf16, generates_bf16):
+def test_auto_is_fp32_on_a_cpu_and_bf16_on_a_gpu_that_has_it(monkeypatch, precision, device,
+                                                             bf16):
     import tuneline.models.loading as loading
 
-    monkeypatch.setattr(loading, "cpu_supports_bf16", lambda: native)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: native)
-    assert loading.train_uses_bf16(precision, device) is trains_bf16
-    assert loading.use_bf16(precision, device) is generates_bf16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert loading.use_bf16(precision, device) is bf16
 
 
-def test_the_train_hash_follows_what_auto_resolves_to_on_this_machine(monkeypatch):
+def test_the_train_hash_and_the_answer_cache_follow_what_auto_resolves_to(monkeypatch, tmp_path,
+                                                                         tiny_model_dir):
     import tuneline.models.loading as loading
     from tuneline.config import PipelineConfig
+    from tuneline.models.answer_cache import AnswerCache
     from tuneline.train.stage import _train_hash
 
     cfg = PipelineConfig.model_validate({"train": {"replay": {"fraction": 0}}})
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(loading, "pick_device", lambda: "cpu")
     on_a_cpu = _train_hash(cfg)
-    monkeypatch.setattr(loading, "cpu_supports_bf16", lambda: True)
-    assert _train_hash(cfg) == on_a_cpu  # 'auto' trains in fp32 on any CPU
+    cpu_answers = AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key
+    assert cpu_answers == AnswerCache.for_base(str(tiny_model_dir), tmp_path, "fp32").model_key
     monkeypatch.setattr(loading, "pick_device", lambda: "cuda")
     assert _train_hash(cfg) != on_a_cpu
+    assert AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key != cpu_answers
 
 
 def test_qlora_loads_the_base_in_4_bit_on_its_process_gpu():

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tuneline.evaluate.config import GateConfig
+from tuneline.evaluate.config import GateConfig, Thresholds
 from tuneline.report.results import EvalResults, parse_results
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
@@ -57,21 +57,16 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
     """
     results = metrics if isinstance(metrics, EvalResults) else parse_results(metrics)
     checks: list[GateCheck] = []
-    bounds = [(f"min_accuracy.{name}", name, "accuracy", threshold, True)
-              for name, threshold in gate.min_accuracy.items()]
-    bounds += [(f"max_hallucination.{name}", name, "hallucination_rate", threshold, False)
-               for name, threshold in gate.max_hallucination.items()]
-    bounds += [(f"min_abstention.{name}", name, "abstention_rate", threshold, True)
-               for name, threshold in gate.min_abstention.items()]
-    bounds += [(f"min_score.{name}.{metric}", name, metric, threshold, True)
-               for name, per_set in gate.min_score.items()
-               for metric, threshold in per_set.items()]
+    bounds = _bounds(gate)
     for variant, required in _checked_variants(gate, results):
         for label, set_name, metric, threshold, at_least in bounds:
             if required or set_name in results.variants[variant]:
                 label = label if variant == TUNED else f"{label} ({variant})"
                 checks.append(_bound(label, results, variant, set_name, metric, threshold,
                                      at_least))
+    for label, set_name, metric, threshold, at_least in _bounds(gate.retrieval):
+        checks.append(_bound(f"retrieval.{label} ({SERVED_WITH_RETRIEVAL})", results,
+                             SERVED_WITH_RETRIEVAL, set_name, metric, threshold, at_least))
     for name, threshold in gate.max_regression.items():
         checks.append(_regression(f"max_regression.{name}", results, name, threshold, BASE))
         if CHAMPION in results.variants:
@@ -91,6 +86,20 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
     if gate.min_win_rate is not None:
         checks.append(_win_rate(results, gate.min_win_rate))
     return GateResult(passed=all(c.passed for c in checks), checks=checks)
+
+
+def _bounds(thresholds: Thresholds) -> list[tuple[str, str, str, float, bool]]:
+    """(label, set, metric, threshold, at least) for each bound of `thresholds`."""
+    bounds = [(f"min_accuracy.{name}", name, "accuracy", threshold, True)
+              for name, threshold in thresholds.min_accuracy.items()]
+    bounds += [(f"max_hallucination.{name}", name, "hallucination_rate", threshold, False)
+               for name, threshold in thresholds.max_hallucination.items()]
+    bounds += [(f"min_abstention.{name}", name, "abstention_rate", threshold, True)
+               for name, threshold in thresholds.min_abstention.items()]
+    bounds += [(f"min_score.{name}.{metric}", name, metric, threshold, True)
+               for name, per_set in thresholds.min_score.items()
+               for metric, threshold in per_set.items()]
+    return bounds
 
 
 def _checked_variants(gate: GateConfig, results: EvalResults) -> list[tuple[str, bool]]:

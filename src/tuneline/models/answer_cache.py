@@ -55,7 +55,10 @@ class AnswerCache:
 
     @classmethod
     def for_base(cls, base: str, cache_dir: Path | None, precision: str) -> AnswerCache:
-        key = f"{model_hash(resolve_model(base, cache_dir))}:{precision}"
+        from tuneline.models.loading import pick_device, use_bf16
+
+        resolved = "bf16" if use_bf16(precision, pick_device()) else "fp32"  # 'auto' varies
+        key = f"{model_hash(resolve_model(base, cache_dir))}:{resolved}"
         return cls(cache_root(cache_dir) / CACHE_FILE, key)
 
     def key(self, conversation: Sequence[dict[str, str]], max_new_tokens: int) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 
 from tuneline._optional import require
 from tuneline.errors import ModelError
-from tuneline.machine import this_machine
 from tuneline.models.resolve import resolve_model
 
 
@@ -18,31 +17,20 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 pays off."""
-    return this_machine().native_bf16
-
-
 def use_bf16(precision: str, device: str) -> bool:
-    """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for generating on a device."""
+    """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for training and generating on a
+    device: 'auto' is bf16 (autocast in training) on a GPU that supports it, fp32 on a CPU.
+
+    On a CPU with native bf16 the demo trained under bf16 autocast declined answerable
+    questions with the gold passage ranked first (dev heldout 72.5-82.5% over three runs
+    against 92.5% in fp32); trained in fp32 but with replay answers generated in bf16, it
+    still declined 32% of variant names on the test set, against none in fp32 throughout
+    (docs/benchmarks.md, 2026-12-06). fp32 there is ~10% slower to train."""
     if precision == "fp32":
         return False
     if precision == "bf16":
         return True
-    if device == "cuda":
-        return bool(require("torch").cuda.is_bf16_supported())
-    return cpu_supports_bf16()
-
-
-def train_uses_bf16(precision: str, device: str) -> bool:
-    """Resolve the precision setting for training: as `use_bf16`, except that 'auto' trains
-    in fp32 on a CPU. On a CPU with native bf16, LoRA trained under bf16 autocast learned to
-    read passages worse than in fp32 (the demo's dev sets: tuned+rag heldout 72.5-82.5 and
-    variant names 57.7-61.5 over three runs, against 92.5 and 92.3; docs/benchmarks.md,
-    2026-12-06) for 10% more speed; the same model generates as well in bf16 as in fp32."""
-    if precision == "auto" and device != "cuda":
-        return False
-    return use_bf16(precision, device)
+    return device == "cuda" and bool(require("torch").cuda.is_bf16_supported())
 
 
 def set_cpu_threads() -> None:

@@ -196,19 +196,14 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     will run it (same precision, threads and batch sizes)."""
     import torch
 
-    from tuneline.models.loading import (
-        load_base_model,
-        pick_device,
-        set_cpu_threads,
-        train_uses_bf16,
-        use_bf16,
-    )
+    from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
     from tuneline.train.loss import answer_loss
     from tuneline.train.methods import attach_lora
 
     started = time.perf_counter()
     set_cpu_threads()
     device = pick_device()
+    bf16 = use_bf16(cfg.train.precision, device)
     model = attach_lora(load_base_model(cfg.model.base, cfg.model.cache_dir), cfg.train)
     model.to(device)
     vocab = model.config.vocab_size
@@ -219,8 +214,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     seconds = []
     for _ in range(2):  # the first warms the kernels up and is not counted
         step_started = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16,
-                            enabled=train_uses_bf16(cfg.train.precision, device)):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = answer_loss(model, {"input_ids": batch, "labels": labels})
         loss.backward()
         optimizer.step()
@@ -228,7 +222,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
         seconds.append(time.perf_counter() - step_started)
     train = seconds[-1] / batch.numel()
     model = model.get_base_model().eval()
-    if use_bf16(cfg.train.precision, device):
+    if bf16:
         model = model.to(torch.bfloat16)
     prompts = _random_ids(vocab, cfg.evaluate.batch_size, PROBE_PROMPT_TOKENS, device)
     prefill = _generation_seconds(model, prompts, 1)

@@ -123,10 +123,10 @@ class TrainConfig(Section):
         False, description="Recompute activations in backward: less memory, ~30% slower."
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="'auto': training runs under bf16 autocast on a GPU that supports "
-        "it and in fp32 on a CPU (under bf16 autocast on a CPU, the demo's model learned to "
-        "read passages worse); generation and serving use bf16 wherever the CPU or GPU has it "
-        "natively. 'bf16' and 'fp32' force one precision for both."
+        "auto", description="'auto': bf16 (autocast in training) on a GPU that supports it, "
+        "fp32 on a CPU, for training, evaluate, replay and the server alike (on CPUs with "
+        "native bf16 the demo's bf16-trained model declined what its passages answered; "
+        "docs/train.md). 'bf16' forces bf16 anywhere."
     )
     eval_every: int = Field(
         0, ge=0, description="Validation loss every N optimizer steps (0: only before and after)."

@@ -99,7 +99,7 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int,
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     """Train per `cfg`; the main process saves the result and returns its details."""
-    from tuneline.models.loading import load_tokenizer, set_cpu_threads, train_uses_bf16
+    from tuneline.models.loading import load_tokenizer, set_cpu_threads, use_bf16
     from tuneline.train.checkpoint import CheckpointStore
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import check_method_supported, save_trained
@@ -123,7 +123,7 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
                         f"answer token within train.max_seq_len={limit}")
     require("transformers").set_seed(cfg.run.seed)
     model = model_for_training(cfg, accelerator)
-    bf16 = train_uses_bf16(train.precision, device)
+    bf16 = use_bf16(train.precision, device)
     store = CheckpointStore(job.checkpoint_dir, train.keep_checkpoints)
     tracker = _open_tracker(cfg, job, accelerator.is_main_process)
     try:
@@ -171,13 +171,13 @@ def base_load_options(train: TrainConfig, device: str, process_index: int = 0) -
     and attention leaves the fast kernels (1.6x slower at batch 64 on an H200,
     docs/benchmarks.md "GPU"); adapters stay float32 either way (PEFT). On a CPU the base stays
     float32, as measured for the demo; full fine-tuning keeps float32 master weights."""
-    from tuneline.models.loading import train_uses_bf16
+    from tuneline.models.loading import use_bf16
     from tuneline.train.methods import quantization_config
 
     if train.method == "qlora":
         return {"quantization_config": quantization_config(train),
                 "device_map": {"": process_index}}
-    if train.method == "lora" and device == "cuda" and train_uses_bf16(train.precision, device):
+    if train.method == "lora" and device == "cuda" and use_bf16(train.precision, device):
         return {"dtype": "bfloat16"}
     return {}
 
