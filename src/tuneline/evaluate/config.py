@@ -118,12 +118,14 @@ class Thresholds(Section):
         "containment). Keys are evaluation set names.",
     )
 
-    @field_validator("min_accuracy", "max_hallucination", "min_abstention")
+    # GateConfig's max_regression and min_gain are checked alike (check_fields: not all here).
+    @field_validator("min_accuracy", "max_hallucination", "min_abstention", "max_regression",
+                     check_fields=False)
     @classmethod
     def _rates(cls, value: dict[str, float]) -> dict[str, float]:
         return _checked_rates(value)
 
-    @field_validator("min_score")
+    @field_validator("min_score", "min_gain", check_fields=False)
     @classmethod
     def _scores(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         return _checked_scores(value)
@@ -159,16 +161,6 @@ class GateConfig(Thresholds):
         description="Lowest LLM-judge win rate of tuned over base (metrics.json judge.win_rate); "
         "unset: not checked.",
     )
-
-    @field_validator("max_regression")
-    @classmethod
-    def _regressions(cls, value: dict[str, float]) -> dict[str, float]:
-        return _checked_rates(value)
-
-    @field_validator("min_gain")
-    @classmethod
-    def _gains(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        return _checked_scores(value)
 
 
 def _checked_rates(value: dict[str, float]) -> dict[str, float]:
