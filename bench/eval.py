@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--rag", action="store_true",
                         help="ask in the RAG format, with three passages per question")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                        help="as train.precision (auto: bf16 on CPUs with native bf16)")
+                        help="as train.precision (auto: fp32 on a CPU, bf16 on a GPU that has it)")
     args = parser.parse_args()
     from tuneline.machine import this_machine
 
