@@ -21,7 +21,7 @@ from tuneline.ingest.config import IngestConfig
 from tuneline.models.config import ModelConfig
 from tuneline.register.config import RegisterConfig
 from tuneline.serve.config import ServeConfig
-from tuneline.synthesize.config import SynthesizeConfig
+from tuneline.synthesize.config import READING_FACTS_PER_TEMPLATE, SynthesizeConfig
 from tuneline.train.config import TrainConfig
 from tuneline.watch.config import WatchConfig
 
@@ -85,7 +85,8 @@ class PipelineConfig(Section):
         indexed = [t for t in self.synthesize.templates
                    if index.sources is None or t.source in index.sources]
         if index.enabled:
-            index.templates = {**passages_from(indexed), **index.templates}
+            scope = next(iter(self.synthesize.unanswerable.qualifiers), None)
+            index.templates = {**passages_from(indexed, scope), **index.templates}
         if not index.retrieval.match_question or any(index.match_fields.values()):
             return self
         index.match_fields = match_fields_from(indexed)
@@ -93,6 +94,14 @@ class PipelineConfig(Section):
             raise ValueError("index.retrieval.match_question needs index.match_fields (per "
                              "source, the fields a question names, e.g. {medallists: [name]}), "
                              "or synthesize.templates on the indexed sources to derive them")
+        return self
+
+    @model_validator(mode="after")
+    def _derive_reading_practice(self) -> PipelineConfig:
+        """synthesize.reading_facts_per_template left unset: some when RAG is trained."""
+        if self.synthesize.reading_facts_per_template is None:
+            self.synthesize.reading_facts_per_template = (
+                READING_FACTS_PER_TEMPLATE if self.curate.rag.fraction > 0 else 0)
         return self
 
     def section_hash(self, *sections: str) -> str:

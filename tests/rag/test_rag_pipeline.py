@@ -17,6 +17,7 @@ from tuneline.artifacts import read_jsonl  # noqa: E402
 from tuneline.config import PipelineConfig  # noqa: E402
 from tuneline.errors import ConfigError  # noqa: E402
 from tuneline.pipeline import run_pipeline  # noqa: E402
+from tuneline.synthesize.config import READING_FACTS_PER_TEMPLATE  # noqa: E402
 
 FACT = "The capital of {country} is {capital}."
 
@@ -381,6 +382,34 @@ def test_an_index_left_unsaid_is_derived_from_the_templates(tmp_path, tiny_model
     said = PipelineConfig.model_validate(data).index  # what the config says stands
     assert said.templates == {"capitals": "{capital} of {country}."}
     assert said.match_fields == {"capitals": ["country"]}
+
+
+def test_a_derived_passage_puts_a_column_one_template_asks_for_after_the_entity(
+        tmp_path, tiny_model_dir):
+    data = tiny_pipeline_config(tmp_path, tiny_model_dir)
+    template = data["synthesize"]["templates"][0]  # keyed on the country, asks the capital
+    data["synthesize"]["templates"].append({**template, "name": "capital_region",
+                                            "key": "{capital}", "fact": "{region}"})
+    data["index"] = {"enabled": True, "retrieval": {"match_question": True}}
+    # the capital is a key of one template and the answer of the other: it follows the
+    # country, the only key no template asks for
+    assert PipelineConfig.model_validate(data).index.templates == {
+        "capitals": "{country}: capital {capital}; region {region}."}
+    data["synthesize"]["unanswerable"] = {"qualifiers": {"in 2024": ["in 2019"]}}
+    # the data's scope follows the entity, for a question about another to read
+    assert PipelineConfig.model_validate(data).index.templates == {
+        "capitals": "{country}, in 2024: capital {capital}; region {region}."}
+
+
+def test_reading_practice_left_unset_follows_rag_training(tmp_path, tiny_model_dir):
+    assert _config(tmp_path, tiny_model_dir, fraction=0.0).synthesize \
+        .reading_facts_per_template == 0
+    cfg = _config(tmp_path, tiny_model_dir, fraction=0.25)
+    assert cfg.synthesize.reading_facts_per_template == READING_FACTS_PER_TEMPLATE
+    cfg.synthesize.max_facts_per_template = 12
+    cfg.synthesize.dev_facts_per_template = 0
+    result = run_pipeline(cfg, until="synthesize")  # 8 rows are left: all of them
+    assert result.artifacts["synthesize"].manifest["counts"]["reading:capital"] == 8
 
 
 def test_extractive_answers_copy_the_gold_passage(tmp_path, tiny_model_dir):

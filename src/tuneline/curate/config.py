@@ -107,8 +107,8 @@ class RaftConfig(Section):
         "the model learns to decline a context about someone else); default: `fraction`.",
     )
     answer: Literal["template", "passage"] = Field(
-        "template", description="What a RAG example with its gold passage is answered with: "
-        "'template', the synthesize answer; 'passage', the gold passage's own text "
+        "passage", description="What a RAG example with its gold passage is answered with: "
+        "'template', the synthesize answer; 'passage' (the default), the gold passage's own text "
         "(extractive): the model learns to find the passage that answers and copy it, so "
         "choosing a row is decided by the first words it copies (the medal, the event) rather "
         "than by a rewrite; of a passage that lists a row's fields ('entity: label value; "

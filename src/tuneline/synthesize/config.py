@@ -7,6 +7,10 @@ from pydantic import Field, model_validator
 from tuneline.config_base import Section
 from tuneline.llm.config import LlmEndpointConfig
 
+# Reading practice per template when a config with RAG training sets none (init's and the
+# demo's: tuned+rag heldout 100 on the demo and >= 90 on the public panel's medians).
+READING_FACTS_PER_TEMPLATE = 40
+
 
 class TemplateConfig(Section):
     name: str = Field(description="Template id, kept on every pair it makes.")
@@ -208,11 +212,13 @@ class SynthesizeConfig(Section):
         "the dev sets, which then hold enough questions to tell two settings apart, at no "
         "training cost (the demo run does not score them; `evaluate.split: dev` does).",
     )
-    reading_facts_per_template: int | dict[str, int] = Field(
-        0, description="Also sample this many facts per template from rows no other fact "
+    reading_facts_per_template: int | dict[str, int] | None = Field(
+        None, description="Also sample this many facts per template from rows no other fact "
         "uses, as retrieval-reading practice: curate turns each into one RAG-format training "
         "example (needs curate.rag) and never evaluates or trains them without passages. A "
-        "mapping gives a count per template name (templates left out get none).",
+        "mapping gives a count per template name (templates left out get none). Unset: "
+        f"{READING_FACTS_PER_TEMPLATE} per template when curate.rag trains RAG examples "
+        "(fraction > 0), none otherwise; a table with fewer unused rows gives what it has.",
     )
     auto_templates: bool = Field(
         False, description="When true, tables that no template names get suggested templates "
@@ -247,7 +253,7 @@ class SynthesizeConfig(Section):
     @model_validator(mode="after")
     def _reading_counts_are_counts(self) -> SynthesizeConfig:
         counts = self.reading_facts_per_template
-        values = counts.values() if isinstance(counts, dict) else [counts]
+        values = counts.values() if isinstance(counts, dict) else [counts or 0]
         if any(n < 0 for n in values):
             raise ValueError("reading_facts_per_template: counts must be >= 0")
         return self

@@ -20,6 +20,7 @@ from tuneline.ingest.config import JoinConfig, SourceConfig
 from tuneline.ingest.joins import apply_join, build_lookup
 from tuneline.ingest.records import Record
 from tuneline.ingest.sources import read_source
+from tuneline.synthesize.config import READING_FACTS_PER_TEMPLATE
 from tuneline.synthesize.join_suggest import SuggestedJoin, suggest_joins
 from tuneline.synthesize.suggest import TableSuggestion, plan_templates
 
@@ -28,7 +29,6 @@ FORMATS = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
 # train in about 8 minutes on 2 cores of the slower machine class; the whole run in about 13.
 MAX_TEMPLATES = 2
 FACTS_PER_TEMPLATE = 30
-READING_FACTS_PER_TEMPLATE = 40
 INIT_BUDGET_MINUTES = 10
 
 
