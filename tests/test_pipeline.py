@@ -80,6 +80,22 @@ def test_a_training_change_re_answers_only_the_tuned_model(tiny_run, tmp_path):
     assert [p["base_answer"] for p in after] == [p["base_answer"] for p in before]
 
 
+def test_answers_cut_at_their_budget_are_counted_and_reported(tiny_run, tmp_path, capsys):
+    from tuneline.pipeline import run_pipeline
+
+    cfg, _, _ = tiny_run
+    one_token = cfg.model_copy(update={
+        "run": cfg.run.model_copy(update={"name": "tiny-cut", "runs_dir": tmp_path}),
+        "evaluate": cfg.evaluate.model_copy(update={"max_new_tokens": 1})})
+    capsys.readouterr()
+    evaluated = run_pipeline(one_token, until="evaluate").artifacts["evaluate"]
+    questions = evaluated.manifest["counts"]["questions"]
+    assert evaluated.manifest["details"]["answers_cut"]["tuned"] == questions
+    err = capsys.readouterr().err
+    assert f"evaluate: {questions} tuned answers reached their token budget" in err
+    assert "base answers reached" not in err  # the base model rambling is no news
+
+
 def test_registered_version_records_lineage(tiny_run):
     from tuneline.registry import open_registry
 

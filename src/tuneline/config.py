@@ -97,6 +97,13 @@ class PipelineConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _retrieval_always_needs_an_index(self) -> PipelineConfig:
+        if self.serve.retrieval == "always" and not self.index.enabled:
+            raise ValueError("serve.retrieval: always needs index.enabled: true (the passages "
+                             "every answer is retrieved from)")
+        return self
+
+    @model_validator(mode="after")
     def _derive_reading_practice(self) -> PipelineConfig:
         """synthesize.reading_facts_per_template left unset: some when RAG is trained."""
         if self.synthesize.reading_facts_per_template is None:

@@ -258,7 +258,8 @@ def check_and_record_gate(cfg: PipelineConfig, evaluated: Artifact, run_dir: Pat
     """Check evaluate's metrics (the medians over the seeds, with repeats) against `cfg.gate`
     and write `<run>/gate.json`."""
     results = read_results(evaluated.path)
-    gate = check_gate(cfg.gate, results if repeats is None else repeats.medians())
+    gate = check_gate(cfg.gate, results if repeats is None else repeats.medians(),
+                      retrieval_only=cfg.serve.retrieval == "always")
     write_json_atomic(run_dir / GATE, gate.to_dict())
     return gate
 

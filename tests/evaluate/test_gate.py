@@ -250,3 +250,33 @@ def test_retrieval_thresholds_hold_tuned_rag_alone_and_fail_without_it():
     assert "no 'tuned+rag' variant" in missing.message
     with pytest.raises(ConfigError, match="heldout=1.5"):
         load_config(None, ["gate.retrieval.min_accuracy.heldout=1.5"])
+
+
+def test_with_retrieval_always_the_gate_holds_tuned_rag_alone():
+    """init's gate on a table (2026-12-06 panel, countries): the closed-book model forgets
+    everyday questions and declines no invented entity; nothing serves it."""
+    gate = _gate(min_gain={"recall": {"accuracy": 0.0}, "heldout": {"accuracy": 0.0}},
+                 min_abstention={"unanswerable": 0.25}, max_regression={"general": 0.2})
+    closed = {"recall": {"accuracy": 0.25, "n": 32}, "heldout": {"accuracy": 0.0, "n": 12},
+              "unanswerable": {"abstention_rate": 0.0, "n": 18},
+              "general": {"accuracy": 0.275, "n": 40}}
+    base = {**closed, "recall": {"accuracy": 0.156, "n": 32},
+            "heldout": {"accuracy": 0.083, "n": 12}, "general": {"accuracy": 0.575, "n": 40}}
+    read = {"recall": {"accuracy": 0.969, "n": 32}, "heldout": {"accuracy": 1.0, "n": 12},
+            "unanswerable": {"abstention_rate": 1.0, "n": 18}}
+    metrics = {"base": base, "tuned": closed, "base+rag": {**read, "heldout": {
+        "accuracy": 0.5, "n": 12}}, "tuned+rag": read}
+    both = check_gate(gate, metrics)
+    assert {c.name for c in both.failures} == {
+        "min_gain.heldout.accuracy", "min_abstention.unanswerable", "max_regression.general"}
+    alone = check_gate(gate, metrics, retrieval_only=True)
+    assert alone.passed
+    assert [c.name for c in alone.checks] == [
+        "min_abstention.unanswerable (tuned+rag)", "min_gain.recall.accuracy (tuned+rag)",
+        "min_gain.heldout.accuracy (tuned+rag)"]
+    declines_nothing = {**metrics, "tuned+rag": {**read, "unanswerable": {
+        "abstention_rate": 0.0, "n": 18}}}
+    assert _only_failure(check_gate(gate, declines_nothing, retrieval_only=True)).name == \
+        "min_abstention.unanswerable (tuned+rag)"
+    with pytest.raises(ConfigError, match="serve.retrieval: always needs index.enabled"):
+        load_config(None, ["serve.retrieval=always"])

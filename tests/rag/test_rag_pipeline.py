@@ -148,6 +148,35 @@ def test_server_retrieves_and_cites(rag_run, tiny_model_dir):
         assert err.value.body["param"] == "rag"
 
 
+def test_a_server_with_retrieval_always_retrieves_for_every_name_and_refuses_without(
+        rag_run, tiny_model_dir):
+    from openai import BadRequestError, OpenAI
+
+    from tuneline.rag.retrieve import Retriever
+    from tuneline.serve.app import build_app
+    from tuneline.serve.config import ServeConfig
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    cfg, _ = rag_run
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    app = build_app({"tiny": engine}, ServeConfig(max_tokens_default=8, retrieval="always"),
+                    Retriever.for_run(cfg))
+    question = [{"role": "user", "content": "What is the capital of Peru?"}]
+    with serve_in_thread(app) as url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+        for name in ("tiny", "tiny+rag"):
+            cited = client.chat.completions.create(model=name, messages=question) \
+                .model_extra["citations"]
+            assert cited[0]["text"] == "The capital of Peru is Lima."
+        with pytest.raises(BadRequestError) as closed_book:
+            client.chat.completions.create(model="tiny", messages=question,
+                                           extra_body={"rag": False})
+        assert closed_book.value.body["param"] == "rag"
+        with pytest.raises(BadRequestError) as raw:
+            client.completions.create(model="tiny", prompt="The capital of Peru is")
+        assert "serve.retrieval: always" in raw.value.body["message"]
+
+
 def test_rag_curation_needs_the_index(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir)
     cfg.index.enabled = False

@@ -50,6 +50,7 @@ def test_init_writes_a_config_that_loads_and_synthesizes_with_no_edits(tmp_path,
     # the gate is relative to base, never an absolute closed-book recall copied from the demo
     assert cfg.gate.min_gain == {"recall": {"accuracy": 0.0}, "heldout": {"accuracy": 0.0}}
     assert not cfg.gate.min_accuracy and cfg.gate.max_regression == {"general": 0.20}
+    assert cfg.serve.retrieval == "always"  # what is served, and gated, reads the table
 
     monkeypatch.chdir(tmp_path)
     synthesized = CliRunner().invoke(cli, ["synthesize", str(config),

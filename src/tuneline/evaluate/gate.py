@@ -41,13 +41,16 @@ class GateResult:
         return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
 
 
-def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> GateResult:
+def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any],
+               retrieval_only: bool = False) -> GateResult:
     """Check evaluate's results against `gate`.
 
     Args:
         gate: the thresholds.
         metrics: `read_results(...)` of metrics.json, or its parsed JSON
             ({variant: {set: {accuracy, abstention_rate, ...}}, "judge": {...}}).
+        retrieval_only: the server answers every request with retrieval (serve.retrieval:
+            always), so the served variant is tuned+rag alone, on the sets it answered.
 
     A metric that a threshold needs but metrics.json lacks is a failed check saying which
     metric is missing, never an exception. No thresholds: the gate passes with no checks.
@@ -58,21 +61,23 @@ def check_gate(gate: GateConfig, metrics: EvalResults | Mapping[str, Any]) -> Ga
     results = metrics if isinstance(metrics, EvalResults) else parse_results(metrics)
     checks: list[GateCheck] = []
     bounds = _bounds(gate)
-    for variant, required in _checked_variants(gate, results):
+    for variant, required in _checked_variants(gate, results, retrieval_only):
         for label, set_name, metric, threshold, at_least in bounds:
-            if required or set_name in results.variants[variant]:
+            if required or set_name in results.variants.get(variant, {}):
                 label = label if variant == TUNED else f"{label} ({variant})"
                 checks.append(_bound(label, results, variant, set_name, metric, threshold,
                                      at_least))
     for label, set_name, metric, threshold, at_least in _bounds(gate.retrieval):
         checks.append(_bound(f"retrieval.{label} ({SERVED_WITH_RETRIEVAL})", results,
                              SERVED_WITH_RETRIEVAL, set_name, metric, threshold, at_least))
-    for name, threshold in gate.max_regression.items():
+    # The closed-book model's forgetting; not served when every answer is retrieved for.
+    regressions = {} if retrieval_only else gate.max_regression
+    for name, threshold in regressions.items():
         checks.append(_regression(f"max_regression.{name}", results, name, threshold, BASE))
         if CHAMPION in results.variants:
             checks.append(_regression(f"max_regression.{name} (vs champion)", results, name,
                                       threshold, CHAMPION))
-    for variant, required in _checked_variants(gate, results):
+    for variant, required in _checked_variants(gate, results, retrieval_only):
         base = BASE_OF.get(variant, BASE)
         for name, per_set in gate.min_gain.items():
             answered = (name in results.variants.get(variant, {})
@@ -102,11 +107,15 @@ def _bounds(thresholds: Thresholds) -> list[tuple[str, str, str, float, bool]]:
     return bounds
 
 
-def _checked_variants(gate: GateConfig, results: EvalResults) -> list[tuple[str, bool]]:
+def _checked_variants(gate: GateConfig, results: EvalResults,
+                      retrieval_only: bool = False) -> list[tuple[str, bool]]:
     """(variant, every threshold required) pairs: the configured variants, or the served ones
-    (tuned; tuned+rag on the sets it answered, when evaluate answered with retrieval)."""
+    (tuned; tuned+rag on the sets it answered, when evaluate answered with retrieval; that
+    alone when the server answers with retrieval only)."""
     if gate.variants is not None:
         return [(variant, True) for variant in gate.variants]
+    if retrieval_only:
+        return [(SERVED_WITH_RETRIEVAL, False)]
     served = [(TUNED, True)]
     if SERVED_WITH_RETRIEVAL in results.variants:
         served.append((SERVED_WITH_RETRIEVAL, False))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,13 +143,17 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         if champion is not None:
             sources[CHAMPION] = (champion.base_model, champion.weights)
         cached: dict[str, int] = {}
+        cut: dict[str, int] = {}
         for variant, (base, weights) in sources.items():
             answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions,
-                                                           budgets, cached)
+                                                           budgets, cached, cut)
         if with_rag:
-            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached)
+            rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached,
+                                                            cut)
             answers.update(rag_answers)
-        details = {"generation_tokens_per_second": speed, "cached_answers": cached}
+        details = {"generation_tokens_per_second": speed, "cached_answers": cached,
+                   "answers_cut": cut}
+        _warn_of_cut_answers(cut)
         if champion is not None:
             details["champion"] = champion.reference
     variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
@@ -324,13 +329,14 @@ def _similarity(cfg: PipelineConfig, details: dict[str, Any]) -> SimilarityFn | 
 def _answer_all(
     cfg: PipelineConfig, base: str, weights: Path | None, variant: str,
     conversations: list[list[dict[str, str]]], budgets: list[int],
-    cached: dict[str, int] | None = None,
+    cached: dict[str, int] | None = None, cut: dict[str, int] | None = None,
 ) -> tuple[list[str], float]:
     """Every conversation answered, those of one token budget generated together; returns the
     answers and the tokens/s of what was generated (0.0 when every answer was cached).
 
     The base model's answers (no `weights`) come from the answer cache when it has them
-    (evaluate.cache_base_answers); `cached[variant]` counts them."""
+    (evaluate.cache_base_answers); `cached[variant]` counts them, and `cut[variant]` the
+    answers that reached their token budget before the model ended them."""
     from tuneline.models.answer_cache import AnswerCache
     from tuneline.models.generation import Generation, generate_with_progress
     from tuneline.models.loading import load_for_inference
@@ -365,7 +371,21 @@ def _answer_all(
                 cached[variant] = cached.get(variant, 0) + hits
         for i, generation in zip(chosen, generations, strict=True):
             texts[i] = generation.text
+        if cut is not None:
+            cut[variant] = cut.get(variant, 0) + sum(g.finish_reason == "length"
+                                                     for g in generations)
     return texts, tokens / seconds if seconds else 0.0
+
+
+def _warn_of_cut_answers(cut: dict[str, int]) -> None:
+    """A tuned model stops by itself when it answers as trained: answers cut at their budget
+    are scored as they stand (a country after the cut is missing), so say so. The base model
+    rambling to its budget is expected and not reported."""
+    for variant, count in cut.items():
+        if count and not variant.startswith("base"):
+            print(f"evaluate: {count} {variant} answers reached their token budget before the "
+                  "model ended them and are scored cut short; raise evaluate.max_new_tokens "
+                  "if answers this long are expected.", file=sys.stderr, flush=True)
 
 
 def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
@@ -391,6 +411,7 @@ def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
 def _answer_with_retrieval(
     cfg: PipelineConfig, sources: dict[str, tuple[str, Path | None]],
     items: list[dict[str, Any]], speed: dict[str, float], cached: dict[str, int],
+    cut: dict[str, int],
 ) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
     """base+rag and tuned+rag on the curated sets (not the general probe), and retrieval
     metrics: recall@k and MRR of each item's gold record."""
@@ -406,7 +427,8 @@ def _answer_with_retrieval(
     for variant in RAG_VARIANTS:
         base, weights = sources[variant.removesuffix("+rag")]
         texts, speed[variant] = _answer_all(cfg, base, weights, variant,
-                                            [conversations[n] for n in asked], budgets, cached)
+                                            [conversations[n] for n in asked], budgets, cached,
+                                            cut)
         answers[variant] = [None] * len(items)
         for i in chosen:  # retrieval kept no passage: the reply, as the server gives it
             answers[variant][i] = reply

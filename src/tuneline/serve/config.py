@@ -120,6 +120,14 @@ class ServeConfig(Section):
         "(GPU; pip install vllm).",
     )
     max_tokens_default: int = Field(256, ge=1, description="max_tokens when a request omits it.")
+    retrieval: Literal["on_request", "always"] = Field(
+        "on_request", description="'on_request': '<name>+rag' and requests with \"rag\": true "
+        "answer from retrieved passages, '<name>' closed book. 'always' (needs index.enabled): "
+        "every chat request is answered with retrieval, whatever model it names; \"rag\": "
+        "false and /v1/completions (a raw prompt) are refused, and the quality gate holds the "
+        "tuned model with retrieval alone, since nothing else is served (`tuneline init` "
+        "writes it for tables).",
+    )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Scheduler.")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Rate limits, quotas.")

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from tuneline.config import PipelineConfig
-from tuneline.serve.state import RAG_SUFFIX, Canary, Route, ServerState, canary_for
+from tuneline.serve.state import Canary, ServerState, canary_for, with_retrieval_routes
 
 RETIRE_AFTER_S = 60.0  # an engine swapped out keeps answering what it already took
 
@@ -50,8 +50,7 @@ class CandidateFollower:
             if hasattr(route.engine, "batcher"):
                 route.engine.batcher.on_batch = state.metrics.observe_batch
         if state.retriever is not None:
-            loaded |= {f"{n}{RAG_SUFFIX}": Route(r.engine, r.adapter, True, r.root, n)
-                       for n, r in list(loaded.items())}
+            loaded = with_retrieval_routes(loaded, state.settings.retrieval == "always")
         routes = {**state.routes, **loaded}
         previous = self._loaded
         if previous is not None:  # the last version this follower loaded goes, names and all

@@ -90,6 +90,17 @@ class ServerState:
             self.quota.charge(key_name, prompt + completion)
 
 
+def with_retrieval_routes(routes: dict[str, Route], always: bool) -> dict[str, Route]:
+    """`routes` and '<name>+rag' for each, answering with retrieval; with `always`, every
+    name answers with retrieval (serve.retrieval: always)."""
+    routes = {**routes, **{f"{n}{RAG_SUFFIX}": Route(r.engine, r.adapter, True, r.root, n)
+                           for n, r in routes.items() if not r.rag}}
+    if always:
+        routes = {n: Route(r.engine, r.adapter, True, r.root, r.parent)
+                  for n, r in routes.items()}
+    return routes
+
+
 def build_state(routes: dict[str, Route], settings: ServeConfig, retriever: Any = None,
                 feedback_path: Path | None = None, canary_name: str | None = None,
                 environ: dict[str, str] | None = None) -> ServerState:
@@ -101,8 +112,7 @@ def build_state(routes: dict[str, Route], settings: ServeConfig, retriever: Any 
     from tuneline.serve.prometheus import ServerMetrics
 
     if retriever is not None:
-        routes = {**routes, **{f"{n}{RAG_SUFFIX}": Route(r.engine, r.adapter, True, r.root, n)
-                               for n, r in routes.items() if not r.rag}}
+        routes = with_retrieval_routes(routes, settings.retrieval == "always")
     limits = settings.limits
     state = ServerState(
         routes=routes, settings=settings, retriever=retriever,

@@ -60,6 +60,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
     call = _start(request, body.model)
     messages = [m.model_dump() for m in body.messages]
     citations = None
+    if body.rag is False and call.state.settings.retrieval == "always":
+        raise APIError(400, "this server answers every request with retrieval "
+                       "(serve.retrieval: always); \"rag\": false is not served",
+                       "invalid_request_error", "rag")
     if body.rag if body.rag is not None else call.route.rag:
         messages, citations = await run_in_threadpool(_retrieve, call.state.retriever, messages)
         call.passages = len(citations)
@@ -99,6 +103,10 @@ async def completions(body: CompletionRequest, request: Request
     if len(prompts) != 1:
         raise APIError(400, "send one prompt per request", "invalid_request_error", "prompt")
     call = _start(request, body.model)
+    if call.state.settings.retrieval == "always":
+        raise APIError(400, "this server answers every request with retrieval "
+                       "(serve.retrieval: always): a raw prompt has no question to retrieve "
+                       "for; use /v1/chat/completions", "invalid_request_error", "model")
     prompt_ids = await run_in_threadpool(call.route.engine.encode_text, prompts[0])
     if not prompt_ids:
         raise APIError(400, "the prompt is empty", "invalid_request_error", "prompt")
