@@ -140,7 +140,8 @@ class GateConfig(Thresholds):
     )
     variants: list[str] | None = Field(
         None, description="Variants the thresholds apply to; unset: the ones that are served, "
-        "tuned and, when evaluate answered with retrieval, tuned+rag (on the sets it answers).",
+        "tuned and, when evaluate answered with retrieval, tuned+rag (on the sets it answers); "
+        "with serve.retrieval: always, tuned+rag alone and no max_regression.",
     )
     retrieval: Thresholds = Field(
         default_factory=Thresholds,
