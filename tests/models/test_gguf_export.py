@@ -114,6 +114,44 @@ def _render_go_template(template: str, messages: list[dict[str, str]]) -> str:
                    for m in messages) + generation
 
 
+def test_the_pre_tokenizer_is_named_from_the_tokenizer_not_from_its_folder(exported):
+    """llama.cpp splits text before BPE by `tokenizer.ggml.pre`. It used to be read from the
+    model's folder name, so every merged export (a temporary folder) got "default", and
+    llama.cpp tokenized 47 of 115 of the demo's prompts unlike training."""
+    import gguf
+
+    for quant in ("f16", "q8_0"):
+        reader = gguf.GGUFReader(exported / quant / f"{quant}.gguf")
+        field = reader.fields["tokenizer.ggml.pre"]
+        assert bytes(field.parts[field.data[0]]).decode() == "gpt-2"
+
+
+@pytest.mark.parametrize(("pre", "name"), [
+    ({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}, "gpt-2"),
+    ({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                            {"type": "ByteLevel", "use_regex": True}]},
+     "smollm"),
+])
+def test_known_pre_tokenizers_get_llama_cpp_names(pre, name):
+    from tuneline.models.gguf_export import _llama_cpp_pre_tokenizer
+
+    assert _llama_cpp_pre_tokenizer(pre) == name
+
+
+@pytest.mark.parametrize("pre", [
+    {"type": "Metaspace", "replacement": "\u2581"},
+    {"type": "ByteLevel", "use_regex": False},  # Llama 3 splits with its own regex first
+    {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "x"}},
+                                           {"type": "ByteLevel", "use_regex": False}]},
+    None,
+])
+def test_an_unknown_pre_tokenizer_is_refused_not_guessed(pre):
+    from tuneline.models.gguf_export import _llama_cpp_pre_tokenizer
+
+    with pytest.raises(ModelError, match="pre-tokenizer"):
+        _llama_cpp_pre_tokenizer(pre)
+
+
 def test_an_unsupported_architecture_is_named(tmp_path, tiny_model_dir):
     folder = tmp_path / "gpt2"
     shutil.copytree(tiny_model_dir, folder)
@@ -176,6 +214,10 @@ def test_smollm2_gguf_answers_like_the_hf_model_and_stops_by_itself(tmp_path, sm
 
 
 LLAMACPP = Path(__file__).parents[2] / "bench" / "llamacpp"
+# What a wrong pre-tokenizer splits differently: apostrophes, numbers, signs, non-ASCII.
+TOKENIZER_PROMPTS = ["Who won the Women's -57kg at Paris 2024?", "It's 3.14159, isn't it?",
+                     "Price: $12.50!!! <b>bold</b>  two  spaces\ttab",
+                     "Émile Zola’s café — naïve 東京 2024年"]
 
 
 def _llamacpp_greedy(gguf: Path, prompts: list[str], max_tokens: int) -> dict:
@@ -195,27 +237,34 @@ def test_llama_cpp_reads_the_gguf_tokenizes_as_training_did_and_answers_alike(
         tmp_path, smollm2_answers):
     """The GGUF in llama.cpp itself (node-llama-cpp's prebuilt CPU build; `make llamacpp`), not
     transformers' reading of it: llama.cpp's tokenizer turns each chat-templated prompt into
-    the token ids training used, every answer ends with the end-of-turn token by itself, and
-    f16 answers like the HF model. Measured 2026-12-06 (Intel Xeon, AVX-512): f16 the same
-    answer to 20 of 20, q8_0 to 9 of 20 (llama.cpp also rounds activations to 8 bits; the
-    answers part at near ties of a 135M model's long replies), every q8_0 answer stopping
-    by itself."""
+    the token ids training used (apostrophes, numbers and non-ASCII text included), every
+    answer ends with the end-of-turn token by itself, and f16 answers like the HF model.
+    Measured 2026-12-06 (Intel Xeon, AVX-512): f16 the same answer to 20 of 20, q8_0 to 9 of
+    20 (llama.cpp also rounds activations to 8 bits; the answers part at near ties of a 135M
+    model's long replies), every q8_0 answer stopping by itself."""
     if shutil.which("node") is None or not (LLAMACPP / "node_modules").is_dir():
         pytest.skip("llama.cpp check needs node and `make llamacpp` (bench/llamacpp)")
     source, _, tokenizer, expected = smollm2_answers
+    # A merged export lives in a folder named like any other: the model's name is no clue.
+    model = tmp_path / "merged"
+    model.mkdir()
+    for file in source.iterdir():
+        (model / file.name).symlink_to(file)
+    prompts = EVERYDAY_PROMPTS + TOKENIZER_PROMPTS
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in EVERYDAY_PROMPTS]
-    trained_ids = [ids for ids, _ in expected_pairs(tokenizer, EVERYDAY_PROMPTS, expected)]
+                                           add_generation_prompt=True) for p in prompts]
+    trained_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     for quant in ("f16", "q8_0"):
         folder = tmp_path / quant
         folder.mkdir()
-        write_gguf(source, folder, quant, quant)
+        write_gguf(model, folder, quant, quant)
         got = _llamacpp_greedy(folder / f"{quant}.gguf", texts, 64)
         assert got["prompt_tokens"] == trained_ids, quant
-        assert [a[-1] == end for a in got["answers"]] == [e[-1] == end for e in expected], quant
+        answers = got["answers"][:len(EVERYDAY_PROMPTS)]
+        assert [a[-1] == end for a in answers] == [e[-1] == end for e in expected], quant
         if quant == "f16":
-            same = sum(a == e for a, e in zip(got["answers"], expected, strict=True))
+            same = sum(a == e for a, e in zip(answers, expected, strict=True))
             assert same >= 19, same
 
 
