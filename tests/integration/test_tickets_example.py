@@ -93,6 +93,17 @@ def test_evaluate_grades_replies_and_the_model_is_served(tickets_run):
         assert scores["n"] > 0 and "rouge_l" in scores["ci95"]
     report = (result.artifacts["evaluate"].path / "report.md").read_text()
     assert "Free-text replies against the reference" in report
+    # The nearest trained reply, the baseline a model must beat: a reply training holds,
+    # scored on the free-text sets only, shown in the report.
+    trained = {m["content"] for line in (result.artifacts["curate"].path / "train.jsonl").open()
+               for m in json.loads(line)["messages"] if m["role"] == "assistant"}
+    predictions = [json.loads(line) for line in
+                   (result.artifacts["evaluate"].path / "predictions.jsonl").open()]
+    lookups = [p["nearest_trained_answer"] for p in predictions
+               if p["set"] in ("reference", "reference_recall")]
+    assert lookups and set(lookups) <= trained
+    assert set(metrics["nearest_trained"]) <= {"reference", "reference_recall"}
+    assert "| nearest_trained | reference" in report
     version = open_registry(cfg.register).get("tickets")
     engine = TransformersEngine.load(version.meta["base_model"], version.adapter_dir,
                                      precision="fp32")

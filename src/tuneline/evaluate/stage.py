@@ -25,7 +25,7 @@ from tuneline.artifacts import (
 )
 from tuneline.config import PipelineConfig
 from tuneline.curate.conversation_split import REFERENCE_RECALL_SET, REFERENCE_SET
-from tuneline.curate.stage import EVAL_DIR, EVAL_SETS, VALUES_FILE, load_eval_set
+from tuneline.curate.stage import EVAL_DIR, EVAL_SETS, TRAIN, VALUES_FILE, load_eval_set
 from tuneline.errors import MissingDependencyError
 from tuneline.evaluate.claims import Vocabulary
 from tuneline.evaluate.free_text import (
@@ -34,6 +34,7 @@ from tuneline.evaluate.free_text import (
     score_references,
     summarize_scores,
 )
+from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
@@ -156,7 +157,12 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         _warn_of_cut_answers(cut)
         if champion is not None:
             details["champion"] = champion.reference
-    variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS) if v in answers]
+    lookup = lookup_replies([last_question(prompt_messages(item))
+                             if item["set"] in FREE_TEXT_SETS else None for item in items],
+                            curated.path / TRAIN, cfg.index.embedder, details)
+    if lookup is not None:
+        answers[NEAREST_TRAINED] = lookup
+    variants = [v for v in (*VARIANTS, CHAMPION, *RAG_VARIANTS, NEAREST_TRAINED) if v in answers]
     vocabulary = Vocabulary.read(curated.path / EVAL_DIR / VALUES_FILE)
     predictions = [_prediction(item, {v: answers[v][i] for v in variants},
                                retrieval.get("items", {}).get(i, {}), vocabulary)
@@ -170,7 +176,8 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         opponent = CHAMPION if CHAMPION in variants else "base"
         metrics["judge"], details["judge_usage"] = _judge(cfg, predictions, opponent, tmp)
     if cfg.evaluate.judge.endpoint is not None:
-        usage = _grade_replies(cfg, predictions, variants, metrics, tmp)
+        usage = _grade_replies(cfg, predictions, [v for v in variants if v != NEAREST_TRAINED],
+                               metrics, tmp)
         if usage:
             details["reply_judge_usage"] = usage
     write_json_atomic(tmp / METRICS, metrics)

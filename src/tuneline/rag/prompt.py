@@ -57,6 +57,13 @@ def rag_user_message(question: str, passages: Sequence[Passage], max_chars: int 
     return f"{INSTRUCTION}\n\n{blocks}\n\nQuestion: {question}"
 
 
+def question_of(user_message: str) -> str:
+    """The question of a user turn: rag_user_message's question, or the turn as it is."""
+    if user_message.startswith(INSTRUCTION):
+        return user_message.rsplit("\n\nQuestion: ", 1)[-1]
+    return user_message
+
+
 def rag_messages(messages: Sequence[dict[str, str]], passages: Sequence[Passage],
                  max_chars: int = 600) -> list[dict[str, str]]:
     """A conversation whose last user turn is rewritten with the passages (earlier turns and
