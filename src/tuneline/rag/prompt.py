@@ -29,6 +29,7 @@ def shown_text(passage: Passage, max_chars: int) -> str:
     return text.translate(_NEUTRALIZE)
 
 
+QUESTION_LABEL = "Question: "  # before the question, after the passages
 # What the model reads when retrieval (or matching) found nothing.
 NO_PASSAGE = "<passage source=\"none\">\n(no passage found)\n</passage>"
 
@@ -43,7 +44,7 @@ def without_scaffolding(text: str) -> str:
     block's `source="none"`, and every such decline was dropped (docs/log.md,
     2026-12-05 (midday))."""
     text = text.replace(INSTRUCTION, " ").replace("(no passage found)", " ")
-    return _SCAFFOLD_TAG.sub(" ", text).replace("Question: ", " ")
+    return _SCAFFOLD_TAG.sub(" ", text).replace(QUESTION_LABEL, " ")
 
 
 def passage_block(passage: Passage, max_chars: int) -> str:
@@ -54,13 +55,13 @@ def passage_block(passage: Passage, max_chars: int) -> str:
 def rag_user_message(question: str, passages: Sequence[Passage], max_chars: int = 600) -> str:
     """The user turn: instruction, passage blocks, then the question."""
     blocks = "\n".join(passage_block(p, max_chars) for p in passages) or NO_PASSAGE
-    return f"{INSTRUCTION}\n\n{blocks}\n\nQuestion: {question}"
+    return f"{INSTRUCTION}\n\n{blocks}\n\n{QUESTION_LABEL}{question}"
 
 
 def question_of(user_message: str) -> str:
     """The question of a user turn: rag_user_message's question, or the turn as it is."""
     if user_message.startswith(INSTRUCTION):
-        return user_message.rsplit("\n\nQuestion: ", 1)[-1]
+        return user_message.rsplit(f"\n\n{QUESTION_LABEL}", 1)[-1]
     return user_message
 
 
