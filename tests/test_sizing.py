@@ -9,10 +9,12 @@ from conftest import read_json, tiny_pipeline_config, write_config
 from tuneline.config import PipelineConfig
 from tuneline.sizing import (
     MIN_SCALE,
+    GenerationBatch,
     MachineSpeed,
     Projection,
     Workload,
     data_scale,
+    generation_seconds,
     project_seconds,
     scale_for,
     scaled_config,
@@ -39,18 +41,62 @@ def test_steps_are_cut_to_half_before_the_data_shrinks():
     assert data_scale(projection(400)) == 1.0  # 200 + 250: within 5%, not worth re-curating
 
 
-def test_replay_is_counted_at_the_full_token_budget_and_evaluate_by_its_steps():
+def test_replay_is_counted_at_the_full_token_budget_and_evaluate_by_its_batches():
     speed = MachineSpeed(train_seconds_per_token=0.01, prefill_seconds_per_token=0.001,
                          decode_seconds_per_step=0.1, probe_seconds=5)
-    work = Workload(train_tokens=1000, replay_prompts=40, eval_decode_steps=60,
-                    eval_prompt_tokens=2000, fixed_decode_steps=20, fixed_prompt_tokens=500)
-    train, replay, evaluate, general = project_seconds(work, speed, replay_batch=32,
-                                                       replay_new_tokens=50)
+    evaluate = [GenerationBatch(rows=4, width=30, shared=10, new_tokens=20),
+                GenerationBatch(rows=2, width=50, shared=0, new_tokens=40)]
+    general = [GenerationBatch(rows=5, width=100, shared=20, new_tokens=20)]
+    work = Workload(train_tokens=1000, replay_prompts=40, eval_batches=evaluate,
+                    fixed_batches=general)
+    train, replay, evaluated, fixed = project_seconds(work, speed, replay_batch=32,
+                                                      replay_new_tokens=50)
     # replay: 2 batches x 50 steps x 0.1 s + 40 prompts x 50 tokens x 0.001 s
     assert replay == pytest.approx(10 + 2)
     assert train == pytest.approx(10 + replay)
-    assert evaluate == pytest.approx(60 * 0.1 + 2.0)
-    assert general == pytest.approx(20 * 0.1 + 0.5)
+    # prompts padded to their batch's longest, the shared prefix once: 10 + 4 x 20, 2 x 50
+    assert evaluated == pytest.approx(60 * 0.1 + (90 + 100) * 0.001)
+    assert fixed == pytest.approx(20 * 0.1 + (20 + 5 * 80) * 0.001)
+
+
+def test_generation_costs_more_per_token_at_a_longer_context():
+    from tuneline.sizing.speed import PROBE_LONG_TOKENS, PROBE_PROMPT_TOKENS
+
+    speed = MachineSpeed(train_seconds_per_token=0.01, prefill_seconds_per_token=0.001,
+                         decode_seconds_per_step=0.1, probe_seconds=5,
+                         prefill_seconds_per_token_long=0.002, decode_seconds_per_step_long=0.3)
+    # measured at both contexts: read there, linear between and beyond, never below short
+    assert speed.decode_seconds(10, PROBE_PROMPT_TOKENS) == pytest.approx(1.0)
+    assert speed.decode_seconds(10, PROBE_LONG_TOKENS) == pytest.approx(3.0)
+    middle = (PROBE_PROMPT_TOKENS + PROBE_LONG_TOKENS) / 2
+    assert speed.decode_seconds(10, middle) == pytest.approx(2.0)
+    beyond = 2 * PROBE_LONG_TOKENS - PROBE_PROMPT_TOKENS
+    assert speed.prefill_seconds(100, beyond) == pytest.approx(0.3)
+    assert speed.prefill_seconds(100, 1) == pytest.approx(0.1)
+    # the same batches, short and long: the long prompts' projection grows faster than
+    # their tokens (without the long measures, it would grow as the tokens do)
+    short = [GenerationBatch(rows=16, width=50, shared=0, new_tokens=100)]
+    long = [GenerationBatch(rows=16, width=500, shared=0, new_tokens=100)]
+    flat = MachineSpeed(0.01, 0.001, 0.1, 5)
+    assert generation_seconds(long, speed) / generation_seconds(short, speed) > (
+        generation_seconds(long, flat) / generation_seconds(short, flat)) * 1.5
+
+
+def test_a_partial_batch_decodes_for_a_one_row_step_plus_its_rows_share():
+    from tuneline.sizing.speed import PROBE_PROMPT_TOKENS
+
+    speed = MachineSpeed(train_seconds_per_token=0.01, prefill_seconds_per_token=0.001,
+                         decode_seconds_per_step=0.1, probe_seconds=5,
+                         decode_seconds_per_step_one_row=0.03, batch_rows=8)
+    at = PROBE_PROMPT_TOKENS
+    assert speed.decode_seconds(10, at, rows=1) == pytest.approx(0.3)
+    assert speed.decode_seconds(10, at, rows=8) == pytest.approx(1.0)
+    assert speed.decode_seconds(10, at, rows=3) == pytest.approx(10 * (0.03 + 0.07 * 2 / 7))
+    assert speed.decode_seconds(10, at) == pytest.approx(1.0)  # rows unknown: a full batch
+    # a last batch of 3 rows: less than a full one, more than one row
+    full, last = (generation_seconds([GenerationBatch(rows, 40, 0, 20)], speed)
+                  for rows in (8, 3))
+    assert generation_seconds([GenerationBatch(1, 40, 0, 20)], speed) < last < full
 
 
 def test_a_prompt_prefix_every_row_of_a_batch_shares_is_counted_once_per_batch():
@@ -102,20 +148,26 @@ def test_evaluate_counts_what_the_base_model_must_generate_and_where_tuned_answe
     _cache_answers(cache, asked[1:2], 99)  # another budget's answer does not count
     cfg = PipelineConfig.model_validate({"evaluate": {"batch_size": 2, "max_new_tokens": 20}})
 
-    steps, tokens = _Evaluation(cfg, tokenizer, cache).work(asked, items, answer_tokens=5)
+    batches = _Evaluation(cfg, tokenizer, cache).work(asked, items, answer_tokens=5)
     # base: the two uncached prompts in one batch of 20 steps; tuned: all three, in batches
     # of two in order of length, each stopping after its 5 answer tokens and the end token
-    assert steps == 20 + 2 * 6
-    base_tokens = len(ids[1]) + len(ids[2]) - _common(ids[1], ids[2])
-    tuned_tokens = len(ids[0]) + len(ids[1]) - _common(ids[0], ids[1]) + len(ids[2])
-    assert tokens == base_tokens + tuned_tokens
-    assert tokens < sum(len(row) for row in ids) + len(ids[1]) + len(ids[2])  # prefix shared
+    assert batches == [
+        GenerationBatch(rows=2, width=len(ids[2]), shared=_common(ids[1], ids[2]),
+                        new_tokens=20),
+        GenerationBatch(rows=2, width=len(ids[1]), shared=_common(ids[0], ids[1]),
+                        new_tokens=6),
+        GenerationBatch(rows=1, width=len(ids[2]), shared=0, new_tokens=6)]
+    # prefill: the shared prefix once, the rest of each row padded to the longest
+    assert batches[0].prompt_tokens == (_common(ids[1], ids[2])
+                                        + 2 * (len(ids[2]) - _common(ids[1], ids[2])))
 
     # a tuned model whose answers may reach the budget, and no cache: every batch at 20 steps
     uncached = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(
         update={"cache_base_answers": False})})
-    assert _Evaluation(uncached, tokenizer, cache).work(asked, items, None)[0] == 4 * 20
-    assert _Evaluation(cfg, tokenizer, cache).work(asked, items, 50)[0] == 20 + 2 * 20
+    assert [b.new_tokens for b in _Evaluation(uncached, tokenizer, cache).work(
+        asked, items, None)] == [20] * 4
+    assert [b.new_tokens for b in _Evaluation(cfg, tokenizer, cache).work(
+        asked, items, 50)] == [20, 20, 20]
 
 
 def _common(a, b):
@@ -189,6 +241,7 @@ def test_a_run_that_cannot_fit_is_curated_again_smaller_and_says_so(tmp_path, ti
     assert sizing["knobs"]["synthesize.max_facts_per_template"] == [16, 4]
     assert sizing["speed"]["train_seconds_per_token"] > 0
     assert sizing["speed"]["decode_seconds_per_step"] > 0
+    assert sizing["speed"]["prefill_seconds_per_token_long"] > 0  # the long context too
     assert sizing["machine"]["cores"] >= 1
     counts = read_json(result.artifacts["synthesize"].path / "manifest.json")["counts"]
     assert counts["facts:capital"] == 4

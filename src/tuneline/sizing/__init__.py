@@ -1,7 +1,8 @@
 """Size a run to run.budget_minutes on this machine.
 
-A run with a budget measures the machine before it trains: two LoRA steps and a short batched
-generation with the base model (about 20 s on the 2-core AVX2 class). With the data curated at
+A run with a budget measures the machine before it trains: two LoRA steps and batched
+generation at a short and a long context with the base model (sizing.speed; about 20 s on the
+2-core AVX2 class). With the data curated at
 the configured size it projects train, replay and evaluate. Train's own time limit (what is
 left less evaluate's projection) cuts its steps when they would not fit; when even half the
 steps and the full evaluated sets would not fit, the counts that make the data (facts, reading
@@ -17,15 +18,20 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from tuneline.artifacts import Artifact, hash_strings, write_json_atomic
 from tuneline.config import PipelineConfig
-from tuneline.sizing.workload import REPLAY_TOKENS, Workload, measure_workload
-from tuneline.train.tokenize import IGNORE_INDEX
+from tuneline.sizing.speed import MachineSpeed
+from tuneline.sizing.speed import machine_speed as machine_speed  # the pipeline's probe
+from tuneline.sizing.workload import (
+    REPLAY_TOKENS,
+    GenerationBatch,
+    Workload,
+    measure_workload,
+)
 
 SIZING_FILE = "sizing.json"
 # Of the budget, what the projected stages may take: model loads, validation, checkpoints,
@@ -38,20 +44,6 @@ NO_RESIZE_ABOVE = 0.95  # a scale this close to 1 is not worth a second curate
 # dev sets (AVX2 class, one seed each) the two read about as well, within their noise
 # (docs/log.md, 2026-12-05 evening).
 STEP_SHARE_FIRST = 0.5
-PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows average ~130
-PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer positions only
-PROBE_PROMPT_TOKENS = 32
-PROBE_NEW_TOKENS = 8
-
-
-@dataclass
-class MachineSpeed:
-    """This machine's measured speeds for the base model, in the precision the run uses."""
-
-    train_seconds_per_token: float  # padded tokens of a LoRA step: forward, backward, AdamW
-    prefill_seconds_per_token: float  # prompt tokens of a batched generation
-    decode_seconds_per_step: float  # one new token for every row of an evaluate batch
-    probe_seconds: float
 
 
 @dataclass
@@ -120,16 +112,22 @@ def project_seconds(work: Workload, speed: MachineSpeed, replay_batch: int,
     evaluate of the fixed ones), in seconds. A replay batch is counted at the full new-token
     budget (the base model's everyday answers are long)."""
     replay_batches = math.ceil(work.replay_prompts / replay_batch)
-    replay = (replay_batches * replay_new_tokens * speed.decode_seconds_per_step
-              + work.replay_prompts * REPLAY_TOKENS / 2 * speed.prefill_seconds_per_token)
+    prompt = REPLAY_TOKENS / 2
+    replay = (speed.decode_seconds(replay_batches * replay_new_tokens,
+                                   prompt + replay_new_tokens / 2)
+              + speed.prefill_seconds(work.replay_prompts * prompt, prompt))
     train = work.train_tokens * speed.train_seconds_per_token + replay
+    return (train, replay, generation_seconds(work.eval_batches, speed),
+            generation_seconds(work.fixed_batches, speed))
 
-    def generation(steps: float, prompt_tokens: int) -> float:
-        return (steps * speed.decode_seconds_per_step
-                + prompt_tokens * speed.prefill_seconds_per_token)
 
-    return (train, replay, generation(work.eval_decode_steps, work.eval_prompt_tokens),
-            generation(work.fixed_decode_steps, work.fixed_prompt_tokens))
+def generation_seconds(batches: list[GenerationBatch], speed: MachineSpeed) -> float:
+    """Each batch's prompt at its padded width, then its new tokens, for its rows, attending
+    to the prompt and to half of themselves on average."""
+    return sum(speed.prefill_seconds(batch.prompt_tokens, batch.width)
+               + speed.decode_seconds(batch.new_tokens, batch.width + batch.new_tokens / 2,
+                                      batch.rows)
+               for batch in batches)
 
 
 def scaled_config(cfg: PipelineConfig, scale: float, facts_per_template: dict[str, int]
@@ -176,80 +174,6 @@ def facts_per_template(cfg: PipelineConfig, synthesized: Artifact) -> dict[str, 
     templates = {template.name for template in cfg.synthesize.templates}
     return {key.split(":", 1)[1]: int(value) for key, value in counts.items()
             if key.startswith("facts:") and key.split(":", 1)[1] in templates}
-
-
-_MEASURED: dict[tuple[Any, ...], MachineSpeed] = {}
-
-
-def machine_speed(cfg: PipelineConfig) -> MachineSpeed:
-    """measure_speed, once per process for a model, precision and batch sizes (the seeds of
-    run.repeats share it)."""
-    key = (cfg.model.base, cfg.train.precision, cfg.train.batch_size, cfg.evaluate.batch_size,
-           cfg.train.lora.model_dump_json())
-    if key not in _MEASURED:
-        _MEASURED[key] = measure_speed(cfg)
-    return _MEASURED[key]
-
-
-def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
-    """Time a few LoRA steps and a short generation of the base model, as train and evaluate
-    will run it (same precision, threads and batch sizes)."""
-    import torch
-
-    from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
-    from tuneline.train.loss import answer_loss
-    from tuneline.train.methods import attach_lora
-
-    started = time.perf_counter()
-    set_cpu_threads()
-    device = pick_device()
-    bf16 = use_bf16(cfg.train.precision, device)
-    model = attach_lora(load_base_model(cfg.model.base, cfg.model.cache_dir), cfg.train)
-    model.to(device)
-    vocab = model.config.vocab_size
-    batch = _random_ids(vocab, cfg.train.batch_size, PROBE_BATCH_TOKENS, device)
-    labels = batch.clone()
-    labels[:, : int(PROBE_BATCH_TOKENS * (1 - PROBE_ANSWER_SHARE))] = IGNORE_INDEX
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    seconds = []
-    for _ in range(2):  # the first warms the kernels up and is not counted
-        step_started = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = answer_loss(model, {"input_ids": batch, "labels": labels})
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - step_started)
-    train = seconds[-1] / batch.numel()
-    model = model.get_base_model().eval()
-    if bf16:
-        model = model.to(torch.bfloat16)
-    prompts = _random_ids(vocab, cfg.evaluate.batch_size, PROBE_PROMPT_TOKENS, device)
-    prefill = _generation_seconds(model, prompts, 1)
-    decode = (_generation_seconds(model, prompts, 1 + PROBE_NEW_TOKENS) - prefill)
-    return MachineSpeed(train_seconds_per_token=train,
-                        prefill_seconds_per_token=prefill / prompts.numel(),
-                        decode_seconds_per_step=max(decode, 0.0) / PROBE_NEW_TOKENS,
-                        probe_seconds=time.perf_counter() - started)
-
-
-def _random_ids(vocab: int, rows: int, length: int, device: str) -> Any:
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    return torch.randint(100, vocab, (rows, length), generator=generator).to(device)
-
-
-def _generation_seconds(model: Any, prompts: Any, new_tokens: int) -> float:
-    import torch
-
-    with torch.inference_mode():
-        model.generate(prompts, max_new_tokens=1, min_new_tokens=1, do_sample=False,
-                       pad_token_id=0)  # warms the kernels up
-        started = time.perf_counter()
-        model.generate(prompts, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                       do_sample=False, pad_token_id=0)
-    return time.perf_counter() - started
 
 
 def sizes(cfg: PipelineConfig) -> bool:

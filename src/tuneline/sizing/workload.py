@@ -18,6 +18,22 @@ from tuneline.train.tokenize import IGNORE_INDEX, TokenizedExample, shared_promp
 REPLAY_TOKENS = 100  # a replay example: an everyday prompt and the base model's answer
 
 
+@dataclass(frozen=True)
+class GenerationBatch:
+    """One batch of generation as evaluate runs it: rows padded to the longest prompt, the
+    prompt prefix every row shares run once, then up to `new_tokens` decode steps."""
+
+    rows: int
+    width: int  # the longest prompt of the batch, in tokens
+    shared: int  # leading tokens every row shares (models.generation.shared_prefix)
+    new_tokens: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens the prefill computes: the shared prefix once, every row's rest padded."""
+        return self.shared + self.rows * (self.width - self.shared)
+
+
 @dataclass
 class Workload:
     """The work of train, replay and evaluate at the configured size (scale 1). Base-model
@@ -25,10 +41,8 @@ class Workload:
 
     train_tokens: float  # padded, every epoch, replay examples included
     replay_prompts: int  # replay prompts whose base answers must be generated
-    eval_decode_steps: float  # new-token steps of evaluate's batches on the curated sets
-    eval_prompt_tokens: int
-    fixed_decode_steps: float  # the general probe's: it does not scale with the data
-    fixed_prompt_tokens: int
+    eval_batches: list[GenerationBatch]  # evaluate's, on the curated sets
+    fixed_batches: list[GenerationBatch]  # the general probe's: it does not scale with the data
 
 
 def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
@@ -55,24 +69,21 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     evaluation = _Evaluation(cfg, tokenizer, cache)
     items = evaluation_items(cfg, curated)
     scalable = [item for item in items if item["set"] != GENERAL]
-    steps, prompt = evaluation.closed_book(scalable, answer_tokens.get("plain"))
+    batches = evaluation.closed_book(scalable, answer_tokens.get("plain"))
     if cfg.index.enabled and cfg.evaluate.rag and scalable:
         chosen, hits, asked = retrieval_conversations(cfg, scalable)
         declined = no_passage_reply(cfg) is not None  # no passage: no generation
         kept = [n for n, found in enumerate(hits) if found or not declined]
-        rag_steps, rag_prompt = evaluation.work([asked[n] for n in kept],
-                                                [scalable[chosen[n]] for n in kept],
-                                                answer_tokens.get("rag"))
-        steps, prompt = steps + rag_steps, prompt + rag_prompt
-    fixed_steps, fixed_prompt = evaluation.closed_book(
-        [item for item in items if item["set"] == GENERAL], None)
+        batches += evaluation.work([asked[n] for n in kept],
+                                   [scalable[chosen[n]] for n in kept], answer_tokens.get("rag"))
     return Workload(
         train_tokens=_computed_tokens(examples, cfg.train.batch_size, share,
                                       cfg.train.max_micro_batch_tokens)
         * _epochs(cfg, len(examples)),
         replay_prompts=_replay_prompts_to_answer(cfg, replay, cache),
-        eval_decode_steps=steps, eval_prompt_tokens=prompt,
-        fixed_decode_steps=fixed_steps, fixed_prompt_tokens=fixed_prompt)
+        eval_batches=batches,
+        fixed_batches=evaluation.closed_book(
+            [item for item in items if item["set"] == GENERAL], None))
 
 
 def _base_answer_cache(cfg: PipelineConfig) -> Any:
@@ -116,29 +127,29 @@ class _Evaluation:
         self.cache = cache if cfg.evaluate.cache_base_answers else None
 
     def closed_book(self, items: Sequence[dict[str, Any]], answer_tokens: int | None
-                    ) -> tuple[float, int]:
+                    ) -> list[GenerationBatch]:
         from tuneline.evaluate.stage import prompt_messages
 
         return self.work([prompt_messages(item) for item in items], items, answer_tokens)
 
     def work(self, conversations: Sequence[Sequence[dict[str, str]]],
-             items: Sequence[dict[str, Any]], answer_tokens: int | None) -> tuple[float, int]:
-        """(decode steps, prompt tokens) of the base and tuned variants on `conversations`."""
+             items: Sequence[dict[str, Any]], answer_tokens: int | None
+             ) -> list[GenerationBatch]:
+        """The base and tuned variants' batches on `conversations`."""
         from tuneline.evaluate.stage import answer_budget
 
         budgets = [answer_budget(self.cfg, item) for item in items]
-        steps, tokens = 0.0, 0
+        batches: list[GenerationBatch] = []
         for budget in sorted(set(budgets)):
             asked = [c for c, b in zip(conversations, budgets, strict=True) if b == budget]
             base = (asked if self.cache is None
                     else [asked[i] for i in self.cache.missing(asked, budget)])
             tuned_steps = budget if answer_tokens is None else min(budget, answer_tokens + 1)
-            for rows, per_batch in ((base, budget), (asked, tuned_steps)):
-                batches = self._batches(rows)
-                steps += len(batches) * per_batch
-                tokens += sum(len(ids) for batch in batches for ids in batch) - sum(
-                    (len(batch) - 1) * shared_prefix(batch) for batch in batches)
-        return steps, tokens
+            for rows, steps in ((base, budget), (asked, tuned_steps)):
+                batches += [GenerationBatch(rows=len(batch), width=max(map(len, batch)),
+                                            shared=shared_prefix(batch), new_tokens=steps)
+                            for batch in self._batches(rows)]
+        return batches
 
     def _batches(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[list[list[int]]]:
         from tuneline.models.generation import prompt_ids
