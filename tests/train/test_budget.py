@@ -74,6 +74,34 @@ def test_a_plan_over_the_limit_is_cut_and_its_schedule_still_decays(tiny_model_d
     assert report.budget is not None and not report.budget.cut and report.steps == 40
 
 
+def test_a_cut_below_one_epoch_counts_and_says_which_examples_are_never_trained(
+        tiny_model_dir, tokenizer):
+    from tuneline.train.loop import train_loop
+
+    examples = _examples(tokenizer)
+    # one example a step, one epoch planned: the steps the cut keeps (a quarter, or the
+    # calibration steps and one more) reach as many examples
+    cfg = TrainConfig(max_steps=len(examples), batch_size=1, checkpoint_every=0,
+                      time_limit_seconds=1e-3)
+    report = train_loop(_model(tiny_model_dir, cfg), examples, [], cfg,
+                        tokenizer.pad_token_id, 0, False)
+    budget = report.budget
+    assert budget is not None and budget.cut and budget.steps < len(examples)
+    assert budget.examples == len(examples) and budget.examples_trained == budget.steps
+    never = len(examples) - budget.steps
+    assert budget.as_dict()["examples_never_trained"] == never > 0
+    assert f"{never} of {len(examples)} examples are never trained" in budget.describe(
+        len(examples))
+
+    # four epochs cut to one: every example is reached, nothing is said
+    epochs = cfg.model_copy(update={"max_steps": 4 * len(examples)})
+    report = train_loop(_model(tiny_model_dir, epochs), examples, [], epochs,
+                        tokenizer.pad_token_id, 0, False)
+    assert report.budget is not None and report.budget.cut
+    assert report.budget.examples_trained == len(examples)
+    assert "never trained" not in report.budget.describe(len(examples))
+
+
 def test_a_resumed_cut_run_keeps_the_cut_plan(tiny_model_dir, tokenizer, tmp_path):
     from tuneline.train.checkpoint import CheckpointStore
     from tuneline.train.loop import train_loop

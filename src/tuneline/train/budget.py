@@ -27,13 +27,24 @@ class BudgetCut:
     steps: int
     seconds_per_1k_tokens: float
     projected_seconds: float  # of the whole plan, at the measured speed
+    # training examples, and those the (cut) plan's steps reach: a plan cut below one epoch
+    # never shows the rest, whose facts the recall sets still ask about (None: not counted)
+    examples: int | None = None
+    examples_trained: int | None = None
 
     @property
     def cut(self) -> bool:
         return self.steps < self.planned_steps
 
+    @property
+    def examples_never_trained(self) -> int:
+        if self.examples is None or self.examples_trained is None:
+            return 0
+        return self.examples - self.examples_trained
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "cut": self.cut}
+        return {**asdict(self), "cut": self.cut,
+                "examples_never_trained": self.examples_never_trained}
 
     def describe(self, steps_per_epoch: int) -> str:
         plan = (f"the plan ({self.planned_steps} steps, "
@@ -42,8 +53,13 @@ class BudgetCut:
                 f"1k tokens; the limit is {self.limit_seconds:,.0f} s")
         if not self.cut:
             return f"train budget: {plan}: it fits"
-        return (f"train budget: {plan}: training {self.steps} steps "
-                f"({self.steps / steps_per_epoch:.2f} epochs) instead")
+        cut = (f"train budget: {plan}: training {self.steps} steps "
+               f"({self.steps / steps_per_epoch:.2f} epochs) instead")
+        if self.examples_never_trained:
+            cut += (f"; {self.examples_never_trained} of {self.examples} examples are never "
+                    "trained, and the recall sets ask about some of them: raise "
+                    "run.budget_minutes to train them all")
+        return cut
 
 
 def step_tokens(batch: Sequence[TokenizedExample], share_prefix: bool,

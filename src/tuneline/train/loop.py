@@ -10,6 +10,7 @@ is the same however the batch is split across processes and micro-batches.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -256,7 +257,23 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
         both = torch.tensor([seconds_per_token, elapsed_seconds], device=accelerator.device)
         seconds_per_token, elapsed_seconds = accelerator.reduce(both, reduction="mean").tolist()
     assert cfg.time_limit_seconds is not None
-    return fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
+    cut = fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
+    return dataclasses.replace(cut, examples=len(train_set), examples_trained=_examples_reached(
+        train_set, cfg.batch_size, seed, min_size, cut.steps))
+
+
+def _examples_reached(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                      min_size: int, steps: int) -> int:
+    """How many distinct examples the first `steps` planned batches hold."""
+    reached: set[int] = set()
+    epoch = 0
+    while steps > 0 and len(reached) < len(train_set):
+        batches = epoch_batches(train_set, batch_size, seed, epoch, min_size)[:steps]
+        if not batches:
+            break
+        reached.update(id(example) for batch in batches for example in batch)
+        steps, epoch = steps - len(batches), epoch + 1
+    return len(reached)
 
 
 def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
