@@ -250,30 +250,17 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
     one warms kernels up) and cut it to what fits cfg.time_limit_seconds. Every process gets
     the same cut."""
     start_step, done = measured
-    costs = _planned_step_costs(train_set, cfg.batch_size, seed, min_size, total_steps,
-                                share_prefix, _micro_batch_cap(cfg, accelerator))
+    planned = _planned_batches(train_set, cfg.batch_size, seed, min_size, total_steps)
+    cap = _micro_batch_cap(cfg, accelerator)
+    costs = [step_tokens(batch, share_prefix, cap) for batch in planned]
     seconds_per_token = measured_seconds / max(1, sum(costs[start_step + 1:done]))
     if accelerator.num_processes > 1:
         both = torch.tensor([seconds_per_token, elapsed_seconds], device=accelerator.device)
         seconds_per_token, elapsed_seconds = accelerator.reduce(both, reduction="mean").tolist()
     assert cfg.time_limit_seconds is not None
     cut = fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
-    return dataclasses.replace(cut, examples=len(train_set), examples_trained=_examples_reached(
-        train_set, cfg.batch_size, seed, min_size, cut.steps))
-
-
-def _examples_reached(train_set: list[TokenizedExample], batch_size: int, seed: int,
-                      min_size: int, steps: int) -> int:
-    """How many distinct examples the first `steps` planned batches hold."""
-    reached: set[int] = set()
-    epoch = 0
-    while steps > 0 and len(reached) < len(train_set):
-        batches = epoch_batches(train_set, batch_size, seed, epoch, min_size)[:steps]
-        if not batches:
-            break
-        reached.update(id(example) for batch in batches for example in batch)
-        steps, epoch = steps - len(batches), epoch + 1
-    return len(reached)
+    reached = {id(example) for batch in planned[:cut.steps] for example in batch}
+    return dataclasses.replace(cut, examples=len(train_set), examples_trained=len(reached))
 
 
 def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
@@ -285,17 +272,18 @@ def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
     return cfg.max_micro_batch_tokens
 
 
-def _planned_step_costs(train_set: list[TokenizedExample], batch_size: int, seed: int,
-                        min_size: int, total_steps: int, share_prefix: bool,
-                        max_tokens: int | None = None) -> list[int]:
-    """Tokens each planned step computes (budget.step_tokens), in training order."""
-    costs: list[int] = []
+def _planned_batches(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                     min_size: int, total_steps: int) -> list[list[TokenizedExample]]:
+    """The batches of the first `total_steps` planned steps, in training order."""
+    batches: list[list[TokenizedExample]] = []
     epoch = 0
-    while len(costs) < total_steps:
-        costs += [step_tokens(b, share_prefix, max_tokens)
-                  for b in epoch_batches(train_set, batch_size, seed, epoch, min_size)]
+    while len(batches) < total_steps:
+        epoch_plan = epoch_batches(train_set, batch_size, seed, epoch, min_size)
+        if not epoch_plan:
+            break
+        batches += epoch_plan
         epoch += 1
-    return costs[:total_steps]
+    return batches[:total_steps]
 
 
 def _check_batch_split(cfg: TrainConfig, world: int, accelerator: Any) -> None:
