@@ -4,6 +4,8 @@ pipeline handing train its share of what is left."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -100,6 +102,29 @@ def test_a_cut_below_one_epoch_counts_and_says_which_examples_are_never_trained(
     assert report.budget is not None and report.budget.cut
     assert report.budget.examples_trained == len(examples)
     assert "never trained" not in report.budget.describe(len(examples))
+
+
+def test_training_stopped_within_its_first_epoch_lists_the_rows_it_never_trained(
+        tiny_model_dir, tokenizer):
+    from tuneline.train.loop import train_loop
+
+    examples = [dataclasses.replace(e, row=n) for n, e in enumerate(_examples(tokenizer), 1)]
+    cfg = TrainConfig(max_steps=2, batch_size=1, checkpoint_every=0)
+    report = train_loop(_model(tiny_model_dir, cfg), examples, [], cfg,
+                        tokenizer.pad_token_id, 0, False)
+    never = report.rows_never_trained
+    assert len(never) == len(set(never)) == len(examples) - 2
+    assert set(never) < {e.row for e in examples}
+
+    # a replay example (no row) is never listed; a whole epoch leaves nothing out
+    replayed = [dataclasses.replace(e, row=None) for e in examples[:3]]
+    one_epoch = cfg.model_copy(update={"max_steps": len(examples) + len(replayed)})
+    report = train_loop(_model(tiny_model_dir, one_epoch), [*examples, *replayed], [],
+                        one_epoch, tokenizer.pad_token_id, 0, False)
+    assert report.rows_never_trained == []
+    report = train_loop(_model(tiny_model_dir, cfg), replayed, [], cfg,
+                        tokenizer.pad_token_id, 0, False)
+    assert report.rows_never_trained == []
 
 
 def test_a_resumed_cut_run_keeps_the_cut_plan(tiny_model_dir, tokenizer, tmp_path):

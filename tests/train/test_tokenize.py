@@ -36,7 +36,7 @@ def test_truncation_and_bad_examples(tokenizer):
 def test_examples_whose_answer_is_cut_short_are_dropped_and_counted(tokenizer, tmp_path,
                                                                      capsys):
     from tuneline.artifacts import write_jsonl
-    from tuneline.train.job import tokenized_file
+    from tuneline.train.job import _rows_never_trained, tokenized_file
 
     fits = [{"role": "user", "content": "Capital of Peru?"},
             {"role": "assistant", "content": "Lima."}]
@@ -51,6 +51,10 @@ def test_examples_whose_answer_is_cut_short_are_dropped_and_counted(tokenizer, t
         ["Lima.<|im_end|>"]
     assert dropped == {"dropped_no_answer_tokens": 1, "dropped_answer_cut": 1}
     assert "1 of 3 examples dropped" in capsys.readouterr().err
+    # a dropped row is never trained, as is one the steps never reached
+    assert [e.row for e in kept] == [1]
+    assert _rows_never_trained(kept, dropped, unreached=[]) == [2, 3]
+    assert _rows_never_trained(kept, dropped, unreached=[1]) == [1, 2, 3]
 
 
 def test_train_stops_when_more_than_a_few_percent_would_be_dropped(tokenizer, tmp_path):

@@ -36,10 +36,11 @@ from tuneline.evaluate.free_text import (
 )
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
+from tuneline.evaluate.untrained import describe_left_out, split_untrained
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
-from tuneline.train.stage import weights_dir
+from tuneline.train.stage import rows_never_trained, weights_dir
 
 METRICS = METRICS_FILE  # read back through tuneline.report.results
 PREDICTIONS = "predictions.jsonl"
@@ -130,7 +131,11 @@ def general_probe(cfg: PipelineConfig) -> list[dict[str, Any]]:
 
 def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
               champion: Champion | None, with_rag: bool, tmp: Path) -> StageResult:
-    items = evaluation_items(cfg, curated)
+    untrained_rows = rows_never_trained(trained)
+    items, left_out = split_untrained(evaluation_items(cfg, curated), curated.path / TRAIN,
+                                      untrained_rows)
+    if left_out:
+        print(describe_left_out(left_out, len(untrained_rows)))
     answers: dict[str, list[str | None]] = {}
     details: dict[str, Any]
     retrieval: dict[str, Any] = {}
@@ -157,6 +162,8 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         _warn_of_cut_answers(cut)
         if champion is not None:
             details["champion"] = champion.reference
+    if left_out:
+        details["never_trained_left_out"] = dict(left_out)
     lookup = lookup_replies([last_question(prompt_messages(item))
                              if item["set"] in FREE_TEXT_SETS else None for item in items],
                             curated.path / TRAIN, cfg.index.embedder, details)

@@ -57,7 +57,7 @@ class BudgetCut:
                f"({self.steps / steps_per_epoch:.2f} epochs) instead")
         if self.examples_never_trained:
             cut += (f"; {self.examples_never_trained} of {self.examples} examples are never "
-                    "trained, and the recall sets ask about some of them: raise "
+                    "trained (evaluate leaves out the recall questions only they teach): raise "
                     "run.budget_minutes to train them all")
         return cut
 

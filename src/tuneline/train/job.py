@@ -11,7 +11,7 @@ import os
 import resource
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from tuneline.config import PipelineConfig, load_config, save_config
 from tuneline.errors import DataError, ModelError
 from tuneline.train.config import TrainConfig
 from tuneline.train.replay import REPLAY_FILE
+from tuneline.train.stage import NEVER_TRAINED
 
 TRAIN_LOG = "train_log.jsonl"
 LOSS_PLOT = "loss_curve.png"
@@ -78,9 +79,10 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int,
     examples = []
     for line, row in enumerate(read_jsonl(path), start=1):
         try:
-            examples.append(tokenize_chat(tokenizer, row["messages"], max_len))
+            example = tokenize_chat(tokenizer, row["messages"], max_len)
         except (DataError, KeyError, TypeError) as exc:
             raise DataError(f"{path}:{line}: {exc}") from None
+        examples.append(replace(example, row=line))
     dropped = {"dropped_no_answer_tokens": sum(1 for e in examples if e.n_targets == 0),
                "dropped_answer_cut": sum(1 for e in examples if e.n_targets and e.cut_targets)}
     if dropped["dropped_answer_cut"]:
@@ -117,7 +119,8 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     val_set, _ = tokenized_split(tokenizer, job.curated_dir, "val", limit)
     replay_file = job.out_dir / REPLAY_FILE
     if replay_file.is_file():
-        train_set += tokenized_file(tokenizer, replay_file, limit)[0]
+        train_set += [replace(example, row=None)
+                      for example in tokenized_file(tokenizer, replay_file, limit)[0]]
     if not train_set:
         raise DataError(f"{job.curated_dir / 'train.jsonl'}: no training example keeps an "
                         f"answer token within train.max_seq_len={limit}")
@@ -139,12 +142,17 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
         return {}
     folder = save_trained(model, tokenizer, train.method, job.out_dir, report.full_state_dict)
     write_jsonl(job.out_dir / TRAIN_LOG, report.log)
+    never_trained = _rows_never_trained(train_set, dropped, report.rows_never_trained)
+    if never_trained:
+        write_json_atomic(job.out_dir / NEVER_TRAINED,
+                          {"file": "train.jsonl", "rows": never_trained})
     plot = _plot(report.log, job.out_dir / LOSS_PLOT, cfg.run.name)
     if tracker:
         if plot:
             tracker.log_artifact(plot)
         tracker.close()
     details = _details(cfg, report, device, bf16, folder.name, len(train_set), dropped, peak_rss)
+    details["counts"]["rows_never_trained"] = len(never_trained)
     details["details"]["max_seq_len"] = limit
     details["details"]["longest_example_tokens"] = max(len(e.input_ids) for e in train_set)
     write_json_atomic(job.out_dir / REPORT_FILE, details)
@@ -180,6 +188,15 @@ def base_load_options(train: TrainConfig, device: str, process_index: int = 0) -
     if train.method == "lora" and device == "cuda" and use_bf16(train.precision, device):
         return {"dtype": "bfloat16"}
     return {}
+
+
+def _rows_never_trained(train_set: list[Any], dropped: dict[str, int],
+                        unreached: list[int]) -> list[int]:
+    """train.jsonl's rows the saved weights never trained on: those dropped for their length
+    and those the steps never reached (`unreached`)."""
+    kept = {example.row for example in train_set if example.row is not None}
+    rows = range(1, len(kept) + sum(dropped.values()) + 1)
+    return sorted({row for row in rows if row not in kept} | set(unreached))
 
 
 def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: str,

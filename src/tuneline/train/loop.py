@@ -68,6 +68,8 @@ class TrainReport:
     distributed: str = "NO"
     full_state_dict: dict[str, Any] | None = None
     budget: BudgetCut | None = None
+    # train.jsonl rows (TokenizedExample.row) in none of the batches the kept weights trained
+    rows_never_trained: list[int] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -212,14 +214,18 @@ def train_loop(
         state.log.append({"step": state.step, "val_loss": report.val_loss_after})
         if on_log:
             on_log(state.step, {"val_loss": report.val_loss_after})
+    weights_step = state.step
     if cfg.early_stopping_patience:
         # The final weights compete with the best validated ones; the better ones are kept.
         if (best_weights is not None and report.val_loss_after is not None
                 and state.best_val_loss < report.val_loss_after):
             load_trainable_state(_lm(wrapped, accelerator), best_weights)
             report.val_loss_after = state.best_val_loss
+            weights_step = state.best_step or state.step
         else:
             state.best_step = state.step
+    report.rows_never_trained = _rows_never_trained(train_set, cfg.batch_size, seed, min_size,
+                                                    weights_step)
     if sharded:
         # Shards live on different processes; gather the whole state to save a plain model.
         gathered = accelerator.get_state_dict(wrapped)
@@ -284,6 +290,15 @@ def _planned_batches(train_set: list[TokenizedExample], batch_size: int, seed: i
         batches += epoch_plan
         epoch += 1
     return batches[:total_steps]
+
+
+def _rows_never_trained(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                        min_size: int, steps: int) -> list[int]:
+    """The train.jsonl rows in none of the first `steps` planned batches: what a plan that
+    stops within its first epoch (a time limit, train.max_steps, early stopping) never shows."""
+    reached = {id(example) for batch in _planned_batches(train_set, batch_size, seed, min_size,
+                                                         steps) for example in batch}
+    return sorted(e.row for e in train_set if e.row is not None and id(e) not in reached)
 
 
 def _check_batch_split(cfg: TrainConfig, world: int, accelerator: Any) -> None:

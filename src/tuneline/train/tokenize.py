@@ -22,6 +22,8 @@ class TokenizedExample:
     labels: list[int]
     # Answer tokens cut off by max_len: such an example would teach answers that never end.
     cut_targets: int = 0
+    # Its row in curate's train.jsonl (1-based); None for an example from elsewhere (replay).
+    row: int | None = None
 
     @property
     def n_targets(self) -> int:
