@@ -39,8 +39,9 @@ from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
 from tuneline.report.markdown import render_report
 from tuneline.report.results import METRICS_FILE
+from tuneline.train.job import rows_never_trained
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
-from tuneline.train.stage import rows_never_trained, weights_dir
+from tuneline.train.stage import weights_dir
 
 METRICS = METRICS_FILE  # read back through tuneline.report.results
 PREDICTIONS = "predictions.jsonl"
@@ -131,7 +132,7 @@ def general_probe(cfg: PipelineConfig) -> list[dict[str, Any]]:
 
 def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
               champion: Champion | None, with_rag: bool, tmp: Path) -> StageResult:
-    untrained_rows = rows_never_trained(trained)
+    untrained_rows = rows_never_trained(trained.path)
     items, left_out = split_untrained(evaluation_items(cfg, curated), curated.path / TRAIN,
                                       untrained_rows)
     if left_out:

@@ -21,11 +21,11 @@ from tuneline.config import PipelineConfig, load_config, save_config
 from tuneline.errors import DataError, ModelError
 from tuneline.train.config import TrainConfig
 from tuneline.train.replay import REPLAY_FILE
-from tuneline.train.stage import NEVER_TRAINED
 
 TRAIN_LOG = "train_log.jsonl"
 LOSS_PLOT = "loss_curve.png"
 REPORT_FILE = ".train_report.json"
+NEVER_TRAINED = "never_trained.json"  # {"file": "train.jsonl", "rows": [1-based row numbers]}
 
 
 @dataclass
@@ -97,6 +97,16 @@ def tokenized_file(tokenizer: Any, path: Path, max_len: int,
                             "example whole")
         print(f"warning: {what}; raise it to train them", file=sys.stderr)
     return [e for e in examples if e.n_targets and not e.cut_targets], dropped
+
+
+def rows_never_trained(train_dir: Path) -> set[int]:
+    """The rows of curate's train.jsonl (1-based) that the weights in `train_dir` never trained
+    on: dropped for their length, or not reached by a run that stopped within its first epoch.
+    Empty when every row was trained, and for a provider's job (it reads the whole file)."""
+    path = train_dir / NEVER_TRAINED
+    if not path.is_file():
+        return set()
+    return set(json.loads(path.read_text(encoding="utf-8"))["rows"])
 
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:

@@ -13,10 +13,7 @@ from tuneline.config import PipelineConfig
 from tuneline.errors import ConfigError
 from tuneline.train.methods import ADAPTER_DIR, MODEL_DIR
 
-__all__ = ["ADAPTER_DIR", "MODEL_DIR", "NEVER_TRAINED", "checkpoint_dir", "rows_never_trained",
-           "run", "weights_dir"]
-
-NEVER_TRAINED = "never_trained.json"  # {"file": "train.jsonl", "rows": [1-based row numbers]}
+__all__ = ["ADAPTER_DIR", "MODEL_DIR", "checkpoint_dir", "run", "weights_dir"]
 
 # Settings that change how training runs, not what it produces: a checkpoint written under
 # one of them resumes under another.
@@ -57,16 +54,6 @@ def weights_dir(trained: Artifact) -> Path:
     """The trained adapter folder (LoRA/QLoRA) or full model folder of a train artifact."""
     name = trained.manifest.get("details", {}).get("weights_dir", ADAPTER_DIR)
     return trained.path / name
-
-
-def rows_never_trained(trained: Artifact) -> set[int]:
-    """The rows of curate's train.jsonl (1-based) that no step of the kept weights trained on,
-    because training stopped within its first epoch. Empty when every row was trained, and
-    for a provider's job (it reads the whole file)."""
-    path = trained.path / NEVER_TRAINED
-    if not path.is_file():
-        return set()
-    return set(json.loads(path.read_text(encoding="utf-8"))["rows"])
 
 
 def model_files(trained: Artifact) -> dict[str, Path]:
