@@ -71,3 +71,5 @@ def test_a_run_stopped_within_its_first_epoch_evaluates_only_trained_recall_ques
     left_out = read_json(evaluated.path / "manifest.json")["details"]["never_trained_left_out"]
     assert left_out["recall"] == sum(1 for item in recall if item["id"] not in asked) > 0
     assert all(item["id"] in asked for item in load_eval_set(curated, "heldout"))
+    report = (evaluated.path / "report.md").read_text()
+    assert f"{left_out['recall']} recall questions left out as never trained" in report

@@ -135,8 +135,9 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     untrained_rows = rows_never_trained(trained.path)
     items, left_out = split_untrained(evaluation_items(cfg, curated), curated.path / TRAIN,
                                       untrained_rows)
-    if left_out:
-        print(describe_left_out(left_out, len(untrained_rows)))
+    left_out_note = describe_left_out(left_out, len(untrained_rows)) if left_out else None
+    if left_out_note:
+        print(f"evaluate: {left_out_note}")
     answers: dict[str, list[str | None]] = {}
     details: dict[str, Any]
     retrieval: dict[str, Any] = {}
@@ -196,7 +197,9 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         write_baseline(curated.path / "train.jsonl", predictions, with_rag, cfg.index.embedder,
                        tmp / BASELINE_DIR, cfg.run.seed)
     variant_metrics = {v: metrics[v] for v in variants}
-    report = (render_report(variant_metrics, predictions) if set(VARIANTS) <= set(variants)
+    notes = (left_out_note,) if left_out_note else ()
+    report = (render_report(variant_metrics, predictions, notes)
+              if set(VARIANTS) <= set(variants)
               else _partial_report(variant_metrics, details.get("skipped", {})))
     (tmp / REPORT).write_text(report, encoding="utf-8")
     return StageResult(counts={"questions": len(items)}, details=details)

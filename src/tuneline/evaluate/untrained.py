@@ -50,7 +50,7 @@ def split_untrained(items: list[dict[str, Any]], train_file: Path, untrained_row
 
 def describe_left_out(left_out: Counter[str], untrained_rows: int) -> str:
     sets = ", ".join(f"{count} {name}" for name, count in sorted(left_out.items()))
-    return (f"evaluate: {sets} questions left out as never trained: training stopped within "
+    return (f"{sets} questions left out as never trained: training stopped within "
             f"its first epoch, before every row that teaches their answers ({untrained_rows} "
             "rows of train.jsonl were never trained; train's never_trained.json)")
 

@@ -7,10 +7,13 @@ from typing import Any
 SAMPLES_PER_SET = 5
 
 
-def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]]) -> str:
-    """A short markdown report: accuracy per variant and set, then sample answers."""
+def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]],
+                  notes: tuple[str, ...] = ()) -> str:
+    """A short markdown report: `notes` (paragraphs), accuracy per variant and set, then sample
+    answers."""
     sets = list(dict.fromkeys(s for per_set in metrics.values() for s in per_set))
-    lines = ["# Evaluation report", "", *accuracy_table(metrics)]
+    lines = ["# Evaluation report", "", *[line for note in notes for line in (note, "")],
+             *accuracy_table(metrics)]
     lines += _detail_table(metrics)
     for name in sets:
         lines += ["", f"## Samples: {name}", ""]
