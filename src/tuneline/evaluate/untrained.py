@@ -1,11 +1,12 @@
-"""Recall questions about examples that training never reached.
+"""Recall questions about rows that training never reached.
 
-Training that stops within its first epoch (a time limit, train.max_steps, early stopping) leaves
-some rows of curate's train.jsonl untrained, and the train stage lists them. A recall question
-(a trained fact asked anew, a trained question reworded, a trained entity under a variant name)
-expects the reply that trained rows say; when every row that says it went untrained, scoring the
-question as recall would count a fact never shown as one forgotten. Such questions are left out
-of evaluation, and counted.
+Training that stops within its first epoch (a time limit, train.max_steps, early stopping)
+leaves some rows of curate's train.jsonl untrained, as does a row too long for
+train.max_seq_len, and the train stage lists them. A recall question (a trained fact asked
+anew, a trained question reworded, a trained entity under a variant name) expects the reply
+that trained rows say; when every row that says it went untrained, scoring the question as
+recall would count a fact never shown as one forgotten. Such questions are left out of
+evaluation, and counted.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def split_untrained(items: list[dict[str, Any]], train_file: Path, untrained_row
 
 def describe_left_out(left_out: Counter[str], untrained_rows: int) -> str:
     sets = ", ".join(f"{count} {name}" for name, count in sorted(left_out.items()))
-    return (f"{sets} questions left out as never trained: training stopped within "
-            f"its first epoch, before every row that teaches their answers ({untrained_rows} "
-            "rows of train.jsonl were never trained; train's never_trained.json)")
+    return (f"{sets} questions left out as never trained: no trained row of train.jsonl "
+            f"says their answers ({untrained_rows} rows went untrained: training stopped "
+            "within its first epoch, or a row was too long; train's never_trained.json)")
 
 
 def _normalised(text: str) -> str:
