@@ -112,7 +112,7 @@ def test_training_stopped_within_its_first_epoch_lists_the_rows_it_never_trained
     cfg = TrainConfig(max_steps=2, batch_size=1, checkpoint_every=0)
     report = train_loop(_model(tiny_model_dir, cfg), examples, [], cfg,
                         tokenizer.pad_token_id, 0, False)
-    never = report.rows_never_trained
+    never = report.rows_not_reached
     assert len(never) == len(set(never)) == len(examples) - 2
     assert set(never) < {e.row for e in examples}
 
@@ -121,10 +121,10 @@ def test_training_stopped_within_its_first_epoch_lists_the_rows_it_never_trained
     one_epoch = cfg.model_copy(update={"max_steps": len(examples) + len(replayed)})
     report = train_loop(_model(tiny_model_dir, one_epoch), [*examples, *replayed], [],
                         one_epoch, tokenizer.pad_token_id, 0, False)
-    assert report.rows_never_trained == []
+    assert report.rows_not_reached == []
     report = train_loop(_model(tiny_model_dir, cfg), replayed, [], cfg,
                         tokenizer.pad_token_id, 0, False)
-    assert report.rows_never_trained == []
+    assert report.rows_not_reached == []
 
 
 def test_a_resumed_cut_run_keeps_the_cut_plan(tiny_model_dir, tokenizer, tmp_path):

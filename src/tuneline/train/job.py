@@ -152,7 +152,7 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
         return {}
     folder = save_trained(model, tokenizer, train.method, job.out_dir, report.full_state_dict)
     write_jsonl(job.out_dir / TRAIN_LOG, report.log)
-    never_trained = _rows_never_trained(train_set, dropped, report.rows_never_trained)
+    never_trained = _rows_never_trained(train_set, dropped, report.rows_not_reached)
     if never_trained:
         write_json_atomic(job.out_dir / NEVER_TRAINED,
                           {"file": "train.jsonl", "rows": never_trained})

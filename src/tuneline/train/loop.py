@@ -69,7 +69,7 @@ class TrainReport:
     full_state_dict: dict[str, Any] | None = None
     budget: BudgetCut | None = None
     # train.jsonl rows (TokenizedExample.row) in none of the batches the kept weights trained
-    rows_never_trained: list[int] = field(default_factory=list)
+    rows_not_reached: list[int] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -224,8 +224,8 @@ def train_loop(
             weights_step = state.best_step or state.step
         else:
             state.best_step = state.step
-    report.rows_never_trained = _rows_never_trained(train_set, cfg.batch_size, seed, min_size,
-                                                    weights_step)
+    report.rows_not_reached = _rows_not_reached(train_set, cfg.batch_size, seed, min_size,
+                                                weights_step)
     if sharded:
         # Shards live on different processes; gather the whole state to save a plain model.
         gathered = accelerator.get_state_dict(wrapped)
@@ -265,8 +265,8 @@ def _fit_to_time_limit(train_set: list[TokenizedExample], cfg: TrainConfig, seed
         seconds_per_token, elapsed_seconds = accelerator.reduce(both, reduction="mean").tolist()
     assert cfg.time_limit_seconds is not None
     cut = fit_plan(costs, done, elapsed_seconds, seconds_per_token, cfg.time_limit_seconds)
-    reached = {id(example) for batch in planned[:cut.steps] for example in batch}
-    return dataclasses.replace(cut, examples=len(train_set), examples_trained=len(reached))
+    return dataclasses.replace(cut, examples=len(train_set),
+                               examples_trained=len(_reached(planned[:cut.steps])))
 
 
 def _micro_batch_cap(cfg: TrainConfig, accelerator: Any) -> int | None:
@@ -292,12 +292,16 @@ def _planned_batches(train_set: list[TokenizedExample], batch_size: int, seed: i
     return batches[:total_steps]
 
 
-def _rows_never_trained(train_set: list[TokenizedExample], batch_size: int, seed: int,
-                        min_size: int, steps: int) -> list[int]:
+def _reached(batches: list[list[TokenizedExample]]) -> set[int]:
+    """The examples (by id) that `batches` hold."""
+    return {id(example) for batch in batches for example in batch}
+
+
+def _rows_not_reached(train_set: list[TokenizedExample], batch_size: int, seed: int,
+                      min_size: int, steps: int) -> list[int]:
     """The train.jsonl rows in none of the first `steps` planned batches: what a plan that
     stops within its first epoch (a time limit, train.max_steps, early stopping) never shows."""
-    reached = {id(example) for batch in _planned_batches(train_set, batch_size, seed, min_size,
-                                                         steps) for example in batch}
+    reached = _reached(_planned_batches(train_set, batch_size, seed, min_size, steps))
     return sorted(e.row for e in train_set if e.row is not None and id(e) not in reached)
 
 
