@@ -37,7 +37,7 @@ _EXTRA_OF = {
     "rouge_score": "eval",
     "docutils": "docs",
     "bs4": "docs",
-    "pypdf": "docs",
+    "pypdfium2": "docs",
     "scipy": "data",  # comes with scikit-learn
     "matplotlib": "report",
     "presidio_analyzer": "pii",

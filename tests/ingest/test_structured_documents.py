@@ -8,6 +8,7 @@ import pytest
 
 from tuneline.errors import DataError
 from tuneline.ingest.config import SourceConfig
+from tuneline.ingest.documents import repeated_document_files
 from tuneline.ingest.sources import read_source
 
 RST = """\
@@ -117,56 +118,59 @@ def test_html_sections_and_faq_pairs(tmp_path):
     assert chunks[0].data["title"] == "Help centre > How do I reset my password?"
 
 
+DOCBOOK_HTML = """<html><body>
+<div class="navheader"><table><tr><td><a href="prev.html">Prev</a></td>
+<th>Chapter 8. Tools</th></tr></table></div>
+<div class="chapter"><h1>Chapter 8. Tools</h1>
+<div class="toc"><dl class="toc"><dt>8.1. What does Debian provide?</dt>
+<dd><dl><dt>8.1.1. dpkg</dt><dt>8.1.2. APT</dt></dl></dd></dl></div>
+<div role="navigation">Skip to content</div>
+<h2>8.1. What does Debian provide?</h2>
+<p>Two tools, <code>dpkg</code> and <code>apt</code>.</p>
+<h2>8.2. What is meant by <code>hold</code>, and <code>purge</code>?</h2>
+<p>Package states.</p>
+<h2>8.3. Glossary</h2>
+<dl><dt>Which one installs?</dt><dd><ul><li>dpkg installs a file.</li>
+<li>apt fetches it first.</li></ul></dd></dl>
+<span aria-hidden="true">decoration</span>
+</div>
+<div class="navfooter">Next: Chapter 9</div>
+</body></html>
+"""
+
+
+def test_page_furniture_is_left_out_and_section_numbers_are_not_asked(tmp_path):
+    path = tmp_path / "pkgtools.en.html"
+    path.write_text(DOCBOOK_HTML, encoding="utf-8")
+    pairs = {r.data["question"]: r.data["answer"] for r in _read(path, faq=True)}
+    assert pairs == {
+        "What does Debian provide?": "Two tools, dpkg and apt.",
+        "What is meant by hold, and purge?": "Package states.",
+        "Which one installs?": "dpkg installs a file. apt fetches it first.",
+    }
+    text = " ".join(r.data["text"] for r in _read(path))
+    for furniture in ("Prev", "Next: Chapter 9", "8.1.1", "Skip to content", "decoration"):
+        assert furniture not in text
+
+
+def test_a_file_repeated_by_a_symlink_or_a_copy_is_read_once(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "old").mkdir(parents=True)
+    (docs / "faq.en.html").write_text(HTML, encoding="utf-8")
+    (docs / "faq.html").symlink_to("faq.en.html")  # sorted first, yet the real file is read
+    (docs / "old" / "faq.html").write_text(HTML, encoding="utf-8")
+    (docs / "other.html").write_text("<h2>Is it other?</h2><p>Yes.</p>", encoding="utf-8")
+    records = _read(docs, format="html", faq=True)
+    assert sorted({r.data["file"] for r in records}) == ["faq.en.html", "other.html"]
+    assert len(records) == 4
+    assert repeated_document_files(docs, "html") == [docs / "faq.html", docs / "old/faq.html"]
+
+
 def test_undecodable_html_names_the_offset(tmp_path):
     path = tmp_path / "bad.html"
     path.write_bytes(b"<p>caf\xc3\xa9</p><p>\xff\xfe broken</p>" * 3)
     with pytest.raises(DataError, match=r"bad\.html: bytes at offset \d+ are not valid"):
         _read(path, encoding="utf-8")
-
-
-def _pdf(pages: list[str]) -> bytes:
-    """A minimal PDF with one Helvetica text line per page (an empty string: no text)."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "",
-               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET" if text else ""
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents "
-                       f"{len(objects)} 0 R /Resources << /Font << /F1 3 0 R >> >> >>")
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    out, offsets = b"%PDF-1.4\n", []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n"
-            "%%EOF\n").encode()
-    return out
-
-
-def test_pdf_chunks_keep_their_page(tmp_path):
-    pytest.importorskip("pypdf")
-    path = tmp_path / "manual.pdf"
-    path.write_bytes(_pdf(["Hold RESET for 15 seconds.", "", "Q: Is it waterproof? A: No."]))
-    chunks = _read(path, chunk_size=50, chunk_overlap=0)
-    assert [(r.line, r.data["text"]) for r in chunks] == [
-        (1, "Hold RESET for 15 seconds."), (3, "Q: Is it waterproof? A: No.")]
-    assert chunks[0].data["title"] == "manual"
-
-
-def test_pdf_without_a_text_layer_is_refused(tmp_path):
-    pytest.importorskip("pypdf")
-    path = tmp_path / "scan.pdf"
-    path.write_bytes(_pdf(["", ""]))
-    with pytest.raises(DataError, match=r"scan\.pdf: none of its 2 page\(s\) has a text layer"):
-        _read(path)
-    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
-    with pytest.raises(DataError, match=r"broken\.pdf: not a readable PDF"):
-        _read(tmp_path / "broken.pdf")
 
 
 def test_markdown_question_headings_are_faq_pairs(tmp_path):

@@ -33,10 +33,23 @@ class Chunk:
 
 
 def document_files(path: Path, fmt: str) -> list[Path]:
-    """`path` itself, or the files under the folder `path` with the format's suffixes.
+    """`path` itself, or the files under the folder `path` with the format's suffixes, each
+    content once (see `repeated_document_files`).
 
     Folders are walked recursively in sorted order; hidden files and folders are skipped.
     """
+    files = _files_with_suffix(path, fmt)
+    repeated = set(_repeats(files))
+    return [file for file in files if file not in repeated]
+
+
+def repeated_document_files(path: Path, fmt: str) -> list[Path]:
+    """The files under `path` left out because another one holds the same bytes: a symlink
+    to it (Debian's doc packages ship `faq.html -> faq.en.html`) or a copy."""
+    return _repeats(_files_with_suffix(path, fmt))
+
+
+def _files_with_suffix(path: Path, fmt: str) -> list[Path]:
     if not path.is_dir():
         return [path]
     files = [
@@ -45,6 +58,15 @@ def document_files(path: Path, fmt: str) -> list[Path]:
         and not any(part.startswith(".") for part in file.relative_to(path).parts)
     ]
     return sorted(files, key=lambda file: file.relative_to(path).as_posix())
+
+
+def _repeats(files: list[Path]) -> list[Path]:
+    """Every file but the first of each content, a real file kept before a symlink."""
+    kept: dict[str, Path] = {}
+    for file in sorted(files, key=lambda file: file.is_symlink()):  # stable sort
+        kept.setdefault(hash_file(file), file)
+    chosen = set(kept.values())
+    return [file for file in files if file not in chosen]
 
 
 def documents_fingerprint(path: Path, fmt: str) -> str:

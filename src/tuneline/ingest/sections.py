@@ -20,6 +20,9 @@ from tuneline.ingest.documents import (
 # A question in a Q:/A: block, and its answer ("Q. ...", "Question: ...", "A) ...").
 _Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNORECASE)
 _A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
+# A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "Q4:"),
+# which nobody types when asking it; only before a capital, so "3.14 is pi?" stays.
+_NUMBERING = re.compile(r"^(?:(?:\d+\.)+\d*|\d+(?:\.\d+)+|\d+\)|Q\d+[:.)]?)\s+(?=\W*[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def faq_pairs(sections: list[Section]) -> list[FaqPair]:
         heading = section.trail[-1] if section.trail else ""
         own = [b for b in section.blocks if b.kind != "term"]
         if _asks(heading) and own:
-            pairs.append(FaqPair(heading, _join(own), section.title, section.line, "heading"))
+            pairs.append(FaqPair(as_asked(heading), _join(own), section.title, section.line,
+                                 "heading"))
             continue
         pairs += _qa_blocks(section) + _definitions(section)
     return pairs
@@ -103,9 +107,20 @@ def _asks(text: str) -> bool:
     return text.rstrip().endswith("?")
 
 
+def as_asked(question: str) -> str:
+    """A heading's or term's question as a reader would ask it: without its section number,
+    its spaces plain and single."""
+    return _NUMBERING.sub("", " ".join(question.split()))
+
+
 def _join(blocks: list[Block]) -> str:
-    """Blocks as one answer: prose lines joined into paragraphs, code kept as it is."""
-    return "\n\n".join(b.text if b.kind == "code" else flowed(b.text) for b in blocks).strip()
+    """Blocks as one answer: prose lines joined into paragraphs, code kept as it is, a PDF's
+    pages run on (a page break is no paragraph break)."""
+    texts = [b.text if b.kind == "code" else flowed(b.text) for b in blocks]
+    joined = texts[:1]
+    for previous, block, text in zip(blocks, blocks[1:], texts[1:], strict=False):
+        joined.append((" " if previous.kind == block.kind == "page" else "\n\n") + text)
+    return "".join(joined).strip()
 
 
 def flowed(text: str) -> str:
@@ -159,8 +174,8 @@ def _definitions(section: Section) -> list[FaqPair]:
                 break
             answer.append(following)
         if answer:
-            pairs.append(FaqPair(block.text.strip(), _join(answer), section.title, block.line,
-                                 "definition"))
+            pairs.append(FaqPair(as_asked(block.text), _join(answer), section.title,
+                                 block.line, "definition"))
     return pairs
 
 

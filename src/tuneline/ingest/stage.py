@@ -12,6 +12,7 @@ from tuneline.artifacts import Artifact, StageResult, run_stage, write_json_atom
 from tuneline.config import PipelineConfig
 from tuneline.errors import ConfigError
 from tuneline.ingest.config import JoinConfig, SourceConfig
+from tuneline.ingest.documents import SUFFIXES, repeated_document_files
 from tuneline.ingest.joins import Lookup, apply_join, build_lookup
 from tuneline.ingest.records import Record
 from tuneline.ingest.sources import read_source, source_fingerprint
@@ -23,7 +24,8 @@ TABLES = "tables.json"
 def run(cfg: PipelineConfig, out_dir: Path, force: bool = False) -> Artifact:
     """Read `cfg.ingest.sources` into `out_dir/records.jsonl` (+ `tables.json` with columns).
 
-    Joins apply after reading; the manifest counts rows per source and, for a source with
+    Joins apply after reading; the manifest counts rows per source, a document source's
+    files left out as repeating another ('repeated_files:<source>') and, for a source with
     joins, its rows that found no match ('unmatched:<source>', per join under details).
     """
     if not cfg.ingest.sources:
@@ -42,6 +44,8 @@ def run(cfg: PipelineConfig, out_dir: Path, force: bool = False) -> Artifact:
                 records = read_joined(source, sources, lookups, tallies)
                 tables[source.name] = _write_table(handle, source, records)
                 counts[f"rows:{source.name}"] = tables[source.name]["rows"]
+                if repeated := _repeated_files(source):
+                    counts[f"repeated_files:{source.name}"] = repeated
                 if source.join:
                     counts[f"unmatched:{source.name}"] = sum(t["unmatched"] for t in tallies)
                     joins[source.name] = [{"source": j.source, "how": j.how, **t}
@@ -51,6 +55,13 @@ def run(cfg: PipelineConfig, out_dir: Path, force: bool = False) -> Artifact:
         return StageResult(counts=counts, details={"joins": joins} if joins else {})
 
     return run_stage("ingest", out_dir, cfg.section_hash("ingest"), inputs, work, force)
+
+
+def _repeated_files(source: SourceConfig) -> int:
+    """How many of a document source's files were left out as repeating another's bytes."""
+    if source.path is None or source.format not in SUFFIXES:
+        return 0
+    return len(repeated_document_files(source.path, source.format))
 
 
 def read_joined(

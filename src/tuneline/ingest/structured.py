@@ -3,6 +3,7 @@ into sections of blocks; yield their chunks, or their FAQ question-answer pairs,
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,11 +33,15 @@ def read_structured(source: SourceConfig) -> Iterator[Record]:
         relative = relative_name(file, source.path)
         sections = document_sections(file, source.format, source.encoding)
         if source.faq:
+            seen: Counter[int] = Counter()
             for pair in faq_pairs(sections):
                 data = {"question": pair.question, "answer": pair.answer, "title": pair.title,
                         "file": relative, "shape": pair.shape}
+                # a PDF's line is its page, which may hold several questions
+                seen[pair.line] += 1
+                repeat = f".{seen[pair.line]}" if seen[pair.line] > 1 else ""
                 yield Record(source.name, str(file), pair.line, data,
-                             key=f"{relative}:{pair.line}")
+                             key=f"{relative}:{pair.line}{repeat}")
             continue
         chunks = chunk_sections(sections, document_stem(file), source.chunk_size,
                                 source.chunk_overlap)
@@ -49,7 +54,7 @@ def read_structured(source: SourceConfig) -> Iterator[Record]:
 def document_sections(file: Path, fmt: str, encoding: str = "auto") -> list[Section]:
     """The sections of one document of any document format."""
     if fmt == "pdf":
-        from tuneline.ingest.web_and_pdf import pdf_sections
+        from tuneline.ingest.pdf_files import pdf_sections
 
         return pdf_sections(file)
     text = read_text(file, encoding)
@@ -58,7 +63,7 @@ def document_sections(file: Path, fmt: str, encoding: str = "auto") -> list[Sect
 
         return rst_sections(text, file)
     if fmt == "html":
-        from tuneline.ingest.web_and_pdf import html_sections
+        from tuneline.ingest.html_pages import html_sections
 
         return html_sections(text, file)
     return text_sections(text, document_stem(file), markdown=fmt == "markdown")

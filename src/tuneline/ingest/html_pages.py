@@ -1,13 +1,14 @@
-"""HTML pages (BeautifulSoup, the standard-library parser: every element keeps its source line)
-and PDF files (pypdf's text layer, page by page) as sections of blocks."""
+"""HTML pages as sections of blocks (BeautifulSoup with the standard-library parser: every
+element keeps its source line), without the page's furniture: navigation, tables of contents,
+sidebars, headers and footers, whether marked by element, ARIA role or class."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.errors import DataError
 from tuneline.ingest.sections import Block, Section
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -17,14 +18,25 @@ LEAF_BLOCKS = {"p": "text", "pre": "code", "li": "text", "dt": "term", "dd": "de
 # Elements that are not the page's content.
 SKIPPED = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside",
            "form", "button", "svg", "head")
+# ARIA roles of the same furniture on elements of any name.
+SKIPPED_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
+# A word of a class naming furniture in generated pages (DocBook's navheader, navfooter and
+# toc, Sphinx's sphinxsidebar, a theme's md-nav or dropdown-menu). Whole words only, and never
+# ids, which pages derive from their content ("menus-and-toolbars").
+FURNITURE_CLASS_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "toc",
+                         "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu"}
+# Elements that start a new line inside a block read whole (a definition holding a list).
+_LINE_STARTERS = {"p", "div", "li", "dt", "dd", "tr", "pre", "ul", "ol", "dl", "table",
+                  "blockquote", "section", *HEADINGS}
 
 
 def html_sections(text: str, path: Path) -> list[Section]:
     """Sections of an HTML page, split at its h1-h6 headings."""
     bs4 = require("bs4")
     soup = bs4.BeautifulSoup(text, "html.parser")
-    for element in soup(list(SKIPPED)):
-        element.decompose()
+    for element in soup(list(SKIPPED)) + soup(_is_furniture):
+        if not element.decomposed:
+            element.decompose()
     for line_break in soup("br"):
         line_break.replace_with("\n")
     preamble = Section([], 1)
@@ -47,19 +59,41 @@ def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
         if child.name in HEADINGS:
             depth = int(child.name[1])
             levels = [(d, t) for d, t in state["levels"] if d < depth]
-            levels.append((depth, child.get_text(" ", strip=True)))
+            levels.append((depth, " ".join(_block_text(child, bs4).split())))
             state["levels"] = levels
             state["sections"].append(Section([t for _, t in levels], _line(child)))
         elif child.name in LEAF_BLOCKS:
             kind = LEAF_BLOCKS[child.name]
             text = (child.get_text().strip("\n") if kind == "code"
-                    else _lines(child.get_text()))
+                    else _lines(_block_text(child, bs4)))
             if child.name == "li":
                 text = f"- {text}"
             if text.strip("- "):
                 _add(state, Block(text, _line(child), kind))
         else:
             _visit(child, state, bs4)
+
+
+def _is_furniture(tag: Any) -> bool:
+    """A page's navigation, table of contents, sidebar or hidden part, by role or class."""
+    if tag.get("role") in SKIPPED_ROLES or tag.has_attr("hidden") or tag.get(
+            "aria-hidden") == "true":
+        return True
+    return any(word in FURNITURE_CLASS_WORDS
+               for name in tag.get("class", []) for word in re.split(r"[-_]+", name.lower()))
+
+
+def _block_text(tag: Any, bs4: Any) -> str:
+    """A block's text, a new line where an element inside it starts one (BeautifulSoup's
+    get_text runs "8.1.1 dpkg" and "8.1.2 APT" of a nested list together)."""
+    parts = []
+    for node in tag.descendants:
+        if isinstance(node, bs4.Tag) and node.name in _LINE_STARTERS:
+            parts.append("\n")
+        elif isinstance(node, bs4.NavigableString) and not isinstance(
+                node, bs4.Comment | bs4.Doctype | bs4.Declaration):
+            parts.append(str(node))
+    return "".join(parts)
 
 
 def _lines(text: str) -> str:
@@ -74,24 +108,3 @@ def _add(state: dict[str, Any], block: Block) -> None:
 
 def _line(tag: Any) -> int:
     return int(getattr(tag, "sourceline", None) or 1)
-
-
-def pdf_sections(path: Path) -> list[Section]:
-    """One section per PDF (titled by the file), a block per page with text (`line` is the
-    page number). DataError for an encrypted PDF or one without a text layer."""
-    pypdf = require("pypdf")
-    try:
-        reader = pypdf.PdfReader(str(path))
-        if reader.is_encrypted and reader.decrypt("") == 0:
-            raise DataError(f"{path}: the PDF is encrypted; save a copy without a password")
-        pages = [(number, page.extract_text() or "")
-                 for number, page in enumerate(reader.pages, start=1)]
-    except DataError:
-        raise
-    except Exception as exc:  # pypdf raises PdfReadError and friends for a broken file
-        raise DataError(f"{path}: not a readable PDF ({type(exc).__name__}: {exc})") from None
-    blocks = [Block(text.strip(), number, "page") for number, text in pages if text.strip()]
-    if not blocks:
-        raise DataError(f"{path}: none of its {len(pages)} page(s) has a text layer (a scanned "
-                        "PDF?); run OCR on it first (e.g. ocrmypdf) or leave it out")
-    return [Section([], 1, blocks)]
