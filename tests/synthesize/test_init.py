@@ -221,3 +221,16 @@ def test_init_joins_tables_that_reference_each_other_and_the_config_ingests(tmp_
     assert ingested.exit_code == 0, ingested.output
     records = (tmp_path / "r" / "airports" / "ingest" / "records.jsonl").read_text()
     assert '"state_name": "Texas"' in records  # the airport rows brought the state's columns
+
+
+def test_documents_repeated_by_symlinks_are_counted_once(tmp_path):
+    pytest.importorskip("bs4")
+    folder = tmp_path / "FAQ"
+    folder.mkdir()
+    questions = "".join(f"<h2>{n}.1. Can widget {n} float?</h2><p>Widget {n} sinks.</p>"
+                        for n in range(1, 13))
+    (folder / "faq.en.html").write_text(f"<html><body>{questions}</body></html>")
+    (folder / "faq.html").symlink_to("faq.en.html")  # as Debian's doc packages ship them
+    result = _init(str(folder), "-o", str(tmp_path / "tuneline.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "1 html file(s), 12 question-answer pairs" in " ".join(result.output.split())

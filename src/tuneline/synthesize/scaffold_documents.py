@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tuneline.errors import DataError
 from tuneline.ingest.config import DOCUMENT_FORMATS, SourceConfig
+from tuneline.ingest.documents import document_files
 from tuneline.ingest.sources import read_source
 from tuneline.synthesize.scaffold import (
     flow_yaml,
@@ -76,7 +77,7 @@ def plan_documents(path: Path, name: str | None = None) -> DocumentsPlan:
             "that asks one), or an LLM endpoint that writes questions from the chunks "
             "(synthesize.documents, docs/synthesize.md)")
     return DocumentsPlan(name or slug(path.stem if path.is_file() else path.name), path,
-                         chosen, len(files), len(pairs),
+                         chosen, len(document_files(path, chosen)), len(pairs),
                          _answer_tokens(pairs),
                          {f: n for f, n in formats.items() if f != chosen and f})
 
