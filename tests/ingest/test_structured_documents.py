@@ -4,6 +4,8 @@ error."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tuneline.errors import DataError
@@ -186,3 +188,24 @@ def test_faq_only_for_documents():
     with pytest.raises(ValueError, match="faq reads documents"):
         SourceConfig.model_validate({"name": "t", "path": __file__, "format": "csv",
                                      "faq": True})
+
+
+DEBIAN_FAQ = Path(__file__).parent / "data" / "debian-faq"
+
+
+def test_a_real_docbook_chapter_reads_as_its_six_questions(tmp_path):
+    pytest.importorskip("bs4")
+    pairs = _read(DEBIAN_FAQ, format="html", faq=True)
+    assert [r.data["question"] for r in pairs] == [
+        "What programs does Debian provide for managing its packages?",
+        "Debian claims to be able to update a running program; how is this accomplished?",
+        "How can I tell what packages are already installed on a Debian system?",
+        "How do I display the files of an installed package?",
+        "How can I find out what package produced a particular file?",
+        "Why is `foo-data' not removed when I uninstall `foo'? How do I make sure old unused "
+        "library-packages get purged?"]
+    assert {r.data["file"] for r in pairs} == {"pkgtools.en.html"}  # not its symlink too
+    assert pairs[3].data["answer"].startswith(
+        "To list all the files provided by the installed package foo execute the command")
+    chunks = " ".join(r.data["text"] for r in _read(DEBIAN_FAQ, format="html"))
+    assert "Table of Contents" not in chunks and "Prev" not in chunks
