@@ -209,3 +209,18 @@ def test_a_real_docbook_chapter_reads_as_its_six_questions(tmp_path):
         "To list all the files provided by the installed package foo execute the command")
     chunks = " ".join(r.data["text"] for r in _read(DEBIAN_FAQ, format="html"))
     assert "Table of Contents" not in chunks and "Prev" not in chunks
+
+
+def test_a_sphinx_page_reads_as_the_same_questions_as_its_rst_source():
+    pytest.importorskip("bs4")
+    pytest.importorskip("docutils")
+    html = _read(Path(__file__).parent / "data" / "python-faq-html" / "installed.html",
+                 faq=True)
+    rst = _read(Path(__file__).parents[2] / "examples" / "python-faq" / "data" / "faq"
+                / "installed.rst.txt", format="rst", faq=True)
+    assert [r.data["question"] for r in html] == [r.data["question"] for r in rst] == [
+        "What is Python?", "Why is Python installed on my machine?", "Can I delete Python?"]
+    assert html[2].data["answer"].startswith("That depends on where Python came from.\n\n")
+    chunks = " ".join(r.data["text"] for r in _read(html[0].file))
+    for furniture in ("¶", "Table of Contents", "Previous topic", "Report a Bug", "Navigation"):
+        assert furniture not in chunks

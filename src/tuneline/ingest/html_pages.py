@@ -21,10 +21,14 @@ SKIPPED = ("script", "style", "noscript", "template", "nav", "header", "footer",
 # ARIA roles of the same furniture on elements of any name.
 SKIPPED_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
 # A word of a class naming furniture in generated pages (DocBook's navheader, navfooter and
-# toc, Sphinx's sphinxsidebar, a theme's md-nav or dropdown-menu). Whole words only, and never
-# ids, which pages derive from their content ("menus-and-toolbars").
+# toc, Sphinx's sphinxsidebar, a theme's md-nav or dropdown-menu), on a container only: a link
+# in a heading may be classed so (Sphinx's "toc-backref" holds the heading's text). Whole words,
+# and never ids, which pages derive from their content ("menus-and-toolbars").
 FURNITURE_CLASS_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "toc",
                          "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu"}
+_CONTAINERS = {"div", "nav", "section", "ul", "ol", "dl", "table", "p"}
+# The permalink mark ending a heading (Sphinx's and MkDocs' "¶"), on any element.
+PERMALINK_CLASS = "headerlink"
 # Elements that start a new line inside a block read whole (a definition holding a list).
 _LINE_STARTERS = {"p", "div", "li", "dt", "dd", "tr", "pre", "ul", "ol", "dl", "table",
                   "blockquote", "section", *HEADINGS}
@@ -75,12 +79,16 @@ def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
 
 
 def _is_furniture(tag: Any) -> bool:
-    """A page's navigation, table of contents, sidebar or hidden part, by role or class."""
+    """A page's navigation, table of contents, sidebar, permalink mark or hidden part, by
+    role or class."""
     if tag.get("role") in SKIPPED_ROLES or tag.has_attr("hidden") or tag.get(
             "aria-hidden") == "true":
         return True
-    return any(word in FURNITURE_CLASS_WORDS
-               for name in tag.get("class", []) for word in re.split(r"[-_]+", name.lower()))
+    classes = [name.lower() for name in tag.get("class", [])]
+    if PERMALINK_CLASS in classes:
+        return True
+    return tag.name in _CONTAINERS and any(
+        word in FURNITURE_CLASS_WORDS for name in classes for word in re.split(r"[-_]+", name))
 
 
 def _block_text(tag: Any, bs4: Any) -> str:
