@@ -95,8 +95,9 @@ def test_outline_titles_split_sections_and_questions_become_pairs(tmp_path):
                ("A title printed nowhere", 2, 1)]
     path = tmp_path / "guide.pdf"
     path.write_bytes(_with_outline(_pdf(pages), outline))
-    pairs = {r.data["question"]: (r.data["answer"], r.line, r.data["title"])
-             for r in _read(path, faq=True)}
+    records = _read(path, faq=True)
+    assert [r.key for r in records] == ["guide.pdf:2", "guide.pdf:2.2"]  # one page, two
+    pairs = {r.data["question"]: (r.data["answer"], r.line, r.data["title"]) for r in records}
     assert pairs == {
         "What is a widget?": ("A widget turns cranks. It never stops.", 2,
                               "Basics > What is a widget?"),
