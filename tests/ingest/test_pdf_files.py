@@ -31,14 +31,17 @@ def _line(y: float, text: str) -> str:
 
 
 def _pdf(pages: list[list[str] | str]) -> bytes:
-    """A minimal PDF: each page a list of lines set 14 points apart from y=700 (a string: one
-    line; an empty string: no text)."""
+    """A minimal PDF: each page a list of lines set 14 points apart from y=700, a line given as
+    (text, points higher) set off its place (a string page: one line; "": no text)."""
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", "",
                "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids = []
     for page in pages:
         lines = [page] if isinstance(page, str) else page
-        stream = "\n".join(_line(700 - 14 * i, text) for i, text in enumerate(lines) if text)
+        placed = [(700 - 14 * i, line) if isinstance(line, str) else (700 - 14 * i + line[1],
+                                                                      line[0])
+                  for i, line in enumerate(lines)]
+        stream = "\n".join(_line(y, text) for y, text in placed if text)
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents "
                        f"{len(objects)} 0 R /Resources << /Font << /F1 3 0 R >> >> >>")
@@ -88,7 +91,7 @@ def test_outline_titles_split_sections_and_questions_become_pairs(tmp_path):
         ["Cover page of the guide"],
         ["Chapter 1", "Basics", "1.1 What is a widget?", "A widget turns cranks.",
          "It never stops.", "1.2 How do I clean", "a widget?", "Wipe it with a damp"],
-        ["cloth, then dry it.", "Chapter 2", "Limits", "Widgets fear water."],
+        ["cloth, then dry it.", "Chapter 2", "LIMITS", "Widgets fear water."],
     ]
     outline = [("Basics", 1, 0), ("What is a widget?", 1, 1),
                ("How do I clean a widget?", 1, 1), ("Limits", 2, 0),
@@ -106,7 +109,8 @@ def test_outline_titles_split_sections_and_questions_become_pairs(tmp_path):
     }
     chunks = {r.data["title"]: r.data["text"] for r in _read(path, chunk_size=400)}
     assert chunks["guide"] == "Cover page of the guide"
-    # a bookmark whose title is not in the text starts no section: where is not known
+    # "LIMITS" is the bookmark "Limits" set in capitals; a bookmark whose title is not in
+    # the text starts no section: where is not known
     assert chunks["Limits"] == "Widgets fear water."
     assert "Basics" not in chunks  # its pages hold only its heading
 
@@ -117,7 +121,9 @@ def test_running_headers_and_page_numbers_are_left_out(tmp_path):
     pages = []
     for number, text in enumerate(body, start=1):
         # header at y=700, a blank line's gap, the text, then the page number far below
-        pages.append(["PUMP MANUAL", "", "", text, *[""] * 30, str(number)])
+        # the last page's header a point higher, as an accented capital lifts it
+        header = ("PUMP MANUAL", 1.0) if number == len(body) else "PUMP MANUAL"
+        pages.append([header, "", "", text, *[""] * 30, str(number)])
     path = tmp_path / "pump.pdf"
     path.write_bytes(_pdf(pages))
     texts = [r.data["text"] for r in _read(path, chunk_size=50, chunk_overlap=0)]

@@ -11,6 +11,7 @@ import pytest
 from tuneline.errors import DataError
 from tuneline.ingest.config import SourceConfig
 from tuneline.ingest.documents import repeated_document_files
+from tuneline.ingest.sections import as_asked
 from tuneline.ingest.sources import read_source
 
 RST = """\
@@ -153,6 +154,40 @@ def test_page_furniture_is_left_out_and_section_numbers_are_not_asked(tmp_path):
     text = " ".join(r.data["text"] for r in _read(path))
     for furniture in ("Prev", "Next: Chapter 9", "8.1.1", "Skip to content", "decoration"):
         assert furniture not in text
+
+
+READ_THE_DOCS_HTML = """<html><body>
+<div class="wy-grid-for-nav">
+<nav class="wy-nav-side"><div class="wy-menu"><p>Install</p><p>Reset</p></div></nav>
+<section class="wy-nav-content-wrap"><div class="wy-nav-content"><div role="main">
+<h1>Widget FAQ</h1>
+<h2>How do I reset it?</h2><p>Hold RESET.</p>
+<h2>How do I install it?</h2>
+<div role="tabpanel"><pre>pip install widget</pre></div>
+<div role="tabpanel" hidden=""><pre>conda install widget</pre></div>
+</div></div></section></div>
+</body></html>
+"""
+
+
+def test_a_wrapper_classed_like_navigation_keeps_the_page_it_holds(tmp_path):
+    """Read the Docs wraps the whole page in classes with "nav" in them; a hidden tab panel
+    is an answer too."""
+    path = tmp_path / "faq.html"
+    path.write_text(READ_THE_DOCS_HTML, encoding="utf-8")
+    pairs = {r.data["question"]: r.data["answer"] for r in _read(path, faq=True)}
+    assert pairs == {"How do I reset it?": "Hold RESET.",
+                     "How do I install it?": "pip install widget\n\nconda install widget"}
+    assert "Install Reset" not in " ".join(r.data["text"] for r in _read(path))
+
+
+@pytest.mark.parametrize(("heading", "asked"), [
+    ("1.1.\u00a0What is Debian?", "What is Debian?"), ("3) Why?", "Why?"),
+    ("Q4: How now?", "How now?"), ("1.3 OK, now?", "OK, now?"),
+    ("1.1 Что такое Debian?", "Что такое Debian?"), ("12. why not?", "why not?"),
+    ("3.14 is pi?", "3.14 is pi?"), ("10 things?", "10 things?")])
+def test_a_section_number_is_not_part_of_the_question(heading, asked):
+    assert as_asked(heading) == asked
 
 
 def test_a_file_repeated_by_a_symlink_or_a_copy_is_read_once(tmp_path):

@@ -70,9 +70,10 @@ def _repeats(files: list[Path]) -> list[Path]:
 
 
 def documents_fingerprint(path: Path, fmt: str) -> str:
-    """sha256 over the relative names and contents of every document a source reads."""
+    """sha256 over the relative names and contents of every document under a source, those
+    read once as repeats included (so a new symlink updates `repeated_files`)."""
     digest = hashlib.sha256()
-    for file in document_files(path, fmt):
+    for file in _files_with_suffix(path, fmt):
         digest.update(relative_name(file, path).encode() + b"\0" + hash_file(file).encode())
     return digest.hexdigest()
 

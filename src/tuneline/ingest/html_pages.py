@@ -79,16 +79,20 @@ def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
 
 
 def _is_furniture(tag: Any) -> bool:
-    """A page's navigation, table of contents, sidebar, permalink mark or hidden part, by
-    role or class."""
-    if tag.get("role") in SKIPPED_ROLES or tag.has_attr("hidden") or tag.get(
-            "aria-hidden") == "true":
+    """A page's navigation, table of contents, sidebar, permalink mark or decoration, by role
+    or class. A container classed so that holds the page's content (Read the Docs wraps it all
+    in `wy-grid-for-nav`) is not furniture: it holds a main or article element, or more than
+    one heading. `hidden` is no sign: tabbed answers hide every tab but one."""
+    if tag.get("role") in SKIPPED_ROLES or tag.get("aria-hidden") == "true":
         return True
     classes = [name.lower() for name in tag.get("class", [])]
     if PERMALINK_CLASS in classes:
         return True
-    return tag.name in _CONTAINERS and any(
-        word in FURNITURE_CLASS_WORDS for name in classes for word in re.split(r"[-_]+", name))
+    if tag.name not in _CONTAINERS or not any(
+            word in FURNITURE_CLASS_WORDS for name in classes for word in re.split(r"[-_]+", name)):
+        return False
+    holds_content = tag.find(["main", "article"]) or tag.find(attrs={"role": "main"})
+    return not holds_content and len(tag.find_all(HEADINGS, limit=2)) < 2
 
 
 def _block_text(tag: Any, bs4: Any) -> str:

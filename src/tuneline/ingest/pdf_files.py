@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from tuneline.ingest.sections import Block, Section
 # PDFium's error code for a document that needs a password (FPDF_ERR_PASSWORD).
 _PASSWORD_ERROR = 4
 # A line that labels the heading after it ("Chapter 3", "Appendix B"), part of that heading.
-_HEADING_LABEL = re.compile(r"(?:chapter|part|appendix|section|book)\s+[\dA-Z]+\.?",
-                            re.IGNORECASE)
-# Quotes are left out when matching a title, dashes compared as "-": LaTeX sets `stable' as
-# a combining accent and a curly quote, an outline as ASCII.
-_PLAIN_PUNCTUATION = str.maketrans({**dict.fromkeys("'`\"\u2018\u2019\u201a\u201b\u201c\u201d"
-                                                  "\u201e\u00b4", None),
-                                    "\u2013": "-", "\u2014": "-"})
+_HEADING_LABEL = re.compile(r"(?i:chapter|part|appendix|section|book)\s+(?:\d+|[A-Z]|[IVXLC]+)\.?")
+# Quotes and hyphens are left out when matching a title: LaTeX sets `stable' as a combining
+# accent and a curly quote, an outline as ASCII; PDFium drops a hyphen that ends a line.
+_PLAIN_PUNCTUATION = str.maketrans(dict.fromkeys(
+    "'`\"\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u00b4-\u2010\u2011\u2013\u2014\u00ad", None))
+# How near two lines' heights must be to count as one running band, in points.
+_BAND_TOLERANCE = 2.0
 # PDFium marks a word hyphenated across lines with U+FFFE and joins its two halves.
 _SOFT_HYPHEN = "\ufffe"
 
@@ -74,9 +73,10 @@ def _body_pages(document: Any) -> list[_Page]:
     footer = _running_band([last for _, _, last in read])
     pages = []
     for number, (lines, first, last) in enumerate(read, start=1):
-        if header is not None and first is not None and round(first) == header:
+        if header is not None and first is not None and abs(first - header) <= _BAND_TOLERANCE:
             lines = lines[1:]
-        if footer is not None and last is not None and round(last) == footer and lines:
+        if (footer is not None and last is not None and abs(last - footer) <= _BAND_TOLERANCE
+                and lines):
             lines = lines[:-1]
         pages.append(_Page(number, lines))
     return pages
@@ -91,13 +91,15 @@ def _read_page(page: Any) -> tuple[list[str], float | None, float | None]:
         text = textpage.get_text_range()
         lines = text.replace(_SOFT_HYPHEN, "").split("\r\n")
         raw = text.split("\r\n")
-        if len(raw) < 2 or not raw[0] or not raw[-1] or not raw[1] or not raw[-2]:
+        # char indices count UTF-16 units (a character beyond U+FFFF is two)
+        if (len(raw) < 2 or not all((raw[0], raw[1], raw[-2], raw[-1]))
+                or textpage.count_chars() != _utf16_length(text)):
             return lines, None, None
-        second_start = len(raw[0]) + 2
-        last_start = len(text) - len(raw[-1])
+        second_start = _utf16_length(raw[0]) + 2
+        last_start = _utf16_length(text) - _utf16_length(raw[-1])
         first_box, second_box = textpage.get_charbox(0), textpage.get_charbox(second_start)
         last_box = textpage.get_charbox(last_start)
-        before_last_box = textpage.get_charbox(last_start - 2 - len(raw[-2]))
+        before_last_box = textpage.get_charbox(last_start - 2 - _utf16_length(raw[-2]))
     finally:
         textpage.close()
     # a charbox is (left, bottom, right, top)
@@ -106,19 +108,25 @@ def _read_page(page: Any) -> tuple[list[str], float | None, float | None]:
     return lines, first, last
 
 
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _apart(upper: tuple[float, ...], lower: tuple[float, ...]) -> bool:
     height = max(upper[3] - upper[1], lower[3] - lower[1], 1.0)
     return upper[1] - lower[3] >= 2 * height
 
 
-def _running_band(ys: list[float | None]) -> int | None:
-    """The y (rounded) at which a set-apart first (or last) line stands on at least half of
-    the pages and three or more: a running header (footer) band; None if there is none."""
-    counts = Counter(round(y) for y in ys if y is not None)
-    if not counts:
+def _running_band(ys: list[float | None]) -> float | None:
+    """The height at which a set-apart first (or last) line stands, within _BAND_TOLERANCE, on
+    at least half of the pages and three or more: a running header (footer) band; None if
+    there is none. (An accented capital lifts one page's header by a point.)"""
+    known = [y for y in ys if y is not None]
+    if not known:
         return None
-    y, count = counts.most_common(1)[0]
-    return y if count >= max(3, len(ys) / 2) else None
+    band = max(known, key=lambda y: sum(abs(y - other) <= _BAND_TOLERANCE for other in known))
+    count = sum(abs(band - other) <= _BAND_TOLERANCE for other in known)
+    return band if count >= max(3, len(ys) / 2) else None
 
 
 def _bookmarks(document: Any) -> list[_Bookmark]:
@@ -182,11 +190,12 @@ def _find_title(lines: list[str], title: str, start: int) -> tuple[int, int] | N
     """(first line, number of lines) of `title` as a heading in `lines` from `start`: the
     title's words, after an optional section number, at the start of a line and running over
     at most three lines, with a "Chapter 2" line just before it; None where it is not there.
-    Quotes and accents are left out and ligatures spelled out (an outline's "doesn't" is the
-    text's "doesn’t")."""
+    Case, quotes, hyphens and accents are not compared and ligatures are spelled out (an
+    outline's "doesn't" is the text's "doesn’t", its "Debian-specific" a line-end
+    "Debianspecific"; a heading may be set in capitals)."""
     words = _plain(title).split()
     pattern = re.compile(r"(?:[\dA-Z]+(?:\.\d+)*\.?\s+)?" + r"\s+".join(map(re.escape, words))
-                         + r"\s*$")
+                         + r"\s*$", re.IGNORECASE)
     for first in range(start, len(lines)):
         for span in (1, 2, 3):
             if first + span > len(lines):

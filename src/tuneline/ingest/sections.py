@@ -21,8 +21,11 @@ from tuneline.ingest.documents import (
 _Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNORECASE)
 _A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
 # A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "Q4:"),
-# which nobody types when asking it; only before a capital, so "3.14 is pi?" stays.
-_NUMBERING = re.compile(r"^(?:(?:\d+\.)+\d*|\d+(?:\.\d+)+|\d+\)|Q\d+[:.)]?)\s+(?=\W*[A-Z])")
+# which nobody types when asking it.
+_NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\d+\)|Q\d+[:.)]?)\s+")
+# The same without its final dot ("8.1 Why?"), read as a number when a lowercase word
+# follows ("3.14 is pi?").
+_BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,17 @@ def _asks(text: str) -> bool:
 def as_asked(question: str) -> str:
     """A heading's or term's question as a reader would ask it: without its section number,
     its spaces plain and single."""
-    return _NUMBERING.sub("", " ".join(question.split()))
+    text = " ".join(question.split())
+    if match := _NUMBERING.match(text):
+        return text[match.end():]
+    if (match := _BARE_NUMBERING.match(text)) and not _starts_lowercase(text[match.end():]):
+        return text[match.end():]
+    return text
+
+
+def _starts_lowercase(text: str) -> bool:
+    letter = next((c for c in text if c.isalpha()), "")
+    return letter.islower()
 
 
 def _join(blocks: list[Block]) -> str:
