@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +62,13 @@ def _files_with_suffix(path: Path, fmt: str) -> list[Path]:
 
 
 def _repeats(files: list[Path]) -> list[Path]:
-    """Every file but the first of each content, a real file kept before a symlink."""
-    kept: dict[str, Path] = {}
+    """Every file but the first of each content, a real file kept before a symlink. Only files
+    whose size another shares are hashed."""
+    sizes = Counter(file.stat().st_size for file in files)
+    kept: dict[str | Path, Path] = {}
     for file in sorted(files, key=lambda file: file.is_symlink()):  # stable sort
-        kept.setdefault(hash_file(file), file)
+        size = file.stat().st_size
+        kept.setdefault(hash_file(file) if sizes[size] > 1 else file, file)
     chosen = set(kept.values())
     return [file for file in files if file not in chosen]
 

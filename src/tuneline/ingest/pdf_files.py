@@ -73,10 +73,9 @@ def _body_pages(document: Any) -> list[_Page]:
     footer = _running_band([last for _, _, last in read])
     pages = []
     for number, (lines, first, last) in enumerate(read, start=1):
-        if header is not None and first is not None and abs(first - header) <= _BAND_TOLERANCE:
+        if _in_band(first, header):
             lines = lines[1:]
-        if (footer is not None and last is not None and abs(last - footer) <= _BAND_TOLERANCE
-                and lines):
+        if _in_band(last, footer) and lines:
             lines = lines[:-1]
         pages.append(_Page(number, lines))
     return pages
@@ -124,9 +123,12 @@ def _running_band(ys: list[float | None]) -> float | None:
     known = [y for y in ys if y is not None]
     if not known:
         return None
-    band = max(known, key=lambda y: sum(abs(y - other) <= _BAND_TOLERANCE for other in known))
-    count = sum(abs(band - other) <= _BAND_TOLERANCE for other in known)
+    count, band = max((sum(_in_band(other, y) for other in known), y) for y in known)
     return band if count >= max(3, len(ys) / 2) else None
+
+
+def _in_band(y: float | None, band: float | None) -> bool:
+    return y is not None and band is not None and abs(y - band) <= _BAND_TOLERANCE
 
 
 def _bookmarks(document: Any) -> list[_Bookmark]:
