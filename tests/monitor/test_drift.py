@@ -139,3 +139,21 @@ def test_real_questions_stay_quiet_in_19_of_20_windows_and_5_off_topic_in_60_ale
                              everyday[rng.choice(len(everyday), 5, replace=False)]])
         loud += compare(baseline, shifted, seed=seed).alert
     assert quiet >= 19 and loud >= 19, (quiet, loud)
+
+
+def test_questions_trained_twice_keep_the_coverage_test():
+    """A question trained plainly and again with passages embeds twice (to float noise): each
+    copy's nearest other prompt is its twin, at distance ~0. Coverage is measured from the
+    nearest *other* question, so off-topic prompts still read as outside it."""
+    centres = _topics()
+    rng = np.random.default_rng(1)
+    once = _prompts(rng, centres, 300, range(TOPICS))
+    twice = np.vstack([once, once + 1e-7 * rng.normal(size=once.shape)])
+    live = np.vstack([_prompts(rng, centres, 40, range(TOPICS)),
+                      _prompts(rng, centres, 20, [TOPICS, TOPICS + 1])])
+    baseline = build_baseline(twice)
+    assert np.isfinite(baseline.coverage_radius).all()
+    report = compare(baseline, live)
+    assert report.out_of_coverage > 0.25 and report.out_of_coverage_p_value < 1e-6
+    assert report.out_of_coverage == pytest.approx(
+        compare(build_baseline(once), live).out_of_coverage, abs=0.05)

@@ -26,6 +26,7 @@ from typing import Any
 from tuneline._optional import require
 
 COVERAGE_QUANTILE = 0.99
+SAME_PROMPT_DISTANCE = 1e-3  # unit-length embeddings this close are one prompt embedded twice
 
 
 @dataclass(frozen=True)
@@ -176,16 +177,30 @@ def _nearest_distance(y: Any, x: Any) -> Any:
 def _coverage_radii(x: Any, labels: Any, k: int) -> Any:
     """Each cluster's median distance from a training prompt to its nearest other one (topics
     differ in spread), and the COVERAGE_QUANTILE of those distances relative to their
-    cluster's median, over all training prompts (one quantile from many points is stable)."""
+    cluster's median, over all training prompts (one quantile from many points is stable).
+    A copy of the same prompt (a question trained plainly and again with passages) is not
+    another one: its distance of ~0 would make a cluster's median 0."""
     np = require("numpy")
+    x = x.astype(np.float64)  # float32's rounding puts a prompt ~1e-3 from itself
     d = _pairwise(x, x)
     np.fill_diagonal(d, np.inf)
+    d[d < SAME_PROMPT_DISTANCE] = np.inf
     nearest = d.min(axis=1)
-    overall = float(np.median(nearest))
-    scale = np.array([float(np.median(nearest[labels == c])) if (labels == c).sum() >= 5
-                      else overall for c in range(k)])
+    if not np.isfinite(nearest).any():  # every prompt the same: no spread to measure
+        nearest = np.zeros(len(x))
+    nearest = np.where(np.isfinite(nearest), nearest, np.nan)
+    overall = float(np.nanmedian(nearest)) or 1.0
+    scale = np.array([_median_or(nearest[labels == c], overall) for c in range(k)])
     relative = nearest / scale[labels]
-    return np.r_[scale, float(np.quantile(relative, COVERAGE_QUANTILE))]
+    return np.r_[scale, float(np.nanquantile(relative, COVERAGE_QUANTILE))]
+
+
+def _median_or(distances: Any, fallback: float) -> float:
+    """The median of a cluster's distances when it has enough distinct prompts to say."""
+    np = require("numpy")
+    distinct = distances[~np.isnan(distances)]
+    median = float(np.median(distinct)) if len(distinct) >= 5 else 0.0
+    return median or fallback
 
 
 def _classifier_test(x: Any, y: Any, shuffles: int, rng: Any) -> tuple[float, float]:
