@@ -182,7 +182,7 @@ def test_a_wrapper_classed_like_navigation_keeps_the_page_it_holds(tmp_path):
 
 
 @pytest.mark.parametrize(("heading", "asked"), [
-    ("1.1.\u00a0What is Debian?", "What is Debian?"), ("3) Why?", "Why?"),
+    ("1.1.\u00a0What is Debian?", "What is Debian?"), ("3) Why?", "Why?"), ("(3) Why?", "Why?"),
     ("Q4: How now?", "How now?"), ("1.3 OK, now?", "OK, now?"),
     ("1.1 Что такое Debian?", "Что такое Debian?"), ("12. why not?", "why not?"),
     ("3.14 is pi?", "3.14 is pi?"), ("10 things?", "10 things?")])
@@ -256,6 +256,45 @@ def test_a_sphinx_page_reads_as_the_same_questions_as_its_rst_source():
     assert [r.data["question"] for r in html] == [r.data["question"] for r in rst] == [
         "What is Python?", "Why is Python installed on my machine?", "Can I delete Python?"]
     assert html[2].data["answer"].startswith("That depends on where Python came from.\n\n")
+    assert html[2].data["answer"].endswith("would then be required to fix things again.")
     chunks = " ".join(r.data["text"] for r in _read(html[0].file))
     for furniture in ("¶", "Table of Contents", "Previous topic", "Report a Bug", "Navigation"):
         assert furniture not in chunks
+
+
+def test_a_hand_written_faq_asks_in_bold_numbered_paragraphs():
+    """The SQLite FAQ: each question a bold paragraph "(n) ...", its answer below; a numbered
+    statement ("(3) SQLite lets me insert a string...!") ends the answer before it without
+    being asked; the list of links to the questions is the page's table of contents."""
+    pytest.importorskip("bs4")
+    page = Path(__file__).parent / "data" / "sqlite-faq" / "faq.html"
+    pairs = _read(page, faq=True)
+    asked = [r.data["question"] for r in pairs]
+    assert asked[:3] == ["How do I create an AUTOINCREMENT field?",
+                         "What datatypes does SQLite support?",
+                         "Why doesn't SQLite allow me to use '0' and '0.0' as the primary key "
+                         "on two different rows of the same table?"]
+    assert len(asked) >= 18 and "Is SQLite threadsafe?" in asked
+    assert all(not question.startswith("(") for question in asked)
+    assert pairs[0].data["answer"].startswith("Short answer: A column declared INTEGER PRIMARY")
+    assert pairs[1].data["answer"] == ("SQLite uses dynamic typing. Content can be stored as "
+                                       "INTEGER, REAL, TEXT, BLOB, or as NULL.")
+    chunks = [r.data["text"] for r in _read(page)]
+    assert not any("What datatypes does SQLite support?" in c
+                   and "Is SQLite threadsafe?" in c for c in chunks)  # no table of contents
+
+
+def test_bold_paragraphs_ask_only_when_they_ask_or_are_numbered(tmp_path):
+    pytest.importorskip("bs4")
+    path = tmp_path / "faq.html"
+    path.write_text(
+        "<h1>Help</h1><ul><li><a href='#a'>Can I undo?</a></li><li><a href='#b'>Q2</a></li>"
+        "<li><a href='#c'>Q3</a></li></ul>"
+        "<p><strong>Can I <em>undo</em> a sync?</strong></p><p>Yes, within a day.</p>"
+        "<p><b>Warning: back up first.</b></p><p>Restores overwrite.</p>"
+        "<p><b>Is it free?</b> Mostly.</p><p>Ask sales.</p>", encoding="utf-8")
+    [pair] = _read(path, faq=True)
+    assert (pair.data["question"], pair.line) == ("Can I undo a sync?", 1)
+    assert pair.data["answer"] == ("Yes, within a day.\n\nWarning: back up first.\n\nRestores "
+                                   "overwrite.\n\nIs it free? Mostly.\n\nAsk sales.")
+    assert not any("Q3" in r.data["text"] for r in _read(path))  # the links list is contents

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.ingest.sections import Block, Section
+from tuneline.ingest.sections import NUMBERING, Block, Section
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # Elements read whole as one block (what they contain is not walked again).
@@ -21,17 +21,33 @@ SKIPPED = ("script", "style", "noscript", "template", "nav", "header", "footer",
 # ARIA roles of the same furniture on elements of any name.
 SKIPPED_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
 # A word of a class naming furniture in generated pages (DocBook's navheader, navfooter and
-# toc, Sphinx's sphinxsidebar, a theme's md-nav or dropdown-menu), on a container only: a link
-# in a heading may be classed so (Sphinx's "toc-backref" holds the heading's text). Whole words,
-# and never ids, which pages derive from their content ("menus-and-toolbars").
+# toc, Sphinx's sphinxsidebar and footer, a theme's md-nav or dropdown-menu), on a container
+# only: a link in a heading may be classed so (Sphinx's "toc-backref" holds the heading's
+# text). Whole words, and never ids, which pages derive from their content
+# ("menus-and-toolbars").
 FURNITURE_CLASS_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "toc",
-                         "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu"}
+                         "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu",
+                         "footer"}
 _CONTAINERS = {"div", "nav", "section", "ul", "ol", "dl", "table", "p"}
 # The permalink mark ending a heading (Sphinx's and MkDocs' "¶"), on any element.
 PERMALINK_CLASS = "headerlink"
+# Elements inside a line of text; holding none of _BLOCK_LEVEL, they run on with the text
+# around them.
+INLINE = {"a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em",
+          "font", "i", "img", "ins", "kbd", "mark", "q", "s", "samp", "small", "span", "strike",
+          "strong", "sub", "sup", "time", "tt", "u", "var", "wbr"}
+# A bold paragraph standing for a heading sits below every h1-h6 trail level; the next one
+# replaces it. Longer than this it is a bold sentence, not a title.
+EMPHASISED_DEPTH = 7
+MAX_EMPHASISED_TITLE = 300
+MIN_CONTENTS_LINKS = 3
 # Elements that start a new line inside a block read whole (a definition holding a list).
 _LINE_STARTERS = {"p", "div", "li", "dt", "dd", "tr", "pre", "ul", "ol", "dl", "table",
                   "blockquote", "section", *HEADINGS}
+
+
+_BLOCK_LEVEL = [*HEADINGS, *LEAF_BLOCKS, *_LINE_STARTERS, "article", "main", "aside", "nav",
+                "figure", "details", "hr", "form", "header", "footer"]
 
 
 def html_sections(text: str, path: Path) -> list[Section]:
@@ -50,22 +66,21 @@ def html_sections(text: str, path: Path) -> list[Section]:
 
 
 def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
+    run: list[Any] = []  # text and inline elements in a row: one paragraph without a <p>
     for child in element.children:
-        if isinstance(child, bs4.NavigableString):
-            if isinstance(child, bs4.Comment | bs4.Doctype | bs4.Declaration):
-                continue
-            text = " ".join(str(child).split())
-            if text:
-                _add(state, Block(text, _line(child.parent)))
+        if isinstance(child, bs4.Comment | bs4.Doctype | bs4.Declaration):
             continue
+        if isinstance(child, bs4.NavigableString) or _is_inline(child):
+            run.append(child)
+            continue
+        _add_run(run, state, bs4)
+        run = []
         if not isinstance(child, bs4.Tag):
             continue
         if child.name in HEADINGS:
-            depth = int(child.name[1])
-            levels = [(d, t) for d, t in state["levels"] if d < depth]
-            levels.append((depth, " ".join(_block_text(child, bs4).split())))
-            state["levels"] = levels
-            state["sections"].append(Section([t for _, t in levels], _line(child)))
+            _open_section(state, int(child.name[1]), _block_text(child, bs4), child)
+        elif (title := _emphasised_title(child, bs4)) is not None:
+            _open_section(state, EMPHASISED_DEPTH, title, child)
         elif child.name in LEAF_BLOCKS:
             kind = LEAF_BLOCKS[child.name]
             text = (child.get_text().strip("\n") if kind == "code"
@@ -76,6 +91,66 @@ def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
                 _add(state, Block(text, _line(child), kind))
         else:
             _visit(child, state, bs4)
+    _add_run(run, state, bs4)
+
+
+def _is_inline(tag: Any) -> bool:
+    return tag.name in INLINE and tag.find(_BLOCK_LEVEL) is None
+
+
+def _add_run(run: list[Any], state: dict[str, Any], bs4: Any) -> None:
+    """Text and inline elements met in a row outside any paragraph, as one block ("SQLite
+    uses <a>dynamic typing</a>." straight inside a blockquote)."""
+    text = " ".join("".join(str(node) if isinstance(node, bs4.NavigableString)
+                            else _block_text(node, bs4) for node in run).split())
+    if text:
+        first = run[0]
+        _add(state, Block(text, _line(first if isinstance(first, bs4.Tag) else first.parent)))
+
+
+def _open_section(state: dict[str, Any], depth: int, title: str, tag: Any) -> None:
+    levels = [(d, t) for d, t in state["levels"] if d < depth]
+    levels.append((depth, " ".join(title.split())))
+    state["levels"] = levels
+    state["sections"].append(Section([t for _, t in levels], _line(tag)))
+
+
+def _emphasised_title(tag: Any, bs4: Any) -> str | None:
+    """The text of a paragraph that stands for a heading in a hand-written page: all of it
+    bold (`b`, `strong`), short, and asking a question or numbered ("(3) SQLite lets me...!"
+    in SQLite's FAQ, "<p><b>Q2. ...</b></p>" in exported Word pages); else None. A bold
+    sentence inside an answer ("Warning: ...") neither asks nor is numbered."""
+    if tag.name != "p":
+        return None
+    text = " ".join(tag.get_text().split())
+    if not text or len(text) > MAX_EMPHASISED_TITLE:
+        return None
+    words = [node for node in tag.find_all(string=True)
+             if node.strip() and not isinstance(node, bs4.Comment)]
+    if not all(_in_bold(node, tag) for node in words):
+        return None
+    return text if text.endswith("?") or NUMBERING.match(text) else None
+
+
+def _in_bold(node: Any, within: Any) -> bool:
+    for parent in node.parents:
+        if parent is within:
+            return False
+        if parent.name in ("b", "strong"):
+            return True
+    return False
+
+
+def _is_page_contents(tag: Any) -> bool:
+    """A list whose every word is a link to a place on the page: its table of contents
+    (written by hand, without a class saying so). Its chunk would match every question."""
+    if tag.name not in ("ul", "ol"):
+        return False
+    links = tag.find_all("a", href=True)
+    if len(links) < MIN_CONTENTS_LINKS or not all(a["href"].startswith("#") for a in links):
+        return False
+    linked = "".join(a.get_text() for a in links)
+    return "".join(tag.get_text().split()) == "".join(linked.split())
 
 
 def _is_furniture(tag: Any) -> bool:
@@ -83,7 +158,8 @@ def _is_furniture(tag: Any) -> bool:
     or class. A container classed so that holds the page's content (Read the Docs wraps it all
     in `wy-grid-for-nav`) is not furniture: it holds a main or article element, or more than
     one heading. `hidden` is no sign: tabbed answers hide every tab but one."""
-    if tag.get("role") in SKIPPED_ROLES or tag.get("aria-hidden") == "true":
+    if (tag.get("role") in SKIPPED_ROLES or tag.get("aria-hidden") == "true"
+            or _is_page_contents(tag)):
         return True
     classes = [name.lower() for name in tag.get("class", [])]
     if PERMALINK_CLASS in classes:

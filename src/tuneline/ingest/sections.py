@@ -20,9 +20,9 @@ from tuneline.ingest.documents import (
 # A question in a Q:/A: block, and its answer ("Q. ...", "Question: ...", "A) ...").
 _Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNORECASE)
 _A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
-# A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "Q4:"),
-# which nobody types when asking it.
-_NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\d+\)|Q\d+[:.)]?)\s+")
+# A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "(3) How?",
+# "Q4:"), which nobody types when asking it.
+NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\(?\d+\)|Q\d+[:.)]?)\s+")
 # The same without its final dot ("8.1 Why?"), read as a number when a lowercase word
 # follows ("3.14 is pi?").
 _BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
@@ -114,7 +114,7 @@ def as_asked(question: str) -> str:
     """A heading's or term's question as a reader would ask it: without its section number,
     its spaces plain and single."""
     text = " ".join(question.split())
-    if match := _NUMBERING.match(text):
+    if match := NUMBERING.match(text):
         return text[match.end():]
     if (match := _BARE_NUMBERING.match(text)) and not _starts_lowercase(text[match.end():]):
         return text[match.end():]
