@@ -185,7 +185,8 @@ def test_a_wrapper_classed_like_navigation_keeps_the_page_it_holds(tmp_path):
     ("1.1.\u00a0What is Debian?", "What is Debian?"), ("3) Why?", "Why?"), ("(3) Why?", "Why?"),
     ("Q4: How now?", "How now?"), ("1.3 OK, now?", "OK, now?"),
     ("1.1 Что такое Debian?", "Что такое Debian?"), ("12. why not?", "why not?"),
-    ("3.14 is pi?", "3.14 is pi?"), ("10 things?", "10 things?")])
+    ("3.14 is pi?", "3.14 is pi?"), ("10 things?", "10 things?"), ("G12. Firewalls?", "Firewalls?"),
+    ("X11 forwarding?", "X11 forwarding?")])
 def test_a_section_number_is_not_part_of_the_question(heading, asked):
     assert as_asked(heading) == asked
 
@@ -298,3 +299,36 @@ def test_bold_paragraphs_ask_only_when_they_ask_or_are_numbered(tmp_path):
     assert pair.data["answer"] == ("Yes, within a day.\n\nWarning: back up first.\n\nRestores "
                                    "overwrite.\n\nIs it free? Mostly.\n\nAsk sales.")
     assert not any("Q3" in r.data["text"] for r in _read(path))  # the links list is contents
+
+
+def test_markdown_code_in_an_answer_keeps_its_lines(tmp_path):
+    path = tmp_path / "faq.md"
+    path.write_text("## How do I install it?\n\nRun:\n\n```sh\n./configure\n\nmake install\n```\n\n"
+                    "- or, on a list item:\n\n  ```\n  pip install it\n  ```\n\nDone, it\nworks.\n",
+                    encoding="utf-8")
+    [pair] = _read(path, faq=True)
+    assert pair.data["answer"] == ("Run:\n\n```sh\n./configure\n\nmake install\n```\n\n"
+                                   "- or, on a list item:\n\n```\npip install it\n```\n\n"
+                                   "Done, it works.")
+
+
+def test_a_plain_text_faq_of_numbered_paragraphs(tmp_path):
+    """procmail's FAQ layout: numbered questions, tab-indented answers; a numbered list inside
+    an answer restarts at 1 and does not end it; a numbered statement ends the answer before
+    it and is not asked."""
+    path = tmp_path / "FAQ.txt"
+    path.write_text(
+        "---- Frequently Asked Questions ----\n\n"
+        "1. How do I set up a mailing list?\n\n\tLook in the SmartList directory,\n"
+        "\tstart with INTRO.\n\n"
+        "2. I installed it, but how am I supposed\n   to use it?  Typing it does nothing.\n\n"
+        "\tDo this:\n\n\t1. write a .forward\n\n\t2. write a .procmailrc\n\n"
+        "3. The compiler warns about pointers.\n\n\tIgnore these warnings.\n\n"
+        "4. Is it Y2K safe?\n\n\tYes.\n", encoding="utf-8")
+    pairs = _read(path, faq=True)
+    assert [(p.data["question"], p.data["answer"], p.line) for p in pairs] == [
+        ("How do I set up a mailing list?", "Look in the SmartList directory, start with INTRO.",
+         3),
+        ("I installed it, but how am I supposed to use it? Typing it does nothing.",
+         "Do this:\n\n1. write a .forward\n\n2. write a .procmailrc", 8),
+        ("Is it Y2K safe?", "Yes.", 21)]

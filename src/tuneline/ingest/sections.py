@@ -5,6 +5,7 @@ like markdown is, and read for question-answer pairs (FAQs) with no LLM."""
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 from tuneline.ingest.documents import (
@@ -13,6 +14,7 @@ from tuneline.ingest.documents import (
     _blank_front_matter,
     _LineIndex,
     _units,
+    markdown_code_spans,
     markdown_sections,
     pack,
 )
@@ -21,8 +23,10 @@ from tuneline.ingest.documents import (
 _Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNORECASE)
 _A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
 # A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "(3) How?",
-# "Q4:"), which nobody types when asking it.
-NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\(?\d+\)|Q\d+[:.)]?)\s+")
+# "Q4:", fetchmail's "G12."), which nobody types when asking it.
+NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\(?\d+\)|Q\d+[:.)]?|[A-Z]\d+[:.)])\s+")
+# A plain-text FAQ's item number, starting its paragraph ("2. I installed procmail...").
+_ITEM_NUMBER = re.compile(r"^\s*(?:\(|Q)?(?P<number>\d+)[.):]\s")
 # The same without its final dot ("8.1 Why?"), read as a number when a lowercase word
 # follows ("3.14 is pi?").
 _BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
@@ -102,8 +106,38 @@ def faq_pairs(sections: list[Section]) -> list[FaqPair]:
             pairs.append(FaqPair(as_asked(heading), _join(own), section.title, section.line,
                                  "heading"))
             continue
-        pairs += _qa_blocks(section) + _definitions(section)
+        pairs += (_qa_blocks(section) + _definitions(section)
+                  or _numbered_questions(section))
     return pairs
+
+
+def _numbered_questions(section: Section) -> list[FaqPair]:
+    """A plain-text FAQ's numbered paragraphs ("1. How do I ...?" then its answer, as
+    procmail's FAQ): items numbered in sequence, each answered by the paragraphs up to the next
+    number of the sequence; a list inside an answer restarts at 1 and does not end it. An item
+    that does not ask ends the answer before it and is not asked itself."""
+    items: list[tuple[Block, list[Block]]] = []
+    expected = None
+    for block in section.blocks:
+        number = _item_number(block)
+        if number is not None and (expected is None and _asks_anywhere(block.text)
+                                   or number == expected):
+            items.append((block, []))
+            expected = number + 1
+        elif items:
+            items[-1][1].append(block)
+    return [FaqPair(as_asked(question.text), _join(answer), section.title, question.line,
+                    "numbered") for question, answer in items
+            if answer and _asks_anywhere(question.text)]
+
+
+def _item_number(block: Block) -> int | None:
+    match = _ITEM_NUMBER.match(block.text) if block.kind == "text" else None
+    return int(match["number"]) if match else None
+
+
+def _asks_anywhere(text: str) -> bool:
+    return "?" in text
 
 
 def _asks(text: str) -> bool:
@@ -139,8 +173,17 @@ def _join(blocks: list[Block]) -> str:
 def flowed(text: str) -> str:
     """Prose whose source lines were wrapped: one line per paragraph, list items kept apart."""
     paragraphs = re.split(r"\n\s*\n", text)
-    return "\n\n".join(re.sub(r"\n(?!- )", " ", re.sub(r"[ \t]+\n", "\n", p)).strip()
-                        for p in paragraphs).strip()
+    return "\n\n".join(_flowed_paragraph(p) for p in paragraphs).strip()
+
+
+def _flowed_paragraph(paragraph: str) -> str:
+    """One paragraph's lines run together, each line's indent dropped (plain-text FAQs indent
+    answers with tabs); a line starting a "- " item keeps its own line."""
+    lines = [line.strip() for line in paragraph.split("\n")]
+    joined = lines[:1]
+    for line in lines[1:]:
+        joined.append(("\n" if line.startswith("- ") else " ") + line)
+    return "".join(joined).strip()
 
 
 def _qa_blocks(section: Section) -> list[FaqPair]:
@@ -198,13 +241,32 @@ def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
         text = _blank_front_matter(text)
     lines = _LineIndex(text)
     spans = markdown_sections(text, name) if markdown else [(name, 0, len(text))]
+    code = markdown_code_spans(text) if markdown else []
     sections = []
     for title, start, end in spans:
         trail = title.split(" > ") if title != name else []
         section = Section(trail, lines.line_of(max(0, start - 1)))
-        for paragraph in _PARAGRAPH.finditer(text, start, end):
-            body = paragraph.group().strip()
-            if body:
-                section.blocks.append(Block(body, lines.line_of(paragraph.start())))
+        for begin, stop, is_code in _around_code(start, end, code):
+            if is_code:
+                body = textwrap.dedent(text[begin:stop]).strip("\n")
+                if body.strip():
+                    section.blocks.append(Block(body, lines.line_of(begin), "code"))
+                continue
+            for paragraph in _PARAGRAPH.finditer(text, begin, stop):
+                body = paragraph.group().strip()
+                if body:
+                    section.blocks.append(Block(body, lines.line_of(paragraph.start())))
         sections.append(section)
     return sections
+
+
+def _around_code(start: int, end: int, code: list[tuple[int, int]]
+                 ) -> list[tuple[int, int, bool]]:
+    """[start, end) cut into (begin, stop, is_code) regions at the code blocks inside it."""
+    regions, at = [], start
+    for begin, stop in code:
+        if begin < at or stop > end:
+            continue
+        regions += [(at, begin, False), (begin, stop, True)]
+        at = stop
+    return [*regions, (at, end, False)]
