@@ -92,10 +92,11 @@ def test_outline_titles_split_sections_and_questions_become_pairs(tmp_path):
         ["Chapter 1", "Basics", "1.1 What is a widget?", "A widget turns cranks.",
          "It never stops.", "1.2 How do I clean", "a widget?", "Wipe it with a damp"],
         ["cloth, then dry it.", "Chapter 2", "LIMITS", "Widgets fear water."],
+        ["Appendix A Reporting Bugs", "Mail the maintainers."],
     ]
     outline = [("Basics", 1, 0), ("What is a widget?", 1, 1),
                ("How do I clean a widget?", 1, 1), ("Limits", 2, 0),
-               ("A title printed nowhere", 2, 1)]
+               ("A title printed nowhere", 2, 1), ("Reporting Bugs", 3, 0)]
     path = tmp_path / "guide.pdf"
     path.write_bytes(_with_outline(_pdf(pages), outline))
     records = _read(path, faq=True)
@@ -112,6 +113,7 @@ def test_outline_titles_split_sections_and_questions_become_pairs(tmp_path):
     # "LIMITS" is the bookmark "Limits" set in capitals; a bookmark whose title is not in
     # the text starts no section: where is not known
     assert chunks["Limits"] == "Widgets fear water."
+    assert chunks["Reporting Bugs"] == "Mail the maintainers."  # its label on its line (texinfo)
     assert "Basics" not in chunks  # its pages hold only its heading
 
 

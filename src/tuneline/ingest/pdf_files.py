@@ -190,14 +190,15 @@ def _title_positions(pages: list[_Page], bookmarks: list[_Bookmark]
 
 def _find_title(lines: list[str], title: str, start: int) -> tuple[int, int] | None:
     """(first line, number of lines) of `title` as a heading in `lines` from `start`: the
-    title's words, after an optional section number, at the start of a line and running over
-    at most three lines, with a "Chapter 2" line just before it; None where it is not there.
+    title's words, after an optional section number (and label: texinfo's "Appendix A Reporting
+    Bugs"), at the start of a line and running over at most three lines, with a "Chapter 2"
+    line just before it; None where it is not there.
     Case, quotes, hyphens and accents are not compared and ligatures are spelled out (an
     outline's "doesn't" is the text's "doesn’t", its "Debian-specific" a line-end
     "Debianspecific"; a heading may be set in capitals)."""
     words = _plain(title).split()
-    pattern = re.compile(r"(?:[\dA-Z]+(?:\.\d+)*\.?\s+)?" + r"\s+".join(map(re.escape, words))
-                         + r"\s*$", re.IGNORECASE)
+    pattern = re.compile(rf"(?:{_HEADING_LABEL.pattern}:?\s+)?(?:[\dA-Z]+(?:\.\d+)*\.?\s+)?"
+                         + r"\s+".join(map(re.escape, words)) + r"\s*$", re.IGNORECASE)
     for first in range(start, len(lines)):
         for span in (1, 2, 3):
             if first + span > len(lines):
