@@ -332,3 +332,19 @@ def test_a_plain_text_faq_of_numbered_paragraphs(tmp_path):
         ("I installed it, but how am I supposed to use it? Typing it does nothing.",
          "Do this:\n\n1. write a .forward\n\n2. write a .procmailrc", 8),
         ("Is it Y2K safe?", "Yes.", 21)]
+
+
+def test_a_bar_of_next_and_up_links_is_navigation_but_text_around_such_links_is_not(tmp_path):
+    """texinfo's HTML heads each node with "Next: ..., Up: ... [Contents]", marked only by the
+    links' rel; a paragraph that mentions the next page in a sentence stays."""
+    pytest.importorskip("bs4")
+    path = tmp_path / "manual.html"
+    path.write_text(
+        "<div class='section'><div class='header'><p>Next: <a href='#b' rel='next'>Builtins</a>"
+        ", Up: <a href='#top' rel='up'>Top</a> [<a href='#c' rel='contents'>Contents</a>]</p>"
+        "</div><h3>Quoting</h3><p>Quote with care.</p><p>Read on in <a href='#b' rel='next'>"
+        "Builtins</a> once you know how the shell splits words, or go <a href='#top' rel='up'>"
+        "back</a>.</p></div>", encoding="utf-8")
+    [chunk] = _read(path, chunk_size=400)
+    assert chunk.data["text"] == ("Quote with care.\n\nRead on in Builtins once you know how the "
+                                  "shell splits words, or go back.")

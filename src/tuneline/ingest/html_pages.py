@@ -28,6 +28,9 @@ SKIPPED_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search
 FURNITURE_CLASS_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "toc",
                          "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu",
                          "footer"}
+# Link types (HTML's rel) that move through a document's pages.
+NAVIGATION_RELS = {"next", "prev", "previous", "up", "contents", "index", "first", "last",
+                   "start"}
 _CONTAINERS = {"div", "nav", "section", "ul", "ol", "dl", "table", "p"}
 # The permalink mark ending a heading (Sphinx's and MkDocs' "¶"), on any element.
 PERMALINK_CLASS = "headerlink"
@@ -153,13 +156,25 @@ def _is_page_contents(tag: Any) -> bool:
     return "".join(tag.get_text().split()) == "".join(linked.split())
 
 
+def _links_through_pages(tag: Any) -> bool:
+    """A bar of links to the next, previous or parent page (texinfo's "Next: ..., Up: ...",
+    marked by the links' rel): two or more, and besides them a word or two each ("Next:"),
+    so that a container holding text as well is kept."""
+    if tag.name not in _CONTAINERS or tag.find(HEADINGS) is not None:
+        return False
+    links = tag.find_all("a")
+    moves = sum(bool(NAVIGATION_RELS.intersection(a.get("rel") or [])) for a in links)
+    other_words = len(tag.get_text().split()) - sum(len(a.get_text().split()) for a in links)
+    return moves >= 2 and other_words <= 2 * moves
+
+
 def _is_furniture(tag: Any) -> bool:
     """A page's navigation, table of contents, sidebar, permalink mark or decoration, by role
     or class. A container classed so that holds the page's content (Read the Docs wraps it all
     in `wy-grid-for-nav`) is not furniture: it holds a main or article element, or more than
     one heading. `hidden` is no sign: tabbed answers hide every tab but one."""
     if (tag.get("role") in SKIPPED_ROLES or tag.get("aria-hidden") == "true"
-            or _is_page_contents(tag)):
+            or _is_page_contents(tag) or _links_through_pages(tag)):
         return True
     classes = [name.lower() for name in tag.get("class", [])]
     if PERMALINK_CLASS in classes:
