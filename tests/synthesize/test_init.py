@@ -12,6 +12,7 @@ from test_suggest import ELEMENT_COLUMNS, ELEMENTS
 
 from tuneline.cli.main import cli
 from tuneline.config import load_config
+from tuneline.evaluate.gate import check_gate
 
 
 def _write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
@@ -152,6 +153,16 @@ def test_init_on_a_folder_of_faq_documents_writes_a_conversation_config(tmp_path
     assert cfg.index.sources == ["docs"] and cfg.curate.rag.conversation_fraction == 0.5
     assert cfg.train.max_seq_len is None  # every example trains whole
     assert cfg.gate.min_score == {"reference": {"rouge_l": 0.10}}
+    # gated as served: reading passages; a closed-book score on questions it never trained
+    # on (0.094 against base's 0.13 on fetchmail's FAQ, 2026-12-06) stops nothing
+    assert cfg.serve.retrieval == "always"
+    scores = {"base": 0.13, "tuned": 0.094, "base+rag": 0.21, "tuned+rag": 0.39}
+    served = {v: {"reference": {"rouge_l": s, "n": 12}} for v, s in scores.items()}
+    gate = check_gate(cfg.gate, served, retrieval_only=cfg.serve.retrieval == "always")
+    assert gate.passed and {c.name for c in gate.checks} == {
+        "min_score.reference.rouge_l (tuned+rag)", "min_gain.reference.rouge_l (tuned+rag)"}
+    worse = {**served, "tuned+rag": {"reference": {"rouge_l": 0.18, "n": 12}}}
+    assert not check_gate(cfg.gate, worse, retrieval_only=True).passed  # below base+rag
 
     monkeypatch.chdir(tmp_path)
     synthesized = CliRunner().invoke(cli, ["synthesize", str(config),
