@@ -152,6 +152,7 @@ def test_init_on_a_folder_of_faq_documents_writes_a_conversation_config(tmp_path
     assert (faq.format, faq.faq, docs.format, docs.faq) == ("rst", True, "rst", False)
     assert cfg.index.sources == ["docs"] and cfg.curate.rag.conversation_fraction == 0.5
     assert cfg.train.max_seq_len is None  # every example trains whole
+    assert cfg.train.max_micro_batch_tokens == 2048  # in parts that bound the memory
     assert cfg.gate.min_score == {"reference": {"rouge_l": 0.10}}
     # gated as served: reading passages; a closed-book score on questions it never trained
     # on (0.094 against base's 0.13 on fetchmail's FAQ, 2026-12-06) stops nothing
