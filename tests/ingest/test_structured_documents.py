@@ -348,3 +348,20 @@ def test_a_bar_of_next_and_up_links_is_navigation_but_text_around_such_links_is_
     [chunk] = _read(path, chunk_size=400)
     assert chunk.data["text"] == ("Quote with care.\n\nRead on in Builtins once you know how the "
                                   "shell splits words, or go back.")
+
+
+def test_a_question_answered_in_subsections_takes_them_as_its_answer(tmp_path):
+    """fetchmail's FAQ answers "How can I use fetchmail with qmail?" under two subheadings;
+    a question heading whose subheadings ask questions of their own is a category."""
+    pytest.importorskip("bs4")
+    path = tmp_path / "faq.html"
+    path.write_text(
+        "<h2>How do I use it with qmail?</h2><h3>As the local server</h3><p>Don't.</p>"
+        "<h3>As the POP3 server</h3><p>Sizes are wrong.</p>"
+        "<h2>What about other mailers?</h2><h3>Does exim work?</h3><p>Yes.</p>"
+        "<h2>Why not?</h2><p>Because.</p>", encoding="utf-8")
+    pairs = {r.data["question"]: (r.data["answer"], r.line) for r in _read(path, faq=True)}
+    assert pairs == {
+        "How do I use it with qmail?": ("As the local server\n\nDon't.\n\nAs the POP3 server"
+                                        "\n\nSizes are wrong.", 1),
+        "Does exim work?": ("Yes.", 1), "Why not?": ("Because.", 1)}

@@ -99,16 +99,34 @@ def faq_pairs(sections: list[Section]) -> list[FaqPair]:
     answer; `Q:` / `A:` blocks; a definition-list term that asks a question, with its
     definition. Questions without an answer are left out."""
     pairs: list[FaqPair] = []
-    for section in sections:
+    for index, section in enumerate(sections):
         heading = section.trail[-1] if section.trail else ""
-        own = [b for b in section.blocks if b.kind != "term"]
-        if _asks(heading) and own:
-            pairs.append(FaqPair(as_asked(heading), _join(own), section.title, section.line,
+        answer = [b for b in section.blocks if b.kind != "term"]
+        if _asks(heading) and not answer:
+            answer = _answered_below(sections, index)
+        if _asks(heading) and answer:
+            pairs.append(FaqPair(as_asked(heading), _join(answer), section.title, section.line,
                                  "heading"))
             continue
         pairs += (_qa_blocks(section) + _definitions(section)
                   or _numbered_questions(section))
     return pairs
+
+
+def _answered_below(sections: list[Section], index: int) -> list[Block]:
+    """A question heading's answer given in subsections ("How can I use fetchmail with qmail?"
+    then "qmail as your local SMTP server" and "qmail as your ISP's POP3 server"): each
+    subheading as a line, then its text. None when a subheading asks a question itself: those
+    are pairs of their own."""
+    trail = sections[index].trail
+    below = []
+    for section in sections[index + 1:]:
+        if len(section.trail) <= len(trail) or section.trail[:len(trail)] != trail:
+            break
+        if _asks(section.trail[-1]):
+            return []
+        below += [Block(section.trail[-1], section.line), *section.blocks]
+    return below
 
 
 def _numbered_questions(section: Section) -> list[FaqPair]:
