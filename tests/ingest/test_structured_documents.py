@@ -365,3 +365,15 @@ def test_a_question_answered_in_subsections_takes_them_as_its_answer(tmp_path):
         "How do I use it with qmail?": ("As the local server\n\nDon't.\n\nAs the POP3 server"
                                         "\n\nSizes are wrong.", 1),
         "Does exim work?": ("Yes.", 1), "Why not?": ("Because.", 1)}
+
+
+def test_a_term_that_continues_its_heading_is_asked_whole(tmp_path):
+    """Sphinx's own FAQ: a "How do I..." section of terms "... get section numbers?"."""
+    pytest.importorskip("docutils")
+    path = tmp_path / "faq.rst"
+    path.write_text("How do I...\n-----------\n\n... get section numbers?\n   They are "
+                    "automatic.\n\n\u2026 add a logo?\n   Set html_logo.\n\nOther\n-----\n\n"
+                    "... or not?\n   Maybe.\n", encoding="utf-8")
+    pairs = [(r.data["question"], r.data["answer"]) for r in _read(path, faq=True)]
+    assert pairs == [("How do I get section numbers?", "They are automatic."),
+                     ("How do I add a logo?", "Set html_logo."), ("... or not?", "Maybe.")]

@@ -248,9 +248,20 @@ def _definitions(section: Section) -> list[FaqPair]:
                 break
             answer.append(following)
         if answer:
-            pairs.append(FaqPair(as_asked(block.text), _join(answer), section.title,
-                                 block.line, "definition"))
+            pairs.append(FaqPair(_completed(as_asked(block.text), section), _join(answer),
+                                 section.title, block.line, "definition"))
     return pairs
+
+
+def _completed(question: str, section: Section) -> str:
+    """A term that continues its heading's sentence ("How do I..." then "... get section
+    numbers?", Sphinx's FAQ) asked whole: "How do I get section numbers?"."""
+    heading = section.trail[-1] if section.trail else ""
+    stem = re.sub(r"(?:\.\.\.|\u2026)\s*$", "", heading)
+    rest = re.sub(r"^(?:\.\.\.|\u2026)\s*", "", question)
+    if stem == heading or rest == question:
+        return question
+    return f"{as_asked(stem).rstrip()} {rest}"
 
 
 def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
