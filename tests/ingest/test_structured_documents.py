@@ -301,15 +301,18 @@ def test_bold_paragraphs_ask_only_when_they_ask_or_are_numbered(tmp_path):
     assert not any("Q3" in r.data["text"] for r in _read(path))  # the links list is contents
 
 
-def test_markdown_code_in_an_answer_keeps_its_lines(tmp_path):
+def test_markdown_answers_read_as_a_reader_sees_them_and_code_keeps_its_lines(tmp_path):
+    """Links, emphasis and inline code as their text (as HTML's and rst's are), code blocks
+    line by line (they were reflowed: "```sh ./configure make install ```")."""
     path = tmp_path / "faq.md"
-    path.write_text("## How do I install it?\n\nRun:\n\n```sh\n./configure\n\nmake install\n```\n\n"
-                    "- or, on a list item:\n\n  ```\n  pip install it\n  ```\n\nDone, it\nworks.\n",
-                    encoding="utf-8")
+    path.write_text("## How do I install it?\n\nRun _Black_'s [installer](/docs/install.md)"
+                    " with `--user`:\n\n```sh\n./configure\n\nmake install\n```\n\n"
+                    "- or, on a list item:\n\n  ```\n  pip install it\n  ```\n\n"
+                    "3. a third\n\nDone, it\nworks.\n", encoding="utf-8")
     [pair] = _read(path, faq=True)
-    assert pair.data["answer"] == ("Run:\n\n```sh\n./configure\n\nmake install\n```\n\n"
-                                   "- or, on a list item:\n\n```\npip install it\n```\n\n"
-                                   "Done, it works.")
+    assert pair.data["answer"] == ("Run Black's installer with --user:\n\n./configure\n\n"
+                                   "make install\n\n- or, on a list item:\n\npip install it"
+                                   "\n\n3. a third\n\nDone, it works.")
 
 
 def test_a_plain_text_faq_of_numbered_paragraphs(tmp_path):

@@ -174,18 +174,6 @@ def markdown_sections(text: str, name: str) -> list[tuple[str, int, int]]:
     return sections
 
 
-def markdown_code_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of each code block (fenced or indented, in a list item too), in
-    document order: code a reader must not see reflowed."""
-    from tuneline._optional import require
-
-    markdown_it = require("markdown_it")
-    lines = _LineIndex(text)
-    return [(lines.offset_of(token.map[0]), lines.offset_of(token.map[1]))
-            for token in markdown_it.MarkdownIt("commonmark").parse(text)
-            if token.type in ("fence", "code_block") and token.map is not None]
-
-
 def _blank_front_matter(text: str) -> str:
     """Front matter replaced by as many empty lines, so that line numbers stay right."""
     match = _FRONT_MATTER.match(text)

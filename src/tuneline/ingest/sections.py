@@ -5,8 +5,8 @@ like markdown is, and read for question-answer pairs (FAQs) with no LLM."""
 from __future__ import annotations
 
 import re
-import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuneline.ingest.documents import (
     _PARAGRAPH,
@@ -14,7 +14,6 @@ from tuneline.ingest.documents import (
     _blank_front_matter,
     _LineIndex,
     _units,
-    markdown_code_spans,
     markdown_sections,
     pack,
 )
@@ -270,32 +269,59 @@ def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
         text = _blank_front_matter(text)
     lines = _LineIndex(text)
     spans = markdown_sections(text, name) if markdown else [(name, 0, len(text))]
-    code = markdown_code_spans(text) if markdown else []
+    blocks = _markdown_blocks(text, lines) if markdown else [
+        (paragraph.start(), Block(paragraph.group().strip(), lines.line_of(paragraph.start())))
+        for paragraph in _PARAGRAPH.finditer(text) if paragraph.group().strip()]
     sections = []
     for title, start, end in spans:
         trail = title.split(" > ") if title != name else []
         section = Section(trail, lines.line_of(max(0, start - 1)))
-        for begin, stop, is_code in _around_code(start, end, code):
-            if is_code:
-                body = textwrap.dedent(text[begin:stop]).strip("\n")
-                if body.strip():
-                    section.blocks.append(Block(body, lines.line_of(begin), "code"))
-                continue
-            for paragraph in _PARAGRAPH.finditer(text, begin, stop):
-                body = paragraph.group().strip()
-                if body:
-                    section.blocks.append(Block(body, lines.line_of(paragraph.start())))
+        section.blocks = [block for offset, block in blocks if start <= offset < end]
         sections.append(section)
     return sections
 
 
-def _around_code(start: int, end: int, code: list[tuple[int, int]]
-                 ) -> list[tuple[int, int, bool]]:
-    """[start, end) cut into (begin, stop, is_code) regions at the code blocks inside it."""
-    regions, at = [], start
-    for begin, stop in code:
-        if begin < at or stop > end:
+def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
+    """(offset, block) of each paragraph, list item and code block of a markdown text, as a
+    reader sees them (CommonMark): links, emphasis and inline code as their text, a list item
+    with its "- " or "3. ", a code block's lines as they are, without its fences."""
+    from tuneline._optional import require
+
+    tokens = require("markdown_it").MarkdownIt("commonmark").parse(text)
+    blocks: list[tuple[int, Block]] = []
+    lists: list[str] = []
+    prefix, in_heading = "", False
+    for token in tokens:
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            lists.append(token.type)
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+        elif token.type == "list_item_open":
+            prefix = "- " if lists[-1] == "bullet_list_open" else f"{token.info}. "
+        elif token.type in ("heading_open", "heading_close"):
+            in_heading = token.type == "heading_open"
+        elif token.map is None or in_heading:
             continue
-        regions += [(at, begin, False), (begin, stop, True)]
-        at = stop
-    return [*regions, (at, end, False)]
+        elif token.type in ("inline", "fence", "code_block"):
+            code = token.type != "inline"
+            body = token.content.strip("\n") if code else prefix + _visible(token)
+            prefix = ""
+            if body.strip():
+                offset = lines.offset_of(token.map[0])
+                blocks.append((offset, Block(body, lines.line_of(offset),
+                                             "code" if code else "text")))
+    return blocks
+
+
+def _visible(inline: Any) -> str:
+    """The text a reader sees of an inline token: markup and link targets dropped, an image
+    as its alt text, a line break kept."""
+    parts = []
+    for child in inline.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif child.type == "image":
+            parts.append(_visible(child))
+    return "".join(parts).strip()
