@@ -308,11 +308,12 @@ def test_markdown_answers_read_as_a_reader_sees_them_and_code_keeps_its_lines(tm
     path.write_text("## How do I install it?\n\nRun _Black_'s [installer](/docs/install.md)"
                     " with `--user`:\n\n```sh\n./configure\n\nmake install\n```\n\n"
                     "- or, on a list item:\n\n  ```\n  pip install it\n  ```\n\n"
-                    "3. a third\n\nDone, it\nworks.\n", encoding="utf-8")
+                    "3. a third\n\n<details><!-- hidden -->\n<summary>More</summary>\nDone, it"
+                    "\nworks.\n</details>\n", encoding="utf-8")
     [pair] = _read(path, faq=True)
     assert pair.data["answer"] == ("Run Black's installer with --user:\n\n./configure\n\n"
                                    "make install\n\n- or, on a list item:\n\npip install it"
-                                   "\n\n3. a third\n\nDone, it works.")
+                                   "\n\n3. a third\n\nMore Done, it works.")
 
 
 def test_a_plain_text_faq_of_numbered_paragraphs(tmp_path):

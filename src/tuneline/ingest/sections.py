@@ -284,7 +284,8 @@ def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
 def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
     """(offset, block) of each paragraph, list item and code block of a markdown text, as a
     reader sees them (CommonMark): links, emphasis and inline code as their text, a list item
-    with its "- " or "3. ", a code block's lines as they are, without its fences."""
+    with its "- " or "3. ", a code block's lines as they are, without its fences, raw HTML
+    without its tags."""
     from tuneline._optional import require
 
     tokens = require("markdown_it").MarkdownIt("commonmark").parse(text)
@@ -302,15 +303,24 @@ def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
             in_heading = token.type == "heading_open"
         elif token.map is None or in_heading:
             continue
-        elif token.type in ("inline", "fence", "code_block"):
-            code = token.type != "inline"
-            body = token.content.strip("\n") if code else prefix + _visible(token)
+        elif token.type in ("inline", "fence", "code_block", "html_block"):
+            code = token.type in ("fence", "code_block")
+            body = (token.content.strip("\n") if code
+                    else _without_tags(token.content) if token.type == "html_block"
+                    else prefix + _visible(token))
             prefix = ""
             if body.strip():
                 offset = lines.offset_of(token.map[0])
                 blocks.append((offset, Block(body, lines.line_of(offset),
                                              "code" if code else "text")))
     return blocks
+
+
+def _without_tags(html: str) -> str:
+    """The text of a block of raw HTML in markdown (a <details> answer), comments and tags
+    dropped."""
+    text = re.sub(r"<[^>]*>", " ", re.sub(r"<!--.*?-->", " ", html, flags=re.DOTALL))
+    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
 
 
 def _visible(inline: Any) -> str:
