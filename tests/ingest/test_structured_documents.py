@@ -186,7 +186,8 @@ def test_a_wrapper_classed_like_navigation_keeps_the_page_it_holds(tmp_path):
     ("Q4: How now?", "How now?"), ("1.3 OK, now?", "OK, now?"),
     ("1.1 Что такое Debian?", "Что такое Debian?"), ("12. why not?", "why not?"),
     ("3.14 is pi?", "3.14 is pi?"), ("10 things?", "10 things?"), ("G12. Firewalls?", "Firewalls?"),
-    ("X11 forwarding?", "X11 forwarding?")])
+    ("X11 forwarding?", "X11 forwarding?"),
+    ("X11: How do I forward it?", "X11: How do I forward it?")])
 def test_a_section_number_is_not_part_of_the_question(heading, asked):
     assert as_asked(heading) == asked
 
@@ -317,25 +318,28 @@ def test_markdown_answers_read_as_a_reader_sees_them_and_code_keeps_its_lines(tm
 
 
 def test_a_plain_text_faq_of_numbered_paragraphs(tmp_path):
-    """procmail's FAQ layout: numbered questions, tab-indented answers; a numbered list inside
-    an answer restarts at 1 and does not end it; a numbered statement ends the answer before
-    it and is not asked."""
+    """procmail's FAQ layout: numbered questions, tab-indented answers. A numbered statement
+    ends the answer before it and is not asked; a list inside an answer restarts at 1 and
+    does not end it, even where its numbers reach the next question's; a question numbered
+    past a gap is still one."""
     path = tmp_path / "FAQ.txt"
     path.write_text(
         "---- Frequently Asked Questions ----\n\n"
         "1. How do I set up a mailing list?\n\n\tLook in the SmartList directory,\n"
         "\tstart with INTRO.\n\n"
-        "2. I installed it, but how am I supposed\n   to use it?  Typing it does nothing.\n\n"
+        "2. The compiler warns about pointers.\n\n\tIgnore these warnings.\n\n"
+        "3. I installed it, but how am I supposed\n   to use it?  Typing it does nothing.\n\n"
         "\tDo this:\n\n\t1. write a .forward\n\n\t2. write a .procmailrc\n\n"
-        "3. The compiler warns about pointers.\n\n\tIgnore these warnings.\n\n"
-        "4. Is it Y2K safe?\n\n\tYes.\n", encoding="utf-8")
+        "\t3. log in\n\n\t4. mail yourself\n\n"
+        "6. Is it Y2K safe?\n\n\tYes.\n", encoding="utf-8")
     pairs = _read(path, faq=True)
     assert [(p.data["question"], p.data["answer"], p.line) for p in pairs] == [
         ("How do I set up a mailing list?", "Look in the SmartList directory, start with INTRO.",
          3),
         ("I installed it, but how am I supposed to use it? Typing it does nothing.",
-         "Do this:\n\n1. write a .forward\n\n2. write a .procmailrc", 8),
-        ("Is it Y2K safe?", "Yes.", 21)]
+         "Do this:\n\n1. write a .forward\n\n2. write a .procmailrc\n\n3. log in\n\n"
+         "4. mail yourself", 12),
+        ("Is it Y2K safe?", "Yes.", 25)]
 
 
 def test_a_bar_of_next_and_up_links_is_navigation_but_text_around_such_links_is_not(tmp_path):
@@ -381,3 +385,33 @@ def test_a_term_that_continues_its_heading_is_asked_whole(tmp_path):
     pairs = [(r.data["question"], r.data["answer"]) for r in _read(path, faq=True)]
     assert pairs == [("How do I get section numbers?", "They are automatic."),
                      ("How do I add a logo?", "Set html_logo."), ("... or not?", "Maybe.")]
+
+
+def test_review_cases_old_and_hand_made_pages(tmp_path):
+    """Pages a review made up from the shapes above: Q:/A: lines split by <br> outside any
+    paragraph; a bold numbered step inside an answer; a wrapper and a card whose classes
+    hold the word "footer"; a markdown heading inside a quote; an empty list item."""
+    pytest.importorskip("bs4")
+    pages = {
+        "old.html": "<div>Q: How do I start?<br>A: Run start.<br>Q: How do I stop?<br>"
+                    "A: Run stop.</div>",
+        "steps.html": "<h2>How do I configure it?</h2><p>Edit it in two steps:</p>"
+                      "<p><strong>1. Open settings</strong></p><p>Click the gear.</p>"
+                      "<p><b>2. Save</b></p>",
+        "wrapped.html": "<div class='page has-footer'><h1>FAQ</h1><p><b>How do I begin?</b>"
+                        "</p><p>Run begin.</p><div class='card-footer'><p>Or ask us.</p>"
+                        "</div></div><div class='footer'>&copy; 2026 Us</div>",
+    }
+    for name, page in pages.items():
+        (tmp_path / name).write_text(page, encoding="utf-8")
+    pairs = {r.data["question"]: r.data["answer"]
+             for r in _read(tmp_path, format="html", faq=True)}
+    assert pairs == {"How do I start?": "Run start.", "How do I stop?": "Run stop.",
+                     "How do I configure it?": "Edit it in two steps:\n\n1. Open settings\n\n"
+                                               "Click the gear.\n\n2. Save",
+                     "How do I begin?": "Run begin.\n\nOr ask us."}
+    markdown = tmp_path / "faq.md"
+    markdown.write_text("## Is it free?\n\n> ### Note\n> Mostly.\n\n- \n\nAsk sales.\n",
+                        encoding="utf-8")
+    [pair] = _read(markdown, faq=True)
+    assert pair.data["answer"] == "Note\n\nMostly.\n\nAsk sales."

@@ -157,3 +157,9 @@ def test_questions_trained_twice_keep_the_coverage_test():
     assert report.out_of_coverage > 0.25 and report.out_of_coverage_p_value < 1e-6
     assert report.out_of_coverage == pytest.approx(
         compare(build_baseline(once), live).out_of_coverage, abs=0.05)
+
+
+def test_a_baseline_of_one_prompt_repeated_measures_without_dividing_by_zero():
+    one = np.tile(_topics()[0], (40, 1))
+    report = compare(build_baseline(one), _topics()[1:3] + 0.0)
+    assert np.isfinite(report.coverage_ratio).all() and report.out_of_coverage == 1.0

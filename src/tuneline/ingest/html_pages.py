@@ -21,13 +21,15 @@ SKIPPED = ("script", "style", "noscript", "template", "nav", "header", "footer",
 # ARIA roles of the same furniture on elements of any name.
 SKIPPED_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search"}
 # A word of a class naming furniture in generated pages (DocBook's navheader, navfooter and
-# toc, Sphinx's sphinxsidebar and footer, a theme's md-nav or dropdown-menu), on a container
+# toc, Sphinx's sphinxsidebar, a theme's md-nav or dropdown-menu), on a container
 # only: a link in a heading may be classed so (Sphinx's "toc-backref" holds the heading's
 # text). Whole words, and never ids, which pages derive from their content
 # ("menus-and-toolbars").
 FURNITURE_CLASS_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "toc",
-                         "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu",
-                         "footer"}
+                         "sidebar", "sphinxsidebar", "breadcrumb", "breadcrumbs", "menu"}
+# Whole class names of furniture whose word alone says too little ("card-footer" holds
+# content; Sphinx's "footer" its copyright lines).
+FURNITURE_CLASS_NAMES = {"footer"}
 # Link types (HTML's rel) that move through a document's pages.
 NAVIGATION_RELS = {"next", "prev", "previous", "up", "contents", "index", "first", "last",
                    "start"}
@@ -82,7 +84,7 @@ def _visit(element: Any, state: dict[str, Any], bs4: Any) -> None:
             continue
         if child.name in HEADINGS:
             _open_section(state, int(child.name[1]), _block_text(child, bs4), child)
-        elif (title := _emphasised_title(child, bs4)) is not None:
+        elif (title := _emphasised_title(child, bs4, _answering(state))) is not None:
             _open_section(state, EMPHASISED_DEPTH, title, child)
         elif child.name in LEAF_BLOCKS:
             kind = LEAF_BLOCKS[child.name]
@@ -103,9 +105,10 @@ def _is_inline(tag: Any) -> bool:
 
 def _add_run(run: list[Any], state: dict[str, Any], bs4: Any) -> None:
     """Text and inline elements met in a row outside any paragraph, as one block ("SQLite
-    uses <a>dynamic typing</a>." straight inside a blockquote)."""
-    text = " ".join("".join(str(node) if isinstance(node, bs4.NavigableString)
-                            else _block_text(node, bs4) for node in run).split())
+    uses <a>dynamic typing</a>." straight inside a blockquote), its line breaks kept (an old
+    page's "Q: ...<br>A: ..." lines)."""
+    text = _lines("".join(str(node) if isinstance(node, bs4.NavigableString)
+                          else _block_text(node, bs4) for node in run))
     if text:
         first = run[0]
         _add(state, Block(text, _line(first if isinstance(first, bs4.Tag) else first.parent)))
@@ -118,11 +121,18 @@ def _open_section(state: dict[str, Any], depth: int, title: str, tag: Any) -> No
     state["sections"].append(Section([t for _, t in levels], _line(tag)))
 
 
-def _emphasised_title(tag: Any, bs4: Any) -> str | None:
+def _answering(state: dict[str, Any]) -> bool:
+    """Whether the text read now answers an h1-h6 heading that asks a question."""
+    headings = [title for depth, title in state["levels"] if depth < EMPHASISED_DEPTH]
+    return bool(headings) and headings[-1].rstrip().endswith("?")
+
+
+def _emphasised_title(tag: Any, bs4: Any, answering: bool) -> str | None:
     """The text of a paragraph that stands for a heading in a hand-written page: all of it
     bold (`b`, `strong`), short, and asking a question or numbered ("(3) SQLite lets me...!"
     in SQLite's FAQ, "<p><b>Q2. ...</b></p>" in exported Word pages); else None. A bold
-    sentence inside an answer ("Warning: ...") neither asks nor is numbered."""
+    sentence inside an answer ("Warning: ...") neither asks nor is numbered, and under a
+    heading that asks, a numbered one is a step of its answer ("1. Open settings")."""
     if tag.name != "p":
         return None
     text = " ".join(tag.get_text().split())
@@ -132,7 +142,7 @@ def _emphasised_title(tag: Any, bs4: Any) -> str | None:
              if node.strip() and not isinstance(node, bs4.Comment)]
     if not all(_in_bold(node, tag) for node in words):
         return None
-    return text if text.endswith("?") or NUMBERING.match(text) else None
+    return text if text.endswith("?") or NUMBERING.match(text) and not answering else None
 
 
 def _in_bold(node: Any, within: Any) -> bool:
@@ -180,7 +190,9 @@ def _is_furniture(tag: Any) -> bool:
     if PERMALINK_CLASS in classes:
         return True
     if tag.name not in _CONTAINERS or not any(
-            word in FURNITURE_CLASS_WORDS for name in classes for word in re.split(r"[-_]+", name)):
+            name in FURNITURE_CLASS_NAMES
+            or any(word in FURNITURE_CLASS_WORDS for word in re.split(r"[-_]+", name))
+            for name in classes):
         return False
     holds_content = tag.find(["main", "article"]) or tag.find(attrs={"role": "main"})
     return not holds_content and len(tag.find_all(HEADINGS, limit=2)) < 2

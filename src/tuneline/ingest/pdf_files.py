@@ -19,7 +19,8 @@ from tuneline.ingest.sections import Block, Section
 # PDFium's error code for a document that needs a password (FPDF_ERR_PASSWORD).
 _PASSWORD_ERROR = 4
 # A line that labels the heading after it ("Chapter 3", "Appendix B"), part of that heading.
-_HEADING_LABEL = re.compile(r"(?i:chapter|part|appendix|section|book)\s+(?:\d+|[A-Z]|[IVXLC]+)\.?")
+_HEADING_LABEL = re.compile(
+    r"(?i:chapter|part|appendix|section|book)\s+(?-i:\d+|[A-Z]|[IVXLC]+)\.?")
 # Quotes and hyphens are left out when matching a title: LaTeX sets `stable' as a combining
 # accent and a curly quote, an outline as ASCII; PDFium drops a hyphen that ends a line.
 _PLAIN_PUNCTUATION = str.maketrans(dict.fromkeys(
@@ -197,7 +198,7 @@ def _find_title(lines: list[str], title: str, start: int) -> tuple[int, int] | N
     outline's "doesn't" is the text's "doesn’t", its "Debian-specific" a line-end
     "Debianspecific"; a heading may be set in capitals)."""
     words = _plain(title).split()
-    pattern = re.compile(rf"(?:{_HEADING_LABEL.pattern}:?\s+)?(?:[\dA-Z]+(?:\.\d+)*\.?\s+)?"
+    pattern = re.compile(rf"(?:{_HEADING_LABEL.pattern}:?\s+)?(?-i:[\dA-Z]+(?:\.\d+)*\.?\s+)?"
                          + r"\s+".join(map(re.escape, words)) + r"\s*$", re.IGNORECASE)
     for first in range(start, len(lines)):
         for span in (1, 2, 3):

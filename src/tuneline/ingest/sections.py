@@ -4,6 +4,7 @@ like markdown is, and read for question-answer pairs (FAQs) with no LLM."""
 
 from __future__ import annotations
 
+import html as html_entities
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,9 @@ _Q_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.)]\s*(?P<text>\S.*)$", re.IGNOREC
 _A_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.)]\s*(?P<text>.*)$", re.IGNORECASE)
 # A section number before a heading's question ("1.1. What is Debian?", "3) Why?", "(3) How?",
 # "Q4:", fetchmail's "G12."), which nobody types when asking it.
-NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\(?\d+\)|Q\d+[:.)]?|[A-Z]\d+[:.)])\s+")
+NUMBERING = re.compile(r"^(?:(?:\d+\.)+|\(?\d+\)|Q\d+[:.)]?|[A-Z]\d+[.)])\s+")
 # A plain-text FAQ's item number, starting its paragraph ("2. I installed procmail...").
-_ITEM_NUMBER = re.compile(r"^\s*(?:\(|Q)?(?P<number>\d+)[.):]\s")
+_ITEM_NUMBER = re.compile(r"^\s*(?:\((?P<parenthesised>\d+)\)|Q?(?P<number>\d+)[.)])\s")
 # The same without its final dot ("8.1 Why?"), read as a number when a lowercase word
 # follows ("3.14 is pi?").
 _BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
@@ -130,19 +131,23 @@ def _answered_below(sections: list[Section], index: int) -> list[Block]:
 
 def _numbered_questions(section: Section) -> list[FaqPair]:
     """A plain-text FAQ's numbered paragraphs ("1. How do I ...?" then its answer, as
-    procmail's FAQ): items numbered in sequence, each answered by the paragraphs up to the next
-    number of the sequence; a list inside an answer restarts at 1 and does not end it. An item
-    that does not ask ends the answer before it and is not asked itself."""
+    procmail's FAQ): a numbered paragraph that asks, numbered above the item before it, starts
+    the next question, answered by the paragraphs up to the next item. A list inside an answer
+    restarts at 1 and does not end it; after the answer's text, the next number that does not
+    ask ends it as an item not asked ("3. The compiler warns about pointers."). The whole
+    numbered paragraph is the question (procmail's list several on their own lines)."""
     items: list[tuple[Block, list[Block]]] = []
-    expected = None
+    last, inner_list = 0, False
     for block in section.blocks:
         number = _item_number(block)
-        if number is not None and (expected is None and _asks_anywhere(block.text)
-                                   or number == expected):
+        asks = _asks_anywhere(block.text)
+        if number is not None and number > last and (
+                asks or number == last + 1 and not inner_list):
             items.append((block, []))
-            expected = number + 1
+            last, inner_list = number, False
         elif items:
             items[-1][1].append(block)
+            inner_list = inner_list or number == 1
     return [FaqPair(as_asked(question.text), _join(answer), section.title, question.line,
                     "numbered") for question, answer in items
             if answer and _asks_anywhere(question.text)]
@@ -150,7 +155,7 @@ def _numbered_questions(section: Section) -> list[FaqPair]:
 
 def _item_number(block: Block) -> int | None:
     match = _ITEM_NUMBER.match(block.text) if block.kind == "text" else None
-    return int(match["number"]) if match else None
+    return int(match["parenthesised"] or match["number"]) if match else None
 
 
 def _asks_anywhere(text: str) -> bool:
@@ -297,10 +302,12 @@ def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
             lists.append(token.type)
         elif token.type in ("bullet_list_close", "ordered_list_close"):
             lists.pop()
-        elif token.type == "list_item_open":
-            prefix = "- " if lists[-1] == "bullet_list_open" else f"{token.info}. "
-        elif token.type in ("heading_open", "heading_close"):
-            in_heading = token.type == "heading_open"
+        elif token.type in ("list_item_open", "list_item_close"):
+            bullet = lists[-1] == "bullet_list_open"
+            prefix = "" if token.type == "list_item_close" else (
+                "- " if bullet else f"{token.info}. ")
+        elif token.type in ("heading_open", "heading_close") and token.level == 0:
+            in_heading = token.type == "heading_open"  # a section's title (markdown_sections)
         elif token.map is None or in_heading:
             continue
         elif token.type in ("inline", "fence", "code_block", "html_block"):
@@ -319,7 +326,9 @@ def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
 def _without_tags(html: str) -> str:
     """The text of a block of raw HTML in markdown (a <details> answer), comments and tags
     dropped."""
-    text = re.sub(r"<[^>]*>", " ", re.sub(r"<!--.*?-->", " ", html, flags=re.DOTALL))
+    hidden = re.sub(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>", " ", html,
+                    flags=re.DOTALL | re.IGNORECASE)
+    text = html_entities.unescape(re.sub(r"<[^>]*>", " ", hidden))
     return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
 
 

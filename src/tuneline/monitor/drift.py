@@ -192,7 +192,8 @@ def _coverage_radii(x: Any, labels: Any, k: int) -> Any:
     overall = float(np.nanmedian(nearest)) or 1.0
     scale = np.array([_median_or(nearest[labels == c], overall) for c in range(k)])
     relative = nearest / scale[labels]
-    return np.r_[scale, float(np.nanquantile(relative, COVERAGE_QUANTILE))]
+    # at least a cluster's own spread: 0 when every prompt is one (nothing to measure)
+    return np.r_[scale, max(1.0, float(np.nanquantile(relative, COVERAGE_QUANTILE)))]
 
 
 def _median_or(distances: Any, fallback: float) -> float:
