@@ -64,11 +64,11 @@ def _files_with_suffix(path: Path, fmt: str) -> list[Path]:
 def _repeats(files: list[Path]) -> list[Path]:
     """Every file but the first of each content, a real file kept before a symlink. Only files
     whose size another shares are hashed."""
-    sizes = Counter(file.stat().st_size for file in files)
+    size = {file: file.stat().st_size for file in files}
+    shared = Counter(size.values())
     kept: dict[str | Path, Path] = {}
     for file in sorted(files, key=lambda file: file.is_symlink()):  # stable sort
-        size = file.stat().st_size
-        kept.setdefault(hash_file(file) if sizes[size] > 1 else file, file)
+        kept.setdefault(hash_file(file) if shared[size[file]] > 1 else file, file)
     chosen = set(kept.values())
     return [file for file in files if file not in chosen]
 
@@ -149,17 +149,23 @@ def chunk_document(text: str, fmt: str, name: str, size: int, overlap: int) -> l
     return chunks
 
 
-def markdown_sections(text: str, name: str) -> list[tuple[str, int, int]]:
+def markdown_tokens(text: str) -> list[Any]:
+    """A markdown text's CommonMark block tokens (markdown-it-py)."""
+    from tuneline._optional import require
+
+    markdown_it = require("markdown_it")  # installed with rich, a core dependency
+    return markdown_it.MarkdownIt("commonmark").parse(text)
+
+
+def markdown_sections(text: str, name: str, tokens: list[Any] | None = None
+                      ) -> list[tuple[str, int, int]]:
     """(heading trail, start offset, end offset) of each section's body, in document order.
 
     Headings are found by a CommonMark parser, so '#' lines inside code blocks or quotes are
     not mistaken for headings; setext (underlined) headings count.
     """
-    from tuneline._optional import require
-
-    markdown_it = require("markdown_it")  # installed with rich, a core dependency
     lines = _LineIndex(text)
-    tokens = markdown_it.MarkdownIt("commonmark").parse(text)
+    tokens = markdown_tokens(text) if tokens is None else tokens
     trail: list[tuple[int, str]] = []
     sections: list[tuple[str, int, int]] = []
     title, start = name, 0
@@ -168,7 +174,8 @@ def markdown_sections(text: str, name: str) -> list[tuple[str, int, int]]:
             continue
         sections.append((title, start, lines.offset_of(token.map[0])))
         depth = int(token.tag[1])
-        trail = [(d, t) for d, t in trail if d < depth] + [(depth, _plain(tokens[position + 1]))]
+        heading = inline_text(tokens[position + 1])
+        trail = [(d, t) for d, t in trail if d < depth] + [(depth, heading)]
         title, start = " > ".join(t for _, t in trail if t) or name, lines.offset_of(token.map[1])
     sections.append((title, start, len(text)))
     return sections
@@ -182,17 +189,19 @@ def _blank_front_matter(text: str) -> str:
     return "\n" * match.group().count("\n") + text[match.end():]
 
 
-def _plain(inline: Any) -> str:
-    """The visible text of a heading's inline token (markup such as `*` or `[]()` dropped)."""
+def inline_text(inline: Any, keep_breaks: bool = False) -> str:
+    """The visible text of an inline token: markup such as `*` or `[]()` dropped, an image as
+    its alt text; line breaks as spaces, or kept (`keep_breaks`)."""
     parts: list[str] = []
     for child in inline.children or []:
         if child.type in ("text", "code_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
-            parts.append(" ")
+            parts.append("\n" if keep_breaks else " ")
         elif child.children:
-            parts.append(_plain(child))
-    return " ".join("".join(parts).split())
+            parts.append(inline_text(child, keep_breaks))
+    text = "".join(parts)
+    return text.strip() if keep_breaks else " ".join(text.split())
 
 
 def _units(text: str, start: int, end: int, size: int, overlap: int) -> list[tuple[int, int]]:

@@ -15,7 +15,9 @@ from tuneline.ingest.documents import (
     _blank_front_matter,
     _LineIndex,
     _units,
+    inline_text,
     markdown_sections,
+    markdown_tokens,
     pack,
 )
 
@@ -273,8 +275,9 @@ def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
     if markdown:
         text = _blank_front_matter(text)
     lines = _LineIndex(text)
-    spans = markdown_sections(text, name) if markdown else [(name, 0, len(text))]
-    blocks = _markdown_blocks(text, lines) if markdown else [
+    tokens = markdown_tokens(text) if markdown else []
+    spans = markdown_sections(text, name, tokens) if markdown else [(name, 0, len(text))]
+    blocks = _markdown_blocks(tokens, lines) if markdown else [
         (paragraph.start(), Block(paragraph.group().strip(), lines.line_of(paragraph.start())))
         for paragraph in _PARAGRAPH.finditer(text) if paragraph.group().strip()]
     sections = []
@@ -286,14 +289,11 @@ def text_sections(text: str, name: str, markdown: bool) -> list[Section]:
     return sections
 
 
-def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
+def _markdown_blocks(tokens: list[Any], lines: _LineIndex) -> list[tuple[int, Block]]:
     """(offset, block) of each paragraph, list item and code block of a markdown text, as a
     reader sees them (CommonMark): links, emphasis and inline code as their text, a list item
     with its "- " or "3. ", a code block's lines as they are, without its fences, raw HTML
     without its tags."""
-    from tuneline._optional import require
-
-    tokens = require("markdown_it").MarkdownIt("commonmark").parse(text)
     blocks: list[tuple[int, Block]] = []
     lists: list[str] = []
     prefix, in_heading = "", False
@@ -314,7 +314,7 @@ def _markdown_blocks(text: str, lines: _LineIndex) -> list[tuple[int, Block]]:
             code = token.type in ("fence", "code_block")
             body = (token.content.strip("\n") if code
                     else _without_tags(token.content) if token.type == "html_block"
-                    else prefix + _visible(token))
+                    else prefix + inline_text(token, keep_breaks=True))
             prefix = ""
             if body.strip():
                 offset = lines.offset_of(token.map[0])
@@ -331,16 +331,3 @@ def _without_tags(html: str) -> str:
     text = html_entities.unescape(re.sub(r"<[^>]*>", " ", hidden))
     return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
 
-
-def _visible(inline: Any) -> str:
-    """The text a reader sees of an inline token: markup and link targets dropped, an image
-    as its alt text, a line break kept."""
-    parts = []
-    for child in inline.children or []:
-        if child.type in ("text", "code_inline"):
-            parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
-            parts.append("\n")
-        elif child.type == "image":
-            parts.append(_visible(child))
-    return "".join(parts).strip()
