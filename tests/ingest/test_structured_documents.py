@@ -11,7 +11,7 @@ import pytest
 from tuneline.errors import DataError
 from tuneline.ingest.config import SourceConfig
 from tuneline.ingest.documents import repeated_document_files
-from tuneline.ingest.sections import as_asked
+from tuneline.ingest.sections import as_asked, asks
 from tuneline.ingest.sources import read_source
 
 RST = """\
@@ -219,6 +219,31 @@ def test_markdown_question_headings_are_faq_pairs(tmp_path):
     [pair] = _read(path, faq=True)
     assert (pair.data["question"], pair.data["answer"], pair.line) == (
         "Does it float?", "No, it sinks.", 3)
+
+
+def test_a_question_mark_before_more_words_still_asks(tmp_path):
+    # Headings of real FAQs: black's (Markdown), the Python FAQ's (rst), the Debian FAQ's.
+    path = tmp_path / "faq.md"
+    path.write_text("# FAQ\n\n## Why spaces? I prefer tabs\n\nPEP 8 says spaces.\n\n"
+                    "## How do I delete a file? (And other file questions...)\n\n"
+                    "Use os.remove.\n\n## Can I create my own functions in C++?\n\nYes.\n",
+                    encoding="utf-8")
+    assert [r.data["question"] for r in _read(path, faq=True)] == [
+        "Why spaces? I prefer tabs", "How do I delete a file? (And other file questions...)",
+        "Can I create my own functions in C++?"]
+
+
+@pytest.mark.parametrize(("text", "asking"), [
+    ("What are all those names like etch, lenny, etc.?", True),
+    ("How can I keep a log? I'd like to know when upgrades occurred!", True),
+    ("Is `x?` valid?", True), ("Pourquoi ?", True),
+    ("什么是 Python？", True),
+    # The bash manual's index terms and operators ask nothing.
+    ("?", False), ("\\?", False), ("expr ? expr : expr", False),
+    ("possible-completions (M-?)", False), ("!?string[?]", False),
+    ("See https://example.org/?q=1", False), ("Colours", False)])
+def test_a_question_mark_asks_only_where_it_ends_a_word(text, asking):
+    assert asks(text) is asking
 
 
 def test_faq_only_for_documents():

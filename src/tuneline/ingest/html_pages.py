@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.ingest.sections import NUMBERING, Block, Section
+from tuneline.ingest.sections import NUMBERING, Block, Section, asks
 
 HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # Elements read whole as one block (what they contain is not walked again).
@@ -124,7 +124,7 @@ def _open_section(state: dict[str, Any], depth: int, title: str, tag: Any) -> No
 def _answering(state: dict[str, Any]) -> bool:
     """Whether the text read now answers an h1-h6 heading that asks a question."""
     headings = [title for depth, title in state["levels"] if depth < EMPHASISED_DEPTH]
-    return bool(headings) and headings[-1].rstrip().endswith("?")
+    return bool(headings) and asks(headings[-1])
 
 
 def _emphasised_title(tag: Any, bs4: Any, answering: bool) -> str | None:
@@ -142,7 +142,7 @@ def _emphasised_title(tag: Any, bs4: Any, answering: bool) -> str | None:
              if node.strip() and not isinstance(node, bs4.Comment)]
     if not all(_in_bold(node, tag) for node in words):
         return None
-    return text if text.endswith("?") or NUMBERING.match(text) and not answering else None
+    return text if asks(text) or NUMBERING.match(text) and not answering else None
 
 
 def _in_bold(node: Any, within: Any) -> bool:

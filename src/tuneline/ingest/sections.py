@@ -32,6 +32,11 @@ _ITEM_NUMBER = re.compile(r"^\s*(?:\((?P<parenthesised>\d+)\)|Q?(?P<number>\d+)[
 # The same without its final dot ("8.1 Why?"), read as a number when a lowercase word
 # follows ("3.14 is pi?").
 _BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
+# A question mark that ends a word, at the end or before more words ("Why spaces? I prefer
+# tabs", "How do I delete a file? (And other file questions...)", "... in C++?", "etc.?"), or a
+# French spaced one at the end ("Pourquoi ?"); not an operator or a key ("?", "\?",
+# "expr ? expr : expr", "possible-completions (M-?)").
+_QUESTION_MARK = re.compile(r"[\w`'\"”’)\].+#%](?:[?？][\"'”’)\]]*(?=\s|$)|\s[?？][\"'”’)\]]*$)")
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,9 @@ def faq_pairs(sections: list[Section]) -> list[FaqPair]:
     for index, section in enumerate(sections):
         heading = section.trail[-1] if section.trail else ""
         answer = [b for b in section.blocks if b.kind != "term"]
-        if _asks(heading) and not answer:
+        if asks(heading) and not answer:
             answer = _answered_below(sections, index)
-        if _asks(heading) and answer:
+        if asks(heading) and answer:
             pairs.append(FaqPair(as_asked(heading), _join(answer), section.title, section.line,
                                  "heading"))
             continue
@@ -125,7 +130,7 @@ def _answered_below(sections: list[Section], index: int) -> list[Block]:
     for section in sections[index + 1:]:
         if len(section.trail) <= len(trail) or section.trail[:len(trail)] != trail:
             break
-        if _asks(section.trail[-1]):
+        if asks(section.trail[-1]):
             return []
         below += [Block(section.trail[-1], section.line), *section.blocks]
     return below
@@ -164,8 +169,9 @@ def _asks_anywhere(text: str) -> bool:
     return "?" in text
 
 
-def _asks(text: str) -> bool:
-    return text.rstrip().endswith("?")
+def asks(text: str) -> bool:
+    """Whether a heading or term asks a question (`_QUESTION_MARK`)."""
+    return _QUESTION_MARK.search(text.strip()) is not None
 
 
 def as_asked(question: str) -> str:
@@ -246,7 +252,7 @@ def _definitions(section: Section) -> list[FaqPair]:
     pairs = []
     blocks = section.blocks
     for i, block in enumerate(blocks):
-        if block.kind != "term" or not _asks(block.text):
+        if block.kind != "term" or not asks(block.text):
             continue
         answer = []
         for following in blocks[i + 1:]:
