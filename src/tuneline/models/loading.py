@@ -21,11 +21,11 @@ def use_bf16(precision: str, device: str) -> bool:
     """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for training and generating on a
     device: 'auto' is bf16 (autocast in training) on a GPU that supports it, fp32 on a CPU.
 
-    On a CPU with native bf16 the demo trained under bf16 autocast declined answerable
-    questions with the gold passage ranked first (dev heldout 72.5-82.5% over three runs
-    against 92.5% in fp32); trained in fp32 but with replay answers generated in bf16, it
-    still declined 32% of variant names on the test set, against none in fp32 throughout
-    (docs/benchmarks.md, 2026-12-06). fp32 there is ~10% slower to train."""
+    On a CPU with native bf16, runs whose replay answers (training data) were generated in bf16
+    declined answerable questions with the gold passage ranked first, whether the loop trained
+    in bf16 or fp32; a bf16 loop on fp32 replay answers read passages as fp32 does
+    (docs/benchmarks.md, 2026-12-06 and 2026-12-07). The demo's bf16 loop was no faster than
+    fp32 on the Intel AMX class and ~10% faster on the Zen 5 one: fp32 throughout there."""
     if precision == "fp32":
         return False
     if precision == "bf16":
