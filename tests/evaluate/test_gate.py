@@ -54,7 +54,8 @@ def test_every_threshold_met_passes():
         "max_regression.general", "min_win_rate"]
     assert result.to_dict()["checks"][0] == {
         "name": "min_accuracy.recall", "threshold": 0.5, "value": 0.52, "passed": True,
-        "message": "min_accuracy.recall: tuned accuracy 0.520, required >= 0.500 (ok)"}
+        "message": "min_accuracy.recall: tuned accuracy 0.520, required >= 0.500 (ok)",
+        "unsettled": None}
 
 
 @pytest.mark.parametrize(("gate", "name", "value", "shown"), [
@@ -104,6 +105,36 @@ def test_regression_without_base_names_the_missing_variant():
 def test_rate_reported_with_an_interval_is_read():
     metrics = {"tuned": {"recall": {"accuracy": {"value": 0.9, "ci": [0.8, 0.95]}, "n": 5}}}
     assert check_gate(_gate(min_accuracy={"recall": 0.85}), metrics).passed
+
+
+@pytest.mark.parametrize(("gate", "scores", "unsettled"), [
+    # Four held-out questions of a 21-question FAQ: the mean clears the bound, its interval not.
+    ({"min_score": {"reference": {"rouge_l": 0.3}}},
+     {"rouge_l": 0.61, "n": 4, "ci95": {"rouge_l": [0.21, 0.93]}}, True),
+    ({"min_score": {"reference": {"rouge_l": 0.1}}},
+     {"rouge_l": 0.61, "n": 4, "ci95": {"rouge_l": [0.21, 0.93]}}, False),
+    ({"max_hallucination": {"reference": 0.3}},
+     {"hallucination_rate": 0.25, "n": 16, "ci95": {"hallucination_rate": [0.06, 0.44]}}, True),
+])
+def test_a_bound_says_when_its_interval_reaches_past_the_threshold(gate, scores, unsettled):
+    [check] = check_gate(_gate(**gate), {"tuned": {"reference": scores}}).checks
+    assert check.passed and check.unsettled is unsettled
+    low, high = next(iter(scores["ci95"].values()))
+    assert f"n={scores['n']}, 95% interval [{low:.3f}, {high:.3f}]" in check.message
+    assert ("more questions would settle it" in check.message) is unsettled
+
+
+def test_a_passed_gate_prints_the_checks_its_questions_do_not_settle(capsys):
+    from tuneline.cli.output import print_gate
+
+    metrics = {"tuned": {"reference": {"rouge_l": 0.61, "n": 4,
+                                       "ci95": {"rouge_l": [0.21, 0.93]}},
+                         "recall": {"accuracy": 0.9, "n": 50, "ci95": {"accuracy": [0.8, 0.96]}}}}
+    gate = _gate(min_score={"reference": {"rouge_l": 0.3}}, min_accuracy={"recall": 0.5})
+    print_gate(check_gate(gate, metrics))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "quality gate: passed (2 check(s))" in out
+    assert "not settled: min_score.reference.rouge_l" in out and "min_accuracy" not in out
 
 
 def test_config_rejects_rates_outside_0_1(tmp_path):

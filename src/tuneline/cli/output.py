@@ -121,6 +121,9 @@ def print_gate(gate: GateResult | None) -> None:
     if gate is not None:
         checks = f"{len(gate.checks)} check(s)" if gate.checks else "no thresholds configured"
         console.print(f"quality gate: [green]passed[/green] ({checks})")
+        for check in gate.checks:
+            if check.unsettled:
+                console.print(f"  [yellow]not settled[/yellow]: {check.message}")
 
 
 def print_registration(registered: Artifact | None) -> None:

@@ -24,6 +24,9 @@ class GateCheck:
     value: float | None
     passed: bool
     message: str
+    # The value's 95% interval reaches the other side of the threshold: the evaluated
+    # questions do not settle the decision (a bound's check only; None where not known).
+    unsettled: bool | None = None
 
 
 @dataclass
@@ -145,9 +148,18 @@ def _bound(name: str, results: EvalResults, variant: str, set_name: str, metric:
     passed = value >= threshold if at_least else value <= threshold
     relation = ">=" if at_least else "<="
     verdict = "ok" if passed else "FAILED"
-    return GateCheck(name, threshold, value, passed,
-                     f"{name}: {variant} {metric} {value:.3f}, required {relation} {threshold:.3f} "
-                     f"({verdict})")
+    message = (f"{name}: {variant} {metric} {value:.3f}, required {relation} {threshold:.3f} "
+               f"({verdict})")
+    scores = results.scores(variant, set_name)
+    interval = scores.ci95.get(metric) if scores is not None else None
+    if scores is None or interval is None:
+        return GateCheck(name, threshold, value, passed, message)
+    low, high = interval
+    unsettled = low < threshold <= high if at_least else low <= threshold < high
+    message += f"; n={scores.n}, 95% interval [{low:.3f}, {high:.3f}]"
+    if unsettled:
+        message += ", which reaches past the threshold: more questions would settle it"
+    return GateCheck(name, threshold, value, passed, message, unsettled)
 
 
 def _regression(name: str, results: EvalResults, set_name: str, threshold: float,
