@@ -55,6 +55,11 @@ def test_challenger_is_gated_and_judged_against_the_champion(tiny_model_dir, tmp
     metrics = read_json(result.artifacts["evaluate"].path / "metrics.json")
     assert set(metrics) == {"base", "tuned", "champion", "judge"}
     assert metrics["champion"]["general"]["n"] == 40
+    gain = metrics["tuned"]["general"]["gain"]  # paired, question by question
+    assert (gain["vs"], gain["n"]) == ("base", 40)
+    assert gain["accuracy"] == pytest.approx(metrics["tuned"]["general"]["accuracy"]
+                                             - metrics["base"]["general"]["accuracy"])
+    assert "gain" not in metrics["champion"]["general"]
     judge = metrics["judge"]
     assert (judge["challenger"], judge["champion"]) == ("tuned", "champion")
     assert judge["n"] == 10 and judge["wins"] + judge["losses"] + judge["ties"] == 10

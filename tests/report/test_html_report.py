@@ -270,3 +270,15 @@ def test_malformed_metrics_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"metrics\.json: 1 malformed field\(s\):\n"
                                         r"  - tuned\.recall\.accuracy: "):
         render_html_report(run)
+
+
+def test_gains_over_base_are_listed_with_their_paired_intervals(tmp_path: Path) -> None:
+    run = tmp_path / "gains"
+    gain = {"vs": "base", "n": 12, "accuracy": 0.25, "ci95": {"accuracy": [0.083, 0.417]}}
+    _write_json(run / "evaluate" / "metrics.json",
+                {"base": {"recall": {"accuracy": 0.25, "n": 12}},
+                 "tuned": {"recall": {"accuracy": 0.5, "n": 12, "gain": gain}}})
+    table = render_html_report(run).split("<h3>Gains over the base model")[1].split("</table>")[0]
+    rows = [re.sub(r"<[^>]+>", " ", row).split() for row in table.split("<tr>")[2:]]
+    assert rows == [["recall", "tuned", "base", "+25.0", "pts", "[+8.3,", "+41.7]",
+                     "–", "–", "–", "12"]]

@@ -7,12 +7,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneline.evaluate.config import GateConfig, Thresholds
+from tuneline.evaluate.gains import BASE_OF
 from tuneline.report.results import EvalResults, parse_results
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 SERVED_WITH_RETRIEVAL = "tuned+rag"
-# What a served variant's gain is measured against: the base model asked the same way.
-BASE_OF = {TUNED: BASE, SERVED_WITH_RETRIEVAL: "base+rag"}
 
 
 @dataclass
@@ -189,9 +188,18 @@ def _gain(name: str, results: EvalResults, variant: str, base_variant: str, set_
     gain = tuned - base
     passed = gain >= threshold - 1e-12
     verdict = "ok" if passed else "FAILED"
-    return GateCheck(name, threshold, gain, passed,
-                     f"{name}: {variant} {metric} {tuned:.3f} vs {base_variant} {base:.3f}, "
-                     f"a gain of {gain:.3f}, required >= {threshold:.3f} ({verdict})")
+    message = (f"{name}: {variant} {metric} {tuned:.3f} vs {base_variant} {base:.3f}, "
+               f"a gain of {gain:.3f}, required >= {threshold:.3f} ({verdict})")
+    scores = results.scores(variant, set_name)
+    paired = scores.gain if scores is not None else None
+    if paired is None or paired.vs != base_variant or metric not in paired.ci95:
+        return GateCheck(name, threshold, gain, passed, message)
+    low, high = paired.ci95[metric]
+    unsettled = low < threshold <= high
+    message += f"; paired over n={paired.n}, 95% interval [{low:.3f}, {high:.3f}]"
+    if unsettled:
+        message += ", which reaches past the threshold: more questions would settle it"
+    return GateCheck(name, threshold, gain, passed, message, unsettled)
 
 
 def _win_rate(results: EvalResults, threshold: float) -> GateCheck:

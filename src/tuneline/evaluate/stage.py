@@ -34,6 +34,7 @@ from tuneline.evaluate.free_text import (
     score_references,
     summarize_scores,
 )
+from tuneline.evaluate.gains import add_gains
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
@@ -179,6 +180,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     metrics = _metrics(predictions, variants, vocabulary,
                        functools.partial(_similarity, cfg, details),
                        cfg.synthesize.unanswerable.answer)
+    add_gains(metrics, predictions)
     if retrieval:
         metrics[RETRIEVAL] = retrieval["metrics"]
     if cfg.evaluate.judge.endpoint is not None and {"base", "tuned"} <= set(variants):

@@ -18,9 +18,11 @@ from markupsafe import Markup
 
 from tuneline.artifacts import read_jsonl, write_text_atomic
 from tuneline.report import plots as html_plots
+from tuneline.report.markdown import GAIN_SCORES, signed_with_ci
 from tuneline.report.results import (
     METRICS_FILE,
     EvalResults,
+    GainScores,
     JudgeScores,
     Repeats,
     read_repeats,
@@ -151,9 +153,16 @@ def render_html_report(run_dir: Path) -> str:
         loss=_loss(run, figures), categories=_categories(run, figures),
         judged=[_judged_row(j) for j in _pick_judgments(run.judgments, JUDGED_SHOWN)],
         card=None if run.card is None else Markup(render_markdown(run.card, run.card_dir)),
-        samples=_samples(run),
+        samples=_samples(run), gains=_gains(run.results), gain_scores=GAIN_SCORES,
         verdict_label=functools.partial(verdict_label, run.results.judge),
     )
+
+
+def _gains(results: EvalResults) -> list[tuple[str, str, GainScores]]:
+    """(set, variant, gain) for every variant and set evaluate measured a paired gain on."""
+    return [(set_name, variant, scores.gain) for set_name in results.sets
+            for variant, per_set in results.variants.items()
+            if (scores := per_set.get(set_name)) is not None and scores.gain is not None]
 
 
 def write_html_report(run_dir: Path) -> Path:
@@ -171,7 +180,15 @@ def _environment() -> Environment:
                       keep_trailing_newline=True)
     env.filters["pct"] = pct
     env.filters["mrr"] = lambda value: "–" if value is None else f"{value:.3f}"
+    env.filters["gain"] = _gain_cell
     return env
+
+
+def _gain_cell(gain: GainScores, key: str) -> str:
+    value = getattr(gain, key)
+    if value is None or key not in gain.ci95:
+        return "–"
+    return signed_with_ci(value, gain.ci95[key], percent=key == "accuracy")
 
 
 @functools.cache

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 SAMPLES_PER_SET = 5
+# The scores a gain is shown for, in the gain tables' column order.
+GAIN_SCORES = ("accuracy", "rouge_l", "similarity", "token_f1")
 
 
 def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]],
@@ -15,6 +18,7 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]],
     lines = ["# Evaluation report", "", *[line for note in notes for line in (note, "")],
              *accuracy_table(metrics)]
     lines += _detail_table(metrics)
+    lines += _gain_table(metrics)
     for name in sets:
         lines += ["", f"## Samples: {name}", ""]
         for p in [p for p in predictions if p["set"] == name][:SAMPLES_PER_SET]:
@@ -96,6 +100,32 @@ def _free_text_table(metrics: dict[str, Any]) -> list[str]:
                      + f" | {m['abstention_rate']:.1%} | {m['mean_answer_words']:.1f} "
                        f"| {m['n']} |")
     return lines
+
+
+def _gain_table(metrics: dict[str, Any]) -> list[str]:
+    """Each served variant's gain over the base model asked the same way, question by
+    question, with its paired bootstrap 95% interval (evaluate/gains.py)."""
+    rows = [(variant, name, m["gain"]) for variant, per_set in metrics.items()
+            for name, m in per_set.items() if "gain" in m]
+    if not rows:
+        return []
+    lines = ["", "## Gains over the base model asked the same way (paired 95% intervals)", "",
+             "| variant | set | vs | strict accuracy | ROUGE-L | similarity | token F1 | n |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant, name, gain in rows:
+        cells = [signed_with_ci(gain[k], gain["ci95"][k], percent=k == "accuracy")
+                 if k in gain else "–" for k in GAIN_SCORES]
+        lines.append(f"| {variant} | {name} | {gain['vs']} | " + " | ".join(cells)
+                     + f" | {gain['n']} |")
+    return lines
+
+
+def signed_with_ci(value: float, interval: Sequence[float], percent: bool) -> str:
+    """A gain and its interval, signed: accuracy in percentage points, scores as they are."""
+    lo, hi = interval
+    if percent:
+        return f"{100 * value:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{value:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def _score_with_ci(m: dict[str, Any], key: str) -> str:

@@ -41,6 +41,19 @@ class _Scores(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class GainScores(_Scores):
+    """A variant's mean per-question gain over the base model asked the same way (`vs`), on the
+    `n` questions both answered, with paired bootstrap 95% intervals (evaluate/gains.py)."""
+
+    vs: str
+    n: Count
+    accuracy: Number | None = None
+    rouge_l: Number | None = None
+    similarity: Number | None = None
+    token_f1: Number | None = None
+    ci95: dict[str, Interval] = {}
+
+
 class SetScores(_Scores):
     """One variant on one evaluation set: mean per-answer scores (None where the file has none),
     their bootstrap 95% intervals, and the same per category (the items' `template`) and per
@@ -59,6 +72,7 @@ class SetScores(_Scores):
     judge_correctness: Number | None = None
     groundedness: Number | None = None
     ci95: dict[str, Interval] = {}
+    gain: GainScores | None = None
     by_category: dict[str, SetScores] = {}
     by_group: dict[str, SetScores] = {}
 
