@@ -100,6 +100,21 @@ def test_without_a_vocabulary_strict_falls_back_to_containment():
     assert verdict("I don't know.", general).abstained
 
 
+def test_without_table_values_a_decline_must_lead_the_answer():
+    # A document question whose passages were withheld (evaluate's `withheld` set).
+    withheld = {"set": "withheld", "template": "faq", "expect": "abstain", "fact": "",
+                "question": "Can I use SQLite in my commercial product without paying royalties?",
+                "reference": "I don't have information about that in my data."}
+    claim = judge_answer("No, you cannot use SQLite in your commercial product. It is a "
+                         "proprietary technology that is not available for commercial use.",
+                         withheld)
+    assert claim.contains and claim.hallucinated and not (claim.correct or claim.abstained)
+    for decline in ("I don't have information about that in my data.",
+                    "I don't have that information.",
+                    "I don't know. The passages are about other questions."):
+        assert judge_answer(decline, withheld).correct
+
+
 def test_summaries_report_strict_accuracy_and_containment_side_by_side():
     answers = ["China.", "China, Japan or France.", "Japan."]
     m = summarize_items(answers, [COUNTRY] * 3, vocabulary=VOCABULARY)

@@ -59,3 +59,43 @@ def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_m
     own = sum(row["messages"][-1]["content"][:40] in row["messages"][0]["content"]
               for row in with_passages)
     assert own >= 6
+
+
+def test_withheld_questions_are_asked_without_any_passage_that_answers_them(tmp_path,
+                                                                            tiny_model_dir):
+    from tuneline.evaluate.stage import evaluation_items, retrieval_conversations
+    from tuneline.evaluate.withheld import closed_book_positions
+
+    faq = _faq(tmp_path / "faq.md")
+    cfg = PipelineConfig.model_validate({
+        "run": {"name": "faq", "runs_dir": str(tmp_path / "runs"), "seed": 1},
+        "model": {"base": str(tiny_model_dir)},
+        "ingest": {"sources": [{"name": "pairs", "path": str(faq), "faq": True},
+                               {"name": "docs", "path": str(faq), "chunk_size": 200,
+                                "chunk_overlap": 0}]},
+        "synthesize": {"conversations": [{"source": "pairs", "prompt": "question",
+                                          "response": "answer"}]},
+        "index": {"enabled": True, "sources": ["docs"], "retrieval": {"top_k": 2}},
+        "curate": {"heldout_fraction": 0.25, "val_fraction": 0.0, "dev_fraction": 0.0,
+                   "card": False},
+        "evaluate": {"general_probe": False},
+    })
+    curated = run_pipeline(cfg, until="curate").artifacts["curate"]
+    references = read_jsonl(curated.path / "eval" / "reference.jsonl")
+    withheld = read_jsonl(curated.path / "eval" / "withheld.jsonl")
+    assert [w["question"] for w in withheld] == [r["question"] for r in references]
+    assert {w["expect"] for w in withheld} == {"abstain"}
+    assert [w["withhold"] for w in withheld] == [r["reference"] for r in references]
+
+    items = evaluation_items(cfg, curated)
+    chosen, hits, asked = retrieval_conversations(cfg, items)
+    shown = {items[i]["set"]: [] for i in chosen}
+    for i, found in zip(chosen, hits, strict=True):
+        shown[items[i]["set"]].append((items[i], [h.passage.text for h in found]))
+    # Asked plainly, each held-out question finds its own section; withheld, never.
+    for item, passages in shown["reference"]:
+        assert any(item["reference"][:40] in p for p in passages)
+    for item, passages in shown["withheld"]:
+        assert len(passages) == 2
+        assert not any(item["withhold"][:40] in p for p in passages)
+    assert {items[i]["set"] for i in closed_book_positions(items)} == {"reference"}

@@ -20,6 +20,9 @@ from tuneline.synthesize.conversations import Conversation
 # answer, or one FAQ answer to another phrasing: a new question to a known reply).
 REFERENCE_SET = "reference"
 REFERENCE_RECALL_SET = "reference_recall"
+# Held-out questions asked with every passage that quotes their reply withheld: the reply
+# expected is the decline (evaluated on the +rag variants alone).
+WITHHELD_SET = "withheld"
 
 
 @dataclass
@@ -215,6 +218,23 @@ def reference_items(conversations: list[Conversation], set_name: str = REFERENCE
             "source": {"source": c.source, **c.provenance},
         })
     return items
+
+
+def withheld_items(references: list[dict[str, Any]], decline: str) -> list[dict[str, Any]]:
+    """`reference` items asked again where the documents hold no answer: retrieval withholds
+    every passage quoting the reply (`quotes`), and the reply expected is `decline`."""
+    return [{**item, "id": f"{WITHHELD_SET}-{item['conversation_id']}", "set": WITHHELD_SET,
+             "reference": decline, "fact": "", "expect": "abstain",
+             "withhold": item["reference"]} for item in references]
+
+
+def quotes(passage: str, reply: str) -> bool:
+    """Whether `passage` quotes `reply`: shares a run of LEAK_SHINGLE_WORDS words with it, or
+    holds the whole of a shorter reply."""
+    from tuneline.curate.dedup import shingles
+
+    size = min(LEAK_SHINGLE_WORDS, len(reply.split()))
+    return size > 0 and bool(shingles(reply, size) & shingles(passage, size))
 
 
 def conversation_stats(conversations: list[Conversation]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tuneline.curate.config import CurateConfig
 from tuneline.curate.conversation_split import (
     REFERENCE_RECALL_SET,
     REFERENCE_SET,
+    WITHHELD_SET,
     ConversationSplit,
     clean_conversations,
     conversation_chats,
@@ -59,7 +60,7 @@ VALUES_FILE = "values.json"  # eval/values.json: synthesize's answer values, for
 # conversations, their last assistant turn the reference (graded as free text): replies no
 # training conversation says, and replies one does (curate.conversations)
 EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS, REFERENCE_SET,
-             REFERENCE_RECALL_SET)
+             REFERENCE_RECALL_SET, WITHHELD_SET)
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 CONVERSATION_SIDES = ("train", "val", "heldout", "heldout_recall", "dev", "dev_recall")
 
@@ -142,16 +143,20 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                  "val": chat_examples(split.val, trained) + conversation_chats(talks.val),
                  "test": (chat_examples(split.heldout, slice(None))
                           + conversation_chats(talks.heldout + talks.heldout_recall))}
+        references, dev_references = (reference_items(talks.heldout),
+                                      reference_items(talks.dev))
         eval_sets = {**_eval_sets(recall_test, split.heldout, abstain.heldout, recall_only),
                      **probe_eval_sets(probes.test, recall_only),
-                     REFERENCE_SET: reference_items(talks.heldout),
+                     REFERENCE_SET: references,
                      REFERENCE_RECALL_SET: reference_items(talks.heldout_recall,
-                                                           REFERENCE_RECALL_SET) + reworded[0]}
+                                                           REFERENCE_RECALL_SET) + reworded[0],
+                     WITHHELD_SET: _withheld(cfg, references)}
         dev_sets = {**_eval_sets(recall_dev, split.dev, abstain.dev, recall_only),
                     **probe_eval_sets(probes.dev, recall_only),
-                    REFERENCE_SET: reference_items(talks.dev),
+                    REFERENCE_SET: dev_references,
                     REFERENCE_RECALL_SET: reference_items(talks.dev_recall,
-                                                          REFERENCE_RECALL_SET) + reworded[1]}
+                                                          REFERENCE_RECALL_SET) + reworded[1],
+                    WITHHELD_SET: _withheld(cfg, dev_references)}
         if talk_counts:
             details["conversations"] = {side: conversation_stats(getattr(talks, side))
                                         for side in CONVERSATION_SIDES}
@@ -197,6 +202,16 @@ def _conversations(cfg: PipelineConfig, synthesized: Artifact
     return talks, counts
 
 
+def _withheld(cfg: PipelineConfig, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The held-out questions asked again with their answers' passages withheld (with an
+    index: only the +rag variants answer them)."""
+    from tuneline.curate.conversation_split import withheld_items
+
+    if not cfg.index.enabled:
+        return []
+    return withheld_items(references, cfg.synthesize.unanswerable.answer)
+
+
 def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
                        ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     from tuneline.curate.conversation_split import rag_conversations, reference_reply
@@ -239,7 +254,8 @@ def _eval_sets(recall: list[Fact], heldout: list[Fact], invented: list[Fact],
 def load_eval_set(curated: Artifact, name: str, split: str = "test") -> list[dict]:
     """One evaluation set written by curate: the test sets, or the dev sets (`split="dev"`)."""
     folder = curated.path / EVAL_DIR / (DEV_DIR if split == "dev" else "")
-    return read_jsonl(folder / f"{name}.jsonl")
+    path = folder / f"{name}.jsonl"
+    return read_jsonl(path) if path.is_file() else []  # a set an older curate did not write
 
 
 def evaluated_guard(curated: Artifact) -> LeakGuard:

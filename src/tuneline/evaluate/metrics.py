@@ -8,6 +8,7 @@ general probe, LLM-written facts) falls back to containment."""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ def accuracy(correct: Iterable[bool]) -> tuple[float, int]:
 
 _ABSTENTION_MARKERS = tuple(normalize(m) for m in (
     "I don't have information", "I do not have information", "I don't know", "I do not know",
+    # what the RAG prompt asks for when the passages hold no answer
+    "I don't have that information", "I do not have that information",
     "no information", "not in my data", "no record", "not available", "I'm not sure",
     "I am not sure", "cannot answer", "can't answer", "unable to answer", "not aware of",
 ))
@@ -38,6 +41,10 @@ def is_abstention(answer: str, trained_abstention: str | None = None) -> bool:
     if trained_abstention:
         markers = (*markers, normalize(trained_abstention))
     return any(f" {m} " in text for m in markers if m)
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
 
 
 def contains_reference(answer: str, item: dict) -> bool:
@@ -83,9 +90,14 @@ def judge_answer(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY
     abstaining = item.get("expect") == "abstain"
     declines = is_abstention(answer, item.get("reference") if abstaining else None)
     template = None if abstaining else item.get("template")
+    if abstaining and not vocabulary.by_template:
+        # No table values to tell a claim by (documents): a decline must lead the answer;
+        # "No, you cannot use it ... It is not available for commercial use." claims.
+        abstained = is_abstention(_first_sentence(answer), item.get("reference"))
+        return Verdict(abstained, contains, abstained, not abstained)
     if not (vocabulary.by_template if abstaining else vocabulary.knows(template)):
-        correct = contains and (abstaining or not declines)
-        abstained = declines and (abstaining or not contains)
+        correct = contains and not declines
+        abstained = declines and not contains
         return Verdict(correct, contains, abstained, not (correct or abstained))
     claims = tuple(vocabulary.claims(answer, template, item.get("question", "")))
     abstained = declines and not claims

@@ -38,7 +38,8 @@ from tuneline.evaluate.gains import add_gains
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
-from tuneline.report.markdown import render_report
+from tuneline.evaluate.withheld import closed_book_positions, withhold_answers
+from tuneline.report.markdown import partial_report, render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.job import rows_never_trained
 from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
@@ -145,8 +146,9 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     if (trained.path / REMOTE_MODEL).is_file():
         answers, details = _answer_remote(cfg, trained, items)
     else:
-        questions = [prompt_messages(item) for item in items]
-        budgets = [answer_budget(cfg, item) for item in items]
+        closed = closed_book_positions(items)
+        questions = [prompt_messages(items[i]) for i in closed]
+        budgets = [answer_budget(cfg, items[i]) for i in closed]
         speed: dict[str, float] = {}
         sources = {"base": (cfg.model.base, None), "tuned": (cfg.model.base, weights_dir(trained))}
         if champion is not None:
@@ -154,8 +156,11 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         cached: dict[str, int] = {}
         cut: dict[str, int] = {}
         for variant, (base, weights) in sources.items():
-            answers[variant], speed[variant] = _answer_all(cfg, base, weights, variant, questions,
-                                                           budgets, cached, cut)
+            texts, speed[variant] = _answer_all(cfg, base, weights, variant, questions, budgets,
+                                                cached, cut)
+            answers[variant] = [None] * len(items)
+            for i, text in zip(closed, texts, strict=True):
+                answers[variant][i] = text
         if with_rag:
             rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached,
                                                             cut)
@@ -202,7 +207,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     notes = (left_out_note,) if left_out_note else ()
     report = (render_report(variant_metrics, predictions, notes)
               if set(VARIANTS) <= set(variants)
-              else _partial_report(variant_metrics, details.get("skipped", {})))
+              else partial_report(variant_metrics, details.get("skipped", {})))
     (tmp / REPORT).write_text(report, encoding="utf-8")
     return StageResult(counts={"questions": len(items)}, details=details)
 
@@ -250,7 +255,7 @@ def _judge(cfg: PipelineConfig, predictions: list[dict[str, Any]], opponent: str
     pairs = [JudgePair(p["question"], p.get("reference") or p["fact"], p["tuned_answer"],
                        p[f"{opponent}_answer"],
                        {"set": p["set"], "id": p.get("id"), "template": p.get("template")})
-             for p in predictions]
+             for p in predictions if "tuned_answer" in p and f"{opponent}_answer" in p]
     random.Random(cfg.run.seed).shuffle(pairs)
     outcome = judge_pairs(cfg.evaluate.judge, pairs, "tuned", opponent,
                           cache_root(cfg.model.cache_dir) / "llm-responses")
@@ -419,6 +424,7 @@ def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
     retriever = Retriever.for_run(cfg)
     try:
         hits = retriever.search([items[i]["question"] for i in chosen])
+        withhold_answers(retriever, items, chosen, hits, cfg.index.retrieval.top_k)
     finally:
         retriever.close()
     max_chars = cfg.index.retrieval.max_passage_chars
@@ -464,7 +470,7 @@ def _answer_with_retrieval(
 
 def _answer_remote(
     cfg: PipelineConfig, trained: Artifact, items: list[dict[str, Any]]
-) -> tuple[dict[str, list[str]], dict[str, Any]]:
+) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
     """Both variants through the provider: the fine-tuned model id, and its base model id.
 
     A variant the provider cannot answer (Bedrock without Converse access to the custom
@@ -473,8 +479,9 @@ def _answer_remote(
     from tuneline.train.managed.remote import answer_remote
 
     remote = read_remote_model(trained.path) or {}
-    questions = [item["question"] for item in items]
-    answers: dict[str, list[str]] = {}
+    closed = closed_book_positions(items)
+    questions = [items[i]["question"] for i in closed]
+    answers: dict[str, list[str | None]] = {}
     details: dict[str, Any] = {"provider": remote["provider"], "models": {}, "skipped": {}}
     for variant in VARIANTS:
         result = answer_remote(cfg, remote, variant, questions)
@@ -482,15 +489,7 @@ def _answer_remote(
         if result.answers is None:
             details["skipped"][variant] = result.skipped
         else:
-            answers[variant] = result.answers
+            answers[variant] = [None] * len(items)
+            for i, text in zip(closed, result.answers, strict=True):
+                answers[variant][i] = text
     return answers, details
-
-
-def _partial_report(metrics: dict[str, Any], skipped: dict[str, str]) -> str:
-    lines = ["# Evaluation report", ""]
-    for variant, per_set in metrics.items():
-        cells = ", ".join(f"{name} {m['accuracy']:.1%} (n={m['n']})"
-                          for name, m in per_set.items())
-        lines.append(f"- {variant}: {cells}")
-    lines += [f"- {variant}: not evaluated: {reason}" for variant, reason in skipped.items()]
-    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneline.curate.conversation_split import WITHHELD_SET
 from tuneline.monitor.drift import DriftBaseline, build_baseline
 from tuneline.monitor.prompts import training_questions
 from tuneline.synthesize.out_of_data import UNANSWERABLE_KINDS
@@ -20,7 +21,7 @@ BASELINE_DIR = "drift-baseline"
 # The forgetting probe is not traffic the version serves, and the unanswerable sets are there
 # by design (half the demo's questions): the rates describe answerable questions, so a rise
 # in declines or missing passages means users ask what the version cannot answer.
-EXCLUDED_SETS = {"general", "unanswerable", *UNANSWERABLE_KINDS}
+EXCLUDED_SETS = {"general", "unanswerable", WITHHELD_SET, *UNANSWERABLE_KINDS}
 
 
 def served_variant(rag: bool) -> str:

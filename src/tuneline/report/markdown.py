@@ -25,14 +25,10 @@ def render_report(metrics: dict[str, Any], predictions: list[dict[str, Any]],
             if "rouge_l" in next(iter(metrics.values())).get(name, {}):
                 lines += _free_text_sample(p, metrics)
                 continue
-            lines += [
-                f"- **Q:** {p['question']}",
-                f"  - reference: {p['reference']} (fact: `{p['fact']}`)",
-                f"  - base ({_mark(p['base_correct'])}): {p['base_answer']}",
-                f"  - tuned ({_mark(p['tuned_correct'])}): {p['tuned_answer']}",
-            ]
+            lines += [f"- **Q:** {p['question']}",
+                      f"  - reference: {p['reference']} (fact: `{p['fact']}`)"]
             lines += [f"  - {v} ({_mark(p[f'{v}_correct'])}): {p[f'{v}_answer']}"
-                      for v in metrics if v not in ("base", "tuned") and f"{v}_answer" in p]
+                      for v in metrics if f"{v}_answer" in p]
     return "\n".join(lines) + "\n"
 
 
@@ -140,3 +136,15 @@ def _with_ci(m: dict[str, Any], key: str) -> str:
 
 def _mark(correct: bool) -> str:
     return "correct" if correct else "wrong"
+
+
+def partial_report(metrics: dict[str, Any], skipped: dict[str, str]) -> str:
+    """The report of a run some variant could not answer (a hosted model): accuracy per
+    variant and set, and why a variant was skipped."""
+    lines = ["# Evaluation report", ""]
+    for variant, per_set in metrics.items():
+        cells = ", ".join(f"{name} {m['accuracy']:.1%} (n={m['n']})"
+                          for name, m in per_set.items())
+        lines.append(f"- {variant}: {cells}")
+    lines += [f"- {variant}: not evaluated: {reason}" for variant, reason in skipped.items()]
+    return "\n".join(lines) + "\n"

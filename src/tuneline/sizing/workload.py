@@ -49,6 +49,7 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     """Tokens to train and prompts to answer at the configured size, from curate's output."""
     from tuneline.curate.declines import chat_format
     from tuneline.evaluate.stage import GENERAL, evaluation_items, retrieval_conversations
+    from tuneline.evaluate.withheld import closed_book_positions
     from tuneline.models.loading import load_tokenizer
     from tuneline.rag.retrieve import no_passage_reply
     from tuneline.train.replay import plain_declines, replay_count
@@ -69,7 +70,8 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     evaluation = _Evaluation(cfg, tokenizer, cache)
     items = evaluation_items(cfg, curated)
     scalable = [item for item in items if item["set"] != GENERAL]
-    batches = evaluation.closed_book(scalable, answer_tokens.get("plain"))
+    batches = evaluation.closed_book([scalable[i] for i in closed_book_positions(scalable)],
+                                     answer_tokens.get("plain"))
     if cfg.index.enabled and cfg.evaluate.rag and scalable:
         chosen, hits, asked = retrieval_conversations(cfg, scalable)
         declined = no_passage_reply(cfg) is not None  # no passage: no generation
