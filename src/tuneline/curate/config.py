@@ -99,9 +99,7 @@ class RaftConfig(Section):
     gold_removed: float = Field(
         0.2, ge=0, le=1, description="Share of those RAG examples whose gold passage is taken "
         "out: their answer becomes synthesize.unanswerable.answer, so the model learns to say "
-        "so when the context lacks the answer. For conversations (conversation_fraction), "
-        "that share of the RAG copies is trained once more with every passage quoting the "
-        "reply left out and the decline as the reply.",
+        "so when the context lacks the answer.",
     )
     unanswerable_fraction: float | None = Field(
         None, ge=0, le=1, description="Share of the trained unanswerable questions also given "

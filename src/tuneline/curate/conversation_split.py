@@ -137,13 +137,10 @@ LEAK_SHINGLE_WORDS = 12
 
 def rag_conversations(conversations: list[Conversation], fraction: float,
                       retriever: Any, top_k: int, max_chars: int, evaluated: list[str],
-                      seed: int, gold_removed: float = 0.0, decline: str = ""
-                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                      seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """RAG-format copies of a seeded share of the training conversations: the last user turn
     carries the passages retrieved for it, the reply is unchanged. A passage sharing a run of
-    LEAK_SHINGLE_WORDS words with an `evaluated` reply is never shown (counted). A seeded
-    `gold_removed` share of the copies is also trained with every passage quoting its own
-    reply left out and `decline` as the reply: the documents then hold no answer."""
+    LEAK_SHINGLE_WORDS words with an `evaluated` reply is never shown (counted)."""
     from tuneline.curate.dedup import shingles
     from tuneline.rag.prompt import rag_messages
 
@@ -152,7 +149,6 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(conversations)),
                                max(1, round(len(conversations) * fraction))))
-    without_gold = set(rng.sample(chosen, round(len(chosen) * gold_removed)))
     guarded = {s for reply in evaluated
                for s in shingles(reply, LEAK_SHINGLE_WORDS)
                if s.count(b" ") >= LEAK_SHINGLE_WORDS - 1}
@@ -165,16 +161,8 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
         messages = conversations[i].messages
         examples.append({"messages": [*rag_messages(messages[:-1], safe[:top_k], max_chars),
                                       messages[-1]]})
-        if i in without_gold:
-            others = [p for p in safe if not quotes(p.text, messages[-1]["content"])]
-            examples.append({"messages": [*rag_messages(messages[:-1], others[:top_k],
-                                                        max_chars),
-                                          {"role": "assistant", "content": decline}]})
-    counts = {"conversations:rag": len(examples) - len(without_gold),
-              "conversations:rag:distractor_leak_avoided": avoided}
-    if without_gold:
-        counts["conversations:rag:gold_removed"] = len(without_gold)
-    return examples, counts
+    return examples, {"conversations:rag": len(examples),
+                      "conversations:rag:distractor_leak_avoided": avoided}
 
 
 def rephrased_items(trained: list[Conversation], fraction: float, seed: int

@@ -223,8 +223,7 @@ def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
     try:
         return rag_conversations(talks.train, cfg.curate.rag.conversation_fraction, retriever,
                                  cfg.index.retrieval.top_k,
-                                 cfg.index.retrieval.max_passage_chars, evaluated, cfg.run.seed,
-                                 cfg.curate.rag.gold_removed, cfg.synthesize.unanswerable.answer)
+                                 cfg.index.retrieval.max_passage_chars, evaluated, cfg.run.seed)
     finally:
         retriever.close()
 
