@@ -24,9 +24,10 @@ def _faq(path):
     return path
 
 
-def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_model_dir):
+def _config(tmp_path, tiny_model_dir, top_k: int, **curate) -> PipelineConfig:
+    """The FAQ's pairs as conversations and its chunks as the index, a quarter held out."""
     faq = _faq(tmp_path / "faq.md")
-    cfg = PipelineConfig.model_validate({
+    return PipelineConfig.model_validate({
         "run": {"name": "faq", "runs_dir": str(tmp_path / "runs"), "seed": 1},
         "model": {"base": str(tiny_model_dir)},
         "ingest": {"sources": [{"name": "pairs", "path": str(faq), "faq": True},
@@ -34,10 +35,15 @@ def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_m
                                 "chunk_overlap": 0}]},
         "synthesize": {"conversations": [{"source": "pairs", "prompt": "question",
                                           "response": "answer"}]},
-        "index": {"enabled": True, "sources": ["docs"], "retrieval": {"top_k": 3}},
+        "index": {"enabled": True, "sources": ["docs"], "retrieval": {"top_k": top_k}},
         "curate": {"heldout_fraction": 0.25, "val_fraction": 0.0, "dev_fraction": 0.0,
-                   "card": False, "rag": {"conversation_fraction": 1.0}},
+                   "card": False, **curate},
+        "evaluate": {"general_probe": False},
     })
+
+
+def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, top_k=3, rag={"conversation_fraction": 1.0})
     result = run_pipeline(cfg, until="curate")
     curated = result.artifacts["curate"]
     counts = curated.manifest["counts"]
@@ -66,20 +72,7 @@ def test_withheld_questions_are_asked_without_any_passage_that_answers_them(tmp_
     from tuneline.evaluate.stage import evaluation_items, retrieval_conversations
     from tuneline.evaluate.withheld import closed_book_positions
 
-    faq = _faq(tmp_path / "faq.md")
-    cfg = PipelineConfig.model_validate({
-        "run": {"name": "faq", "runs_dir": str(tmp_path / "runs"), "seed": 1},
-        "model": {"base": str(tiny_model_dir)},
-        "ingest": {"sources": [{"name": "pairs", "path": str(faq), "faq": True},
-                               {"name": "docs", "path": str(faq), "chunk_size": 200,
-                                "chunk_overlap": 0}]},
-        "synthesize": {"conversations": [{"source": "pairs", "prompt": "question",
-                                          "response": "answer"}]},
-        "index": {"enabled": True, "sources": ["docs"], "retrieval": {"top_k": 2}},
-        "curate": {"heldout_fraction": 0.25, "val_fraction": 0.0, "dev_fraction": 0.0,
-                   "card": False},
-        "evaluate": {"general_probe": False},
-    })
+    cfg = _config(tmp_path, tiny_model_dir, top_k=2)
     curated = run_pipeline(cfg, until="curate").artifacts["curate"]
     references = read_jsonl(curated.path / "eval" / "reference.jsonl")
     withheld = read_jsonl(curated.path / "eval" / "withheld.jsonl")
