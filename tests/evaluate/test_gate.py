@@ -54,8 +54,10 @@ def test_every_threshold_met_passes():
         "max_regression.general", "min_win_rate"]
     assert result.to_dict()["checks"][0] == {
         "name": "min_accuracy.recall", "threshold": 0.5, "value": 0.52, "passed": True,
-        "message": "min_accuracy.recall: tuned accuracy 0.520, required >= 0.500 (ok)",
-        "unsettled": None}
+        "message": "min_accuracy.recall: tuned accuracy 0.520, required >= 0.500 (ok); n=50, "
+                   "95% interval [0.385, 0.652], which reaches past the threshold: more "
+                   "questions would settle it",
+        "unsettled": True}
 
 
 @pytest.mark.parametrize(("gate", "name", "value", "shown"), [
@@ -113,8 +115,6 @@ def test_rate_reported_with_an_interval_is_read():
      {"rouge_l": 0.61, "n": 4, "ci95": {"rouge_l": [0.21, 0.93]}}, True),
     ({"min_score": {"reference": {"rouge_l": 0.1}}},
      {"rouge_l": 0.61, "n": 4, "ci95": {"rouge_l": [0.21, 0.93]}}, False),
-    ({"max_hallucination": {"reference": 0.3}},
-     {"hallucination_rate": 0.25, "n": 16, "ci95": {"hallucination_rate": [0.06, 0.44]}}, True),
 ])
 def test_a_bound_says_when_its_interval_reaches_past_the_threshold(gate, scores, unsettled):
     [check] = check_gate(_gate(**gate), {"tuned": {"reference": scores}}).checks
@@ -122,6 +122,18 @@ def test_a_bound_says_when_its_interval_reaches_past_the_threshold(gate, scores,
     low, high = next(iter(scores["ci95"].values()))
     assert f"n={scores['n']}, 95% interval [{low:.3f}, {high:.3f}]" in check.message
     assert ("more questions would settle it" in check.message) is unsettled
+
+
+@pytest.mark.parametrize(("rate", "n", "unsettled"), [(1.0, 4, True), (1.0, 60, False),
+                                                      (0.25, 16, True), (0.05, 100, False)])
+def test_a_share_of_few_questions_is_not_settled_even_when_all_agree(rate, n, unsettled):
+    # 4 of 4 correct bootstraps to [1, 1]; Wilson's interval is [0.51, 1].
+    gate = _gate(min_accuracy={"recall": 0.9}, max_hallucination={"recall": 0.3})
+    metric = "accuracy" if rate > 0.5 else "hallucination_rate"
+    scores = {metric: rate, "n": n, "ci95": {metric: [rate, rate]}}
+    check = next(c for c in check_gate(gate, {"tuned": {"recall": scores}}).checks
+                 if metric in c.message)
+    assert check.passed and check.unsettled is unsettled
 
 
 def test_a_passed_gate_prints_the_checks_its_questions_do_not_settle(capsys):

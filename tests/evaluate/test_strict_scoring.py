@@ -103,6 +103,7 @@ def test_without_a_vocabulary_strict_falls_back_to_containment():
 def test_without_table_values_a_decline_must_lead_the_answer():
     # A document question whose passages were withheld (evaluate's `withheld` set).
     withheld = {"set": "withheld", "template": "faq", "expect": "abstain", "fact": "",
+                "withhold": "Yes. SQLite is in the public domain.",
                 "question": "Can I use SQLite in my commercial product without paying royalties?",
                 "reference": "I don't have information about that in my data."}
     claim = judge_answer("No, you cannot use SQLite in your commercial product. It is a "
@@ -111,8 +112,18 @@ def test_without_table_values_a_decline_must_lead_the_answer():
     assert claim.contains and claim.hallucinated and not (claim.correct or claim.abstained)
     for decline in ("I don't have information about that in my data.",
                     "I don't have that information.",
-                    "I don't know. The passages are about other questions."):
-        assert judge_answer(decline, withheld).correct
+                    "I don't know. The passages are about other questions.",
+                    "I'm sorry. I don't have that information.",
+                    "Can I use SQLite commercially? The passages do not mention it."):
+        assert judge_answer(decline, withheld).correct, decline
+    # A table's values do not make a document's claim a decline (a run with both).
+    mixed = judge_answer("No. SQLite is not available for commercial use.", withheld,
+                         VOCABULARY)
+    assert mixed.hallucinated and not mixed.abstained
+    # A trained decline of two sentences, repeated word for word.
+    two = {**withheld, "reference": "Sorry, I can't say. That is not in my documents."}
+    assert judge_answer("Sorry, I can't say. That is not in my documents.", two).correct
+    assert not judge_answer("SQLite doesn't contain a server.", withheld).abstained
 
 
 def test_summaries_report_strict_accuracy_and_containment_side_by_side():

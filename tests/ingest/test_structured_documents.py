@@ -237,7 +237,9 @@ def test_a_question_mark_before_more_words_still_asks(tmp_path):
     ("What are all those names like etch, lenny, etc.?", True),
     ("How can I keep a log? I'd like to know when upgrades occurred!", True),
     ("Is `x?` valid?", True), ("Pourquoi ?", True),
-    ("什么是 Python？", True),
+    ("什么是 Python？", True), ("What is *this*?", True), ("Really!?", True),
+    ("« Pourquoi ? »", True), ("（Python）？", True), ("The '?' operator", False),
+    ('"?" wildcard', False),
     # The bash manual's index terms and operators ask nothing.
     ("?", False), ("\\?", False), ("expr ? expr : expr", False),
     ("possible-completions (M-?)", False), ("!?string[?]", False),

@@ -231,9 +231,9 @@ def withheld_items(references: list[dict[str, Any]], decline: str) -> list[dict[
 def quotes(passage: str, reply: str) -> bool:
     """Whether `passage` quotes `reply`: shares a run of LEAK_SHINGLE_WORDS words with it, or
     holds the whole of a shorter reply."""
-    from tuneline.curate.dedup import shingles
+    from tuneline.curate.dedup import shingles, words
 
-    size = min(LEAK_SHINGLE_WORDS, len(reply.split()))
+    size = min(LEAK_SHINGLE_WORDS, len(words(reply)))
     return size > 0 and bool(shingles(reply, size) & shingles(passage, size))
 
 

@@ -38,12 +38,17 @@ def exact_duplicates(texts: Sequence[str]) -> list[int]:
     return repeats
 
 
+def words(text: str) -> list[str]:
+    """The case-folded words `shingles` is made of."""
+    return _WORD.findall(text.casefold())
+
+
 def shingles(text: str, size: int = 3) -> set[bytes]:
     """Word n-grams of the case-folded text (the whole text when it has fewer words)."""
-    words = _WORD.findall(text.casefold())
-    if len(words) <= size:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
+    found = words(text)
+    if len(found) <= size:
+        return {" ".join(found).encode()}
+    return {" ".join(found[i : i + size]).encode() for i in range(len(found) - size + 1)}
 
 
 class NearDuplicateIndex:

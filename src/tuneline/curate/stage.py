@@ -82,6 +82,8 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
                                "set index.enabled: true"])
         config_hash += ":" + cfg.section_hash("index", "synthesize")
         inputs["index"] = indexed.output_hash
+    elif cfg.index.enabled:  # the withheld set: its questions and the decline they expect
+        config_hash += ":" + cfg.section_hash("index", "synthesize")
 
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)
@@ -255,7 +257,9 @@ def load_eval_set(curated: Artifact, name: str, split: str = "test") -> list[dic
     """One evaluation set written by curate: the test sets, or the dev sets (`split="dev"`)."""
     folder = curated.path / EVAL_DIR / (DEV_DIR if split == "dev" else "")
     path = folder / f"{name}.jsonl"
-    return read_jsonl(path) if path.is_file() else []  # a set an older curate did not write
+    if name == WITHHELD_SET and not path.is_file():  # older curates did not write it
+        return []
+    return read_jsonl(path)
 
 
 def evaluated_guard(curated: Artifact) -> LeakGuard:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuneline.evaluate.config import GateConfig, Thresholds
 from tuneline.evaluate.gains import BASE_OF
-from tuneline.report.results import EvalResults, parse_results
+from tuneline.report.results import EvalResults, SetScores, parse_results
+
+# Scores that are a share of the questions (each one is 0 or 1).
+SHARES = ("accuracy", "exact_match", "containment", "hallucination_rate", "abstention_rate")
 
 TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 SERVED_WITH_RETRIEVAL = "tuned+rag"
@@ -150,7 +154,7 @@ def _bound(name: str, results: EvalResults, variant: str, set_name: str, metric:
     message = (f"{name}: {variant} {metric} {value:.3f}, required {relation} {threshold:.3f} "
                f"({verdict})")
     scores = results.scores(variant, set_name)
-    interval = scores.ci95.get(metric) if scores is not None else None
+    interval = _interval(scores, metric, value) if scores is not None else None
     if scores is None or interval is None:
         return GateCheck(name, threshold, value, passed, message)
     low, high = interval
@@ -159,6 +163,17 @@ def _bound(name: str, results: EvalResults, variant: str, set_name: str, metric:
     if unsettled:
         message += ", which reaches past the threshold: more questions would settle it"
     return GateCheck(name, threshold, value, passed, message, unsettled)
+
+
+def _interval(scores: SetScores, metric: str, value: float) -> tuple[float, float] | None:
+    """The value's 95% interval: Wilson's for a share of questions (a bootstrap of 4 of 4
+    correct is [1, 1]), else the bootstrap one evaluate wrote."""
+    if metric in SHARES and scores.n:
+        z, n = 1.96, scores.n
+        centre = (value + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(value * (1 - value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+    return scores.ci95.get(metric)
 
 
 def _regression(name: str, results: EvalResults, set_name: str, threshold: float,

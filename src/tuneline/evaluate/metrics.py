@@ -43,8 +43,30 @@ def is_abstention(answer: str, trained_abstention: str | None = None) -> bool:
     return any(f" {m} " in text for m in markers if m)
 
 
-def _first_sentence(text: str) -> str:
-    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+# "The passages don't mention it.": a decline only where it is the passages that lack it.
+_LACKING = tuple(normalize(m) for m in (
+    "don't mention", "do not mention", "doesn't mention", "does not mention", "don't contain",
+    "do not contain", "doesn't contain", "does not contain", "don't say", "do not say"))
+_SOURCE_WORDS = frozenset({"passage", "passages", "document", "documents", "context", "text"})
+_LEADING_SENTENCES = 3
+
+
+def opens_with_decline(answer: str, trained_abstention: str | None = None) -> bool:
+    """Whether the answer opens with a decline: the trained one word for word, or a decline
+    (`is_abstention`, or the passages said to lack it) in its first sentence after any apology
+    or echoed question ("Sorry. I don't have that information.")."""
+    if trained_abstention and normalize(answer).startswith(normalize(trained_abstention)):
+        return True
+    for sentence in re.split(r"(?<=[.!?])\s+", answer.strip())[:_LEADING_SENTENCES]:
+        text = f" {normalize(sentence)} "
+        lacking = (any(f" {m} " in text for m in _LACKING)
+                   and not _SOURCE_WORDS.isdisjoint(text.split()))
+        if lacking or is_abstention(sentence, trained_abstention):
+            return True
+        if not (re.search(r"\b(?:sorry|apologi[sz]e)", sentence, re.IGNORECASE)
+                or sentence.endswith("?")):
+            return False
+    return False
 
 
 def contains_reference(answer: str, item: dict) -> bool:
@@ -90,10 +112,10 @@ def judge_answer(answer: str, item: dict, vocabulary: Vocabulary = NO_VOCABULARY
     abstaining = item.get("expect") == "abstain"
     declines = is_abstention(answer, item.get("reference") if abstaining else None)
     template = None if abstaining else item.get("template")
-    if abstaining and not vocabulary.by_template:
-        # No table values to tell a claim by (documents): a decline must lead the answer;
+    if abstaining and ("withhold" in item or not vocabulary.by_template):
+        # No table values to tell a claim by (documents): the answer must open with a decline;
         # "No, you cannot use it ... It is not available for commercial use." claims.
-        abstained = is_abstention(_first_sentence(answer), item.get("reference"))
+        abstained = opens_with_decline(answer, item.get("reference"))
         return Verdict(abstained, contains, abstained, not abstained)
     if not (vocabulary.by_template if abstaining else vocabulary.knows(template)):
         correct = contains and not declines

@@ -27,7 +27,8 @@ def withhold_answers(retriever: Any, items: list[dict[str, Any]], chosen: list[i
                      hits: list[list[Any]], top_k: int) -> None:
     """Replace the hits of each withheld item (`items[chosen[n]]`) with its top_k hits that do
     not quote its reply."""
-    withheld = [n for n, i in enumerate(chosen) if items[i]["set"] == WITHHELD_SET]
+    withheld = [n for n, i in enumerate(chosen)
+                if items[i]["set"] == WITHHELD_SET and items[i].get("withhold")]
     if not withheld:
         return
     wider = retriever.search([items[chosen[n]]["question"] for n in withheld],

@@ -33,10 +33,12 @@ _ITEM_NUMBER = re.compile(r"^\s*(?:\((?P<parenthesised>\d+)\)|Q?(?P<number>\d+)[
 # follows ("3.14 is pi?").
 _BARE_NUMBERING = re.compile(r"^\d+(?:\.\d+)+\s+")
 # A question mark that ends a word, at the end or before more words ("Why spaces? I prefer
-# tabs", "How do I delete a file? (And other file questions...)", "... in C++?", "etc.?"), or a
-# French spaced one at the end ("Pourquoi ?"); not an operator or a key ("?", "\?",
-# "expr ? expr : expr", "possible-completions (M-?)").
-_QUESTION_MARK = re.compile(r"[\w`'\"”’)\].+#%](?:[?？][\"'”’)\]]*(?=\s|$)|\s[?？][\"'”’)\]]*$)")
+# tabs", "How do I delete a file? (And other file questions...)", "... in C++?", "etc.?",
+# "What is *this*?"), or a French spaced one at the end ("Pourquoi ?", « Pourquoi ? »); not an
+# operator, a key or a quoted mark ("?", "\?", "expr ? expr : expr", "(M-?)", "The '?' operator").
+_QUESTION_MARK = re.compile(
+    r"(?:\w|(?<=\S)[`'\"”’)\].+#%*!…）])(?:[?？][\"'”’)\]»）]*(?=\s|$)"
+    r"|\s[?？](?:\s?[\"'”’)\]»）])*$)")
 
 
 @dataclass(frozen=True)
