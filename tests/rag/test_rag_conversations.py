@@ -4,6 +4,8 @@ reply (real MiniLM embedder and LanceDB; curate only, nothing is trained)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("lancedb")
@@ -11,6 +13,7 @@ pytest.importorskip("lancedb")
 from tuneline.artifacts import read_jsonl  # noqa: E402
 from tuneline.config import PipelineConfig  # noqa: E402
 from tuneline.pipeline import run_pipeline  # noqa: E402
+from tuneline.report.html import render_html_report  # noqa: E402
 
 TOPICS = ["router", "modem", "printer", "camera", "speaker", "monitor", "keyboard", "tablet",
           "charger", "headset", "scanner", "projector"]
@@ -92,3 +95,28 @@ def test_withheld_questions_are_asked_without_any_passage_that_answers_them(tmp_
         assert len(passages) == 2
         assert not any(item["withhold"][:40] in p for p in passages)
     assert {items[i]["set"] for i in closed_book_positions(items)} == {"reference"}
+
+
+def test_only_the_rag_variants_answer_the_withheld_set_and_the_reports_show_it(tmp_path,
+                                                                                tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, top_k=2)
+    cfg = cfg.model_copy(update={
+        "train": cfg.train.model_copy(update={"epochs": 1, "precision": "fp32"}),
+        "evaluate": cfg.evaluate.model_copy(update={"max_new_tokens": 8,
+                                                    "reference_max_new_tokens": 8,
+                                                    "drift_baseline": False})})
+    result = run_pipeline(cfg, until="evaluate")
+    evaluated = result.artifacts["evaluate"].path
+    rows = [r for r in read_jsonl(evaluated / "predictions.jsonl") if r["set"] == "withheld"]
+    assert len(rows) == 3
+    for row in rows:
+        assert {"base+rag_answer", "tuned+rag_answer"} <= set(row)
+        assert not {"base_answer", "tuned_answer"} & set(row)
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert set(metrics["tuned+rag"]["withheld"]["gain"]) >= {"vs", "n", "accuracy", "ci95"}
+    assert "withheld" not in metrics["tuned"] and "withheld" not in metrics["base"]
+    report = (evaluated / "report.md").read_text()
+    assert "## Samples: withheld" in report
+    assert "| tuned+rag | withheld | base+rag |" in report  # its gain
+    assert "withheld" in render_html_report(result.run_dir)
+
