@@ -157,12 +157,21 @@ def _bound(name: str, results: EvalResults, variant: str, set_name: str, metric:
     interval = _interval(scores, metric, value) if scores is not None else None
     if scores is None or interval is None:
         return GateCheck(name, threshold, value, passed, message)
+    return _with_interval(GateCheck(name, threshold, value, passed, message), interval,
+                          f"n={scores.n}", at_least)
+
+
+def _with_interval(check: GateCheck, interval: tuple[float, float], size: str,
+                   at_least: bool = True) -> GateCheck:
+    """`check` with its value's interval named, and `unsettled` when the interval reaches the
+    other side of the threshold."""
     low, high = interval
-    unsettled = low < threshold <= high if at_least else low <= threshold < high
-    message += f"; n={scores.n}, 95% interval [{low:.3f}, {high:.3f}]"
-    if unsettled:
-        message += ", which reaches past the threshold: more questions would settle it"
-    return GateCheck(name, threshold, value, passed, message, unsettled)
+    threshold = check.threshold
+    check.unsettled = low < threshold <= high if at_least else low <= threshold < high
+    check.message += f"; {size}, 95% interval [{low:.3f}, {high:.3f}]"
+    if check.unsettled:
+        check.message += ", which reaches past the threshold: more questions would settle it"
+    return check
 
 
 def _interval(scores: SetScores, metric: str, value: float) -> tuple[float, float] | None:
@@ -209,12 +218,8 @@ def _gain(name: str, results: EvalResults, variant: str, base_variant: str, set_
     paired = scores.gain if scores is not None else None
     if paired is None or paired.vs != base_variant or metric not in paired.ci95:
         return GateCheck(name, threshold, gain, passed, message)
-    low, high = paired.ci95[metric]
-    unsettled = low < threshold <= high
-    message += f"; paired over n={paired.n}, 95% interval [{low:.3f}, {high:.3f}]"
-    if unsettled:
-        message += ", which reaches past the threshold: more questions would settle it"
-    return GateCheck(name, threshold, gain, passed, message, unsettled)
+    return _with_interval(GateCheck(name, threshold, gain, passed, message),
+                          paired.ci95[metric], f"paired over n={paired.n}")
 
 
 def _win_rate(results: EvalResults, threshold: float) -> GateCheck:

@@ -158,9 +158,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         for variant, (base, weights) in sources.items():
             texts, speed[variant] = _answer_all(cfg, base, weights, variant, questions, budgets,
                                                 cached, cut)
-            answers[variant] = [None] * len(items)
-            for i, text in zip(closed, texts, strict=True):
-                answers[variant][i] = text
+            answers[variant] = _placed(texts, closed, len(items))
         if with_rag:
             rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached,
                                                             cut)
@@ -489,7 +487,13 @@ def _answer_remote(
         if result.answers is None:
             details["skipped"][variant] = result.skipped
         else:
-            answers[variant] = [None] * len(items)
-            for i, text in zip(closed, result.answers, strict=True):
-                answers[variant][i] = text
+            answers[variant] = _placed(result.answers, closed, len(items))
     return answers, details
+
+
+def _placed(texts: list[str], positions: list[int], size: int) -> list[str | None]:
+    """`texts` at their items' `positions` in a list of `size`; None where nothing answered."""
+    placed: list[str | None] = [None] * size
+    for position, text in zip(positions, texts, strict=True):
+        placed[position] = text
+    return placed
