@@ -123,17 +123,27 @@ def test_the_train_hash_and_the_answer_cache_follow_what_auto_resolves_to(monkey
                                                                          tiny_model_dir):
     import tuneline.models.loading as loading
     from tuneline.config import PipelineConfig
+    from tuneline.machine import Machine
     from tuneline.models.answer_cache import AnswerCache
+    from tuneline.train import precision
     from tuneline.train.stage import _train_hash
+
+    def cpu(cpu_class: str) -> None:
+        machine = Machine(cpu="test", cpu_class=cpu_class, cores=2, memory_gib=8.0, gpu=None)
+        monkeypatch.setattr(precision, "this_machine", lambda: machine)
 
     cfg = PipelineConfig.model_validate({"train": {"replay": {"fraction": 0}}})
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(loading, "pick_device", lambda: "cpu")
-    on_a_cpu = _train_hash(cfg)
+    cpu("avx2")
+    on_an_avx2_cpu = _train_hash(cfg)
     cpu_answers = AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key
     assert cpu_answers == AnswerCache.for_base(str(tiny_model_dir), tmp_path, "fp32").model_key
+    cpu("bf16-native")  # trains under bf16 autocast, generates in fp32
+    assert _train_hash(cfg) != on_an_avx2_cpu
+    assert AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key == cpu_answers
     monkeypatch.setattr(loading, "pick_device", lambda: "cuda")
-    assert _train_hash(cfg) != on_a_cpu
+    assert _train_hash(cfg) != on_an_avx2_cpu
     assert AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key != cpu_answers
 
 

@@ -18,14 +18,14 @@ def pick_device() -> str:
 
 
 def use_bf16(precision: str, device: str) -> bool:
-    """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for training and generating on a
-    device: 'auto' is bf16 (autocast in training) on a GPU that supports it, fp32 on a CPU.
+    """Resolve a 'auto' | 'bf16' | 'fp32' precision setting for generating (evaluate, replay's
+    answers, the server) on a device: 'auto' is bf16 on a GPU that supports it, fp32 on a CPU.
+    The training loop's precision is `tuneline.train.precision.train_in_bf16`.
 
     On a CPU with native bf16, runs whose replay answers (training data) were generated in bf16
     declined answerable questions with the gold passage ranked first, whether the loop trained
     in bf16 or fp32; a bf16 loop on fp32 replay answers read passages as fp32 does
-    (docs/benchmarks.md, 2026-12-06 and 2026-12-07). The demo's bf16 loop was no faster than
-    fp32 on the Intel AMX class and ~10% faster on the Zen 5 one: fp32 throughout there."""
+    (docs/benchmarks.md, 2026-12-06 and 2026-12-07)."""
     if precision == "fp32":
         return False
     if precision == "bf16":

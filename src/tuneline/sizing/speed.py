@@ -82,17 +82,18 @@ def machine_speed(cfg: PipelineConfig) -> MachineSpeed:
 
 def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     """Time a few LoRA steps and a short generation of the base model, as train and evaluate
-    will run it (same precision, threads and batch sizes)."""
+    will run them (the same precisions, threads and batch sizes)."""
     import torch
 
     from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
     from tuneline.train.loss import answer_loss
     from tuneline.train.methods import attach_lora
+    from tuneline.train.precision import fp32_attention, train_in_bf16
 
     started = time.perf_counter()
     set_cpu_threads()
     device = pick_device()
-    bf16 = use_bf16(cfg.train.precision, device)
+    train_bf16 = train_in_bf16(cfg.train.precision, device)
     model = attach_lora(load_base_model(cfg.model.base, cfg.model.cache_dir), cfg.train)
     model.to(device)
     vocab = model.config.vocab_size
@@ -101,17 +102,18 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     labels[:, : int(PROBE_BATCH_TOKENS * (1 - PROBE_ANSWER_SHARE))] = IGNORE_INDEX
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     seconds = []
-    for _ in range(2):  # the first warms the kernels up and is not counted
-        step_started = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = answer_loss(model, {"input_ids": batch, "labels": labels})
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - step_started)
+    with fp32_attention(model, device, train_bf16):
+        for _ in range(2):  # the first warms the kernels up and is not counted
+            step_started = time.perf_counter()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=train_bf16):
+                loss = answer_loss(model, {"input_ids": batch, "labels": labels})
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds.append(time.perf_counter() - step_started)
     train = seconds[-1] / batch.numel()
     model = model.get_base_model().eval()
-    if bf16:
+    if use_bf16(cfg.train.precision, device):  # how evaluate and replay generate
         model = model.to(torch.bfloat16)
     rows = cfg.evaluate.batch_size
     prompts = _random_ids(vocab, rows, PROBE_PROMPT_TOKENS, device)

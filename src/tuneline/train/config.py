@@ -123,10 +123,11 @@ class TrainConfig(Section):
         False, description="Recompute activations in backward: less memory, ~30% slower."
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="'auto': bf16 (autocast in training) on a GPU that supports it, "
-        "fp32 on a CPU, for training, evaluate, replay and the server alike (on CPUs with "
-        "native bf16 the demo's bf16-trained model declined what its passages answered; "
-        "docs/train.md). 'bf16' forces bf16 anywhere."
+        "auto", description="'auto': bf16 on a GPU that supports it (autocast in training, "
+        "and generating in evaluate, replay and the server); on a CPU with native bf16 the "
+        "training loop runs under bf16 autocast with attention in fp32 and everything else "
+        "generates in fp32 (bf16-generated replay answers taught worse passage reading; "
+        "docs/train.md); fp32 on other CPUs. 'bf16' forces bf16 anywhere, 'fp32' fp32."
     )
     eval_every: int = Field(
         0, ge=0, description="Validation loss every N optimizer steps (0: only before and after)."

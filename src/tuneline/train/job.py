@@ -111,10 +111,11 @@ def rows_never_trained(train_dir: Path) -> set[int]:
 
 def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     """Train per `cfg`; the main process saves the result and returns its details."""
-    from tuneline.models.loading import load_tokenizer, set_cpu_threads, use_bf16
+    from tuneline.models.loading import load_tokenizer, set_cpu_threads
     from tuneline.train.checkpoint import CheckpointStore
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import check_method_supported, save_trained
+    from tuneline.train.precision import fp32_attention, train_in_bf16
 
     train = cfg.train
     if "WORLD_SIZE" not in os.environ:
@@ -136,13 +137,14 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
                         f"answer token within train.max_seq_len={limit}")
     require("transformers").set_seed(cfg.run.seed)
     model = model_for_training(cfg, accelerator)
-    bf16 = use_bf16(train.precision, device)
+    bf16 = train_in_bf16(train.precision, device)
     store = CheckpointStore(job.checkpoint_dir, train.keep_checkpoints)
     tracker = _open_tracker(cfg, job, accelerator.is_main_process)
     try:
-        report = train_loop(model, train_set, val_set, train, tokenizer.pad_token_id,
-                            cfg.run.seed, bf16, accelerator=accelerator, store=store,
-                            on_log=tracker.log if tracker else None)
+        with fp32_attention(model, device, bf16):
+            report = train_loop(model, train_set, val_set, train, tokenizer.pad_token_id,
+                                cfg.run.seed, bf16, accelerator=accelerator, store=store,
+                                on_log=tracker.log if tracker else None)
     except BaseException:
         if tracker:
             tracker.close("FAILED")
@@ -189,13 +191,13 @@ def base_load_options(train: TrainConfig, device: str, process_index: int = 0) -
     and attention leaves the fast kernels (1.6x slower at batch 64 on an H200,
     docs/benchmarks.md "GPU"); adapters stay float32 either way (PEFT). On a CPU the base stays
     float32, as measured for the demo; full fine-tuning keeps float32 master weights."""
-    from tuneline.models.loading import use_bf16
     from tuneline.train.methods import quantization_config
+    from tuneline.train.precision import train_in_bf16
 
     if train.method == "qlora":
         return {"quantization_config": quantization_config(train),
                 "device_map": {"": process_index}}
-    if train.method == "lora" and device == "cuda" and use_bf16(train.precision, device):
+    if train.method == "lora" and device == "cuda" and train_in_bf16(train.precision, device):
         return {"dtype": "bfloat16"}
     return {}
 

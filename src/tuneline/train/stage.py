@@ -80,13 +80,14 @@ def _train_hash(cfg: PipelineConfig) -> str:
             "backend", "epochs", "batch_size", "learning_rate", backend})
         payload = {"train": train, "seed": cfg.run.seed}
     else:
-        from tuneline.models.loading import pick_device, use_bf16
+        from tuneline.models.loading import pick_device
+        from tuneline.train.precision import train_in_bf16
 
         # What 'auto' resolves to here: it decides the weights as much as any setting.
         train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
         payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
                    "run": {"seed": cfg.run.seed, "budget_minutes": cfg.run.budget_minutes},
-                   "bf16_autocast": use_bf16(cfg.train.precision, pick_device())}
+                   "bf16_autocast": train_in_bf16(cfg.train.precision, pick_device())}
         if cfg.train.replay.fraction > 0:
             from tuneline.train.replay import prompts_hash
 

@@ -1,0 +1,66 @@
+"""The training loop's precision: what `train.precision: auto` trains in, and attention kept in
+float32 under a CPU's bf16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from tuneline._optional import require
+from tuneline.machine import this_machine
+from tuneline.models.loading import use_bf16
+
+FP32_ATTENTION = "sdpa_fp32"  # the name it is registered under with transformers
+
+
+def train_in_bf16(precision: str, device: str) -> bool:
+    """Whether the training loop runs under bf16 autocast: where `use_bf16` generates in bf16
+    (a GPU that has it, or `bf16` forced), and under 'auto' on a CPU with native bf16 too.
+
+    On such a CPU the demo's loop ran ~1.45x faster than in float32 with attention in float32
+    (`fp32_attention`), and no faster with bf16 attention, whose flash-attention backward is
+    slow there (docs/benchmarks.md, 2026-12-07). Generation stays float32 on CPUs: replay
+    answers generated in bf16 taught the model to read passages worse."""
+    if precision == "auto" and device == "cpu":
+        return this_machine().native_bf16
+    return use_bf16(precision, device)
+
+
+@contextlib.contextmanager
+def fp32_attention(model: Any, device: str, bf16: bool) -> Iterator[None]:
+    """Within the block, `model`'s attention runs in float32 when a CPU trains it under bf16
+    autocast (queries, keys and values cast up, the output back to the autocast's dtype);
+    otherwise, and after the block, its own attention is left as it was."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = getattr(lm.config, "_attn_implementation", None)
+    if not (bf16 and device == "cpu" and current == "sdpa"):
+        yield
+        return
+    _register()
+    lm.set_attn_implementation(FP32_ATTENTION)
+    try:
+        yield
+    finally:
+        lm.set_attn_implementation(current)
+
+
+def _sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                  **kwargs: Any) -> tuple[Any, Any]:
+    torch = require("torch")
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if not torch.is_autocast_enabled("cpu"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    with torch.autocast("cpu", enabled=False):
+        output, weights = sdpa_attention_forward(module, query.float(), key.float(),
+                                                 value.float(), attention_mask, **kwargs)
+    return output.to(torch.get_autocast_dtype("cpu")), weights
+
+
+def _register() -> None:
+    transformers = require("transformers")
+    from transformers.masking_utils import sdpa_mask
+
+    transformers.AttentionInterface.register(FP32_ATTENTION, _sdpa_in_fp32)
+    transformers.AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
