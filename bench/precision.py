@@ -1,0 +1,104 @@
+"""The training loop's precisions on the demo's own data: fp32 (the baseline) against bf16
+autocast with attention in fp32 (what `train.precision: auto` trains in on a CPU with native
+bf16) and bf16 autocast with bf16 attention, alternated in one process.
+
+Each mode runs the real loop (`tuneline.train.loop.train_loop`: token-bounded micro-batches,
+answer-only loss, LoRA, AdamW) for `--steps` optimizer steps from a fresh adapter on the same
+batches: the demo's curated train split, made by the pipeline up to `curate` in a temporary
+runs folder (replay's base answers are left out: they need generation). Modes take turns, each
+round starting with the next one, so a machine that speeds up or slows down between rounds
+moves every mode alike; the median over rounds is printed with its range, and the ratio of
+medians to fp32. bf16 modes only where the CPU has bf16 natively (emulated it is ~30x slower).
+
+    .venv/bin/python bench/precision.py [--steps 16] [--rounds 3]
+    options: --modes fp32,bf16-fp32-attention,bf16 (fp32 first: the baseline)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "paris2024" / "tuneline.yaml"
+MODES = ("fp32", "bf16-fp32-attention", "bf16")
+
+
+def train_set(runs_dir: Path) -> tuple:
+    """The demo's config and its curated train split, tokenized as the train stage does."""
+    from tuneline.config import load_config
+    from tuneline.models.loading import load_tokenizer
+    from tuneline.pipeline import run_pipeline
+    from tuneline.train.job import example_limit, tokenized_split
+
+    cfg = load_config(EXAMPLE, [f"run.runs_dir={runs_dir}"])
+    curated = run_pipeline(cfg, until="curate").artifacts["curate"]
+    tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
+    examples, _ = tokenized_split(tokenizer, curated.path, "train",
+                                  example_limit(cfg.train, tokenizer), 1.0)
+    return cfg, tokenizer, examples
+
+
+def run_mode(mode: str, cfg, tokenizer, examples, steps: int, accelerator) -> tuple[int, float]:
+    """(real tokens, seconds) of `steps` optimizer steps of the loop in `mode`."""
+    from tuneline.train.job import model_for_training
+    from tuneline.train.loop import train_loop
+    from tuneline.train.precision import fp32_attention
+
+    bf16 = mode != "fp32"
+    model = model_for_training(cfg, accelerator)
+    loop_cfg = cfg.train.model_copy(update={"max_steps": steps, "checkpoint_every": 0})
+    keep = fp32_attention(model, "cpu", bf16) if mode == "bf16-fp32-attention" \
+        else contextlib.nullcontext()
+    with keep:
+        report = train_loop(model, examples, [], loop_cfg, tokenizer.pad_token_id,
+                            cfg.run.seed, bf16, accelerator=accelerator)
+    return report.tokens, report.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
+    args = parser.parse_args()
+    from tuneline.machine import this_machine
+    from tuneline.models.loading import set_cpu_threads
+    from tuneline.train.loop import make_accelerator
+
+    machine = this_machine()
+    print(machine.summary())  # figures compare within one machine class only
+    modes = (args.modes or (",".join(MODES) if machine.native_bf16 else "fp32")).split(",")
+    unknown = set(modes) - set(MODES)
+    if unknown or modes[0] != "fp32":
+        sys.exit(f"--modes: fp32 first (the baseline), then any of {MODES[1:]}; got {modes}")
+    set_cpu_threads()
+    accelerator = make_accelerator()
+    speeds: dict[str, list[float]] = {mode: [] for mode in modes}
+    with tempfile.TemporaryDirectory(prefix="tuneline-bench-precision-") as runs_dir:
+        cfg, tokenizer, examples = train_set(Path(runs_dir))
+        for round_ in range(args.rounds):
+            turn = round_ % len(modes)
+            for mode in modes[turn:] + modes[:turn]:
+                tokens, seconds = run_mode(mode, cfg, tokenizer, examples, args.steps,
+                                           accelerator)
+                speeds[mode].append(tokens / seconds)
+                print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:20s} "
+                      f"{tokens} tokens in {seconds:6.1f} s: {tokens / seconds:6.1f} tok/s",
+                      flush=True)
+    baseline = statistics.median(speeds["fp32"])
+    for mode in modes:
+        median = statistics.median(speeds[mode])
+        print(f"{mode:20s} median {median:6.1f} tok/s [{min(speeds[mode]):.1f}-"
+              f"{max(speeds[mode]):.1f}] over {args.rounds} rounds: {median / baseline:.2f}x fp32")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak_mib:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
