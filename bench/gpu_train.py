@@ -35,10 +35,11 @@ from pathlib import Path
 import torch
 
 from tuneline.config import PipelineConfig
-from tuneline.models.loading import load_tokenizer, use_bf16
+from tuneline.models.loading import load_tokenizer
 from tuneline.train.job import model_for_training, tokenized_split
 from tuneline.train.loop import make_accelerator, train_loop
 from tuneline.train.methods import check_method_supported, save_trained
+from tuneline.train.precision import train_in_bf16
 
 SHAPES = {
     "llama-3.2-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
@@ -123,7 +124,7 @@ def run_case(model_dir: Path, curated: Path, out: Path, method: str, batch_size:
             stamps.append((time.perf_counter(), step))
 
     report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id, 0,
-                        use_bf16(cfg.train.precision, device), accelerator=accelerator,
+                        train_in_bf16(cfg.train.precision, device), accelerator=accelerator,
                         on_log=on_log)
     step_tokens = [row["tokens"] for row in report.log if "loss" in row]
     (t0, _), (t1, _) = stamps[warmup - 1], stamps[-1]

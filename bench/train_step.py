@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads, use_bf16
+from tuneline.models.loading import load_base_model, load_tokenizer, set_cpu_threads
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import answer_loss
 from tuneline.train.methods import attach_lora
+from tuneline.train.precision import fp32_attention, train_in_bf16
 from tuneline.train.tokenize import collate, tokenize_chat
 
 EXAMPLE_CSV = Path(__file__).parents[1] / "examples" / "paris2024" / "data" / "medallists.csv"
@@ -61,15 +62,16 @@ def main() -> None:
 
     print(this_machine().summary())  # figures compare within one machine class only
     set_cpu_threads()
-    bf16 = use_bf16("auto", "cpu")
+    bf16 = train_in_bf16("auto", "cpu")
     tokenizer = load_tokenizer(args.model)
     examples = _examples(tokenizer, args.steps * args.batch_size)
     batches = [collate(examples[i : i + args.batch_size], tokenizer.pad_token_id)
                for i in range(0, len(examples), args.batch_size)]
     model = attach_lora(load_base_model(args.model), TrainConfig())
     model.train()
-    baseline = _measure(model, batches, lambda m, b: m(**b).loss, bf16)
-    ours = _measure(model, batches, answer_loss, bf16)
+    with fp32_attention(model, "cpu", bf16):  # as the train stage runs it
+        baseline = _measure(model, batches, lambda m, b: m(**b).loss, bf16)
+        ours = _measure(model, batches, answer_loss, bf16)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"model={args.model} bf16_autocast={bf16} threads={torch.get_num_threads()} "
           f"batches={len(batches)}x{args.batch_size}")
