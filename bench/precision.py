@@ -17,7 +17,6 @@ medians to fp32. bf16 modes only where the CPU has bf16 natively (emulated it is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import statistics
 import sys
@@ -44,20 +43,21 @@ def train_set(runs_dir: Path) -> tuple:
     return cfg, tokenizer, examples
 
 
-def run_mode(mode: str, cfg, tokenizer, examples, steps: int, accelerator) -> tuple[int, float]:
-    """(real tokens, seconds) of `steps` optimizer steps of the loop in `mode`."""
-    from tuneline.train.job import model_for_training
-    from tuneline.train.loop import train_loop
-    from tuneline.train.precision import fp32_attention
+def run_mode(mode: str, cfg, tokenizer, examples, steps: int) -> tuple[int, float]:
+    """(real tokens, seconds) of `steps` optimizer steps of the loop in `mode`, from a fresh
+    adapter and accelerator."""
+    import transformers
 
-    bf16 = mode != "fp32"
+    from tuneline.train.job import model_for_training
+    from tuneline.train.loop import make_accelerator, train_loop
+
+    transformers.set_seed(cfg.run.seed)
+    accelerator = make_accelerator()
     model = model_for_training(cfg, accelerator)
     loop_cfg = cfg.train.model_copy(update={"max_steps": steps, "checkpoint_every": 0})
-    keep = fp32_attention(model, "cpu", bf16) if mode == "bf16-fp32-attention" \
-        else contextlib.nullcontext()
-    with keep:
-        report = train_loop(model, examples, [], loop_cfg, tokenizer.pad_token_id,
-                            cfg.run.seed, bf16, accelerator=accelerator)
+    report = train_loop(model, examples, [], loop_cfg, tokenizer.pad_token_id, cfg.run.seed,
+                        mode != "fp32", accelerator=accelerator,
+                        cpu_attention_in_fp32=mode == "bf16-fp32-attention")
     return report.tokens, report.seconds
 
 
@@ -69,7 +69,6 @@ def main() -> None:
     args = parser.parse_args()
     from tuneline.machine import this_machine
     from tuneline.models.loading import set_cpu_threads
-    from tuneline.train.loop import make_accelerator
 
     machine = this_machine()
     print(machine.summary())  # figures compare within one machine class only
@@ -78,15 +77,13 @@ def main() -> None:
     if unknown or modes[0] != "fp32":
         sys.exit(f"--modes: fp32 first (the baseline), then any of {MODES[1:]}; got {modes}")
     set_cpu_threads()
-    accelerator = make_accelerator()
     speeds: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="tuneline-bench-precision-") as runs_dir:
         cfg, tokenizer, examples = train_set(Path(runs_dir))
         for round_ in range(args.rounds):
             turn = round_ % len(modes)
             for mode in modes[turn:] + modes[:turn]:
-                tokens, seconds = run_mode(mode, cfg, tokenizer, examples, args.steps,
-                                           accelerator)
+                tokens, seconds = run_mode(mode, cfg, tokenizer, examples, args.steps)
                 speeds[mode].append(tokens / seconds)
                 print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:20s} "
                       f"{tokens} tokens in {seconds:6.1f} s: {tokens / seconds:6.1f} tok/s",

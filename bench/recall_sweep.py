@@ -154,7 +154,7 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     from tuneline.train.job import example_limit, tokenized_file
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import prepare_for_training
-    from tuneline.train.precision import fp32_attention, train_in_bf16
+    from tuneline.train.precision import train_in_bf16
 
     changes = parse_variant(variant)
     abstention = (data / "abstention.txt").read_text()
@@ -181,9 +181,8 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     model = prepare_for_training(load_base_model(cfg.model.base, cfg.model.cache_dir),
                                  cfg.train)
     bf16 = train_in_bf16(cfg.train.precision, device)
-    with fp32_attention(model, device, bf16):
-        report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id, seed,
-                            bf16, accelerator=accelerator)
+    report = train_loop(model, train_set, val_set, cfg.train, tokenizer.pad_token_id, seed,
+                        bf16, accelerator=accelerator)
     model.eval()
     bf16 = use_bf16(cfg.train.precision, device)  # how evaluate generates
     vocabulary = Vocabulary.read(data / "values.json")

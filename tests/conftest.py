@@ -288,3 +288,16 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture()
+def pretend_cpu(monkeypatch: pytest.MonkeyPatch):
+    """pretend_cpu("bf16-native"): the CPU class `train.precision: auto` sees on this machine."""
+    from tuneline.machine import Machine
+    from tuneline.train import precision
+
+    def pretend(cpu_class: str) -> None:
+        machine = Machine(cpu="test CPU", cpu_class=cpu_class, cores=2, memory_gib=8.0, gpu=None)
+        monkeypatch.setattr(precision, "this_machine", lambda: machine)
+
+    return pretend

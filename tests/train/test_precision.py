@@ -7,13 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tuneline.machine import Machine  # noqa: E402
 from tuneline.models.loading import use_bf16  # noqa: E402
 from tuneline.train import precision  # noqa: E402
-
-
-def _machine(cpu_class: str) -> Machine:
-    return Machine(cpu="test CPU", cpu_class=cpu_class, cores=2, memory_gib=8.0, gpu=None)
 
 
 @pytest.mark.parametrize(("setting", "cpu_class", "trains_bf16"), [
@@ -23,9 +18,9 @@ def _machine(cpu_class: str) -> Machine:
     ("fp32", "bf16-native", False),
     ("bf16", "avx2", True),
 ])
-def test_auto_trains_in_bf16_only_on_a_cpu_that_has_it_natively(monkeypatch, setting, cpu_class,
+def test_auto_trains_in_bf16_only_on_a_cpu_that_has_it_natively(pretend_cpu, setting, cpu_class,
                                                                 trains_bf16):
-    monkeypatch.setattr(precision, "this_machine", lambda: _machine(cpu_class))
+    pretend_cpu(cpu_class)
     assert precision.train_in_bf16(setting, "cpu") is trains_bf16
     # generation (evaluate, replay's answers, the server) stays fp32 on any CPU under auto
     assert use_bf16(setting, "cpu") is (setting == "bf16")
@@ -79,9 +74,19 @@ def test_attention_runs_in_fp32_under_bf16_autocast_with_the_padding_mask(tiny_m
     layers = tiny_model.config.num_hidden_layers
     assert seen == [(torch.float32, True)] * layers
     real = batch["attention_mask"].bool()
-    # bf16 matmuls differ from fp32 in the last digits only; attending to the pad tokens would
-    # move the second row's logits far more
-    assert (logits.float() - reference)[real].abs().max() < 0.05
+    # bf16 matmuls differ from fp32 in the last digits only; attending to the pad tokens moves
+    # the second row's logits far more
+    tolerance = 0.05
+    assert (logits.float() - reference)[real].abs().max() < tolerance
+    with torch.no_grad():
+        unmasked = tiny_model(input_ids=batch["input_ids"]).logits
+    assert (unmasked - reference)[real].abs().max() > 4 * tolerance
+
+
+def test_the_models_attention_comes_back_when_the_block_fails(tiny_model):
+    with pytest.raises(RuntimeError), precision.fp32_attention(tiny_model, "cpu", bf16=True):
+        raise RuntimeError("a step failed")
+    assert tiny_model.config._attn_implementation == "sdpa"
 
 
 def test_attention_is_left_alone_unless_a_cpu_trains_in_bf16(tiny_model, monkeypatch):
@@ -93,3 +98,39 @@ def test_attention_is_left_alone_unless_a_cpu_trains_in_bf16(tiny_model, monkeyp
           torch.autocast("cpu", dtype=torch.bfloat16)):
         tiny_model(**_left_padded_batch(tiny_model))
     assert {dtype for dtype, _ in seen} == {torch.bfloat16}
+
+
+def test_the_loop_trains_a_cpu_under_bf16_with_attention_in_fp32(tiny_model_dir, monkeypatch):
+    """The real loop (shared prompt prefix, token-bounded micro-batches): attention in fp32
+    unless a bench asks otherwise, a first loss as fp32's, and the model's own attention back
+    afterwards."""
+    from tuneline.models.loading import load_tokenizer
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loop import train_loop
+    from tuneline.train.methods import prepare_for_training
+    from tuneline.train.tokenize import tokenize_chat
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    examples = [tokenize_chat(tokenizer, [
+        {"role": "user", "content": f"Which city is number {i} on the list?"},
+        {"role": "assistant", "content": f"City number {i} is {'Lyon' if i % 2 else 'Nice'}."}],
+        64) for i in range(8)]
+    cfg = TrainConfig(max_steps=1, batch_size=8, checkpoint_every=0)
+
+    def first_loss(bf16: bool, **kwargs) -> tuple[float, bool]:
+        torch.manual_seed(0)
+        model = prepare_for_training(
+            transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+        report = train_loop(model, examples, [], cfg, tokenizer.pad_token_id, 0, bf16, **kwargs)
+        assert model.get_base_model().config._attn_implementation == "sdpa"
+        return report.losses[0], report.attention_in_fp32
+
+    fp32_loss, switched = first_loss(False)
+    assert not switched
+    seen = _spy_on_sdpa(monkeypatch)
+    bf16_loss, switched = first_loss(True)
+    assert switched and {dtype for dtype, _ in seen} == {torch.float32}
+    assert bf16_loss == pytest.approx(fp32_loss, rel=0.02)
+    seen.clear()
+    _, switched = first_loss(True, cpu_attention_in_fp32=False)
+    assert not switched and {dtype for dtype, _ in seen} == {torch.bfloat16}

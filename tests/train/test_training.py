@@ -106,13 +106,13 @@ def test_the_base_is_loaded_in_bf16_only_for_lora_under_bf16_on_a_gpu(method, de
 
 
 @pytest.mark.parametrize(("precision", "device", "bf16"), [
-    ("auto", "cpu", False),   # even with native bf16: bf16 runs read passages worse there
+    ("auto", "cpu", False),   # even with native bf16: bf16 replay answers read passages worse
     ("auto", "cuda", True),
     ("bf16", "cpu", True),
     ("fp32", "cuda", False),
 ])
-def test_auto_is_fp32_on_a_cpu_and_bf16_on_a_gpu_that_has_it(monkeypatch, precision, device,
-                                                             bf16):
+def test_generation_is_fp32_on_a_cpu_and_bf16_on_a_gpu_that_has_it(monkeypatch, precision,
+                                                                   device, bf16):
     import tuneline.models.loading as loading
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -120,26 +120,21 @@ def test_auto_is_fp32_on_a_cpu_and_bf16_on_a_gpu_that_has_it(monkeypatch, precis
 
 
 def test_the_train_hash_and_the_answer_cache_follow_what_auto_resolves_to(monkeypatch, tmp_path,
-                                                                         tiny_model_dir):
+                                                                         tiny_model_dir,
+                                                                         pretend_cpu):
     import tuneline.models.loading as loading
     from tuneline.config import PipelineConfig
-    from tuneline.machine import Machine
     from tuneline.models.answer_cache import AnswerCache
-    from tuneline.train import precision
     from tuneline.train.stage import _train_hash
-
-    def cpu(cpu_class: str) -> None:
-        machine = Machine(cpu="test", cpu_class=cpu_class, cores=2, memory_gib=8.0, gpu=None)
-        monkeypatch.setattr(precision, "this_machine", lambda: machine)
 
     cfg = PipelineConfig.model_validate({"train": {"replay": {"fraction": 0}}})
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(loading, "pick_device", lambda: "cpu")
-    cpu("avx2")
+    pretend_cpu("avx2")
     on_an_avx2_cpu = _train_hash(cfg)
     cpu_answers = AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key
     assert cpu_answers == AnswerCache.for_base(str(tiny_model_dir), tmp_path, "fp32").model_key
-    cpu("bf16-native")  # trains under bf16 autocast, generates in fp32
+    pretend_cpu("bf16-native")  # trains under bf16 autocast, generates in fp32
     assert _train_hash(cfg) != on_an_avx2_cpu
     assert AnswerCache.for_base(str(tiny_model_dir), tmp_path, "auto").model_key == cpu_answers
     monkeypatch.setattr(loading, "pick_device", lambda: "cuda")

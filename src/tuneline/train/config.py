@@ -127,7 +127,8 @@ class TrainConfig(Section):
         "and generating in evaluate, replay and the server); on a CPU with native bf16 the "
         "training loop runs under bf16 autocast with attention in fp32 and everything else "
         "generates in fp32 (bf16-generated replay answers taught worse passage reading; "
-        "docs/train.md); fp32 on other CPUs. 'bf16' forces bf16 anywhere, 'fp32' fp32."
+        "docs/train.md); fp32 on other CPUs. 'bf16' forces bf16 anywhere (a CPU's "
+        "training keeping attention in fp32), 'fp32' fp32."
     )
     eval_every: int = Field(
         0, ge=0, description="Validation loss every N optimizer steps (0: only before and after)."

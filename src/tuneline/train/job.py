@@ -115,7 +115,7 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     from tuneline.train.checkpoint import CheckpointStore
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import check_method_supported, save_trained
-    from tuneline.train.precision import fp32_attention, train_in_bf16
+    from tuneline.train.precision import train_in_bf16
 
     train = cfg.train
     if "WORLD_SIZE" not in os.environ:
@@ -141,10 +141,9 @@ def run_job(cfg: PipelineConfig, job: TrainJob) -> dict[str, Any]:
     store = CheckpointStore(job.checkpoint_dir, train.keep_checkpoints)
     tracker = _open_tracker(cfg, job, accelerator.is_main_process)
     try:
-        with fp32_attention(model, device, bf16):
-            report = train_loop(model, train_set, val_set, train, tokenizer.pad_token_id,
-                                cfg.run.seed, bf16, accelerator=accelerator, store=store,
-                                on_log=tracker.log if tracker else None)
+        report = train_loop(model, train_set, val_set, train, tokenizer.pad_token_id,
+                            cfg.run.seed, bf16, accelerator=accelerator, store=store,
+                            on_log=tracker.log if tracker else None)
     except BaseException:
         if tracker:
             tracker.close("FAILED")
@@ -226,6 +225,7 @@ def _details(cfg: PipelineConfig, report: Any, device: str, bf16: bool, folder: 
             "processes": report.processes,
             "distributed": report.distributed,
             "bf16_autocast": bf16,
+            "attention_in_fp32": report.attention_in_fp32,
             "packing": cfg.train.packing,
             "total_steps": report.total_steps,
             "budget": report.budget.as_dict() if report.budget else None,

@@ -34,6 +34,7 @@ from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import AnswerLossModule
 from tuneline.train.methods import attach_lora, load_trainable_state, trainable_state
+from tuneline.train.precision import fp32_attention
 from tuneline.train.tokenize import (
     TokenizedExample,
     collate,
@@ -64,6 +65,7 @@ class TrainReport:
     stopped_early: bool = False
     resumed_from_step: int | None = None
     bf16: bool = False
+    attention_in_fp32: bool = False  # under the bf16 autocast, on a CPU
     processes: int = 1
     distributed: str = "NO"
     full_state_dict: dict[str, Any] | None = None
@@ -108,14 +110,27 @@ def train_loop(
     accelerator: Any = None,
     store: CheckpointStore | None = None,
     on_log: LogFn | None = None,
+    cpu_attention_in_fp32: bool = True,
 ) -> TrainReport:
     """Train `model` in place and report losses and throughput.
 
     With a checkpoint `store`, resumes from its latest checkpoint and writes one every
-    `cfg.checkpoint_every` steps.
+    `cfg.checkpoint_every` steps. Under bf16 autocast on a CPU, attention runs in float32
+    (`fp32_attention`) unless `cpu_attention_in_fp32` is False (benches comparing the two).
     """
-    loop_started = time.perf_counter()
     accelerator = accelerator or make_accelerator()
+    with fp32_attention(model, accelerator.device.type,
+                        bf16 and cpu_attention_in_fp32) as attention_in_fp32:
+        report = _train(model, train_set, val_set, cfg, pad_id, seed, bf16, accelerator,
+                        store, on_log)
+    report.attention_in_fp32 = attention_in_fp32
+    return report
+
+
+def _train(model: Any, train_set: list[TokenizedExample], val_set: list[TokenizedExample],
+           cfg: TrainConfig, pad_id: int, seed: int, bf16: bool, accelerator: Any,
+           store: CheckpointStore | None, on_log: LogFn | None) -> TrainReport:
+    loop_started = time.perf_counter()
     world = accelerator.num_processes
     micro_batches = cfg.gradient_accumulation_steps
     _check_batch_split(cfg, world, accelerator)

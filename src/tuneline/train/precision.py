@@ -4,6 +4,8 @@ float32 under a CPU's bf16 autocast."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,31 +20,40 @@ def train_in_bf16(precision: str, device: str) -> bool:
     """Whether the training loop runs under bf16 autocast: where `use_bf16` generates in bf16
     (a GPU that has it, or `bf16` forced), and under 'auto' on a CPU with native bf16 too.
 
-    On such a CPU the demo's loop ran ~1.45x faster than in float32 with attention in float32
-    (`fp32_attention`), and no faster with bf16 attention, whose flash-attention backward is
-    slow there (docs/benchmarks.md, 2026-12-07). Generation stays float32 on CPUs: replay
-    answers generated in bf16 taught the model to read passages worse."""
+    On the Intel Xeon AMX class the demo's loop ran 1.30x fp32's real tokens per second over
+    half an epoch with attention in fp32 (`fp32_attention`), 1.20x with bf16 attention, whose
+    CPU flash-attention backward is slow (docs/benchmarks.md, 2026-12-07); the Zen 5 class was
+    not measured. Generation stays float32 on CPUs: replay answers generated in bf16 taught
+    the model to read passages worse."""
     if precision == "auto" and device == "cpu":
         return this_machine().native_bf16
     return use_bf16(precision, device)
 
 
 @contextlib.contextmanager
-def fp32_attention(model: Any, device: str, bf16: bool) -> Iterator[None]:
+def fp32_attention(model: Any, device: str, bf16: bool) -> Iterator[bool]:
     """Within the block, `model`'s attention runs in float32 when a CPU trains it under bf16
     autocast (queries, keys and values cast up, the output back to the autocast's dtype);
-    otherwise, and after the block, its own attention is left as it was."""
+    yields whether it does. Otherwise, and after the block, its attention is left as it was.
+    A model whose attention is not transformers' `sdpa` is left alone, with a warning."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     current = getattr(lm.config, "_attn_implementation", None)
-    if not (bf16 and device == "cpu" and current == "sdpa"):
-        yield
+    if not (bf16 and device == "cpu"):
+        yield False
         return
-    _register()
-    lm.set_attn_implementation(FP32_ATTENTION)
+    if current == "sdpa":
+        _register()
+        lm.set_attn_implementation(FP32_ATTENTION)
+    switched = lm.config._attn_implementation == FP32_ATTENTION
+    if not switched:
+        print(f"warning: the model's attention ({current}) cannot run in float32 under the bf16 "
+              "autocast; in bf16 it trains slowly on CPUs (train.precision=fp32 may be faster)",
+              file=sys.stderr)
     try:
-        yield
+        yield switched
     finally:
-        lm.set_attn_implementation(current)
+        if switched:
+            lm.set_attn_implementation(current)
 
 
 def _sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -58,6 +69,7 @@ def _sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask:
     return output.to(torch.get_autocast_dtype("cpu")), weights
 
 
+@functools.cache
 def _register() -> None:
     transformers = require("transformers")
     from transformers.masking_utils import sdpa_mask

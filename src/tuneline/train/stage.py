@@ -84,10 +84,14 @@ def _train_hash(cfg: PipelineConfig) -> str:
         from tuneline.train.precision import train_in_bf16
 
         # What 'auto' resolves to here: it decides the weights as much as any setting.
+        device = pick_device()
+        bf16 = train_in_bf16(cfg.train.precision, device)
         train = cfg.train.model_dump(mode="json", exclude=set(_OPERATIONAL))
         payload = {"train": train, "model": cfg.model.model_dump(mode="json"),
                    "run": {"seed": cfg.run.seed, "budget_minutes": cfg.run.budget_minutes},
-                   "bf16_autocast": train_in_bf16(cfg.train.precision, pick_device())}
+                   "bf16_autocast": bf16}
+        if bf16 and device == "cpu":
+            payload["attention"] = "fp32"  # a CPU's bf16 runs trained it in bf16 before
         if cfg.train.replay.fraction > 0:
             from tuneline.train.replay import prompts_hash
 
