@@ -1,16 +1,17 @@
-"""The training loop's precisions on the demo's own data: fp32 (the baseline) against bf16
+"""The training loop's precisions on an example's own data: fp32 (the baseline) against bf16
 autocast with attention in fp32 (what `train.precision: auto` trains in on a CPU with native
 bf16) and bf16 autocast with bf16 attention, alternated in one process.
 
 Each mode runs the real loop (`tuneline.train.loop.train_loop`: token-bounded micro-batches,
 answer-only loss, LoRA, AdamW) for `--steps` optimizer steps from a fresh adapter on the same
-batches: the demo's curated train split, made by the pipeline up to `curate` in a temporary
-runs folder (replay's base answers are left out: they need generation). Modes take turns, each
-round starting with the next one, so a machine that speeds up or slows down between rounds
-moves every mode alike; the median over rounds is printed with its range, and the ratio of
-medians to fp32. bf16 modes only where the CPU has bf16 natively (emulated it is ~30x slower).
+batches: the curated train split of `--config` (the demo's by default; the Python FAQ's rows
+run to 1,400 tokens), made by the pipeline up to `curate` in a temporary runs folder (replay's
+base answers are left out: they need generation). Modes take turns, each round starting with
+the next one, so a machine that speeds up or slows down between rounds moves every mode alike;
+the median over rounds is printed with its range, and the ratio of medians to fp32. bf16 modes
+only where the CPU has bf16 natively (emulated it is ~30x slower).
 
-    .venv/bin/python bench/precision.py [--steps 16] [--rounds 3]
+    .venv/bin/python bench/precision.py [--steps 16] [--rounds 3] [--config CONFIG]
     options: --modes fp32,bf16-fp32-attention,bf16 (fp32 first: the baseline)
 """
 
@@ -28,14 +29,14 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "paris2024" / "tuneline.yaml"
 MODES = ("fp32", "bf16-fp32-attention", "bf16")
 
 
-def train_set(runs_dir: Path) -> tuple:
-    """The demo's config and its curated train split, tokenized as the train stage does."""
+def train_set(config: Path, runs_dir: Path) -> tuple:
+    """The example's config and its curated train split, tokenized as the train stage does."""
     from tuneline.config import load_config
     from tuneline.models.loading import load_tokenizer
     from tuneline.pipeline import run_pipeline
     from tuneline.train.job import example_limit, tokenized_split
 
-    cfg = load_config(EXAMPLE, [f"run.runs_dir={runs_dir}"])
+    cfg = load_config(config, [f"run.runs_dir={runs_dir}"])
     curated = run_pipeline(cfg, until="curate").artifacts["curate"]
     tokenizer = load_tokenizer(cfg.model.base, cfg.model.cache_dir)
     examples, _ = tokenized_split(tokenizer, curated.path, "train",
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--config", type=Path, default=EXAMPLE,
+                        help="an example's tuneline.yaml (default: the demo's)")
     args = parser.parse_args()
     from tuneline.machine import this_machine
     from tuneline.models.loading import set_cpu_threads
@@ -79,7 +82,7 @@ def main() -> None:
     set_cpu_threads()
     speeds: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="tuneline-bench-precision-") as runs_dir:
-        cfg, tokenizer, examples = train_set(Path(runs_dir))
+        cfg, tokenizer, examples = train_set(args.config, Path(runs_dir))
         for round_ in range(args.rounds):
             turn = round_ % len(modes)
             for mode in modes[turn:] + modes[:turn]:
