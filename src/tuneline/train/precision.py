@@ -20,11 +20,11 @@ def train_in_bf16(precision: str, device: str) -> bool:
     """Whether the training loop runs under bf16 autocast: where `use_bf16` generates in bf16
     (a GPU that has it, or `bf16` forced), and under 'auto' on a CPU with native bf16 too.
 
-    On the Intel Xeon AMX class the demo's loop ran 1.30x fp32's real tokens per second over
-    half an epoch with attention in fp32 (`fp32_attention`), 1.20x with bf16 attention, whose
-    CPU flash-attention backward is slow (docs/benchmarks.md, 2026-12-07); the Zen 5 class was
-    not measured. Generation stays float32 on CPUs: replay answers generated in bf16 taught
-    the model to read passages worse."""
+    Over half an epoch of the demo with attention in fp32 (`fp32_attention`), the loop ran
+    1.30x fp32's real tokens per second on the Intel Xeon AMX class and 1.59x on the Zen 5
+    EPYC class; with bf16 attention, whose CPU flash-attention backward is slow on short rows,
+    1.20x over 16 steps on the first (docs/benchmarks.md, 2026-12-07). Generation stays
+    float32 on CPUs: replay answers generated in bf16 taught the model to read passages worse."""
     if precision == "auto" and device == "cpu":
         return this_machine().native_bf16
     return use_bf16(precision, device)
