@@ -1,20 +1,21 @@
-"""Evaluation generation: tuneline's batched greedy decoding vs answering one question at a time.
+"""Evaluation generation: tuneline's batched greedy decoding vs `model.generate`.
 
 Same model (the embedded SmolLM2-135M-Instruct, or --model), same questions (the packaged
 `general` probe, repeated to --questions; with --rag, each asked in the RAG format with three
-passages, its own reference sentence and two others'), same greedy decoding and answer budget.
-Ours is the evaluate stage's `generate_all` (length-sorted batches of --batch-size, the prompt
-prefix a batch shares run once); beside it the same batches left-padded with nothing shared
-(what `model.generate` on a tokenizer's padded batch does), and the baseline is the loop most
-eval scripts write: one `model.generate` call per question (`generate_all` with batch size 1,
-so prompts, decoding and stopping are identical). Timings exclude model loading;
-each path first answers one warm-up batch. Tokens are the answers' real tokens (up to EOS), so
-padding and the tokens a finished row idles through in a batch are not counted. Also reported:
-how many answers are identical in both paths, and peak RSS.
+passages, its own reference sentence and two others'), same greedy decoding, answer budget
+and end tokens. Ours is the evaluate stage's `generate_all`: batches of up to --batch-size
+rows in order of prompt length (fewer for long prompts: models.generation.BATCH_PROMPT_TOKENS),
+the prompt prefix a batch shares run once, and each row leaving its batch when it ends.
+Beside it, transformers' own `model.generate` on the same length-ordered batches left-padded by
+the tokenizer (every row decodes until the batch's longest answer ends), and the baseline most
+eval scripts write: one `model.generate` call per question. Timings exclude model loading;
+each path first answers one warm-up batch. Tokens are the answers' real tokens (up to the end
+token), so padding and the tokens a finished row idles through are not counted. Also reported:
+how many answers are identical to the baseline's, and peak RSS.
 
-    .venv/bin/python bench/eval.py                         # 64 questions, batch 16 and 32
-    .venv/bin/python bench/eval.py --batch-size 16 --questions 128 --max-new-tokens 48
-    .venv/bin/python bench/eval.py --rag --batch-size 32    # prompts of ~150 tokens
+    .venv/bin/python bench/eval.py                         # 64 questions, batch 16 and 64
+    .venv/bin/python bench/eval.py --batch-size 64 --questions 162 --max-new-tokens 48
+    .venv/bin/python bench/eval.py --rag --batch-size 64    # prompts of ~150 tokens
 """
 
 from __future__ import annotations
@@ -49,15 +50,41 @@ def questions(n: int, rag: bool) -> list[list[dict[str, str]]]:
     return chats
 
 
-def timed(model: Any, tokenizer: Any, conversations: list, max_new_tokens: int,
-          batch_size: int, share_prefix: bool = True) -> tuple[list[Any], float]:
-    from tuneline.models.generation import generate_all
+def hf_generate_all(model: Any, tokenizer: Any, conversations: list, max_new_tokens: int,
+                    batch_size: int) -> list[Any]:
+    """`model.generate` on left-padded batches in order of prompt length: the library's path."""
+    import torch
 
-    generate_all(model, tokenizer, conversations[:batch_size], max_new_tokens, batch_size,
-                 share_prefix=share_prefix)
+    from tuneline.models.generation import Generation, end_token_ids, prompt_ids
+
+    ends = sorted(end_token_ids(model, tokenizer))
+    rows = [prompt_ids(tokenizer, c) for c in conversations]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    answers: list[Any] = [None] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(rows[i]) for i in batch)
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(rows[i])) + rows[i]
+                            for i in batch])
+        mask = torch.tensor([[0] * (width - len(rows[i])) + [1] * len(rows[i]) for i in batch])
+        with torch.inference_mode():
+            output = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                    max_new_tokens=max_new_tokens, eos_token_id=ends,
+                                    pad_token_id=tokenizer.pad_token_id)
+        for i, new in zip(batch, output[:, width:].tolist(), strict=True):
+            ended = next((k for k, token in enumerate(new) if token in ends), None)
+            kept = new if ended is None else new[:ended]
+            answers[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                                    len(rows[i]), len(kept) + (ended is not None),
+                                    "length" if ended is None else "stop")
+    return answers
+
+
+def timed(generate: Any, model: Any, tokenizer: Any, conversations: list, max_new_tokens: int,
+          batch_size: int) -> tuple[list[Any], float]:
+    generate(model, tokenizer, conversations[:batch_size], max_new_tokens, batch_size)
     started = time.perf_counter()
-    answers = generate_all(model, tokenizer, conversations, max_new_tokens, batch_size,
-                           share_prefix=share_prefix)
+    answers = generate(model, tokenizer, conversations, max_new_tokens, batch_size)
     return answers, time.perf_counter() - started
 
 
@@ -75,25 +102,27 @@ def main() -> None:
     from tuneline.machine import this_machine
 
     print(this_machine().summary())  # figures compare within one machine class only
-    batch_sizes = args.batch_size or [16, 32]
+    batch_sizes = args.batch_size or [16, 64]
 
     import torch
 
+    from tuneline.models.generation import generate_all
     from tuneline.models.loading import load_for_inference
 
     log(f"torch threads {torch.get_num_threads()}; loading {args.model}")
     model, tokenizer = load_for_inference(args.model, None, precision=args.precision)
     conversations = questions(args.questions, args.rag)
 
-    log(f"baseline: one question at a time, {len(conversations)} questions")
-    one_by_one, baseline_s = timed(model, tokenizer, conversations, args.max_new_tokens, 1)
+    log(f"baseline: model.generate, one question at a time, {len(conversations)} questions")
+    one_by_one, baseline_s = timed(hf_generate_all, model, tokenizer, conversations,
+                                   args.max_new_tokens, 1)
     tokens = sum(g.completion_tokens for g in one_by_one)
-    rows = [("one-by-one (baseline)", 1, tokens, baseline_s, len(conversations))]
+    rows = [("model.generate one-by-one (baseline)", 1, tokens, baseline_s, len(conversations))]
     for batch_size in batch_sizes:
-        for share, name in ((False, "left-padded"), (True, "tuneline")):
+        for generate, name in ((hf_generate_all, "model.generate"), (generate_all, "tuneline")):
             log(f"{name}: batches of {batch_size}")
-            batched, seconds = timed(model, tokenizer, conversations, args.max_new_tokens,
-                                     batch_size, share)
+            batched, seconds = timed(generate, model, tokenizer, conversations,
+                                     args.max_new_tokens, batch_size)
             same = sum(a.text == b.text for a, b in zip(batched, one_by_one, strict=True))
             rows.append((f"{name} (batch {batch_size})", batch_size,
                          sum(g.completion_tokens for g in batched), seconds, same))
@@ -103,10 +132,10 @@ def main() -> None:
           f"on average{', RAG format' if args.rag else ''}), greedy, max_new_tokens "
           f"{args.max_new_tokens}, torch threads {torch.get_num_threads()}, "
           f"{next(model.parameters()).dtype}")
-    print(f"{'path':<30} {'answer tok':>10} {'seconds':>8} {'tok/s':>8} {'q/s':>6} "
+    print(f"{'path':<36} {'answer tok':>10} {'seconds':>8} {'tok/s':>8} {'q/s':>6} "
           f"{'speed-up':>8} {'same answer':>11}")
     for name, _, n_tokens, seconds, same in rows:
-        print(f"{name:<30} {n_tokens:>10} {seconds:>8.1f} {n_tokens / seconds:>8.1f} "
+        print(f"{name:<36} {n_tokens:>10} {seconds:>8.1f} {n_tokens / seconds:>8.1f} "
               f"{len(conversations) / seconds:>6.2f} {baseline_s / seconds:>7.2f}x "
               f"{same:>5}/{len(conversations)}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

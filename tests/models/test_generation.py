@@ -93,3 +93,55 @@ def test_every_row_keeps_its_last_prompt_token_after_theshared_prefix():
     ids, mask = _pad_after_prefix([[1, 2, 3, 4], [1, 2, 5]], 2, 0)
     assert ids.tolist() == [[1, 2, 3, 4], [1, 2, 0, 5]]
     assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 1]]
+
+
+def test_a_row_leaves_the_batch_at_its_end_token_and_answers_as_model_generate_alone(
+        model_and_tokenizer):
+    from tuneline.models.generation import generate_batch, prompt_ids
+
+    model, tokenizer = model_and_tokenizer
+    prompts = [torch.tensor([prompt_ids(tokenizer, chat)]) for chat in CHATS]
+
+    def generate_alone(prompt):
+        output = model.generate(prompt, max_new_tokens=12, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+        return output[0, prompt.shape[1]:].tolist()
+
+    # The fourth token of the first answer becomes an end token (the generation config's, as
+    # a model's own second end token would be): that row ends early, the others run on.
+    end = generate_alone(prompts[0])[3]
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, end]
+    calls, handle = _decoder_calls(model)
+    try:
+        expected = []
+        for prompt in prompts:
+            new = generate_alone(prompt)
+            new = new[:new.index(end)] if end in new else new
+            expected.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+        calls.clear()
+        together = generate_batch(model, tokenizer, CHATS, 12)
+    finally:
+        model.generation_config.eos_token_id = saved
+        handle.remove()
+    assert [g.text for g in together] == expected
+    assert together[0].finish_reason == "stop" and together[0].completion_tokens <= 4
+    assert any(g.finish_reason == "length" and g.completion_tokens == 12 for g in together)
+    decoded_rows = [rows for rows, width in calls if width == 1]
+    assert decoded_rows[0] == len(CHATS) > decoded_rows[-1]  # the ended row left the batch
+
+
+def test_batches_follow_prompt_length_within_the_row_and_token_caps():
+    from tuneline.models.generation import BATCH_PROMPT_TOKENS, generation_batches
+
+    lengths = [50, 10, 3000, 20, 2500, 30, 40, BATCH_PROMPT_TOKENS + 1]
+    rows = [[7] * n for n in lengths]
+
+    def batched(batch_size):
+        batches = generation_batches(rows, batch_size)
+        assert sorted(i for batch in batches for i in batch) == list(range(len(rows)))
+        return [[lengths[i] for i in batch] for batch in batches]
+
+    assert batched(3) == [[10, 20, 30], [40, 50, 2500], [3000], [BATCH_PROMPT_TOKENS + 1]]
+    # six rows padded to 2,500 tokens would pass the token cap: the long rows start a batch
+    assert batched(8) == [[10, 20, 30, 40, 50], [2500, 3000], [BATCH_PROMPT_TOKENS + 1]]

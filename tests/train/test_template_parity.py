@@ -28,24 +28,21 @@ QUESTION = "What is the capital of France?"
 
 
 class GenerateSpy:
-    """Records the unpadded prompt ids of every `generate` call of any transformers model."""
+    """Records the unpadded prompt ids of every batch evaluate's decode loop runs."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from transformers.generation.utils import GenerationMixin
+        from tuneline.models import generation
 
         self.prompts: list[list[int]] = []
-        original = GenerationMixin.generate
+        original = generation._greedy_decode
         spy = self
 
-        def generate(model, *args, **kwargs):
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            mask = kwargs.get("attention_mask")
-            for i, row in enumerate(ids):
-                keep = mask[i].bool() if mask is not None else slice(None)
-                spy.prompts.append(row[keep].tolist())
-            return original(model, *args, **kwargs)
+        def decode(model, input_ids, attention_mask, *args, **kwargs):
+            for row, mask in zip(input_ids, attention_mask, strict=True):
+                spy.prompts.append(row[mask.bool()].tolist())
+            return original(model, input_ids, attention_mask, *args, **kwargs)
 
-        monkeypatch.setattr(GenerationMixin, "generate", generate)
+        monkeypatch.setattr(generation, "_greedy_decode", decode)
 
 
 def _prompt_ids(tokenizer, question: str) -> list[int]:

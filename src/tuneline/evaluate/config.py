@@ -60,7 +60,11 @@ class EvaluateConfig(Section):
         160, ge=1, description="Generation budget per reply to a held-out conversation (the "
         "reference set: free text, graded against the reference reply).",
     )
-    batch_size: int = Field(16, ge=1, description="Prompts generated together.")
+    batch_size: int = Field(
+        64, ge=1, description="Most prompts generated together: in order of prompt length, "
+        "at most 8,192 prompt tokens a batch (padding counted), so long prompts go fewer at a "
+        "time; a row leaves its batch when its answer ends. Replay's base answers use it too.",
+    )
     max_examples: int | None = Field(
         None, ge=1, description="Evaluate at most this many questions per set."
     )

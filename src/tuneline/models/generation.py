@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline._optional import require
-from tuneline.models.prefix import cache_kwarg, repeated_prefix_cache, usable_prefix_length
+from tuneline.models.prefix import (
+    cache_kwarg,
+    keeps_logits_kwargs,
+    repeated_prefix_cache,
+    usable_prefix_length,
+)
+
+# The prompts of a batch are padded to its longest, and their pass runs near the machine's
+# matmul peak, so padding costs what a real token does: a batch holds at most this many prompt
+# tokens, padding included. On the demo's 66 base+rag prompts (144-348 tokens), 64 rows a
+# batch took 32 s for the prompts against 16 s in batches of 16 (docs/log.md, 2026-12-07
+# (evening)); short prompts still fill batches of 64.
+BATCH_PROMPT_TOKENS = 8192
 
 
 @dataclass
@@ -39,43 +51,77 @@ def generate_batch(
     tokenizer: Any,
     conversations: Sequence[Sequence[dict[str, str]]],
     max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
     share_prefix: bool = True,
 ) -> list[Generation]:
-    """Generate one answer per conversation in a single batch.
+    """Greedy answers to the conversations, generated together.
 
     The prompt prefix every row shares (SmolLM2's system prompt; a RAG prompt's instruction)
     runs once, as one row whose keys and values every row attends to: each row is the prefix,
     its padding, then the rest of its prompt, and positions count only unpadded tokens, so
     the answers are those of left-padded rows, to float rounding (a third of a RAG batch's
-    prompt tokens on the demo). `share_prefix=False`: plain left padding."""
-    torch = require("torch")
+    prompt tokens on the demo). `share_prefix=False`: plain left padding. A row leaves the
+    batch when it ends (an end token or the budget), as it does in the server's batcher, so
+    the later steps decode only the rows still answering."""
     rows = [prompt_ids(tokenizer, c) for c in conversations]
+    return _generate_rows(model, tokenizer, rows, max_new_tokens, share_prefix)
+
+
+def _generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]],
+                   max_new_tokens: int, share_prefix: bool) -> list[Generation]:
+    torch = require("torch")
     shared = shared_prefix(rows) if share_prefix else 0
     input_ids, attention_mask = _pad_after_prefix(rows, shared, tokenizer.pad_token_id)
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-    sampling: dict[str, Any] = {"do_sample": False}
-    if temperature > 0:
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    end_ids = end_token_ids(model, tokenizer)
     with torch.inference_mode():
-        if shared:
-            cache = repeated_prefix_cache(model, input_ids[:1, :shared], len(rows))
-            if cache is not None:
-                sampling[cache_kwarg(type(model))] = cache
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **sampling,
-        )
-    prompt_width = input_ids.shape[1]
-    return [
-        _decode(tokenizer, row[prompt_width:].tolist(), len(ids))
-        for row, ids in zip(output, rows, strict=True)
-    ]
+        cache = repeated_prefix_cache(model, input_ids[:1, :shared], len(rows)) if shared else None
+        if cache is None:
+            cache, shared = require("transformers").DynamicCache(config=model.config), 0
+        answers = _greedy_decode(model, input_ids, attention_mask, shared, cache,
+                                 max_new_tokens, end_ids)
+    return [_decode(tokenizer, answer, len(row), end_ids)
+            for answer, row in zip(answers, rows, strict=True)]
+
+
+def _greedy_decode(model: Any, input_ids: Any, attention_mask: Any, cached: int, cache: Any,
+                   max_new_tokens: int, end_ids: set[int]) -> list[list[int]]:
+    """Each row's new token ids, its end token included: the prompts after the `cached`
+    tokens already in `cache`, then one token a step for the rows not yet ended."""
+    torch = require("torch")
+    kwargs = {cache_kwarg(type(model)): cache, **keeps_logits_kwargs(type(model))}
+    positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    logits = model(input_ids=input_ids[:, cached:], attention_mask=attention_mask,
+                   position_ids=positions[:, cached:], use_cache=True, **kwargs).logits[:, -1]
+    answers: list[list[int]] = [[] for _ in range(len(input_ids))]
+    active = list(range(len(input_ids)))
+    positions = positions[:, -1:]
+    while True:
+        tokens = logits.argmax(-1)
+        going = []
+        for slot, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+            answers[row].append(token)
+            if token not in end_ids and len(answers[row]) < max_new_tokens:
+                going.append(slot)
+        if not going:
+            return answers
+        if len(going) < len(active):
+            kept = torch.tensor(going, device=input_ids.device)
+            cache.batch_select_indices(kept)
+            attention_mask, positions, tokens = attention_mask[kept], positions[kept], tokens[kept]
+            active = [active[slot] for slot in going]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], 1)
+        positions = positions + 1
+        logits = model(input_ids=tokens[:, None], attention_mask=attention_mask,
+                       position_ids=positions, use_cache=True, **kwargs).logits[:, -1]
+
+
+def end_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token that ends an answer: the tokenizer's EOS and the generation config's
+    (evaluation and the server stop on the same ones)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, list) else {configured}
+    return {int(i) for i in ids if i is not None}
 
 
 def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -97,12 +143,11 @@ def _pad_after_prefix(rows: Sequence[Sequence[int]], shared: int, pad_id: int) -
     return torch.tensor(ids), torch.tensor(mask)
 
 
-def _decode(tokenizer: Any, new_ids: list[int], prompt_tokens: int) -> Generation:
-    eos = tokenizer.eos_token_id
+def _decode(tokenizer: Any, new_ids: list[int], prompt_tokens: int,
+            end_ids: set[int]) -> Generation:
     finish = "length"
-    if eos in new_ids:
-        new_ids = new_ids[: new_ids.index(eos)]
-        finish = "stop"
+    if new_ids and new_ids[-1] in end_ids:
+        new_ids, finish = new_ids[:-1], "stop"
     text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
     return Generation(text, prompt_tokens, len(new_ids) + (finish == "stop"), finish)
 
@@ -116,18 +161,31 @@ def generate_all(
     progress: Any = None,
     share_prefix: bool = True,
 ) -> list[Generation]:
-    """Greedy answers for many conversations, batched by prompt length to limit padding."""
-    order = sorted(range(len(conversations)), key=lambda i: len(str(conversations[i])))
+    """Greedy answers for many conversations, in the batches `generation_batches` forms."""
+    rows = [prompt_ids(tokenizer, c) for c in conversations]
     results: list[Generation | None] = [None] * len(conversations)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        outputs = generate_batch(model, tokenizer, [conversations[i] for i in chunk],
-                                 max_new_tokens, share_prefix=share_prefix)
-        for index, generation in zip(chunk, outputs, strict=True):
+    for batch in generation_batches(rows, batch_size):
+        outputs = _generate_rows(model, tokenizer, [rows[i] for i in batch], max_new_tokens,
+                                 share_prefix)
+        for index, generation in zip(batch, outputs, strict=True):
             results[index] = generation
         if progress is not None:
-            progress(len(chunk), sum(g.completion_tokens for g in outputs))
+            progress(len(batch), sum(g.completion_tokens for g in outputs))
     return [r for r in results if r is not None]
+
+
+def generation_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """The indices of `rows` (prompt token ids) that generate together: in order of length,
+    at most `batch_size` rows and BATCH_PROMPT_TOKENS prompt tokens, padding counted, a batch."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(rows)), key=lambda i: len(rows[i])):
+        batch = batches[-1] if batches else []
+        # in order of length, the newest row is the longest: the one the batch pads to
+        if not batch or len(batch) == batch_size or (
+                (len(batch) + 1) * len(rows[index]) > BATCH_PROMPT_TOKENS):
+            batches.append(batch := [])
+        batch.append(index)
+    return batches
 
 
 def generate_with_progress(

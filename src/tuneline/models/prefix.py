@@ -48,3 +48,11 @@ def cache_kwarg(model_class: type) -> str:
     """The model's name for its KV cache argument (transformers renamed it in 5.x)."""
     parameters = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
+
+
+@functools.cache
+def keeps_logits_kwargs(model_class: type) -> dict[str, int]:
+    """`logits_to_keep=1` where the model takes it (the LM head over a whole prompt is wasted
+    work when only the next token is wanted), else nothing."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}

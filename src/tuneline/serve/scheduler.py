@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneline._optional import require
+from tuneline.models.generation import end_token_ids
 from tuneline.serve.engines.engine import (
     EngineStats,
     FinalEvent,
@@ -82,7 +83,7 @@ class ContinuousBatcher:
     def _run(self, load: Callable[[], tuple[Any, Any]]) -> None:
         try:
             self.model, self.tokenizer = load()
-            self.eos_ids = _eos_ids(self.model, self.tokenizer)
+            self.eos_ids = end_token_ids(self.model, self.tokenizer)
             parameters = _forward_parameters(self.model)
             self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
             self._keeps_logits = "logits_to_keep" in parameters
@@ -371,14 +372,6 @@ class ContinuousBatcher:
             self._mask = self._mask[:, start:]
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every token that ends an answer: the tokenizer's EOS and the generation config's."""
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(configured) if isinstance(configured, list) else {configured}
-    return {int(i) for i in ids if i is not None}
 
 
 def _forward_parameters(model: Any) -> set[str]:

@@ -120,9 +120,11 @@ def _longest_answers(examples: Sequence[TokenizedExample], formats: Sequence[str
 
 class _Evaluation:
     """evaluate's generation work, batched as evaluate batches it: each token budget apart,
-    prompts in order of length, a batch's shared prompt prefix once (models.generation). The
-    base model answers what the answer cache lacks, for the whole budget; the tuned model
-    answers everything and stops after its longest trained answer (+1 for the end token)."""
+    in models.generation's batches, a batch's shared prompt prefix once. The base model
+    answers what the answer cache lacks, for the whole budget; the tuned model answers
+    everything and stops after its longest trained answer (+1 for the end token). Rows that
+    end early leave their batch; the projection counts every row to the batch's last step,
+    which overstates the base model's short answers."""
 
     def __init__(self, cfg: PipelineConfig, tokenizer: Any, cache: Any) -> None:
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -154,12 +156,11 @@ class _Evaluation:
         return batches
 
     def _batches(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[list[list[int]]]:
-        from tuneline.models.generation import prompt_ids
+        from tuneline.models.generation import generation_batches, prompt_ids
 
-        ordered = sorted(conversations, key=lambda conversation: len(str(conversation)))
-        size = self.cfg.evaluate.batch_size
-        return [[prompt_ids(self.tokenizer, c) for c in ordered[i:i + size]]
-                for i in range(0, len(ordered), size)]
+        rows = [prompt_ids(self.tokenizer, c) for c in conversations]
+        return [[rows[i] for i in batch]
+                for batch in generation_batches(rows, self.cfg.evaluate.batch_size)]
 
 
 def _replay_stand_in(plain: Sequence[TokenizedExample]) -> TokenizedExample:

@@ -196,7 +196,7 @@ def render_config(plan: InitPlan, config_path: Path) -> str:
         "  # max_seq_len: unset, every example trains whole (train's manifest records the",
         "  # longest); set it to cap memory: train stops if over 2% would be dropped.",
         "  lora: {r: 16, alpha: 32}", "  replay: {fraction: 0.1}   # against forgetting", "",
-        "evaluate:", "  max_new_tokens: 40", "  batch_size: 32", "",
+        "evaluate:", "  max_new_tokens: 40", "",
         "# A model below these is not registered (exit 7). What is served (below: the tuned",
         "# model with retrieval) is measured against the base model asked the same way",
         "# (base+rag): it may not answer trained facts (recall) or new ones (heldout) worse than",

@@ -120,7 +120,7 @@ def render_documents_config(plan: DocumentsPlan, config_path: Path) -> str:
         "  max_micro_batch_tokens: 2048",
         "  lora: {r: 16, alpha: 32}", "  replay: {fraction: 0.1}   # against forgetting", "",
         "evaluate:", "  max_new_tokens: 48",
-        f"  reference_max_new_tokens: {plan.answer_tokens}", "  batch_size: 16", "",
+        f"  reference_max_new_tokens: {plan.answer_tokens}", "",
         "# A model below these is not registered (exit 7). What is served (below: the tuned",
         "# model reading the passages retrieved for each question) is graded on held-out",
         "# questions: ROUGE-L at least 0.10 (an unrelated answer scores about 0.05), and no",
