@@ -145,3 +145,14 @@ def test_batches_follow_prompt_length_within_the_row_and_token_caps():
     assert batched(3) == [[10, 20, 30], [40, 50, 2500], [3000], [BATCH_PROMPT_TOKENS + 1]]
     # six rows padded to 2,500 tokens would pass the token cap: the long rows start a batch
     assert batched(8) == [[10, 20, 30, 40, 50], [2500, 3000], [BATCH_PROMPT_TOKENS + 1]]
+
+
+def test_rows_spread_evenly_over_the_batches_they_need():
+    from tuneline.models.generation import BATCH_PROMPT_TOKENS, generation_batches
+
+    short = [[7] * 40 for _ in range(66)]
+    assert [len(batch) for batch in generation_batches(short, 64)] == [33, 33]  # not 64 + 2
+    # +rag prompts: filling would leave the longest alone (24 x 348 tokens > the cap)
+    width = BATCH_PROMPT_TOKENS // 24 + 1
+    long = [[7] * (width - 20)] * 23 + [[7] * width]
+    assert [len(batch) for batch in generation_batches(long, 64)] == [12, 12]

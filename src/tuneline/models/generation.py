@@ -19,7 +19,7 @@ from tuneline.models.prefix import (
 # matmul peak, so padding costs what a real token does: a batch holds at most this many prompt
 # tokens, padding included. On the demo's 66 base+rag prompts (144-348 tokens), 64 rows a
 # batch took 32 s for the prompts against 16 s in batches of 16 (docs/log.md, 2026-12-07
-# (evening)); short prompts still fill batches of 64.
+# (midday)); short prompts still fill batches of 64.
 BATCH_PROMPT_TOKENS = 8192
 
 
@@ -176,16 +176,24 @@ def generate_all(
 
 def generation_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
     """The indices of `rows` (prompt token ids) that generate together: in order of length,
-    at most `batch_size` rows and BATCH_PROMPT_TOKENS prompt tokens, padding counted, a batch."""
-    batches: list[list[int]] = []
-    for index in sorted(range(len(rows)), key=lambda i: len(rows[i])):
-        batch = batches[-1] if batches else []
+    at most `batch_size` rows and BATCH_PROMPT_TOKENS prompt tokens, padding counted, a batch.
+    The rows are spread evenly over the batches where the caps allow: a last batch of a row or
+    two would decode its answers alone, and a step costs about the weights' reading whatever
+    its rows."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    filled: list[list[int]] = []
+    for index in order:
+        batch = filled[-1] if filled else []
         # in order of length, the newest row is the longest: the one the batch pads to
         if not batch or len(batch) == batch_size or (
                 (len(batch) + 1) * len(rows[index]) > BATCH_PROMPT_TOKENS):
-            batches.append(batch := [])
+            filled.append(batch := [])
         batch.append(index)
-    return batches
+    count = len(filled)
+    even = [order[len(order) * k // count:len(order) * (k + 1) // count] for k in range(count)]
+    fits = all(len(batch) <= batch_size and len(batch) * len(rows[batch[-1]])
+               <= max(BATCH_PROMPT_TOKENS, len(rows[batch[-1]])) for batch in even)
+    return even if fits else filled
 
 
 def generate_with_progress(
