@@ -149,14 +149,15 @@ def test_evaluate_counts_what_the_base_model_must_generate_and_where_tuned_answe
     cfg = PipelineConfig.model_validate({"evaluate": {"batch_size": 2, "max_new_tokens": 20}})
 
     batches = _Evaluation(cfg, tokenizer, cache).work(asked, items, answer_tokens=5)
-    # base: the two uncached prompts in one batch of 20 steps; tuned: all three, in batches
-    # of two in order of length, each stopping after its 5 answer tokens and the end token
+    # base: the two uncached prompts in one batch of 20 steps; tuned: all three, in two
+    # batches in order of length (spread evenly: the shortest alone, then two), each stopping
+    # after its 5 answer tokens and the end token
     assert batches == [
         GenerationBatch(rows=2, width=len(ids[2]), shared=_common(ids[1], ids[2]),
                         new_tokens=20),
-        GenerationBatch(rows=2, width=len(ids[1]), shared=_common(ids[0], ids[1]),
-                        new_tokens=6),
-        GenerationBatch(rows=1, width=len(ids[2]), shared=0, new_tokens=6)]
+        GenerationBatch(rows=1, width=len(ids[0]), shared=0, new_tokens=6),
+        GenerationBatch(rows=2, width=len(ids[2]), shared=_common(ids[1], ids[2]),
+                        new_tokens=6)]
     # prefill: the shared prefix once, the rest of each row padded to the longest
     assert batches[0].prompt_tokens == (_common(ids[1], ids[2])
                                         + 2 * (len(ids[2]) - _common(ids[1], ids[2])))

@@ -23,6 +23,12 @@ PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer posit
 PROBE_PROMPT_TOKENS = 32  # the short context
 PROBE_LONG_TOKENS = 512  # the long context: one row run once, its cache repeated over the batch
 PROBE_NEW_TOKENS = 8
+# The probe's batch: evaluate.batch_size, but no more rows than a batch of long prompts holds
+# (models.generation.BATCH_PROMPT_TOKENS; at 64 rows, repeating the long row's cache alone
+# doubled its measured cost). A batch of more short prompts is projected at this many rows'
+# step: a third under a full 64-row step on the Zen 5 EPYC class, while the rows that end
+# early, which the projection does not count, leave it.
+PROBE_MAX_ROWS = 16
 
 
 @dataclass
@@ -115,7 +121,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     model = model.get_base_model().eval()
     if use_bf16(cfg.train.precision, device):  # how evaluate and replay generate
         model = model.to(torch.bfloat16)
-    rows = cfg.evaluate.batch_size
+    rows = min(cfg.evaluate.batch_size, PROBE_MAX_ROWS)
     prompts = _random_ids(vocab, rows, PROBE_PROMPT_TOKENS, device)
     prefill = _generation_seconds(model, prompts, 1)
     decode = (_generation_seconds(model, prompts, 1 + PROBE_NEW_TOKENS) - prefill)
