@@ -47,8 +47,8 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per answer.")
     cache_base_answers: bool = Field(
         True, description="Keep the base model's answers (base and base+rag; greedy) in "
-        "<cache>/answers.sqlite, keyed by the model's content hash, precision, token budget "
-        "and prompt: a rerun after a training change re-answers only the tuned variants.",
+        "<cache>/answers.sqlite, keyed by the model's content hash, precision, decoding rule, "
+        "token budget and prompt: a rerun after a training change re-answers only the tuned variants.",
     )
     drift_baseline: bool = Field(
         True, description="Write drift-baseline/ (embeddings of the training questions with "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from tuneline.models.generation import Generation
+from tuneline.models.generation import DECODING, Generation
 from tuneline.models.resolve import cache_root, resolve_model
 
 CACHE_FILE = "answers.sqlite"  # under the tuneline cache folder
@@ -58,7 +58,7 @@ class AnswerCache:
         from tuneline.models.loading import pick_device, use_bf16
 
         resolved = "bf16" if use_bf16(precision, pick_device()) else "fp32"  # 'auto' varies
-        key = f"{model_hash(resolve_model(base, cache_dir))}:{resolved}"
+        key = f"{model_hash(resolve_model(base, cache_dir))}:{resolved}:{DECODING}"
         return cls(cache_root(cache_dir) / CACHE_FILE, key)
 
     def key(self, conversation: Sequence[dict[str, str]], max_new_tokens: int) -> str:

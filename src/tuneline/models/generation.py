@@ -21,6 +21,9 @@ from tuneline.models.prefix import (
 # batch took 32 s for the prompts against 16 s in batches of 16 (docs/log.md, 2026-12-07
 # (midday)); short prompts still fill batches of 64.
 BATCH_PROMPT_TOKENS = 8192
+# How answers are decoded, part of the answer cache's key: answers kept under another rule
+# (transformers' generate stopped only at the tokenizer's EOS) are not reused.
+DECODING = "greedy, ends at the tokenizer's or the generation config's end tokens"
 
 
 @dataclass
@@ -61,7 +64,9 @@ def generate_batch(
     the answers are those of left-padded rows, to float rounding (a third of a RAG batch's
     prompt tokens on the demo). `share_prefix=False`: plain left padding. A row leaves the
     batch when it ends (an end token or the budget), as it does in the server's batcher, so
-    the later steps decode only the rows still answering."""
+    the later steps decode only the rows still answering. Like the batcher, it takes the
+    likeliest token: a generation config's repetition penalty or suppressed tokens do not
+    apply."""
     rows = [prompt_ids(tokenizer, c) for c in conversations]
     return _generate_rows(model, tokenizer, rows, max_new_tokens, share_prefix)
 
