@@ -48,7 +48,8 @@ class EvaluateConfig(Section):
     cache_base_answers: bool = Field(
         True, description="Keep the base model's answers (base and base+rag; greedy) in "
         "<cache>/answers.sqlite, keyed by the model's content hash, precision, decoding rule, "
-        "token budget and prompt: a rerun after a training change re-answers only the tuned variants.",
+        "token budget and prompt: a rerun after a training change re-answers only the tuned "
+        "variants.",
     )
     drift_baseline: bool = Field(
         True, description="Write drift-baseline/ (embeddings of the training questions with "
