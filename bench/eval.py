@@ -55,28 +55,22 @@ def hf_generate_all(model: Any, tokenizer: Any, conversations: list, max_new_tok
     """`model.generate` on left-padded batches in order of prompt length: the library's path."""
     import torch
 
-    from tuneline.models.generation import Generation, end_token_ids, prompt_ids
+    from tuneline.models.generation import _decode, _pad_after_prefix, end_token_ids, prompt_ids
 
-    ends = sorted(end_token_ids(model, tokenizer))
+    ends = end_token_ids(model, tokenizer)
     rows = [prompt_ids(tokenizer, c) for c in conversations]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     answers: list[Any] = [None] * len(rows)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        width = max(len(rows[i]) for i in batch)
-        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(rows[i])) + rows[i]
-                            for i in batch])
-        mask = torch.tensor([[0] * (width - len(rows[i])) + [1] * len(rows[i]) for i in batch])
+        ids, mask = _pad_after_prefix([rows[i] for i in batch], 0, tokenizer.pad_token_id)
         with torch.inference_mode():
             output = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                    max_new_tokens=max_new_tokens, eos_token_id=ends,
+                                    max_new_tokens=max_new_tokens, eos_token_id=sorted(ends),
                                     pad_token_id=tokenizer.pad_token_id)
-        for i, new in zip(batch, output[:, width:].tolist(), strict=True):
-            ended = next((k for k, token in enumerate(new) if token in ends), None)
-            kept = new if ended is None else new[:ended]
-            answers[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                                    len(rows[i]), len(kept) + (ended is not None),
-                                    "length" if ended is None else "stop")
+        for i, new in zip(batch, output[:, ids.shape[1]:].tolist(), strict=True):
+            ended = next((k for k, token in enumerate(new) if token in ends), len(new) - 1)
+            answers[i] = _decode(tokenizer, new[:ended + 1], len(rows[i]), ends)  # pads cut
     return answers
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline.config import PipelineConfig
+from tuneline.models.generation import BATCH_PROMPT_TOKENS
 from tuneline.train.tokenize import IGNORE_INDEX
 
 PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows average ~130
@@ -28,7 +29,7 @@ PROBE_NEW_TOKENS = 8
 # doubled its measured cost). A batch of more short prompts is projected at this many rows'
 # step: a third under a full 64-row step on the Zen 5 EPYC class, while the rows that end
 # early, which the projection does not count, leave it.
-PROBE_MAX_ROWS = 16
+PROBE_MAX_ROWS = BATCH_PROMPT_TOKENS // PROBE_LONG_TOKENS  # 16
 
 
 @dataclass
