@@ -4,8 +4,9 @@ Same model (the embedded SmolLM2-135M-Instruct, or --model), same questions (the
 `general` probe, repeated to --questions; with --rag, each asked in the RAG format with three
 passages, its own reference sentence and two others'), same greedy decoding, answer budget
 and end tokens. Ours is the evaluate stage's `generate_all`: batches of up to --batch-size
-rows in order of prompt length (fewer for long prompts: models.generation.BATCH_PROMPT_TOKENS),
-the prompt prefix a batch shares run once, and each row leaving its batch when it ends.
+rows in order of prompt length, their prompts run in parts of few padded tokens
+(models.generation.PREFILL_TOKENS) after the prefix they share, run once, then decoded as one
+batch with keys and values written in place, each row leaving the batch when it ends.
 Beside it, transformers' own `model.generate` on the same length-ordered batches left-padded by
 the tokenizer (every row decodes until the batch's longest answer ends), and the baseline most
 eval scripts write: one `model.generate` call per question. Timings exclude model loading;

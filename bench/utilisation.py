@@ -4,11 +4,11 @@ Baseline: the matmul peak, measured here (square float32 and bfloat16 matmuls of
 135M model's layers use, on all the threads tuneline trains with). Ours: full optimizer steps of
 `tuneline.train.loop` pieces (answer-only loss, LoRA on every block, AdamW) on batches shaped as
 the demo's training data (batch 8, `--seq-len` tokens, the last `--answer-share` of each row
-labelled), in fp32 and under bf16 autocast with attention in fp32 (how `train.precision: auto`
-trains on a CPU with native bf16). FLOPs per token: 4 x the weights of the blocks'
-linear layers (forward, plus the backward pass to the activations; the frozen weights get no
-gradient) + 4 x the LM head at answer positions only + causal attention x 3; utilisation =
-achieved FLOP/s / peak FLOP/s of the same precision.
+labelled), in fp32 and under bf16 autocast with attention in fp32 and the frozen linear weights
+stored in bf16 (how `train.precision: auto` trains on a CPU with native bf16). FLOPs per
+token: 4 x the weights of the blocks' linear layers (forward, plus the backward pass to the
+activations; the frozen weights get no gradient) + 4 x the LM head at answer positions only +
+causal attention x 3; utilisation = achieved FLOP/s / peak FLOP/s of the same precision.
 
     .venv/bin/python bench/utilisation.py [--steps 6] [--seq-len 300] [--precisions fp32,bf16]
 
@@ -29,7 +29,7 @@ from tuneline.models.loading import load_base_model, set_cpu_threads
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import answer_loss
 from tuneline.train.methods import attach_lora
-from tuneline.train.precision import fp32_attention
+from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16
 from tuneline.train.tokenize import IGNORE_INDEX
 
 
@@ -117,7 +117,7 @@ def main() -> None:
         if name not in wanted:
             continue
         peak = matmul_peak(dtype)
-        with fp32_attention(model, "cpu", bf16):
+        with fp32_attention(model, "cpu", bf16), frozen_linears_in_bf16(model, "cpu", bf16):
             speed = tokens_per_second(model, data, bf16)
         achieved = speed * per_token / 1e9
         print(f"{name}: matmul peak {peak:7.1f} GFLOP/s | train step {speed:7.1f} tok/s = "

@@ -3,6 +3,8 @@ again with fewer facts, reading facts and invented entities per template, the sa
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conftest import read_json, tiny_pipeline_config, write_config
@@ -93,6 +95,8 @@ def test_a_partial_batch_decodes_for_a_one_row_step_plus_its_rows_share():
     assert speed.decode_seconds(10, at, rows=8) == pytest.approx(1.0)
     assert speed.decode_seconds(10, at, rows=3) == pytest.approx(10 * (0.03 + 0.07 * 2 / 7))
     assert speed.decode_seconds(10, at) == pytest.approx(1.0)  # rows unknown: a full batch
+    # more rows than measured: each further row's share again
+    assert speed.decode_seconds(10, at, rows=15) == pytest.approx(10 * (0.03 + 0.07 * 14 / 7))
     # a last batch of 3 rows: less than a full one, more than one row
     full, last = (generation_seconds([GenerationBatch(rows, 40, 0, 20)], speed)
                   for rows in (8, 3))
@@ -152,7 +156,7 @@ def test_evaluate_counts_what_the_base_model_must_generate_and_where_tuned_answe
     # base: the two uncached prompts in one batch of 20 steps; tuned: all three, in two
     # batches in order of length (spread evenly: the shortest alone, then two), each stopping
     # after its 5 answer tokens and the end token
-    assert batches == [
+    assert [dataclasses.replace(batch, prefill_tokens=None) for batch in batches] == [
         GenerationBatch(rows=2, width=len(ids[2]), shared=_common(ids[1], ids[2]),
                         new_tokens=20),
         GenerationBatch(rows=1, width=len(ids[0]), shared=0, new_tokens=6),

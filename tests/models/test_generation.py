@@ -131,10 +131,10 @@ def test_a_row_leaves_the_batch_at_its_end_token_and_answers_as_model_generate_a
     assert decoded_rows[0] == len(CHATS) > decoded_rows[-1]  # the ended row left the batch
 
 
-def test_batches_follow_prompt_length_within_the_row_and_token_caps():
-    from tuneline.models.generation import BATCH_PROMPT_TOKENS, generation_batches
+def test_batches_follow_prompt_length_within_the_row_and_cache_caps():
+    from tuneline.models.generation import BATCH_CACHE_TOKENS, generation_batches
 
-    lengths = [50, 10, 3000, 20, 2500, 30, 40, BATCH_PROMPT_TOKENS + 1]
+    lengths = [50, 10, 25000, 20, 20000, 30, 40, BATCH_CACHE_TOKENS + 1]
     rows = [[7] * n for n in lengths]
 
     def batched(batch_size):
@@ -142,17 +142,50 @@ def test_batches_follow_prompt_length_within_the_row_and_token_caps():
         assert sorted(i for batch in batches for i in batch) == list(range(len(rows)))
         return [[lengths[i] for i in batch] for batch in batches]
 
-    assert batched(3) == [[10, 20, 30], [40, 50, 2500], [3000], [BATCH_PROMPT_TOKENS + 1]]
-    # six rows padded to 2,500 tokens would pass the token cap: the long rows start a batch
-    assert batched(8) == [[10, 20, 30, 40, 50], [2500, 3000], [BATCH_PROMPT_TOKENS + 1]]
+    assert batched(3) == [[10, 20, 30], [40, 50, 20000], [25000], [BATCH_CACHE_TOKENS + 1]]
+    # six rows padded to 20,000 tokens would pass the cache cap: the long rows start a batch
+    assert batched(8) == [[10, 20, 30, 40, 50], [20000, 25000], [BATCH_CACHE_TOKENS + 1]]
 
 
 def test_rows_spread_evenly_over_the_batches_they_need():
-    from tuneline.models.generation import BATCH_PROMPT_TOKENS, generation_batches
+    from tuneline.models.generation import BATCH_CACHE_TOKENS, generation_batches
 
     short = [[7] * 40 for _ in range(66)]
     assert [len(batch) for batch in generation_batches(short, 64)] == [33, 33]  # not 64 + 2
-    # +rag prompts: filling would leave the longest alone (24 x 348 tokens > the cap)
-    width = BATCH_PROMPT_TOKENS // 24 + 1
+    # filling would leave the longest alone (24 rows of it pass the cap)
+    width = BATCH_CACHE_TOKENS // 24 + 1
     long = [[7] * (width - 20)] * 23 + [[7] * width]
     assert [len(batch) for batch in generation_batches(long, 64)] == [12, 12]
+
+
+def test_a_batch_of_long_prompts_runs_them_in_parts_of_few_padded_tokens():
+    from tuneline.models.generation import PREFILL_TOKENS, prefill_parts, prefill_tokens
+
+    shared = 50
+    rows = [[7] * (shared + n) for n in (100, 200, PREFILL_TOKENS // 3, PREFILL_TOKENS // 2,
+                                           PREFILL_TOKENS // 2, PREFILL_TOKENS + 1)]
+    parts = prefill_parts(rows, shared)
+    assert parts == [[0, 1, 2], [3, 4], [5]]
+    # each part's shared prefix once, its rows' rest padded to its longest
+    assert prefill_tokens(rows, shared) == (
+        3 * shared + 3 * (PREFILL_TOKENS // 3) + 2 * (PREFILL_TOKENS // 2) + PREFILL_TOKENS + 1)
+
+
+def test_a_batch_prefilled_in_parts_answers_as_it_does_in_one(model_and_tokenizer, monkeypatch):
+    from tuneline.models import generation
+
+    model, tokenizer = model_and_tokenizer
+    chats = CHATS * 3  # 12 rows of four lengths
+    whole = generation.generate_batch(model, tokenizer, chats, 12)
+    parts, original = [], generation._prefill_part
+
+    def prefill_part(model, input_ids, *args):
+        parts.append(len(input_ids))
+        return original(model, input_ids, *args)
+
+    monkeypatch.setattr(generation, "_prefill_part", prefill_part)
+    monkeypatch.setattr(generation, "PREFILL_TOKENS", 40)  # a few rows a part
+    in_parts = generation.generate_batch(model, tokenizer, chats, 12)
+    assert len(parts) > 2 and sum(parts) == len(chats)
+    assert [g.text for g in in_parts] == [g.text for g in whole]
+    assert [g.completion_tokens for g in in_parts] == [g.completion_tokens for g in whole]

@@ -134,3 +134,40 @@ def test_the_loop_trains_a_cpu_under_bf16_with_attention_in_fp32(tiny_model_dir,
     seen.clear()
     _, switched = first_loss(True, cpu_attention_in_fp32=False)
     assert not switched and {dtype for dtype, _ in seen} == {torch.bfloat16}
+
+
+def test_frozen_linears_stored_in_bf16_give_the_autocast_step_the_same_loss_and_gradients(
+        tiny_model_dir):
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loss import answer_loss
+    from tuneline.train.methods import attach_lora
+
+    model = attach_lora(transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                        TrainConfig())
+    batch = _left_padded_batch(model)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = {name: (p.data_ptr(), p.detach().clone()) for name, p in model.named_parameters()
+              if not p.requires_grad}
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = answer_loss(model, batch)
+        grads = torch.autograd.grad(loss, trainable)
+        return loss, grads
+
+    loss, grads = step()
+    with precision.frozen_linears_in_bf16(model, "cpu", bf16=True) as stored:
+        assert stored == 7 * model.config.num_hidden_layers  # q k v o gate up down
+        assert model.get_input_embeddings().weight.dtype == torch.float32
+        assert model.get_base_model().model.layers[0].mlp.up_proj.base_layer.weight.dtype == (
+            torch.bfloat16)
+        loss_bf16, grads_bf16 = step()
+    assert torch.equal(loss, loss_bf16)
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads_bf16, strict=True))
+    # the same float32 tensors afterwards
+    assert all(p.dtype == torch.float32 and p.data_ptr() == frozen[name][0]
+               and torch.equal(p, frozen[name][1])
+               for name, p in model.named_parameters() if not p.requires_grad)
+    with precision.frozen_linears_in_bf16(model, "cpu", bf16=False) as stored:
+        assert stored == 0

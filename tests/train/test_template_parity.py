@@ -28,21 +28,21 @@ QUESTION = "What is the capital of France?"
 
 
 class GenerateSpy:
-    """Records the unpadded prompt ids of every batch evaluate's decode loop runs."""
+    """Records the unpadded prompt ids of every batch part evaluate's prompt pass runs."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from tuneline.models import generation
 
         self.prompts: list[list[int]] = []
-        original = generation._greedy_decode
+        original = generation._prefill_part
         spy = self
 
-        def decode(model, input_ids, attention_mask, *args, **kwargs):
+        def prefill(model, input_ids, attention_mask, *args, **kwargs):
             for row, mask in zip(input_ids, attention_mask, strict=True):
                 spy.prompts.append(row[mask.bool()].tolist())
             return original(model, input_ids, attention_mask, *args, **kwargs)
 
-        monkeypatch.setattr(generation, "_greedy_decode", decode)
+        monkeypatch.setattr(generation, "_prefill_part", prefill)
 
 
 def _prompt_ids(tokenizer, question: str) -> list[int]:

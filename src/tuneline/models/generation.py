@@ -15,12 +15,18 @@ from tuneline.models.prefix import (
     usable_prefix_length,
 )
 
-# The prompts of a batch are padded to its longest, and their pass runs near the machine's
-# matmul peak, so padding costs what a real token does: a batch holds at most this many prompt
-# tokens, padding included. On the demo's 66 base+rag prompts (144-348 tokens), 64 rows a
-# batch took 32 s for the prompts against 16 s in batches of 16 (docs/log.md, 2026-12-07
-# (midday)); short prompts still fill batches of 64.
-BATCH_PROMPT_TOKENS = 8192
+# A batch's prompts run through the model in parts of at most this many tokens after the shared
+# prefix, padding counted: the prompt pass runs near the machine's matmul peak, so padding
+# costs what a real token does. The parts' caches are then joined and the batch decodes as
+# one: a decode step reads the weights once for all its rows. On the Python FAQ's 35 +rag
+# prompts (482-814 tokens, 128-token answers) the whole set decoding together took 71 s
+# against 88 s in three batches of at most 8,192 prompt tokens, 65 s with the keys and values
+# written in place too (models.kv_cache), every answer the same (docs/log.md, 2026-12-07
+# (afternoon)).
+PREFILL_TOKENS = 4096
+# A batch's cache holds at most this many prompt tokens, padding counted (SmolLM2-135M keeps
+# 46 KB a token in fp32: 3 GiB).
+BATCH_CACHE_TOKENS = 65536
 # How answers are decoded, part of the answer cache's key: answers kept under another rule
 # (transformers' generate stopped only at the tokenizer's EOS) are not reused.
 DECODING = "greedy, ends at the tokenizer's or the generation config's end tokens"
@@ -62,7 +68,8 @@ def generate_batch(
     runs once, as one row whose keys and values every row attends to: each row is the prefix,
     its padding, then the rest of its prompt, and positions count only unpadded tokens, so
     the answers are those of left-padded rows, to float rounding (a third of a RAG batch's
-    prompt tokens on the demo). `share_prefix=False`: plain left padding. A row leaves the
+    prompt tokens on the demo). `share_prefix=False`: plain left padding. Long prompts run in
+    parts (PREFILL_TOKENS) whose caches are joined before decoding. A row leaves the
     batch when it ends (an end token or the budget), as it does in the server's batcher, so
     the later steps decode only the rows still answering. Like the batcher, it takes the
     likeliest token: a generation config's repetition penalty or suppressed tokens do not
@@ -74,32 +81,81 @@ def generate_batch(
 def _generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]],
                    max_new_tokens: int, share_prefix: bool) -> list[Generation]:
     torch = require("torch")
-    shared = shared_prefix(rows) if share_prefix else 0
-    input_ids, attention_mask = _pad_after_prefix(rows, shared, tokenizer.pad_token_id)
-    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    ordered = [rows[i] for i in order]
     end_ids = end_token_ids(model, tokenizer)
     with torch.inference_mode():
-        cache = repeated_prefix_cache(model, input_ids[:1, :shared], len(rows)) if shared else None
-        if cache is None:
-            cache, shared = require("transformers").DynamicCache(config=model.config), 0
-        answers = _greedy_decode(model, input_ids, attention_mask, shared, cache,
-                                 max_new_tokens, end_ids)
-    return [_decode(tokenizer, answer, len(row), end_ids)
-            for answer, row in zip(answers, rows, strict=True)]
+        state = _prefill(model, ordered, shared_prefix(ordered) if share_prefix else 0,
+                         tokenizer.pad_token_id, max_new_tokens)
+        answers = _greedy_decode(model, state, max_new_tokens, end_ids)
+    generations: list[Generation] = [None] * len(rows)  # type: ignore[list-item]
+    for answer, index in zip(answers, order, strict=True):
+        generations[index] = _decode(tokenizer, answer, len(rows[index]), end_ids)
+    return generations
 
 
-def _greedy_decode(model: Any, input_ids: Any, attention_mask: Any, cached: int, cache: Any,
-                   max_new_tokens: int, end_ids: set[int]) -> list[list[int]]:
-    """Each row's new token ids, its end token included: the prompts after the `cached`
-    tokens already in `cache`, then one token a step for the rows not yet ended."""
+@dataclass
+class _Prefilled:
+    """A batch after its prompts: the logits of each row's last prompt token, the cache, the
+    attention mask over it, and each row's last position."""
+
+    logits: Any
+    cache: Any
+    attention_mask: Any
+    positions: Any
+
+
+def _prefill(model: Any, rows: Sequence[Sequence[int]], shared: int, pad_id: int,
+             max_new_tokens: int) -> _Prefilled:
+    """Run the prompts (in order of length) in the parts `prefill_parts` forms, each after
+    the `shared` prefix run once for it, and join the parts into one batch whose cache has
+    room for the answers. Where a part's rows are narrower than the batch, zeros masked out
+    are inserted in its cache (attention does not depend on where a masked position sits)."""
+    from tuneline.models.kv_cache import join_caches, joinable, pad_at, reserve
+
     torch = require("torch")
+    whole = not joinable(_empty_cache(model))
+    parts = [list(range(len(rows)))] if whole else prefill_parts(rows, shared)
+    done = [_prefill_part(model, *_pad_after_prefix([rows[i] for i in part], shared, pad_id),
+                          shared) for part in parts]
+    if whole:
+        return done[0]
+    width = max(part.attention_mask.shape[1] for part in done)
+    cache = join_caches([part.cache for part in done], shared, width)
+    reserve(cache, width + max_new_tokens)
+    return _Prefilled(torch.cat([part.logits for part in done]), cache,
+                      torch.cat([pad_at(part.attention_mask, shared, width, 1) for part in done]),
+                      torch.cat([part.positions for part in done]))
+
+
+def _empty_cache(model: Any) -> Any:
+    return require("transformers").DynamicCache(config=model.config)
+
+
+def _prefill_part(model: Any, input_ids: Any, attention_mask: Any, shared: int) -> _Prefilled:
+    """One part's prompts (`_pad_after_prefix`'s layout) after their first `shared` tokens,
+    whose keys and values are computed once and repeated over the rows."""
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
+    cache = repeated_prefix_cache(model, input_ids[:1, :shared], len(input_ids)) if shared else None
+    if cache is None:  # the model keeps no cache: the whole prompts run
+        cache, shared = _empty_cache(model), 0
     kwargs = {cache_kwarg(type(model)): cache, **keeps_logits_kwargs(type(model))}
     positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    logits = model(input_ids=input_ids[:, cached:], attention_mask=attention_mask,
-                   position_ids=positions[:, cached:], use_cache=True, **kwargs).logits[:, -1]
-    answers: list[list[int]] = [[] for _ in range(len(input_ids))]
-    active = list(range(len(input_ids)))
-    positions = positions[:, -1:]
+    logits = model(input_ids=input_ids[:, shared:], attention_mask=attention_mask,
+                   position_ids=positions[:, shared:], use_cache=True, **kwargs).logits[:, -1]
+    return _Prefilled(logits, cache, attention_mask, positions[:, -1:])
+
+
+def _greedy_decode(model: Any, state: _Prefilled, max_new_tokens: int,
+                   end_ids: set[int]) -> list[list[int]]:
+    """Each row's new token ids, its end token included: one token a step for the rows not
+    yet ended, from the prompts' state."""
+    torch = require("torch")
+    cache, attention_mask, positions, logits = (state.cache, state.attention_mask,
+                                                state.positions, state.logits)
+    kwargs = {cache_kwarg(type(model)): cache, **keeps_logits_kwargs(type(model))}
+    answers: list[list[int]] = [[] for _ in range(len(logits))]
+    active = list(range(len(logits)))
     while True:
         tokens = logits.argmax(-1)
         going = []
@@ -110,7 +166,7 @@ def _greedy_decode(model: Any, input_ids: Any, attention_mask: Any, cached: int,
         if not going:
             return answers
         if len(going) < len(active):
-            kept = torch.tensor(going, device=input_ids.device)
+            kept = torch.tensor(going, device=logits.device)
             cache.batch_select_indices(kept)
             attention_mask, positions, tokens = attention_mask[kept], positions[kept], tokens[kept]
             active = [active[slot] for slot in going]
@@ -181,24 +237,44 @@ def generate_all(
 
 def generation_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
     """The indices of `rows` (prompt token ids) that generate together: in order of length,
-    at most `batch_size` rows and BATCH_PROMPT_TOKENS prompt tokens, padding counted, a batch.
+    at most `batch_size` rows and BATCH_CACHE_TOKENS prompt tokens, padding counted, a batch.
     The rows are spread evenly over the batches where the caps allow: a last batch of a row or
     two would decode its answers alone, and a step costs about the weights' reading whatever
     its rows."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    filled: list[list[int]] = []
-    for index in order:
-        batch = filled[-1] if filled else []
-        # in order of length, the newest row is the longest: the one the batch pads to
-        if not batch or len(batch) == batch_size or (
-                (len(batch) + 1) * len(rows[index]) > BATCH_PROMPT_TOKENS):
-            filled.append(batch := [])
-        batch.append(index)
+    filled = [[order[i] for i in batch] for batch in
+              _consecutive([len(rows[i]) for i in order], batch_size, BATCH_CACHE_TOKENS)]
     count = len(filled)
     even = [order[len(order) * k // count:len(order) * (k + 1) // count] for k in range(count)]
     fits = all(len(batch) <= batch_size and len(batch) * len(rows[batch[-1]])
-               <= max(BATCH_PROMPT_TOKENS, len(rows[batch[-1]])) for batch in even)
+               <= max(BATCH_CACHE_TOKENS, len(rows[batch[-1]])) for batch in even)
     return even if fits else filled
+
+
+def prefill_parts(rows: Sequence[Sequence[int]], shared: int) -> list[list[int]]:
+    """The indices of a batch's `rows` (in order of length) whose prompts run together: at
+    most PREFILL_TOKENS tokens after the `shared` prefix, padding counted, a part."""
+    return _consecutive([len(row) - shared for row in rows], len(rows), PREFILL_TOKENS)
+
+
+def prefill_tokens(rows: Sequence[Sequence[int]], shared: int) -> int:
+    """Tokens the prompt pass computes for a batch's `rows` (in order of length): each part's
+    shared prefix once, its rows' rest padded to its longest."""
+    return sum(shared + len(part) * (len(rows[part[-1]]) - shared)
+               for part in prefill_parts(rows, shared))
+
+
+def _consecutive(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """The positions of `lengths` (ascending) in consecutive groups of at most `max_rows` and
+    `max_tokens` tokens padded to the group's longest; a longer one alone."""
+    groups: list[list[int]] = []
+    for position, length in enumerate(lengths):
+        # in order of length, the newest is the longest: the one the group pads to
+        if not groups or len(groups[-1]) == max_rows or (
+                (len(groups[-1]) + 1) * length > max_tokens):
+            groups.append([])
+        groups[-1].append(position)
+    return groups
 
 
 def generate_with_progress(

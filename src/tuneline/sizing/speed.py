@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline.config import PipelineConfig
-from tuneline.models.generation import BATCH_PROMPT_TOKENS
 from tuneline.train.tokenize import IGNORE_INDEX
 
 PROBE_BATCH_TOKENS = 128  # per row of the training probe; the demo's rows average ~130
@@ -24,12 +23,11 @@ PROBE_ANSWER_SHARE = 0.15  # the loss (and the LM head) is taken at answer posit
 PROBE_PROMPT_TOKENS = 32  # the short context
 PROBE_LONG_TOKENS = 512  # the long context: one row run once, its cache repeated over the batch
 PROBE_NEW_TOKENS = 8
-# The probe's batch: evaluate.batch_size, but no more rows than a batch of long prompts holds
-# (models.generation.BATCH_PROMPT_TOKENS; at 64 rows, repeating the long row's cache alone
-# doubled its measured cost). A batch of more short prompts is projected at this many rows'
-# step: a third under a full 64-row step on the Zen 5 EPYC class, while the rows that end
-# early, which the projection does not count, leave it.
-PROBE_MAX_ROWS = BATCH_PROMPT_TOKENS // PROBE_LONG_TOKENS  # 16
+# The probe's batch: evaluate.batch_size, but at most this many rows (at 64, repeating the
+# long row's cache alone doubled its measured prefill cost). A batch of more rows is projected
+# along the line through the one-row step and this one's: on the Zen 5 EPYC class a step of
+# 16 short rows took 110 ms, one row 62 ms, and 54 rows 230-260 ms.
+PROBE_MAX_ROWS = 16
 
 
 @dataclass
@@ -54,12 +52,13 @@ class MachineSpeed:
                                     self.prefill_seconds_per_token_long)
 
     def decode_seconds(self, steps: float, context: float, rows: int | None = None) -> float:
-        """Seconds for `steps` new tokens of `rows` rows (a full batch when None) attending to
-        about `context` tokens: a one-row step, plus each further row's share of a full one."""
+        """Seconds for `steps` new tokens of `rows` rows (the measured batch when None)
+        attending to about `context` tokens: a one-row step, plus each further row's share of
+        the measured batch's, fewer rows or more."""
         full = _at_context(context, self.decode_seconds_per_step,
                            self.decode_seconds_per_step_long)
         one, measured = self.decode_seconds_per_step_one_row, self.batch_rows
-        if rows is None or one is None or measured is None or measured < 2 or rows >= measured:
+        if rows is None or one is None or measured is None or measured < 2:
             return steps * full
         one = min(one, full)
         return steps * (one + (full - one) * (max(rows, 1) - 1) / (measured - 1))
@@ -95,7 +94,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
     from tuneline.train.loss import answer_loss
     from tuneline.train.methods import attach_lora
-    from tuneline.train.precision import fp32_attention, train_in_bf16
+    from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16, train_in_bf16
 
     started = time.perf_counter()
     set_cpu_threads()
@@ -109,7 +108,8 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     labels[:, : int(PROBE_BATCH_TOKENS * (1 - PROBE_ANSWER_SHARE))] = IGNORE_INDEX
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     seconds = []
-    with fp32_attention(model, device, train_bf16):
+    with fp32_attention(model, device, train_bf16), \
+            frozen_linears_in_bf16(model, device, train_bf16):
         for _ in range(2):  # the first warms the kernels up and is not counted
             step_started = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=train_bf16):

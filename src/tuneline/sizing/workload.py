@@ -11,7 +11,7 @@ from typing import Any
 
 from tuneline.artifacts import Artifact, read_jsonl
 from tuneline.config import PipelineConfig
-from tuneline.models.generation import shared_prefix
+from tuneline.models.generation import prefill_tokens, shared_prefix
 from tuneline.train.budget import step_tokens
 from tuneline.train.tokenize import IGNORE_INDEX, TokenizedExample, shared_prompt_prefix
 
@@ -27,10 +27,14 @@ class GenerationBatch:
     width: int  # the longest prompt of the batch, in tokens
     shared: int  # leading tokens every row shares (models.generation.shared_prefix)
     new_tokens: int
+    # what the prompt pass computes when it runs in parts (models.generation.prefill_tokens)
+    prefill_tokens: int | None = None
 
     @property
     def prompt_tokens(self) -> int:
         """Tokens the prefill computes: the shared prefix once, every row's rest padded."""
+        if self.prefill_tokens is not None:
+            return self.prefill_tokens
         return self.shared + self.rows * (self.width - self.shared)
 
 
@@ -150,8 +154,10 @@ class _Evaluation:
                     else [asked[i] for i in self.cache.missing(asked, budget)])
             tuned_steps = budget if answer_tokens is None else min(budget, answer_tokens + 1)
             for rows, steps in ((base, budget), (asked, tuned_steps)):
-                batches += [GenerationBatch(rows=len(batch), width=max(map(len, batch)),
-                                            shared=shared_prefix(batch), new_tokens=steps)
+                batches += [GenerationBatch(rows=len(batch), width=len(batch[-1]),
+                                            shared=shared_prefix(batch), new_tokens=steps,
+                                            prefill_tokens=prefill_tokens(batch,
+                                                                          shared_prefix(batch)))
                             for batch in self._batches(rows)]
         return batches
 
@@ -159,7 +165,7 @@ class _Evaluation:
         from tuneline.models.generation import generation_batches, prompt_ids
 
         rows = [prompt_ids(self.tokenizer, c) for c in conversations]
-        return [[rows[i] for i in batch]
+        return [[rows[i] for i in batch]  # in order of length, as generation takes them
                 for batch in generation_batches(rows, self.cfg.evaluate.batch_size)]
 
 

@@ -34,7 +34,7 @@ from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import AnswerLossModule
 from tuneline.train.methods import attach_lora, load_trainable_state, trainable_state
-from tuneline.train.precision import fp32_attention
+from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16
 from tuneline.train.tokenize import (
     TokenizedExample,
     collate,
@@ -116,11 +116,14 @@ def train_loop(
 
     With a checkpoint `store`, resumes from its latest checkpoint and writes one every
     `cfg.checkpoint_every` steps. Under bf16 autocast on a CPU, attention runs in float32
-    (`fp32_attention`) unless `cpu_attention_in_fp32` is False (benches comparing the two).
+    (`fp32_attention`) unless `cpu_attention_in_fp32` is False (benches comparing the two), and
+    the frozen linear weights are stored in bf16 meanwhile (`frozen_linears_in_bf16`).
     """
     accelerator = accelerator or make_accelerator()
+    single = accelerator.num_processes == 1  # sharding wrappers own the weights' storage
     with fp32_attention(model, accelerator.device.type,
-                        bf16 and cpu_attention_in_fp32) as attention_in_fp32:
+                        bf16 and cpu_attention_in_fp32) as attention_in_fp32, \
+            frozen_linears_in_bf16(model, accelerator.device.type, bf16 and single):
         report = _train(model, train_set, val_set, cfg, pad_id, seed, bf16, accelerator,
                         store, on_log)
     report.attention_in_fp32 = attention_in_fp32
