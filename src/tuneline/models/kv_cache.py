@@ -41,6 +41,8 @@ def join_caches(caches: Sequence[Any], start: int, width: int) -> Any:
         for name in ("keys", "values"):
             setattr(layer, name, torch.cat([pad_at(getattr(c.layers[number], name), start,
                                                    width, 2) for c in caches]))
+        for cache in caches[1:]:  # one layer's copies alive at a time, not the whole cache's
+            cache.layers[number].keys = cache.layers[number].values = None
     return joined
 
 

@@ -120,7 +120,8 @@ def train_loop(
     the frozen linear weights are stored in bf16 meanwhile (`frozen_linears_in_bf16`).
     """
     accelerator = accelerator or make_accelerator()
-    single = accelerator.num_processes == 1  # sharding wrappers own the weights' storage
+    # sharding wrappers own the weights' storage
+    single = accelerator.num_processes == 1 and not _is_sharded(accelerator)
     with fp32_attention(model, accelerator.device.type,
                         bf16 and cpu_attention_in_fp32) as attention_in_fp32, \
             frozen_linears_in_bf16(model, accelerator.device.type, bf16 and single):

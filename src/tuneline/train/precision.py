@@ -74,9 +74,9 @@ def frozen_linears_in_bf16(model: Any, device: str, bf16: bool) -> Iterator[int]
     kept = {module: module.weight.data for module in model.modules()
             if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad
             and module.weight.dtype == torch.float32 and id(module.weight) not in tied}
-    for module, weight in kept.items():
-        module.weight.data = weight.to(torch.bfloat16)
     try:
+        for module, weight in kept.items():
+            module.weight.data = weight.to(torch.bfloat16)
         yield len(kept)
     finally:
         for module, weight in kept.items():
