@@ -154,11 +154,7 @@ class _Evaluation:
                     else [asked[i] for i in self.cache.missing(asked, budget)])
             tuned_steps = budget if answer_tokens is None else min(budget, answer_tokens + 1)
             for rows, steps in ((base, budget), (asked, tuned_steps)):
-                batches += [GenerationBatch(rows=len(batch), width=len(batch[-1]),
-                                            shared=shared_prefix(batch), new_tokens=steps,
-                                            prefill_tokens=prefill_tokens(batch,
-                                                                          shared_prefix(batch)))
-                            for batch in self._batches(rows)]
+                batches += [_generation_batch(batch, steps) for batch in self._batches(rows)]
         return batches
 
     def _batches(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[list[list[int]]]:
@@ -167,6 +163,13 @@ class _Evaluation:
         rows = [prompt_ids(self.tokenizer, c) for c in conversations]
         return [[rows[i] for i in batch]  # in order of length, as generation takes them
                 for batch in generation_batches(rows, self.cfg.evaluate.batch_size)]
+
+
+def _generation_batch(rows: Sequence[Sequence[int]], steps: int) -> GenerationBatch:
+    """A batch of prompt ids, in order of length, as generation runs it for `steps` steps."""
+    shared = shared_prefix(rows)
+    return GenerationBatch(rows=len(rows), width=len(rows[-1]), shared=shared, new_tokens=steps,
+                           prefill_tokens=prefill_tokens(rows, shared))
 
 
 def _replay_stand_in(plain: Sequence[TokenizedExample]) -> TokenizedExample:
