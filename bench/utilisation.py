@@ -29,7 +29,7 @@ from tuneline.models.loading import load_base_model, set_cpu_threads
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import answer_loss
 from tuneline.train.methods import attach_lora
-from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16
+from tuneline.train.precision import training_precision
 from tuneline.train.tokenize import IGNORE_INDEX
 
 
@@ -117,7 +117,7 @@ def main() -> None:
         if name not in wanted:
             continue
         peak = matmul_peak(dtype)
-        with fp32_attention(model, "cpu", bf16), frozen_linears_in_bf16(model, "cpu", bf16):
+        with training_precision(model, "cpu", bf16):
             speed = tokens_per_second(model, data, bf16)
         achieved = speed * per_token / 1e9
         print(f"{name}: matmul peak {peak:7.1f} GFLOP/s | train step {speed:7.1f} tok/s = "

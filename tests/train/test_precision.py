@@ -171,3 +171,49 @@ def test_frozen_linears_stored_in_bf16_give_the_autocast_step_the_same_loss_and_
                for name, p in model.named_parameters() if not p.requires_grad)
     with precision.frozen_linears_in_bf16(model, "cpu", bf16=False) as stored:
         assert stored == 0
+
+
+def test_lora_inputs_left_to_the_autocast_give_the_same_loss_and_gradients_without_casts(
+        tiny_model_dir, monkeypatch):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from tuneline.train.config import TrainConfig
+    from tuneline.train.loss import answer_loss
+    from tuneline.train.methods import attach_lora
+
+    model = attach_lora(transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                        TrainConfig())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(0)
+    for param in trainable:  # LoRA B starts at zero: give every adapter a gradient path
+        torch.nn.init.normal_(param, std=0.05)
+    batch = _left_padded_batch(model)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    casts = []
+    cast = BaseTunerLayer._cast_input_dtype
+
+    def spy(self, x, dtype):
+        out = cast(self, x, dtype)
+        if x is not None and out.dtype != x.dtype:
+            casts.append((x.dtype, out.dtype))
+        return out
+
+    monkeypatch.setattr(BaseTunerLayer, "_cast_input_dtype", spy)
+
+    def step():
+        casts.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = answer_loss(model, batch)
+        return loss, torch.autograd.grad(loss, trainable), list(casts)
+
+    loss, grads, cast_before = step()
+    assert (torch.bfloat16, torch.float32) in cast_before  # o_proj's and down_proj's inputs
+    with precision.lora_inputs_left_to_autocast(model, bf16=True) as layers:
+        assert layers == 7 * model.config.num_hidden_layers
+        loss_left, grads_left, cast_within = step()
+    assert cast_within == []
+    assert torch.equal(loss, loss_left)
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads_left, strict=True))
+    assert step()[2] == cast_before  # casting again after the block
+    with precision.lora_inputs_left_to_autocast(model, bf16=False) as layers:
+        assert layers == 0

@@ -174,6 +174,59 @@ def _shared_prompt_batch(model_dir):
     return examples, collate(examples, tokenizer.pad_token_id)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_head_loss_in_chunks_has_the_loss_and_gradients_of_the_whole_projection(bf16):
+    from tuneline.train.loss import HEAD_CHUNK_ROWS, head_cross_entropy_sum
+
+    torch.manual_seed(0)
+    rows = 2 * HEAD_CHUNK_ROWS + 44  # three chunks, the last one short
+    hidden = torch.randn(rows, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    targets = torch.randint(50, (rows,))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = torch.nn.functional.linear(hidden, weight)
+        whole = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        chunked = head_cross_entropy_sum(hidden, weight, targets)
+    expected = torch.autograd.grad(3.0 * whole, (hidden, weight))
+    got = torch.autograd.grad(3.0 * chunked, (hidden, weight))  # an upstream gradient of 3
+    assert torch.allclose(chunked, whole, rtol=1e-5)
+    for name, a, b in zip(("hidden", "weight"), got, expected, strict=True):
+        assert a.dtype == torch.float32, name
+        if bf16:  # the whole projection rounds the weight's gradient to bf16 once, ours per chunk
+            assert (a - b).norm() < 1e-2 * b.norm(), name
+        else:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), name
+
+    frozen = weight.detach()  # a frozen head: only the hidden states get a gradient
+    (only,) = torch.autograd.grad(head_cross_entropy_sum(hidden, frozen, targets), (hidden,))
+    assert torch.allclose(only, torch.autograd.grad(torch.nn.functional.cross_entropy(
+        hidden @ frozen.T, targets, reduction="sum"), (hidden,))[0], atol=1e-5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        assert torch.equal(head_cross_entropy_sum(hidden, weight, targets), chunked.detach())
+
+
+def test_full_fine_tuning_gets_the_same_gradients_with_the_head_loss_in_chunks(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tuneline.train.loss import answer_loss_sum
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert type(model.get_output_embeddings()) is torch.nn.Linear  # so the chunks are used
+    batch = _batch(tiny_model_dir)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(chunk_head):
+        loss, _ = answer_loss_sum(model, batch["input_ids"], batch["labels"],
+                                  batch["attention_mask"], chunk_head=chunk_head)
+        return loss, torch.autograd.grad(loss, params)
+
+    chunked, chunked_grads = loss_and_grads(True)
+    whole, whole_grads = loss_and_grads(False)
+    assert torch.allclose(chunked, whole, rtol=1e-5)
+    for a, b in zip(chunked_grads, whole_grads, strict=True):  # the head's too (tied or not)
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_a_shared_prompt_prefix_runs_once_with_the_loss_and_gradients_of_the_whole_batch(
         tiny_model_dir):
     from transformers import AutoModelForCausalLM

@@ -94,7 +94,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     from tuneline.models.loading import load_base_model, pick_device, set_cpu_threads, use_bf16
     from tuneline.train.loss import answer_loss
     from tuneline.train.methods import attach_lora
-    from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16, train_in_bf16
+    from tuneline.train.precision import train_in_bf16, training_precision
 
     started = time.perf_counter()
     set_cpu_threads()
@@ -108,8 +108,7 @@ def measure_speed(cfg: PipelineConfig) -> MachineSpeed:
     labels[:, : int(PROBE_BATCH_TOKENS * (1 - PROBE_ANSWER_SHARE))] = IGNORE_INDEX
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     seconds = []
-    with fp32_attention(model, device, train_bf16), \
-            frozen_linears_in_bf16(model, device, train_bf16):
+    with training_precision(model, device, train_bf16):
         for _ in range(2):  # the first warms the kernels up and is not counted
             step_started = time.perf_counter()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=train_bf16):

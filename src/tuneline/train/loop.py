@@ -34,7 +34,7 @@ from tuneline.train.checkpoint import CheckpointStore, LoopState
 from tuneline.train.config import TrainConfig
 from tuneline.train.loss import AnswerLossModule
 from tuneline.train.methods import attach_lora, load_trainable_state, trainable_state
-from tuneline.train.precision import fp32_attention, frozen_linears_in_bf16
+from tuneline.train.precision import training_precision
 from tuneline.train.tokenize import (
     TokenizedExample,
     collate,
@@ -117,14 +117,13 @@ def train_loop(
     With a checkpoint `store`, resumes from its latest checkpoint and writes one every
     `cfg.checkpoint_every` steps. Under bf16 autocast on a CPU, attention runs in float32
     (`fp32_attention`) unless `cpu_attention_in_fp32` is False (benches comparing the two), and
-    the frozen linear weights are stored in bf16 meanwhile (`frozen_linears_in_bf16`).
+    the frozen linear weights are stored in bf16 meanwhile (`training_precision`).
     """
     accelerator = accelerator or make_accelerator()
     # sharding wrappers own the weights' storage
     single = accelerator.num_processes == 1 and not _is_sharded(accelerator)
-    with fp32_attention(model, accelerator.device.type,
-                        bf16 and cpu_attention_in_fp32) as attention_in_fp32, \
-            frozen_linears_in_bf16(model, accelerator.device.type, bf16 and single):
+    with training_precision(model, accelerator.device.type, bf16, single_process=single,
+                            cpu_attention_in_fp32=cpu_attention_in_fp32) as attention_in_fp32:
         report = _train(model, train_set, val_set, cfg, pad_id, seed, bf16, accelerator,
                         store, on_log)
     report.attention_in_fp32 = attention_in_fp32
@@ -159,7 +158,8 @@ def _train(model: Any, train_set: list[TokenizedExample], val_set: list[Tokenize
     # One prepare call for both: DeepSpeed builds its engine from the pair, FSDP re-points the
     # optimizer at the sharded parameters.
     share_prefix = cfg.share_prompt_prefix and not cfg.gradient_checkpointing and not sharded
-    wrapped, optimizer = accelerator.prepare(AnswerLossModule(model, share_prefix), optimizer)
+    wrapped, optimizer = accelerator.prepare(
+        AnswerLossModule(model, share_prefix, chunk_head=not sharded), optimizer)
     params = [p for p in wrapped.parameters() if p.requires_grad]
     scheduler = _scheduler(cfg, optimizer, total_steps)
     best_weights: dict[str, Any] | None = None

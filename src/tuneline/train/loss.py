@@ -11,7 +11,12 @@ from tuneline.train.tokenize import IGNORE_INDEX
 
 torch = require("torch")
 
-__all__ = ["AnswerLossModule", "answer_loss", "answer_loss_sum"]
+__all__ = ["AnswerLossModule", "answer_loss", "answer_loss_sum", "head_cross_entropy_sum"]
+
+# Labelled positions projected onto the vocabulary at a time: 128 x 49,152 float32 logits are
+# 25 MB, below glibc's largest mmap threshold (32 MB), so the allocator reuses one chunk's
+# memory for the next instead of taking fresh pages from the kernel for each.
+HEAD_CHUNK_ROWS = 128
 
 
 class AnswerLossModule(torch.nn.Module):
@@ -22,19 +27,21 @@ class AnswerLossModule(torch.nn.Module):
     (answer_loss_sum).
     """
 
-    def __init__(self, lm: Any, share_prefix: bool = False) -> None:
+    def __init__(self, lm: Any, share_prefix: bool = False, chunk_head: bool = True) -> None:
         super().__init__()
         self.lm = lm
         self.share_prefix = share_prefix
+        self.chunk_head = chunk_head
 
     def forward(self, input_ids: Any, labels: Any, attention_mask: Any = None,
                 position_ids: Any = None, shared_prefix: int = 0) -> tuple[Any, Any]:
         return answer_loss_sum(self.lm, input_ids, labels, attention_mask, position_ids,
-                               shared_prefix if self.share_prefix else 0)
+                               shared_prefix if self.share_prefix else 0, self.chunk_head)
 
 
 def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any = None,
-                    position_ids: Any = None, shared_prefix: int = 0) -> tuple[Any, Any]:
+                    position_ids: Any = None, shared_prefix: int = 0,
+                    chunk_head: bool = True) -> tuple[Any, Any]:
     """Summed next-token loss over labelled positions, projecting only those onto the vocabulary.
 
     Computing the LM head over every position costs as much as the rest of a 135M model
@@ -45,6 +52,10 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
     any label) runs once as a one-row forward whose keys and values every row then attends to:
     the same loss and gradients, to float rounding, without recomputing the system prompt and
     the RAG instruction for each example (a third of the demo's training tokens).
+
+    `chunk_head`: project onto the vocabulary in chunks (head_cross_entropy_sum) where the head
+    is a plain linear layer. Off where a sharding wrapper (FSDP, ZeRO-3) owns the head's weight:
+    it is only whole inside the head's own forward.
     """
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
@@ -65,8 +76,74 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
     else:  # hidden starts at the first unshared position
         targets = labels[:, shared_prefix + 1:]
         keep = targets != IGNORE_INDEX
-    logits = head(hidden[:, :-1][keep])
+    hidden = hidden[:, :-1][keep]
+    if chunk_head and type(head) is torch.nn.Linear and head.bias is None:
+        return head_cross_entropy_sum(hidden, head.weight, targets[keep]), count
+    logits = head(hidden)
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum"), count
+
+
+def head_cross_entropy_sum(hidden: Any, weight: Any, targets: Any) -> Any:
+    """Summed cross-entropy of the logits `hidden @ weight.T` against `targets`, as
+    `cross_entropy(linear(hidden, weight).float(), targets, reduction="sum")` computes it
+    (logits in the autocast's dtype when one is on, softmax in float32), HEAD_CHUNK_ROWS rows at
+    a time, with the gradients computed in the same pass: the [rows, vocabulary] logits never
+    exist whole. The Python FAQ's long answers put 1,250 labelled positions in a micro-batch:
+    a 246 MB float32 tensor that the unchunked loss writes four times (cast, log-softmax, a
+    zeroed gradient, its softmax gradient)."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+    else:
+        dtype = torch.promote_types(hidden.dtype, weight.dtype)
+    # Inside an autograd Function's forward grad mode is off: ask here whether to compute them.
+    gradients = torch.is_grad_enabled()
+    return _ChunkedHeadCrossEntropy.apply(hidden, weight, targets, dtype, gradients)
+
+
+class _ChunkedHeadCrossEntropy(torch.autograd.Function):
+    """head_cross_entropy_sum: the forward pass keeps the gradients with respect to the hidden
+    states and the head's weight (each only where autograd needs it); backward scales them."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any,
+                gradients: bool) -> Any:
+        need_hidden = gradients and ctx.needs_input_grad[0]
+        need_weight = gradients and ctx.needs_input_grad[1]
+        grad_hidden = (torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
+                       if need_hidden else None)
+        grad_weight = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                       if need_weight else None)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            head = weight.to(dtype)
+            for start in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
+                rows = slice(start, start + HEAD_CHUNK_ROWS)
+                inputs, wanted = hidden[rows].to(dtype), targets[rows]
+                logits = (inputs @ head.T).float()
+                normaliser = torch.logsumexp(logits, dim=-1)
+                total += (normaliser - logits.gather(1, wanted[:, None]).squeeze(1)).sum()
+                if not (need_hidden or need_weight):
+                    continue
+                # d loss / d logits = softmax - one-hot of the target
+                grad_logits = logits.sub_(normaliser[:, None]).exp_()
+                grad_logits[torch.arange(len(wanted), device=wanted.device), wanted] -= 1
+                grad_logits = grad_logits.to(dtype)
+                if need_hidden:
+                    grad_hidden[rows] = grad_logits @ head
+                if need_weight:
+                    grad_weight += (grad_logits.T @ inputs).float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.dtypes = (hidden.dtype, weight.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: Any) -> tuple[Any, Any, None, None, None]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        hidden_dtype, weight_dtype = ctx.dtypes
+        return (None if grad_hidden is None else (grad_hidden * grad_total).to(hidden_dtype),
+                None if grad_weight is None else (grad_weight * grad_total).to(weight_dtype),
+                None, None, None)
 
 
 def _hidden_after_shared_prefix(decoder: Any, input_ids: Any, attention_mask: Any,

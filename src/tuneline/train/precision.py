@@ -31,6 +31,21 @@ def train_in_bf16(precision: str, device: str) -> bool:
 
 
 @contextlib.contextmanager
+def training_precision(model: Any, device: str, bf16: bool, *, single_process: bool = True,
+                       cpu_attention_in_fp32: bool = True) -> Iterator[bool]:
+    """What a training step of `model` runs under, where it trains under bf16 autocast: on a
+    CPU attention in float32 (`fp32_attention`, unless `cpu_attention_in_fp32` is False) and,
+    in a `single_process` (no sharding wrapper owning the weights), the frozen linear weights
+    stored in bf16 (`frozen_linears_in_bf16`); on any device PEFT's LoRA layers leave their
+    input's dtype to the autocast (`lora_inputs_left_to_autocast`). Yields whether attention
+    runs in float32. Everything is as before after the block."""
+    with fp32_attention(model, device, bf16 and cpu_attention_in_fp32) as attention_in_fp32, \
+            frozen_linears_in_bf16(model, device, bf16 and single_process), \
+            lora_inputs_left_to_autocast(model, bf16):
+        yield attention_in_fp32
+
+
+@contextlib.contextmanager
 def fp32_attention(model: Any, device: str, bf16: bool) -> Iterator[bool]:
     """Within the block, `model`'s attention runs in float32 when a CPU trains it under bf16
     autocast (queries, keys and values cast up, the output back to the autocast's dtype);
@@ -81,6 +96,26 @@ def frozen_linears_in_bf16(model: Any, device: str, bf16: bool) -> Iterator[int]
     finally:
         for module, weight in kept.items():
             module.weight.data = weight
+
+
+@contextlib.contextmanager
+def lora_inputs_left_to_autocast(model: Any, bf16: bool) -> Iterator[int]:
+    """Within the block, under a bf16 autocast, PEFT's LoRA layers no longer cast their input
+    to their float32 weights' dtype; yields how many layers. The autocast casts it straight
+    back to bf16 for the LoRA matmul, so the round trip (and its gradient's) computes nothing:
+    the same values without two copies of each bf16 input (the attention output and the MLP's
+    inner activations, 1,536 wide) a layer, forward and backward. After the block the layers
+    cast as before."""
+    if not bf16:
+        yield 0
+        return
+    require("peft")
+    from peft.helpers import disable_input_dtype_casting
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = sum(isinstance(module, BaseTunerLayer) for module in model.modules())
+    with disable_input_dtype_casting(model):
+        yield layers
 
 
 def _sdpa_in_fp32(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
