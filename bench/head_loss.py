@@ -86,7 +86,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.config, args.runs_dir, args.steps)
         return
-    from precision import train_set
+    from precision import speed_summary, train_set, turns
 
     from tuneline.machine import this_machine
 
@@ -95,21 +95,16 @@ def main() -> None:
     peaks: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="tuneline-bench-head-loss-") as runs_dir:
         train_set(args.config, Path(runs_dir))  # curate once; the children read it back
-        for round_ in range(args.rounds):
-            turn = round_ % len(MODES)
-            for mode in MODES[turn:] + MODES[:turn]:
-                speed, peak, bf16 = run_child(mode, args.config, Path(runs_dir), args.steps)
-                speeds[mode].append(speed)
-                peaks[mode].append(peak)
-                print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:8s} "
-                      f"{speed:6.1f} tok/s, peak RSS {peak:,.0f} MiB (bf16 autocast: {bf16})",
-                      flush=True)
-    baseline = statistics.median(speeds["whole"])
+        for round_, mode in turns(MODES, args.rounds):
+            speed, peak, bf16 = run_child(mode, args.config, Path(runs_dir), args.steps)
+            speeds[mode].append(speed)
+            peaks[mode].append(peak)
+            print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:8s} "
+                  f"{speed:6.1f} tok/s, peak RSS {peak:,.0f} MiB (bf16 autocast: {bf16})",
+                  flush=True)
     for mode in MODES:
-        median = statistics.median(speeds[mode])
-        print(f"{mode:8s} median {median:6.1f} tok/s [{min(speeds[mode]):.1f}-"
-              f"{max(speeds[mode]):.1f}] over {args.rounds} rounds: {median / baseline:.2f}x "
-              f"the whole projection; peak RSS median {statistics.median(peaks[mode]):,.0f} MiB")
+        print(f"{mode:8s} {speed_summary(speeds[mode], speeds['whole'])} the whole projection; "
+              f"peak RSS median {statistics.median(peaks[mode]):,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "paris2024" / "tuneline.yaml"
@@ -62,6 +63,22 @@ def run_mode(mode: str, cfg, tokenizer, examples, steps: int) -> tuple[int, floa
     return report.tokens, report.seconds
 
 
+def turns(modes: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, mode) in the order they run: each round starts with the next mode, so that a
+    machine that speeds up or slows down between rounds moves every mode alike."""
+    for round_ in range(rounds):
+        turn = round_ % len(modes)
+        for mode in [*modes[turn:], *modes[:turn]]:
+            yield round_, mode
+
+
+def speed_summary(speeds: Sequence[float], baseline: Sequence[float]) -> str:
+    """'median M tok/s [min-max] over N rounds: R x' against the baseline's median."""
+    median = statistics.median(speeds)
+    return (f"median {median:6.1f} tok/s [{min(speeds):.1f}-{max(speeds):.1f}] over "
+            f"{len(speeds)} rounds: {median / statistics.median(baseline):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16)
@@ -83,19 +100,14 @@ def main() -> None:
     speeds: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="tuneline-bench-precision-") as runs_dir:
         cfg, tokenizer, examples = train_set(args.config, Path(runs_dir))
-        for round_ in range(args.rounds):
-            turn = round_ % len(modes)
-            for mode in modes[turn:] + modes[:turn]:
-                tokens, seconds = run_mode(mode, cfg, tokenizer, examples, args.steps)
-                speeds[mode].append(tokens / seconds)
-                print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:20s} "
-                      f"{tokens} tokens in {seconds:6.1f} s: {tokens / seconds:6.1f} tok/s",
-                      flush=True)
-    baseline = statistics.median(speeds["fp32"])
+        for round_, mode in turns(modes, args.rounds):
+            tokens, seconds = run_mode(mode, cfg, tokenizer, examples, args.steps)
+            speeds[mode].append(tokens / seconds)
+            print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {mode:20s} "
+                  f"{tokens} tokens in {seconds:6.1f} s: {tokens / seconds:6.1f} tok/s",
+                  flush=True)
     for mode in modes:
-        median = statistics.median(speeds[mode])
-        print(f"{mode:20s} median {median:6.1f} tok/s [{min(speeds[mode]):.1f}-"
-              f"{max(speeds[mode]):.1f}] over {args.rounds} rounds: {median / baseline:.2f}x fp32")
+        print(f"{mode:20s} {speed_summary(speeds[mode], speeds['fp32'])} fp32")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mib:,.0f} MiB")
 
