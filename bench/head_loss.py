@@ -7,7 +7,9 @@ Each mode runs the real loop (`tuneline.train.loop.train_loop`, in the precision
 train split of `--config` (the Python FAQ's by default: its long answers put ~1,250 labelled
 positions in a micro-batch). Every run is a child process of its own, so that its peak RSS is
 its own; modes take turns, each round starting with the next one, and the median over rounds
-is printed with its range and the ratio to the baseline.
+is printed with its range and the ratio to the baseline. Tokens per second count every step,
+the first (kernels warming up) included, as in bench/precision.py. Only the head differs
+between the modes: both run the rest of the step as the loop does (`training_precision`).
 
     .venv/bin/python bench/head_loss.py [--steps 8] [--rounds 3] [--config CONFIG]
 """
@@ -60,15 +62,21 @@ def child(mode: str, config: Path, runs_dir: Path, steps: int) -> None:
 
 def run_child(mode: str, config: Path, runs_dir: Path, steps: int) -> tuple[float, float, bool]:
     """(real tok/s, peak RSS in MiB, bf16) of one child running `mode`."""
-    with tempfile.TemporaryFile("w+") as out:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(
             [sys.executable, __file__, "--child", mode, "--config", str(config),
              "--runs-dir", str(runs_dir), "--steps", str(steps)],
-            stdout=out, stderr=subprocess.DEVNULL)
+            stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        warnings = [line for line in err.read().splitlines() if "warning" in line.lower()]
         if process.returncode:
-            sys.exit(f"{mode}: the child exited with {process.returncode}")
+            err.seek(0)
+            sys.exit(f"{mode}: the child exited with {process.returncode}:\n"
+                     + err.read()[-4000:])
+        for line in warnings:  # a precision the loop fell back from changes the figures
+            print(f"{mode}: {line}", file=sys.stderr)
         out.seek(0)
         result = json.loads(out.read().strip().splitlines()[-1])
     return result["tokens"] / result["seconds"], usage.ru_maxrss / 1024, result["bf16"]

@@ -54,8 +54,8 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
     the RAG instruction for each example (a third of the demo's training tokens).
 
     `chunk_head`: project onto the vocabulary in chunks (head_cross_entropy_sum) where the head
-    is a plain linear layer. Off where a sharding wrapper (FSDP, ZeRO-3) owns the head's weight:
-    it is only whole inside the head's own forward.
+    is a plain, frozen linear layer on a CPU (where it was measured). Off where a sharding
+    wrapper (FSDP, ZeRO-3) owns the head's weight: it is only whole inside its own forward.
     """
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
@@ -77,73 +77,70 @@ def answer_loss_sum(model: Any, input_ids: Any, labels: Any, attention_mask: Any
         targets = labels[:, shared_prefix + 1:]
         keep = targets != IGNORE_INDEX
     hidden = hidden[:, :-1][keep]
-    if chunk_head and type(head) is torch.nn.Linear and head.bias is None:
+    if (chunk_head and hidden.device.type == "cpu" and type(head) is torch.nn.Linear
+            and head.bias is None and not head.weight.requires_grad):
         return head_cross_entropy_sum(hidden, head.weight, targets[keep]), count
     logits = head(hidden)
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum"), count
 
 
 def head_cross_entropy_sum(hidden: Any, weight: Any, targets: Any) -> Any:
-    """Summed cross-entropy of the logits `hidden @ weight.T` against `targets`, as
-    `cross_entropy(linear(hidden, weight).float(), targets, reduction="sum")` computes it
-    (logits in the autocast's dtype when one is on, softmax in float32), HEAD_CHUNK_ROWS rows at
-    a time, with the gradients computed in the same pass: the [rows, vocabulary] logits never
-    exist whole. The Python FAQ's long answers put 1,250 labelled positions in a micro-batch:
-    a 246 MB float32 tensor that the unchunked loss writes four times (cast, log-softmax, a
-    zeroed gradient, its softmax gradient)."""
+    """Summed cross-entropy of the logits `hidden @ weight.T` against `targets` (class indices,
+    none ignored), as `cross_entropy(linear(hidden, weight).float(), targets, reduction="sum")`
+    computes it (logits in the autocast's dtype when one is on, softmax in float32),
+    HEAD_CHUNK_ROWS rows at a time, with the hidden states' gradient computed in the same pass:
+    the [rows, vocabulary] logits never exist whole. The Python FAQ's long answers put 1,250
+    labelled positions in a micro-batch: a 246 MB float32 tensor that the unchunked loss writes
+    four times (cast, log-softmax, a zeroed gradient, its softmax gradient). The head's `weight`
+    must be frozen (LoRA's is): for a trained one, a weight-sized gradient a chunk cost more
+    than the chunks saved (full fine-tuning projects whole)."""
+    if weight.requires_grad and torch.is_grad_enabled():
+        raise ValueError("head_cross_entropy_sum: the head's weight must be frozen")
     device = hidden.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
     else:
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
-    # Inside an autograd Function's forward grad mode is off: ask here whether to compute them.
-    gradients = torch.is_grad_enabled()
-    return _ChunkedHeadCrossEntropy.apply(hidden, weight, targets, dtype, gradients)
+    # Inside an autograd Function's forward grad mode is off: ask here whether to compute it.
+    gradient = torch.is_grad_enabled() and hidden.requires_grad
+    return _ChunkedHeadCrossEntropy.apply(hidden, weight, targets, dtype, gradient)
 
 
 class _ChunkedHeadCrossEntropy(torch.autograd.Function):
-    """head_cross_entropy_sum: the forward pass keeps the gradients with respect to the hidden
-    states and the head's weight (each only where autograd needs it); backward scales them."""
+    """head_cross_entropy_sum: the forward pass keeps the hidden states' gradient (where
+    autograd needs it); backward scales it."""
 
     @staticmethod
     def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, dtype: Any,
-                gradients: bool) -> Any:
-        need_hidden = gradients and ctx.needs_input_grad[0]
-        need_weight = gradients and ctx.needs_input_grad[1]
+                gradient: bool) -> Any:
         grad_hidden = (torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
-                       if need_hidden else None)
-        grad_weight = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-                       if need_weight else None)
+                       if gradient else None)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             head = weight.to(dtype)
             for start in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
                 rows = slice(start, start + HEAD_CHUNK_ROWS)
-                inputs, wanted = hidden[rows].to(dtype), targets[rows]
-                logits = (inputs @ head.T).float()
+                wanted = targets[rows]
+                logits = (hidden[rows].to(dtype) @ head.T).float()
                 normaliser = torch.logsumexp(logits, dim=-1)
                 total += (normaliser - logits.gather(1, wanted[:, None]).squeeze(1)).sum()
-                if not (need_hidden or need_weight):
+                if grad_hidden is None:
                     continue
                 # d loss / d logits = softmax - one-hot of the target
                 grad_logits = logits.sub_(normaliser[:, None]).exp_()
                 grad_logits[torch.arange(len(wanted), device=wanted.device), wanted] -= 1
-                grad_logits = grad_logits.to(dtype)
-                if need_hidden:
-                    grad_hidden[rows] = grad_logits @ head
-                if need_weight:
-                    grad_weight += (grad_logits.T @ inputs).float()
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.dtypes = (hidden.dtype, weight.dtype)
+                grad_hidden[rows] = grad_logits.to(dtype) @ head
+        ctx.save_for_backward(grad_hidden)
+        ctx.hidden_dtype = hidden.dtype
         return total
 
     @staticmethod
-    def backward(ctx: Any, grad_total: Any) -> tuple[Any, Any, None, None, None]:
-        grad_hidden, grad_weight = ctx.saved_tensors
-        hidden_dtype, weight_dtype = ctx.dtypes
-        return (None if grad_hidden is None else (grad_hidden * grad_total).to(hidden_dtype),
-                None if grad_weight is None else (grad_weight * grad_total).to(weight_dtype),
-                None, None, None)
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_total: Any) -> tuple[Any, None, None, None, None]:
+        (grad_hidden,) = ctx.saved_tensors
+        if grad_hidden is None:
+            return None, None, None, None, None
+        return (grad_hidden * grad_total).to(ctx.hidden_dtype), None, None, None, None
 
 
 def _hidden_after_shared_prefix(decoder: Any, input_ids: Any, attention_mask: Any,
