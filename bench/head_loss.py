@@ -32,8 +32,7 @@ MODES = ("whole", "chunked")  # the baseline first
 
 def child(mode: str, config: Path, runs_dir: Path, steps: int) -> None:
     """One mode's loop; prints its real tokens and seconds as JSON."""
-    import transformers
-    from precision import train_set  # bench/precision.py: the curated split, tokenized
+    from precision import run_mode, train_set  # bench/precision.py
 
     from tuneline.models.loading import pick_device, set_cpu_threads
     from tuneline.train import loop
@@ -48,16 +47,10 @@ def child(mode: str, config: Path, runs_dir: Path, steps: int) -> None:
                 super().__init__(lm, share_prefix, chunk_head=False)
 
         loop.AnswerLossModule = WholeProjection
-    transformers.set_seed(cfg.run.seed)
-    accelerator = loop.make_accelerator()
-    from tuneline.train.job import model_for_training
-
-    model = model_for_training(cfg, accelerator)
-    bf16 = train_in_bf16(cfg.train.precision, pick_device())
-    loop_cfg = cfg.train.model_copy(update={"max_steps": steps, "checkpoint_every": 0})
-    report = loop.train_loop(model, examples, [], loop_cfg, tokenizer.pad_token_id,
-                             cfg.run.seed, bf16, accelerator=accelerator)
-    print(json.dumps({"tokens": report.tokens, "seconds": report.seconds, "bf16": bf16}))
+    bf16 = train_in_bf16(cfg.train.precision, pick_device())  # as the train stage picks
+    tokens, seconds = run_mode("bf16-fp32-attention" if bf16 else "fp32", cfg, tokenizer,
+                               examples, steps)
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "bf16": bf16}))
 
 
 def run_child(mode: str, config: Path, runs_dir: Path, steps: int) -> tuple[float, float, bool]:

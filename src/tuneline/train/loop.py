@@ -115,9 +115,9 @@ def train_loop(
     """Train `model` in place and report losses and throughput.
 
     With a checkpoint `store`, resumes from its latest checkpoint and writes one every
-    `cfg.checkpoint_every` steps. Under bf16 autocast on a CPU, attention runs in float32
-    (`fp32_attention`) unless `cpu_attention_in_fp32` is False (benches comparing the two), and
-    the frozen linear weights are stored in bf16 meanwhile (`training_precision`).
+    `cfg.checkpoint_every` steps. Under bf16 autocast the step runs as `training_precision`
+    sets it up: on a CPU, attention in float32 unless `cpu_attention_in_fp32` is False
+    (benches comparing the two), and the frozen linear weights stored in bf16.
     """
     accelerator = accelerator or make_accelerator()
     # sharding wrappers own the weights' storage
