@@ -54,3 +54,14 @@ def test_other_weights_or_precision_do_not_share_answers(tmp_path):
     assert after != before
     _, hits = AnswerCache(tmp_path / "a.sqlite", f"{after}:fp32").answer(_ask("a"), 8, generate)
     assert hits == 0 and calls == [1, 1, 1]
+
+
+def test_answers_with_stop_strings_are_kept_apart_from_those_without(tmp_path):
+    cache = AnswerCache(tmp_path / "answers.sqlite", "model:fp32")
+    generate, calls = _counting()
+    cache.answer(_ask("a"), 8, generate)
+    _, hits = cache.answer(_ask("a"), 8, generate, stops=("<passage",))
+    assert hits == 0 and calls == [1, 1]
+    assert cache.missing(_ask("a", "b"), 8, ("<passage",)) == [1]
+    _, hits = cache.answer(_ask("a"), 8, generate)  # the answer without stops is still kept
+    assert hits == 1 and calls == [1, 1]

@@ -131,6 +131,28 @@ def test_a_row_leaves_the_batch_at_its_end_token_and_answers_as_model_generate_a
     assert decoded_rows[0] == len(CHATS) > decoded_rows[-1]  # the ended row left the batch
 
 
+def test_an_answer_ends_before_the_stop_string_it_writes_and_its_row_leaves_the_batch(
+        model_and_tokenizer):
+    from tuneline.models.generation import generate_batch
+
+    model, tokenizer = model_and_tokenizer
+    free = generate_batch(model, tokenizer, CHATS, 12)
+    # a stop string that the first answer writes across its middle tokens, and no other does
+    words = free[0].text
+    stop = words[len(words) // 3:len(words) // 3 + 6]
+    assert len(stop.strip()) >= 3 and not any(stop in g.text for g in free[1:])
+    calls, handle = _decoder_calls(model)
+    try:
+        stopped = generate_batch(model, tokenizer, CHATS, 12, stops=["never written", stop])
+    finally:
+        handle.remove()
+    assert stopped[0].text == words[:words.index(stop)].strip()
+    assert stopped[0].finish_reason == "stop" and stopped[0].completion_tokens < 12
+    assert stopped[1:] == free[1:]  # the other rows answer as before
+    decoded_rows = [rows for rows, width in calls if width == 1]
+    assert decoded_rows[0] == len(CHATS) > decoded_rows[-1]  # the stopped row left the batch
+
+
 def test_batches_follow_prompt_length_within_the_row_and_cache_caps():
     from tuneline.models.generation import BATCH_CACHE_TOKENS, generation_batches
 

@@ -148,6 +148,47 @@ def test_server_retrieves_and_cites(rag_run, tiny_model_dir):
         assert err.value.body["param"] == "rag"
 
 
+def test_a_served_answer_over_passages_ends_before_the_prompts_markup(rag_run, tiny_model_dir,
+                                                                     monkeypatch):
+    """rag.prompt.ANSWER_STOPS end an answer over passages (a model running on into the next
+    `<passage` block); here a stop the tiny model's answer is known to write stands in."""
+    import torch
+    from openai import OpenAI
+
+    from tuneline.rag.retrieve import Retriever
+    from tuneline.serve.app import build_app
+    from tuneline.serve.config import ServeConfig
+    from tuneline.serve.engines.transformers_engine import TransformersEngine
+
+    cfg, _ = rag_run
+    engine = TransformersEngine.load(str(tiny_model_dir), None, precision="fp32")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # larger random weights, and an end token that never wins: answers
+        for param in engine.model.parameters():  # of 12 tokens
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        engine.model.get_input_embeddings().weight[engine.tokenizer.all_special_ids] = 0.0
+    app = build_app({"tiny": engine}, ServeConfig(max_tokens_default=12),
+                    Retriever.for_run(cfg))
+    question = [{"role": "user", "content": "What is the capital of Peru?"}]
+    with serve_in_thread(app) as url:
+        client = OpenAI(base_url=url, api_key="none", max_retries=0)
+
+        def ask(model):
+            return client.chat.completions.create(model=model, messages=question,
+                                                  temperature=0).choices[0]
+
+        free, plain = ask("tiny+rag"), ask("tiny")
+        text = free.message.content
+        # a character both answers write, after the first two of the one over passages
+        stop = next(c for c in text[2:] if not c.isspace() and c in plain.message.content)
+        monkeypatch.setattr("tuneline.rag.prompt.ANSWER_STOPS", (stop,))
+        stopped, plain_again = ask("tiny+rag"), ask("tiny")
+    assert stopped.message.content == text[:text.index(stop)].rstrip() != text
+    assert stopped.finish_reason == "stop"
+    assert plain_again.message.content == plain.message.content  # no passages: no stop
+
+
 def test_a_server_with_retrieval_always_retrieves_for_every_name_and_refuses_without(
         rag_run, tiny_model_dir):
     from openai import BadRequestError, OpenAI
@@ -589,3 +630,29 @@ def test_a_name_in_part_finds_its_passages_and_a_spliced_name_none():
     assert kept("Which country did FOX Koki represent?") == []  # spliced from two athletes
     assert kept("Which country did Ryan represent?") == ["CROUSER Ryan", "SMITH Ryan"]
     assert kept("Which country did Fox represent?") == ["FOX Jessica", "FOX Noemie"]
+
+
+def test_evaluated_answers_over_passages_end_at_the_prompts_markup(rag_run, tmp_path,
+                                                                    monkeypatch):
+    """As the server's: rag.prompt.ANSWER_STOPS end the +rag variants' answers, not the
+    closed-book ones. What the tuned model writes ("is is is ...") stands in for the markup."""
+    import shutil
+
+    cfg, result = rag_run
+    before = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+    stop = "is is"
+    assert sum(stop in (p.get("tuned+rag_answer") or "") for p in before) >= 5
+    shutil.copytree(result.run_dir, tmp_path / result.run_dir.name)
+    again = cfg.model_copy(update={  # evaluate alone runs again, the answer cache off
+        "run": cfg.run.model_copy(update={"runs_dir": tmp_path}),
+        "evaluate": cfg.evaluate.model_copy(update={"cache_base_answers": False})})
+    monkeypatch.setattr("tuneline.rag.prompt.ANSWER_STOPS", (stop,))
+    evaluated = run_pipeline(again, until="evaluate")
+    assert evaluated.artifacts["train"].skipped and not evaluated.artifacts["evaluate"].skipped
+    after = read_jsonl(evaluated.artifacts["evaluate"].path / "predictions.jsonl")
+    for old, new in zip(before, after, strict=True):
+        assert new.get("tuned_answer") == old.get("tuned_answer")
+        for variant in ("tuned+rag_answer", "base+rag_answer"):
+            if old.get(variant) is not None:
+                assert new[variant] == old[variant].split(stop)[0].strip()
+    assert any(stop in (p.get("tuned_answer") or "") for p in after)

@@ -37,12 +37,13 @@ from tuneline.evaluate.free_text import (
 from tuneline.evaluate.gains import add_gains
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
+from tuneline.evaluate.remote import answer_remote
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
-from tuneline.evaluate.withheld import closed_book_positions, withhold_answers
+from tuneline.evaluate.withheld import closed_book_positions, placed, withhold_answers
 from tuneline.report.markdown import partial_report, render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.job import rows_never_trained
-from tuneline.train.managed.common import REMOTE_MODEL, read_remote_model
+from tuneline.train.managed.common import REMOTE_MODEL
 from tuneline.train.stage import weights_dir
 
 METRICS = METRICS_FILE  # read back through tuneline.report.results
@@ -144,7 +145,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     details: dict[str, Any]
     retrieval: dict[str, Any] = {}
     if (trained.path / REMOTE_MODEL).is_file():
-        answers, details = _answer_remote(cfg, trained, items)
+        answers, details = answer_remote(cfg, trained, items, VARIANTS)
     else:
         closed = closed_book_positions(items)
         questions = [prompt_messages(items[i]) for i in closed]
@@ -158,7 +159,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         for variant, (base, weights) in sources.items():
             texts, speed[variant] = _answer_all(cfg, base, weights, variant, questions, budgets,
                                                 cached, cut)
-            answers[variant] = _placed(texts, closed, len(items))
+            answers[variant] = placed(texts, closed, len(items))
         if with_rag:
             rag_answers, retrieval = _answer_with_retrieval(cfg, sources, items, speed, cached,
                                                             cut)
@@ -359,13 +360,16 @@ def _answer_all(
 
     The base model's answers (no `weights`) come from the answer cache when it has them
     (evaluate.cache_base_answers); `cached[variant]` counts them, and `cut[variant]` the
-    answers that reached their token budget before the model ended them."""
+    answers that reached their token budget before the model ended them. Answers over
+    passages (`+rag`) end at the prompt's markup, as the server's do."""
     from tuneline.models.answer_cache import AnswerCache
     from tuneline.models.generation import Generation, generate_with_progress
     from tuneline.models.loading import load_for_inference
+    from tuneline.rag.prompt import ANSWER_STOPS
 
     loaded: list[Any] = []
     seconds = tokens = 0.0
+    stops = ANSWER_STOPS if variant.endswith("+rag") else ()
 
     def generate(asked: list[Any], budget: int) -> list[Generation]:
         nonlocal seconds, tokens
@@ -374,7 +378,8 @@ def _answer_all(
                                              cfg.train.precision))
         started = time.perf_counter()
         generations, tokens_per_second = generate_with_progress(
-            loaded[0], loaded[1], asked, budget, cfg.evaluate.batch_size, f"evaluate {variant}")
+            loaded[0], loaded[1], asked, budget, cfg.evaluate.batch_size, f"evaluate {variant}",
+            stops)
         elapsed = time.perf_counter() - started
         seconds, tokens = seconds + elapsed, tokens + tokens_per_second * elapsed
         return generations
@@ -389,7 +394,7 @@ def _answer_all(
             generations = generate(asked, budget)
         else:
             generations, hits = cache.answer(asked, budget,
-                                             functools.partial(generate, budget=budget))
+                                             functools.partial(generate, budget=budget), stops)
             if cached is not None:
                 cached[variant] = cached.get(variant, 0) + hits
         for i, generation in zip(chosen, generations, strict=True):
@@ -464,36 +469,3 @@ def _answer_with_retrieval(
         if items[i]["set"] in FREE_TEXT_SETS:
             found["items"][i]["passages"] = [h.passage.text[:max_chars] for h in passages]
     return answers, found
-
-
-def _answer_remote(
-    cfg: PipelineConfig, trained: Artifact, items: list[dict[str, Any]]
-) -> tuple[dict[str, list[str | None]], dict[str, Any]]:
-    """Both variants through the provider: the fine-tuned model id, and its base model id.
-
-    A variant the provider cannot answer (Bedrock without Converse access to the custom
-    model) is left out of the metrics, with the reason under details["skipped"].
-    """
-    from tuneline.train.managed.remote import answer_remote
-
-    remote = read_remote_model(trained.path) or {}
-    closed = closed_book_positions(items)
-    questions = [items[i]["question"] for i in closed]
-    answers: dict[str, list[str | None]] = {}
-    details: dict[str, Any] = {"provider": remote["provider"], "models": {}, "skipped": {}}
-    for variant in VARIANTS:
-        result = answer_remote(cfg, remote, variant, questions)
-        details["models"][variant] = result.model_id
-        if result.answers is None:
-            details["skipped"][variant] = result.skipped
-        else:
-            answers[variant] = _placed(result.answers, closed, len(items))
-    return answers, details
-
-
-def _placed(texts: list[str], positions: list[int], size: int) -> list[str | None]:
-    """`texts` at their items' `positions` in a list of `size`; None where nothing answered."""
-    placed: list[str | None] = [None] * size
-    for position, text in zip(positions, texts, strict=True):
-        placed[position] = text
-    return placed

@@ -23,6 +23,14 @@ def closed_book_positions(items: list[dict[str, Any]]) -> list[int]:
     return [i for i, item in enumerate(items) if item["set"] != WITHHELD_SET]
 
 
+def placed(texts: list[str], positions: list[int], size: int) -> list[str | None]:
+    """`texts` at their items' `positions` in a list of `size`; None where nothing answered."""
+    answers: list[str | None] = [None] * size
+    for position, text in zip(positions, texts, strict=True):
+        answers[position] = text
+    return answers
+
+
 def withhold_answers(retriever: Any, items: list[dict[str, Any]], chosen: list[int],
                      hits: list[list[Any]], top_k: int) -> None:
     """Replace the hits of each withheld item (`items[chosen[n]]`) with its top_k hits that do

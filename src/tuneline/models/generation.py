@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ def generate_batch(
     conversations: Sequence[Sequence[dict[str, str]]],
     max_new_tokens: int,
     share_prefix: bool = True,
+    stops: Sequence[str] = (),
 ) -> list[Generation]:
     """Greedy answers to the conversations, generated together.
 
@@ -73,13 +74,15 @@ def generate_batch(
     batch when it ends (an end token or the budget), as it does in the server's batcher, so
     the later steps decode only the rows still answering. Like the batcher, it takes the
     likeliest token: a generation config's repetition penalty or suppressed tokens do not
-    apply."""
+    apply. An answer also ends where its text first writes one of `stops`, which it does
+    not include (as the server's `stop`)."""
     rows = [prompt_ids(tokenizer, c) for c in conversations]
-    return _generate_rows(model, tokenizer, rows, max_new_tokens, share_prefix)
+    return _generate_rows(model, tokenizer, rows, max_new_tokens, share_prefix, stops)
 
 
 def _generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]],
-                   max_new_tokens: int, share_prefix: bool) -> list[Generation]:
+                   max_new_tokens: int, share_prefix: bool,
+                   stops: Sequence[str] = ()) -> list[Generation]:
     torch = require("torch")
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     ordered = [rows[i] for i in order]
@@ -87,11 +90,28 @@ def _generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]],
     with torch.inference_mode():
         state = _prefill(model, ordered, shared_prefix(ordered) if share_prefix else 0,
                          tokenizer.pad_token_id, max_new_tokens)
-        answers = _greedy_decode(model, state, max_new_tokens, end_ids)
+        answers = _greedy_decode(model, state, max_new_tokens, end_ids,
+                                 _stop_test(tokenizer, stops))
     generations: list[Generation] = [None] * len(rows)  # type: ignore[list-item]
     for answer, index in zip(answers, order, strict=True):
-        generations[index] = _decode(tokenizer, answer, len(rows[index]), end_ids)
+        generations[index] = _decode(tokenizer, answer, len(rows[index]), end_ids, stops)
     return generations
+
+
+def _stop_test(tokenizer: Any, stops: Sequence[str]) -> Callable[[list[int]], bool] | None:
+    """Whether an answer's newest token completed one of `stops`: each token adds at least a
+    character, so the last len(stop) tokens hold a stop just written (the step before found
+    none)."""
+    stops = [s for s in stops if s]
+    if not stops:
+        return None
+    tail = max(len(s) for s in stops)
+
+    def written(answer: list[int]) -> bool:
+        text = tokenizer.decode(answer[-tail:], skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    return written
 
 
 @dataclass
@@ -146,10 +166,10 @@ def _prefill_part(model: Any, input_ids: Any, attention_mask: Any, shared: int) 
     return _Prefilled(logits, cache, attention_mask, positions[:, -1:])
 
 
-def _greedy_decode(model: Any, state: _Prefilled, max_new_tokens: int,
-                   end_ids: set[int]) -> list[list[int]]:
+def _greedy_decode(model: Any, state: _Prefilled, max_new_tokens: int, end_ids: set[int],
+                   stopped: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
     """Each row's new token ids, its end token included: one token a step for the rows not
-    yet ended, from the prompts' state."""
+    yet ended (by an end token, the budget or `stopped`), from the prompts' state."""
     torch = require("torch")
     cache, attention_mask, positions, logits = (state.cache, state.attention_mask,
                                                 state.positions, state.logits)
@@ -161,7 +181,8 @@ def _greedy_decode(model: Any, state: _Prefilled, max_new_tokens: int,
         going = []
         for slot, (row, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
             answers[row].append(token)
-            if token not in end_ids and len(answers[row]) < max_new_tokens:
+            if token not in end_ids and len(answers[row]) < max_new_tokens and not (
+                    stopped is not None and stopped(answers[row])):
                 going.append(slot)
         if not going:
             return answers
@@ -204,13 +225,16 @@ def _pad_after_prefix(rows: Sequence[Sequence[int]], shared: int, pad_id: int) -
     return torch.tensor(ids), torch.tensor(mask)
 
 
-def _decode(tokenizer: Any, new_ids: list[int], prompt_tokens: int,
-            end_ids: set[int]) -> Generation:
-    finish = "length"
+def _decode(tokenizer: Any, new_ids: list[int], prompt_tokens: int, end_ids: set[int],
+            stops: Sequence[str] = ()) -> Generation:
+    finish, count = "length", len(new_ids)
     if new_ids and new_ids[-1] in end_ids:
         new_ids, finish = new_ids[:-1], "stop"
-    text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-    return Generation(text, prompt_tokens, len(new_ids) + (finish == "stop"), finish)
+    text = tokenizer.decode(new_ids, skip_special_tokens=True)
+    cut = min((text.find(s) for s in stops if s and s in text), default=None)
+    if cut is not None:
+        text, finish = text[:cut], "stop"
+    return Generation(text.strip(), prompt_tokens, count, finish)
 
 
 def generate_all(
@@ -221,13 +245,14 @@ def generate_all(
     batch_size: int,
     progress: Any = None,
     share_prefix: bool = True,
+    stops: Sequence[str] = (),
 ) -> list[Generation]:
     """Greedy answers for many conversations, in the batches `generation_batches` forms."""
     rows = [prompt_ids(tokenizer, c) for c in conversations]
     results: list[Generation | None] = [None] * len(conversations)
     for batch in generation_batches(rows, batch_size):
         outputs = _generate_rows(model, tokenizer, [rows[i] for i in batch], max_new_tokens,
-                                 share_prefix)
+                                 share_prefix, stops)
         for index, generation in zip(batch, outputs, strict=True):
             results[index] = generation
         if progress is not None:
@@ -284,6 +309,7 @@ def generate_with_progress(
     max_new_tokens: int,
     batch_size: int,
     desc: str,
+    stops: Sequence[str] = (),
 ) -> tuple[list[Generation], float]:
     """`generate_all` behind a progress bar showing tokens/s; returns the answers and tokens/s."""
     from tqdm.auto import tqdm
@@ -299,7 +325,7 @@ def generate_with_progress(
 
     try:
         generations = generate_all(model, tokenizer, conversations, max_new_tokens, batch_size,
-                                   progress)
+                                   progress, stops=stops)
     finally:
         bar.close()
     return generations, tokens / max(time.perf_counter() - started, 1e-9)

@@ -30,6 +30,10 @@ def shown_text(passage: Passage, max_chars: int) -> str:
 
 
 QUESTION_LABEL = "Question: "  # before the question, after the passages
+# Where an answer over passages ends, if the model has not ended it: passage text cannot
+# write these (its brackets are neutralised), so an answer that does has run past its end
+# into the prompt's markup, copying the next passage (evaluation and the server stop here).
+ANSWER_STOPS = ("<passage", "</passage")
 # What the model reads when retrieval (or matching) found nothing.
 NO_PASSAGE = "<passage source=\"none\">\n(no passage found)\n</passage>"
 

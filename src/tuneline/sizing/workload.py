@@ -55,6 +55,7 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
     from tuneline.evaluate.stage import GENERAL, evaluation_items, retrieval_conversations
     from tuneline.evaluate.withheld import closed_book_positions
     from tuneline.models.loading import load_tokenizer
+    from tuneline.rag.prompt import ANSWER_STOPS
     from tuneline.rag.retrieve import no_passage_reply
     from tuneline.train.replay import plain_declines, replay_count
     from tuneline.train.tokenize import tokenize_chat
@@ -81,7 +82,8 @@ def measure_workload(cfg: PipelineConfig, curated: Artifact) -> Workload:
         declined = no_passage_reply(cfg) is not None  # no passage: no generation
         kept = [n for n, found in enumerate(hits) if found or not declined]
         batches += evaluation.work([asked[n] for n in kept],
-                                   [scalable[chosen[n]] for n in kept], answer_tokens.get("rag"))
+                                   [scalable[chosen[n]] for n in kept], answer_tokens.get("rag"),
+                                   ANSWER_STOPS)
     return Workload(
         train_tokens=_computed_tokens(examples, cfg.train.batch_size, share,
                                       cfg.train.max_micro_batch_tokens)
@@ -141,9 +143,9 @@ class _Evaluation:
         return self.work([prompt_messages(item) for item in items], items, answer_tokens)
 
     def work(self, conversations: Sequence[Sequence[dict[str, str]]],
-             items: Sequence[dict[str, Any]], answer_tokens: int | None
-             ) -> list[GenerationBatch]:
-        """The base and tuned variants' batches on `conversations`."""
+             items: Sequence[dict[str, Any]], answer_tokens: int | None,
+             stops: Sequence[str] = ()) -> list[GenerationBatch]:
+        """The base and tuned variants' batches on `conversations` (answered with `stops`)."""
         from tuneline.evaluate.stage import answer_budget
 
         budgets = [answer_budget(self.cfg, item) for item in items]
@@ -151,7 +153,7 @@ class _Evaluation:
         for budget in sorted(set(budgets)):
             asked = [c for c, b in zip(conversations, budgets, strict=True) if b == budget]
             base = (asked if self.cache is None
-                    else [asked[i] for i in self.cache.missing(asked, budget)])
+                    else [asked[i] for i in self.cache.missing(asked, budget, stops)])
             tuned_steps = budget if answer_tokens is None else min(budget, answer_tokens + 1)
             for rows, steps in ((base, budget), (asked, tuned_steps)):
                 batches += [_generation_batch(batch, steps) for batch in self._batches(rows)]

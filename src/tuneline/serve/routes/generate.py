@@ -71,7 +71,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request
                                          call.route.adapter)
     sampling = _sampling(call, len(prompt_ids), body.max_completion_tokens or body.max_tokens,
                          body.temperature, body.top_p, body.seed, body.stop,
-                         (body.top_logprobs or 0) if body.logprobs else None)
+                         (body.top_logprobs or 0) if body.logprobs else None,
+                         over_passages=citations is not None)
     generation = GenerationRequest(prompt_ids, sampling, call.route.adapter)
     reply = call.state.retriever.no_passage_reply if citations == [] else None
     pending = (_submit(call, generation) if reply is None
@@ -159,7 +160,11 @@ def _start(request: Request, model: str) -> _Call:
 
 def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperature: float,
               top_p: float, seed: int | None, stop: str | list[str] | None,
-              logprobs: int | None = None) -> SamplingParams:
+              logprobs: int | None = None, over_passages: bool = False) -> SamplingParams:
+    """The request's decoding; an answer over retrieved passages also ends where it runs on
+    into the prompt's passage markup (rag.prompt.ANSWER_STOPS, as evaluation's do)."""
+    from tuneline.rag.prompt import ANSWER_STOPS
+
     max_tokens = max_tokens or call.state.settings.max_tokens_default
     context = call.route.engine.context_length
     if prompt_tokens + max_tokens > context:
@@ -169,8 +174,8 @@ def _sampling(call: _Call, prompt_tokens: int, max_tokens: int | None, temperatu
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if len(stops) > 4:
         raise APIError(400, "at most 4 stop sequences", "invalid_request_error", "stop")
-    return SamplingParams(max_tokens, temperature, top_p, seed, tuple(s for s in stops if s),
-                          logprobs)
+    stops = tuple(s for s in stops if s) + (ANSWER_STOPS if over_passages else ())
+    return SamplingParams(max_tokens, temperature, top_p, seed, stops, logprobs)
 
 
 def _chat_logprobs(engine: Any, logprobs: Sequence[EngineTokenLogprob] | None
