@@ -70,6 +70,34 @@ def test_rag_conversations_show_passages_but_no_evaluated_reply(tmp_path, tiny_m
     assert own >= 6
 
 
+def test_a_share_of_rag_conversations_declines_with_the_passages_that_answer_it_left_out(
+        tmp_path, tiny_model_dir):
+    decline = "I don't have information about that in my data."
+    cfg = _config(tmp_path, tiny_model_dir, top_k=2,
+                  rag={"conversation_fraction": 1.0, "conversation_withheld": 0.5})
+    curated = run_pipeline(cfg, until="curate").artifacts["curate"]
+    train = read_jsonl(curated.path / "train.jsonl")
+    answered = {row["messages"][-2]["content"]: row["messages"][-1]["content"]
+                for row in train if "</passage>" not in row["messages"][-2]["content"]}
+    with_passages = [row for row in train if "</passage>" in row["messages"][-2]["content"]]
+    declines = [row for row in with_passages if row["messages"][-1]["content"] == decline]
+    assert len(with_passages) == 9 and 2 <= len(declines) <= 7
+    assert curated.manifest["counts"]["conversations:rag:withheld"] == len(declines)
+    for row in declines:  # its own section is not among the passages; another one is
+        prompt = row["messages"][-2]["content"]
+        question = prompt.rsplit("Question: ", 1)[-1]
+        assert answered[question][:40] not in prompt and prompt.count("</passage>") >= 1
+    kept = [row for row in with_passages if row not in declines]
+    assert all(row["messages"][-1]["content"] in answered.values() for row in kept)
+    # the copies that answer are those of a run without declines
+    (tmp_path / "plain").mkdir()
+    plain = _config(tmp_path / "plain", tiny_model_dir, top_k=2,
+                    rag={"conversation_fraction": 1.0})
+    before = read_jsonl(run_pipeline(plain, until="curate").artifacts["curate"].path
+                        / "train.jsonl")
+    assert all(row in before for row in kept)
+
+
 def test_withheld_questions_are_asked_without_any_passage_that_answers_them(tmp_path,
                                                                             tiny_model_dir):
     from tuneline.evaluate.stage import evaluation_items, retrieval_conversations

@@ -129,6 +129,12 @@ class RaftConfig(Section):
         "retrieved for it, the reply unchanged; a passage that shares a run of twelve words "
         "with an evaluated reply is left out. Needs index.enabled.",
     )
+    conversation_withheld: float = Field(
+        0.0, ge=0, le=1, description="Share of those RAG-format conversations shaped as the "
+        "evaluated `withheld` set: every passage quoting the reply is left out and the reply "
+        "becomes synthesize.unanswerable.answer, so the model learns to say when the "
+        "documents do not hold the answer instead of answering from another passage.",
+    )
 
     @property
     def enabled(self) -> bool:

@@ -137,10 +137,16 @@ LEAK_SHINGLE_WORDS = 12
 
 def rag_conversations(conversations: list[Conversation], fraction: float,
                       retriever: Any, top_k: int, max_chars: int, evaluated: list[str],
-                      seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                      seed: int, withheld: float = 0.0, decline: str = ""
+                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """RAG-format copies of a seeded share of the training conversations: the last user turn
     carries the passages retrieved for it, the reply is unchanged. A passage sharing a run of
-    LEAK_SHINGLE_WORDS words with an `evaluated` reply is never shown (counted)."""
+    LEAK_SHINGLE_WORDS words with an `evaluated` reply is never shown (counted).
+
+    A seeded `withheld` share of the copies is shaped as the evaluated `withheld` set is:
+    every passage quoting the reply (`quotes`) is left out and the reply is `decline`, so the
+    model learns to say when the passages do not hold the answer; a copy left with no passage
+    keeps its reply."""
     from tuneline.curate.dedup import shingles
     from tuneline.rag.prompt import rag_messages
 
@@ -149,20 +155,29 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(conversations)),
                                max(1, round(len(conversations) * fraction))))
+    declining = random.Random(f"{seed}:withheld")  # the copies above stay as they were
     guarded = {s for reply in evaluated
                for s in shingles(reply, LEAK_SHINGLE_WORDS)
                if s.count(b" ") >= LEAK_SHINGLE_WORDS - 1}
     questions = [conversations[i].messages[-2]["content"] for i in chosen]
-    examples, avoided = [], 0
+    examples, avoided, declined = [], 0, 0
     for i, hits in zip(chosen, retriever.search(questions, 2 * top_k), strict=True):
         safe = [h.passage for h in hits
                 if not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded]
         avoided += len(hits) - len(safe)
         messages = conversations[i].messages
+        reply = messages[-1]
+        if withheld > 0 and declining.random() < withheld:
+            unquoting = [p for p in safe if not quotes(p.text, reply["content"])]
+            if unquoting:
+                safe, reply, declined = unquoting, {**reply, "content": decline}, declined + 1
         examples.append({"messages": [*rag_messages(messages[:-1], safe[:top_k], max_chars),
-                                      messages[-1]]})
-    return examples, {"conversations:rag": len(examples),
-                      "conversations:rag:distractor_leak_avoided": avoided}
+                                      reply]})
+    counts = {"conversations:rag": len(examples),
+              "conversations:rag:distractor_leak_avoided": avoided}
+    if withheld > 0:
+        counts["conversations:rag:withheld"] = declined
+    return examples, counts
 
 
 def rephrased_items(trained: list[Conversation], fraction: float, seed: int

@@ -225,7 +225,9 @@ def _rag_conversations(cfg: PipelineConfig, talks: ConversationSplit
     try:
         return rag_conversations(talks.train, cfg.curate.rag.conversation_fraction, retriever,
                                  cfg.index.retrieval.top_k,
-                                 cfg.index.retrieval.max_passage_chars, evaluated, cfg.run.seed)
+                                 cfg.index.retrieval.max_passage_chars, evaluated, cfg.run.seed,
+                                 cfg.curate.rag.conversation_withheld,
+                                 cfg.synthesize.unanswerable.answer)
     finally:
         retriever.close()
 
