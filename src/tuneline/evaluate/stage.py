@@ -37,7 +37,7 @@ from tuneline.evaluate.free_text import (
 from tuneline.evaluate.gains import add_gains
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
-from tuneline.evaluate.remote import answer_remote
+from tuneline.evaluate.provider_answers import answer_remote
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
 from tuneline.evaluate.withheld import closed_book_positions, placed, withhold_answers
 from tuneline.report.markdown import partial_report, render_report
