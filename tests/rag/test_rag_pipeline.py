@@ -178,6 +178,7 @@ def test_a_served_answer_over_passages_ends_before_the_prompts_markup(rag_run, t
             return client.chat.completions.create(model=model, messages=question,
                                                   temperature=0).choices[0]
 
+        ask("tiny+rag"), ask("tiny")  # the first answers run before the prefix is cached
         free, plain = ask("tiny+rag"), ask("tiny")
         text = free.message.content
         # a character both answers write, after the first two of the one over passages
@@ -639,17 +640,20 @@ def test_evaluated_answers_over_passages_end_at_the_prompts_markup(rag_run, tmp_
     import shutil
 
     cfg, result = rag_run
-    before = read_jsonl(result.artifacts["evaluate"].path / "predictions.jsonl")
+    shutil.copytree(result.run_dir, tmp_path / result.run_dir.name)
+    copied = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": tmp_path})})
+
+    def evaluated(batch_size):  # another batch size: evaluate runs again, the same answers
+        again = copied.model_copy(update={"evaluate": copied.evaluate.model_copy(
+            update={"batch_size": batch_size})})
+        path = run_pipeline(again, until="evaluate").artifacts["evaluate"].path
+        return read_jsonl(path / "predictions.jsonl")
+
+    before = evaluated(5)
     stop = "is is"
     assert sum(stop in (p.get("tuned+rag_answer") or "") for p in before) >= 5
-    shutil.copytree(result.run_dir, tmp_path / result.run_dir.name)
-    again = cfg.model_copy(update={  # evaluate alone runs again, the answer cache off
-        "run": cfg.run.model_copy(update={"runs_dir": tmp_path}),
-        "evaluate": cfg.evaluate.model_copy(update={"cache_base_answers": False})})
     monkeypatch.setattr("tuneline.rag.prompt.ANSWER_STOPS", (stop,))
-    evaluated = run_pipeline(again, until="evaluate")
-    assert evaluated.artifacts["train"].skipped and not evaluated.artifacts["evaluate"].skipped
-    after = read_jsonl(evaluated.artifacts["evaluate"].path / "predictions.jsonl")
+    after = evaluated(6)
     for old, new in zip(before, after, strict=True):
         assert new.get("tuned_answer") == old.get("tuned_answer")
         for variant in ("tuned+rag_answer", "base+rag_answer"):
