@@ -151,6 +151,7 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
     from tuneline.evaluate.metrics import judge_answer
     from tuneline.models.generation import generate_all
     from tuneline.models.loading import load_base_model, load_tokenizer, use_bf16
+    from tuneline.rag.prompt import ANSWER_STOPS
     from tuneline.train.job import example_limit, tokenized_file
     from tuneline.train.loop import make_accelerator, train_loop
     from tuneline.train.methods import prepare_for_training
@@ -192,7 +193,8 @@ def run_one(data: Path, cache: Path, variant: str, seed: int, items: list[dict[s
             for budget in sorted({it["max_new_tokens"] for it in items}):
                 chosen = [it for it in items if it["max_new_tokens"] == budget]
                 answers = generate_all(model, tokenizer, [it[key] for it in chosen], budget,
-                                       batch_size=64)
+                                       batch_size=64,
+                                       stops=ANSWER_STOPS if key == "rag" else ())
                 for it, answer in zip(chosen, answers, strict=True):
                     verdict = judge_answer(answer.text, it["item"], vocabulary)
                     cell = scores.setdefault(f"{variant_name}:{it['item']['set']}",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from tuneline.models.answer_cache import AnswerCache, model_hash
 from tuneline.models.generation import Generation
 
@@ -65,3 +68,6 @@ def test_answers_with_stop_strings_are_kept_apart_from_those_without(tmp_path):
     assert cache.missing(_ask("a", "b"), 8, ("<passage",)) == [1]
     _, hits = cache.answer(_ask("a"), 8, generate)  # the answer without stops is still kept
     assert hits == 1 and calls == [1, 1]
+    # and so are answers kept before stops were keyed: their key is unchanged
+    before = json.dumps(["model:fp32", 8, _ask("a")[0]], ensure_ascii=False, sort_keys=True)
+    assert cache.key(_ask("a")[0], 8) == hashlib.sha256(before.encode()).hexdigest()

@@ -137,20 +137,35 @@ def test_an_answer_ends_before_the_stop_string_it_writes_and_its_row_leaves_the_
 
     model, tokenizer = model_and_tokenizer
     free = generate_batch(model, tokenizer, CHATS, 12)
-    # a stop string that the first answer writes across its middle tokens, and no other does
-    words = free[0].text
-    stop = words[len(words) // 3:len(words) // 3 + 6]
-    assert len(stop.strip()) >= 3 and not any(stop in g.text for g in free[1:])
+    # an ASCII stop that one answer writes after its first tokens, and no other answer does
+    row, start = next((r, i) for r, g in enumerate(free) for i in range(2, len(g.text) - 4)
+                      if g.text[i:i + 4].isascii() and g.text[i:i + 4].isalnum()
+                      and not any(g.text[i:i + 4] in other.text for other in free if other != g))
+    words = free[row].text
+    stop = words[start:start + 4]
     calls, handle = _decoder_calls(model)
     try:
-        stopped = generate_batch(model, tokenizer, CHATS, 12, stops=["never written", stop])
+        stopped = generate_batch(model, tokenizer, CHATS, 12, stops=[stop])
     finally:
         handle.remove()
-    assert stopped[0].text == words[:words.index(stop)].strip()
-    assert stopped[0].finish_reason == "stop" and stopped[0].completion_tokens < 12
-    assert stopped[1:] == free[1:]  # the other rows answer as before
+    assert stopped[row].text == words[:words.index(stop)].strip()
+    assert stopped[row].finish_reason == "stop" and stopped[row].completion_tokens < 12
+    assert stopped[:row] + stopped[row + 1:] == free[:row] + free[row + 1:]  # as before
     decoded_rows = [rows for rows, width in calls if width == 1]
     assert decoded_rows[0] == len(CHATS) > decoded_rows[-1]  # the stopped row left the batch
+
+
+@pytest.mark.parametrize("stop", ["<passage", "é", "→ ok"])
+def test_a_stop_is_seen_at_the_token_that_completes_it_whatever_its_bytes(model_and_tokenizer,
+                                                                          stop):
+    from tuneline.models.generation import _stop_test
+
+    _, tokenizer = model_and_tokenizer
+    ids = tokenizer(f"Lima is the capital {stop} and more", add_special_tokens=False)["input_ids"]
+    written = _stop_test(tokenizer, [stop])
+    seen = [written(ids[:n]) for n in range(1, len(ids) + 1)]
+    first = next(n for n in range(1, len(ids) + 1) if stop in tokenizer.decode(ids[:n]))
+    assert seen.index(True) + 1 == first
 
 
 def test_batches_follow_prompt_length_within_the_row_and_cache_caps():

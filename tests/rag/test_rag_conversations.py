@@ -87,6 +87,7 @@ def test_a_share_of_rag_conversations_declines_with_the_passages_that_answer_it_
         prompt = row["messages"][-2]["content"]
         question = prompt.rsplit("Question: ", 1)[-1]
         assert answered[question][:40] not in prompt and prompt.count("</passage>") >= 1
+        assert 'source="none"' not in prompt
     kept = [row for row in with_passages if row not in declines]
     assert all(row["messages"][-1]["content"] in answered.values() for row in kept)
     # the copies that answer are those of a run without declines

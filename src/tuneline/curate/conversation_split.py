@@ -133,6 +133,9 @@ def reference_reply(conversation: Conversation) -> str:
 # A passage sharing this many consecutive words with a reply quotes it; shorter runs are
 # often boilerplate that many answers share ("then release it and wait while the").
 LEAK_SHINGLE_WORDS = 12
+# Hits searched per passage shown where the passages quoting a reply are left out (the
+# withheld set, its training copies), so that top_k remain.
+SEARCHED_PER_SHOWN = 3
 
 
 def rag_conversations(conversations: list[Conversation], fraction: float,
@@ -150,6 +153,8 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     from tuneline.curate.dedup import shingles
     from tuneline.rag.prompt import rag_messages
 
+    if withheld > 0 and not decline:
+        raise ValueError("rag_conversations: a withheld share needs the decline to answer")
     if not conversations or fraction <= 0:
         return [], {}
     rng = random.Random(seed)
@@ -161,16 +166,22 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
                if s.count(b" ") >= LEAK_SHINGLE_WORDS - 1}
     questions = [conversations[i].messages[-2]["content"] for i in chosen]
     examples, avoided, declined = [], 0, 0
-    for i, hits in zip(chosen, retriever.search(questions, 2 * top_k), strict=True):
+    drawn = [withheld > 0 and declining.random() < withheld for _ in chosen]
+    wider = iter(retriever.search([q for q, d in zip(questions, drawn, strict=True) if d],
+                                  SEARCHED_PER_SHOWN * top_k))
+    for i, hits, draw in zip(chosen, retriever.search(questions, 2 * top_k), drawn,
+                             strict=True):
+        messages = conversations[i].messages
+        reply = messages[-1]
+        if draw:  # searched wider, as the evaluated withheld set is
+            unquoting = [h for h in next(wider) if not quotes(h.passage.text, reply["content"])]
+            if any(not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded
+                   for h in unquoting):  # else nothing is left to show: the reply stays
+                hits, reply = unquoting, {**reply, "content": decline}
+                declined += 1
         safe = [h.passage for h in hits
                 if not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded]
         avoided += len(hits) - len(safe)
-        messages = conversations[i].messages
-        reply = messages[-1]
-        if withheld > 0 and declining.random() < withheld:
-            unquoting = [p for p in safe if not quotes(p.text, reply["content"])]
-            if unquoting:
-                safe, reply, declined = unquoting, {**reply, "content": decline}, declined + 1
         examples.append({"messages": [*rag_messages(messages[:-1], safe[:top_k], max_chars),
                                       reply]})
     counts = {"conversations:rag": len(examples),

@@ -10,7 +10,7 @@ from tuneline.evaluate.withheld import closed_book_positions, placed
 from tuneline.train.managed.common import read_remote_model
 
 
-def answer_remote(
+def answer_with_provider(
     cfg: PipelineConfig, trained: Artifact, items: list[dict[str, Any]],
     variants: tuple[str, ...],
 ) -> tuple[dict[str, list[str | None]], dict[str, Any]]:

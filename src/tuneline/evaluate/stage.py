@@ -37,9 +37,10 @@ from tuneline.evaluate.free_text import (
 from tuneline.evaluate.gains import add_gains
 from tuneline.evaluate.lookup import NEAREST_TRAINED, last_question, lookup_replies
 from tuneline.evaluate.metrics import judge_answer, summarize_items
-from tuneline.evaluate.provider_answers import answer_remote
+from tuneline.evaluate.provider_answers import answer_with_provider
 from tuneline.evaluate.untrained import describe_left_out, split_untrained
 from tuneline.evaluate.withheld import closed_book_positions, placed, withhold_answers
+from tuneline.rag.prompt import ANSWER_STOPS
 from tuneline.report.markdown import partial_report, render_report
 from tuneline.report.results import METRICS_FILE
 from tuneline.train.job import rows_never_trained
@@ -83,8 +84,8 @@ def run(cfg: PipelineConfig, indexed: Artifact | None, curated: Artifact, traine
     inputs = {"curate": curated.output_hash, "train": trained.output_hash}
     with_rag = (cfg.evaluate.rag and indexed is not None
                 and not (trained.path / REMOTE_MODEL).is_file())
-    if with_rag:
-        config_hash += ":" + cfg.section_hash("index")
+    if with_rag:  # +rag answers made under other stops are not reused
+        config_hash += ":" + cfg.section_hash("index") + ":" + "|".join(ANSWER_STOPS)
         inputs["index"] = indexed.output_hash
     champion = find_champion(cfg) if cfg.evaluate.compare_champion else None
     if champion is not None:
@@ -145,7 +146,7 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
     details: dict[str, Any]
     retrieval: dict[str, Any] = {}
     if (trained.path / REMOTE_MODEL).is_file():
-        answers, details = answer_remote(cfg, trained, items, VARIANTS)
+        answers, details = answer_with_provider(cfg, trained, items, VARIANTS)
     else:
         closed = closed_book_positions(items)
         questions = [prompt_messages(items[i]) for i in closed]
@@ -365,7 +366,6 @@ def _answer_all(
     from tuneline.models.answer_cache import AnswerCache
     from tuneline.models.generation import Generation, generate_with_progress
     from tuneline.models.loading import load_for_inference
-    from tuneline.rag.prompt import ANSWER_STOPS
 
     loaded: list[Any] = []
     seconds = tokens = 0.0

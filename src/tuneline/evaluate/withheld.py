@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneline.curate.conversation_split import WITHHELD_SET, quotes
-
-# Hits searched per passage shown for a withheld question, so that top_k remain once the
-# passages quoting its reply are left out.
-SEARCHED_PER_SHOWN = 3
+from tuneline.curate.conversation_split import (
+    SEARCHED_PER_SHOWN,
+    WITHHELD_SET,
+    quotes,
+)
 
 
 def closed_book_positions(items: list[dict[str, Any]]) -> list[int]:

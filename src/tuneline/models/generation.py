@@ -100,12 +100,13 @@ def _generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]],
 
 def _stop_test(tokenizer: Any, stops: Sequence[str]) -> Callable[[list[int]], bool] | None:
     """Whether an answer's newest token completed one of `stops`: each token adds at least a
-    character, so the last len(stop) tokens hold a stop just written (the step before found
-    none)."""
+    byte, so the last len(stop in UTF-8) tokens hold a stop just written (the step before
+    found none). A tokenizer that drops a window's leading space finds a stop that starts
+    with a space one token late."""
     stops = [s for s in stops if s]
     if not stops:
         return None
-    tail = max(len(s) for s in stops)
+    tail = max(len(s.encode("utf-8")) for s in stops)
 
     def written(answer: list[int]) -> bool:
         text = tokenizer.decode(answer[-tail:], skip_special_tokens=True)
