@@ -633,36 +633,39 @@ def test_a_name_in_part_finds_its_passages_and_a_spliced_name_none():
     assert kept("Which country did Fox represent?") == ["FOX Jessica", "FOX Noemie"]
 
 
-def test_evaluated_answers_over_passages_end_at_the_prompts_markup(rag_run, tmp_path,
+def test_evaluated_answers_over_passages_end_at_the_prompts_markup(tiny_model_dir, tmp_path,
                                                                     monkeypatch):
     """As the server's: rag.prompt.ANSWER_STOPS end the +rag variants' answers, not the
-    closed-book ones. Two characters the tuned model writes stand in for the markup."""
-    import shutil
+    closed-book ones. Three characters the model writes stand in for the markup."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg, result = rag_run
-    shutil.copytree(result.run_dir, tmp_path / result.run_dir.name)
-    copied = cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": tmp_path})})
+    from tuneline.evaluate import stage
 
-    def evaluated(batch_size):  # another batch size: evaluate runs again, the same answers
-        again = copied.model_copy(update={"evaluate": copied.evaluate.model_copy(
-            update={"batch_size": batch_size})})
-        path = run_pipeline(again, until="evaluate").artifacts["evaluate"].path
-        return read_jsonl(path / "predictions.jsonl")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # larger random weights, and an end token that never wins
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        model.get_input_embeddings().weight[tokenizer.all_special_ids] = 0.0
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    cfg = PipelineConfig.model_validate({"evaluate": {"cache_base_answers": False},
+                                         "train": {"precision": "fp32"}})
+    asked = [[{"role": "user", "content": f"Capital of {c}?"}] for c in ("Peru", "Chile",
+                                                                        "Kenya", "Japan")]
 
-    before = evaluated(5)
-    # three characters that most +rag answers write, none at its start (an answer's text is
-    # kept stripped: the stop's place in the generated text is then known)
-    written = [p[v] for p in before for v in ("tuned+rag_answer", "base+rag_answer")
-               if p.get(v)]
-    stop = max({a[i:i + 3] for a in written for i in range(1, len(a) - 2)
-                if not a[i].isspace() and all(not b.startswith(a[i:i + 3]) for b in written)},
-               key=lambda text: sum(text in a for a in written))
-    assert sum(stop in a for a in written) >= 3
-    monkeypatch.setattr("tuneline.evaluate.stage.ANSWER_STOPS", (stop,))
-    after = evaluated(6)
-    for old, new in zip(before, after, strict=True):
-        assert new.get("tuned_answer") == old.get("tuned_answer")
-        for variant in ("tuned+rag_answer", "base+rag_answer"):
-            if old.get(variant) is not None:
-                assert new[variant] == old[variant].split(stop)[0].strip()
-    assert any(stop in (p.get("tuned_answer") or "")[1:] for p in after)  # not cut there
+    def answers(variant):
+        return stage._answer_all(cfg, str(tmp_path / "model"), None, variant, asked,
+                                 [12] * len(asked))[0]
+
+    free = answers("base")
+    stop = max({a[i:i + 3] for a in free for i in range(1, len(a) - 2)
+                if not a[i].isspace() and all(not b.startswith(a[i:i + 3]) for b in free)},
+               key=lambda text: sum(text in a for a in free))
+    monkeypatch.setattr(stage, "ANSWER_STOPS", (stop,))
+    assert answers("base") == free
+    over_passages = answers("base+rag")
+    assert over_passages == [a.split(stop)[0].strip() for a in free] != free
