@@ -164,6 +164,10 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     guarded = {s for reply in evaluated
                for s in shingles(reply, LEAK_SHINGLE_WORDS)
                if s.count(b" ") >= LEAK_SHINGLE_WORDS - 1}
+    def shown(hits: list[Any]) -> list[Any]:
+        return [h.passage for h in hits
+                if not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded]
+
     questions = [conversations[i].messages[-2]["content"] for i in chosen]
     examples, avoided, declined = [], 0, 0
     drawn = [withheld > 0 and declining.random() < withheld for _ in chosen]
@@ -173,14 +177,12 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
                              strict=True):
         messages = conversations[i].messages
         reply = messages[-1]
+        safe = shown(hits)
         if draw:  # searched wider, as the evaluated withheld set is
             unquoting = [h for h in next(wider) if not quotes(h.passage.text, reply["content"])]
-            if any(not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded
-                   for h in unquoting):  # else nothing is left to show: the reply stays
-                hits, reply = unquoting, {**reply, "content": decline}
+            if remaining := shown(unquoting):  # else nothing is left to show: the reply stays
+                hits, safe, reply = unquoting, remaining, {**reply, "content": decline}
                 declined += 1
-        safe = [h.passage for h in hits
-                if not shingles(h.passage.text, LEAK_SHINGLE_WORDS) & guarded]
         avoided += len(hits) - len(safe)
         examples.append({"messages": [*rag_messages(messages[:-1], safe[:top_k], max_chars),
                                       reply]})
