@@ -40,7 +40,8 @@ def pip_settings(listing: str) -> dict[str, str]:
 
 
 def uv_arguments(settings: dict[str, str]) -> list[str]:
-    arguments: list[str] = []
+    # pip takes the best version any index offers; uv by default only the first index's.
+    arguments = ["--index-strategy", "unsafe-best-match"]
     for name, option in OPTIONS.items():
         for value in settings.get(name, "").split():
             arguments += [option, value]
