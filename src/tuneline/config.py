@@ -111,12 +111,15 @@ class PipelineConfig(Section):
                 READING_FACTS_PER_TEMPLATE if self.curate.rag.fraction > 0 else 0)
         return self
 
-    def section_hash(self, *sections: str) -> str:
+    def section_hash(self, *sections: str, exclude: dict[str, Any] | None = None) -> str:
         """Stable hash of the named sections, used in stage fingerprints. Of `run` only the
         seed shapes a stage's output (name and runs_dir say where it goes; repeats how many
-        seeds run), so a repeated run reuses the first seed's stages."""
+        seeds run), so a repeated run reuses the first seed's stages. `exclude` names, per
+        section, fields the stage never reads (pydantic's nested exclude)."""
+        exclude = exclude or {}
         payload = {s: {"seed": self.run.seed} if s == "run" else
-                   getattr(self, s).model_dump(mode="json") for s in sections}
+                   getattr(self, s).model_dump(mode="json", exclude=exclude.get(s))
+                   for s in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

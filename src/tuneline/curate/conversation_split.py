@@ -149,7 +149,8 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     A seeded `withheld` share of the copies is shaped as the evaluated `withheld` set is:
     every passage quoting the reply (`quotes`) is left out and the reply is `decline`, so the
     model learns to say when the passages do not hold the answer; a copy left with no passage
-    keeps its reply."""
+    keeps its reply. The copies show what retrieval finds below index.retrieval.min_similarity
+    too: a floor declines before the model reads anything."""
     from tuneline.curate.dedup import shingles
     from tuneline.rag.prompt import rag_messages
 
@@ -172,9 +173,9 @@ def rag_conversations(conversations: list[Conversation], fraction: float,
     examples, avoided, declined = [], 0, 0
     drawn = [withheld > 0 and declining.random() < withheld for _ in chosen]
     wider = iter(retriever.search([q for q, d in zip(questions, drawn, strict=True) if d],
-                                  SEARCHED_PER_SHOWN * top_k))
-    for i, hits, draw in zip(chosen, retriever.search(questions, 2 * top_k), drawn,
-                             strict=True):
+                                  SEARCHED_PER_SHOWN * top_k, floor=False))
+    for i, hits, draw in zip(chosen, retriever.search(questions, 2 * top_k, floor=False),
+                             drawn, strict=True):
         messages = conversations[i].messages
         reply = messages[-1]
         safe = shown(hits)

@@ -111,7 +111,7 @@ def _build(cfg: PipelineConfig, chosen: list[tuple[Fact, str, str, str]], retrie
     vectors = retriever.embedder.embed(questions, progress=True)
     # Twice the context, and deeper when passages stating evaluated facts are left out.
     depth = 2 * k + min(len(guard) if guard is not None else 0, 10 * k)
-    found = retriever.search_embedded(questions, vectors, depth)
+    found = retriever.search_embedded(questions, vectors, depth, floor=False)
     leaked: list[Fact] = []
     for (fact, question, shape, route), hits, vector in zip(chosen, found, vectors, strict=True):
         item = {"source": fact.source}

@@ -45,6 +45,7 @@ from tuneline.curate.out_of_data_split import probe_chats, probe_eval_sets, spli
 from tuneline.curate.split import FactSplit, drop_leaks, split_by_fact, split_recall
 from tuneline.curate.validate import validate_file
 from tuneline.errors import ConfigError, DataError
+from tuneline.index.config import SEARCH_TIME_ONLY
 from tuneline.leakage import LeakGuard
 from tuneline.synthesize.out_of_data import ABSENT_ATTRIBUTE
 from tuneline.synthesize.out_of_data import KINDS as PROBE_KINDS
@@ -64,6 +65,8 @@ EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS, REFERENCE_SET,
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 CONVERSATION_SIDES = ("train", "val", "heldout", "heldout_recall", "dev", "dev_recall")
 
+_SEARCH_TIME = {"index": SEARCH_TIME_ONLY}  # curate's copies ignore the floor
+
 
 def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, out_dir: Path,
         force: bool = False) -> Artifact:
@@ -80,10 +83,10 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         if indexed is None:
             raise ConfigError(["curate.rag: RAG training examples need the index; "
                                "set index.enabled: true"])
-        config_hash += ":" + cfg.section_hash("index", "synthesize")
+        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=_SEARCH_TIME)
         inputs["index"] = indexed.output_hash
     elif cfg.index.enabled:  # the withheld set: its questions and the decline they expect
-        config_hash += ":" + cfg.section_hash("index", "synthesize")
+        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=_SEARCH_TIME)
 
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)

@@ -75,16 +75,18 @@ class Retriever:
         retriever.no_passage_reply = no_passage_reply(cfg)
         return retriever
 
-    def search(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
-        """The top-k hits of every question (k defaults to index.retrieval.top_k)."""
+    def search(self, questions: Sequence[str], k: int | None = None,
+               floor: bool = True) -> list[list[Hit]]:
+        """The top-k hits of every question (k defaults to index.retrieval.top_k); with
+        `floor`, only those reaching index.retrieval.min_similarity."""
         if not questions:
             return []
         with self._lock:
             vectors = self.embedder.embed(list(questions))
-        return self.search_embedded(questions, vectors, k)
+        return self.search_embedded(questions, vectors, k, floor)
 
     def search_embedded(self, questions: Sequence[str], vectors: Any,
-                        k: int | None = None) -> list[list[Hit]]:
+                        k: int | None = None, floor: bool = True) -> list[list[Hit]]:
         """`search` with the questions' embeddings already computed."""
         k = k or self.settings.top_k
         matching = self.settings.match_question
@@ -92,14 +94,31 @@ class Retriever:
         with self._lock:
             found = [self.store.search(vector, searched, text=question, mode=self.settings.mode)
                      for question, vector in zip(questions, vectors, strict=True)]
-        if not matching:
+        if matching:
+            in_scope = [True] * len(questions)
+            if self.scope is not None:
+                with self._lock:
+                    in_scope = self.scope.in_scope(questions)
+            found = [matching_hits(question, hits, self.known)[:k] if scoped else []
+                     for question, hits, scoped in zip(questions, found, in_scope, strict=True)]
+        if floor and self.settings.min_similarity is not None:
+            found = self._similar_enough(vectors, found, self.settings.min_similarity)
+        return found
+
+    def _similar_enough(self, vectors: Any, found: list[list[Hit]],
+                        floor: float) -> list[list[Hit]]:
+        """The hits whose passage's cosine similarity to the question reaches `floor`. A
+        vector search's score is that cosine; other modes score otherwise (BM25, fused
+        ranks), so their passages are embedded afresh, as the index stage embedded them."""
+        if self.settings.mode == "vector":
+            return [[h for h in hits if h.score >= floor] for hits in found]
+        texts = list(dict.fromkeys(h.passage.text for hits in found for h in hits))
+        if not texts:
             return found
-        in_scope = [True] * len(questions)
-        if self.scope is not None:
-            with self._lock:
-                in_scope = self.scope.in_scope(questions)
-        return [matching_hits(question, hits, self.known)[:k] if scoped else []
-                for question, hits, scoped in zip(questions, found, in_scope, strict=True)]
+        with self._lock:
+            embedded = dict(zip(texts, self.embedder.embed(texts), strict=True))
+        return [[h for h in hits if float(vector @ embedded[h.passage.text]) >= floor]
+                for vector, hits in zip(vectors, found, strict=True)]
 
     def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
         """The stored passage matching `where` (e.g. a gold record's source, file and line)."""
@@ -111,10 +130,12 @@ class Retriever:
 
 
 def no_passage_reply(cfg: PipelineConfig) -> str | None:
-    """The reply to a question retrieval kept no passage for, given without the model
-    (index.retrieval.decline_without_passages); None: the model reads the no-passage prompt."""
+    """The reply to a question retrieval kept no passage for (by name or by the similarity
+    floor), given without the model (index.retrieval.decline_without_passages); None: the
+    model reads the no-passage prompt."""
     retrieval = cfg.index.retrieval
-    if not (retrieval.match_question and retrieval.decline_without_passages):
+    ruling_out = retrieval.match_question or retrieval.min_similarity is not None
+    if not (ruling_out and retrieval.decline_without_passages):
         return None
     return cfg.synthesize.unanswerable.answer
 
