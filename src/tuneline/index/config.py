@@ -31,10 +31,11 @@ class RetrievalConfig(Section):
         None, ge=-1, le=1, description="Show a passage only if its cosine similarity to the "
         "question (the index's embedder) reaches this floor; a question left with none is "
         "declined (decline_without_passages). For documents, whose questions retrieval "
-        "cannot match by name: on the Python FAQ's dev sets 0.5 declined 39% of the "
-        "questions whose answer was withheld and 0.6 72%, while answerable questions lost "
-        "0.016 and 0.107 similarity (docs/rag.md#a-similarity-floor). Choose it on your "
-        "dev sets. null: every hit is shown. Curate's training copies ignore it.",
+        "cannot match by name: on the Python FAQ's dev sets (3 seeds) 0.5 declined 39% of "
+        "the questions whose answer was withheld (0% without), and 1 answerable question in "
+        "35 (docs/rag.md#a-similarity-floor). It depends on the embedder and the documents: "
+        "choose it on your dev sets. null: every hit is shown. Curate's training copies "
+        "ignore it.",
     )
     decline_without_passages: bool = Field(
         True, description="With match_question or min_similarity: when no passage is left, "
