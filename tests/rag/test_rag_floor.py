@@ -79,6 +79,11 @@ def test_changing_the_floor_rebuilds_neither_the_index_nor_the_training_data(ind
     for stage in ("index", "curate"):
         assert again.artifacts[stage].skipped
         assert again.artifacts[stage].output_hash == first.artifacts[stage].output_hash
+    # Curate made to run again under a floor that shows nearly nothing writes the same data:
+    # its training copies show what retrieval finds.
+    forced = run_pipeline(_with_floor(cfg, 0.99), until="curate", force=frozenset({"curate"}))
+    assert not forced.artifacts["curate"].skipped
+    assert forced.artifacts["curate"].output_hash == first.artifacts["curate"].output_hash
     # Evaluate, which searches with it, keys the floor.
     assert (_with_floor(cfg, 0.5).section_hash("index")
             != _with_floor(cfg, None).section_hash("index"))

@@ -25,8 +25,8 @@ def retrieval_metrics(items: Sequence[dict[str, Any]], hits: Sequence[Sequence[H
                       positions: Sequence[int], k: int | None = None) -> dict[str, Any]:
     """{"metrics": {set: {k, n, no_passage, recall_at_k, mrr, ci95}}, "items": {position:
     {retrieved, gold_rank}}}. `no_passage` is the share of a set's questions left without any
-    passage (by index.retrieval.match_question); a set whose items have no gold record
-    (unanswerable) gets no recall_at_k, mrr or ci95."""
+    passage (by index.retrieval.match_question or min_similarity); a set whose items have no
+    gold record (unanswerable) gets no recall_at_k, mrr or ci95."""
     per_item: dict[int, dict[str, Any]] = {}
     by_set: dict[str, list[int | None]] = {}
     empty: dict[str, list[float]] = {}
