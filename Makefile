@@ -70,7 +70,7 @@ bench: $(VENV)/.installed-bench
 	@for script in bench/*.py; do echo "$(BIN)/python $$script --help"; done
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 docs: $(VENV)/.installed-dev
 	$(BIN)/python -m tuneline.reference
