@@ -65,8 +65,6 @@ EVAL_SETS = ("recall", "heldout", "unanswerable", *PROBE_KINDS, REFERENCE_SET,
 BEDROCK_DIR, HF_DIR = "bedrock", "hf"
 CONVERSATION_SIDES = ("train", "val", "heldout", "heldout_recall", "dev", "dev_recall")
 
-_SEARCH_TIME = {"index": SEARCH_TIME_ONLY}  # curate's copies ignore the floor
-
 
 def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, out_dir: Path,
         force: bool = False) -> Artifact:
@@ -83,10 +81,10 @@ def run(cfg: PipelineConfig, synthesized: Artifact, indexed: Artifact | None, ou
         if indexed is None:
             raise ConfigError(["curate.rag: RAG training examples need the index; "
                                "set index.enabled: true"])
-        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=_SEARCH_TIME)
+        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=SEARCH_TIME_ONLY)
         inputs["index"] = indexed.output_hash
     elif cfg.index.enabled:  # the withheld set: its questions and the decline they expect
-        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=_SEARCH_TIME)
+        config_hash += ":" + cfg.section_hash("index", "synthesize", exclude=SEARCH_TIME_ONLY)
 
     def work(tmp: Path) -> StageResult:
         facts, cleaning = clean_facts(load_facts(synthesized), cfg.curate)

@@ -57,9 +57,10 @@ class RetrievalConfig(Section):
     )
 
 
-# Settings only a search at evaluation and serving reads: the stages that build from the
-# index (index, curate) leave them out of their fingerprints, so changing them retrains nothing.
-SEARCH_TIME_ONLY = {"retrieval": {"min_similarity"}}
+# Settings only a search at evaluation and serving reads, as `section_hash` excludes: the
+# stages that build from the index (index, curate) leave them out of their fingerprints, so
+# changing them retrains nothing.
+SEARCH_TIME_ONLY = {"index": {"retrieval": {"min_similarity"}}}
 
 
 class IndexConfig(Section):

@@ -30,8 +30,7 @@ def run(cfg: PipelineConfig, ingested: Artifact, out_dir: Path, force: bool = Fa
     """Bring the store in line with the ingested records; writes `index.json` (where the store
     is, the embedder, counts). Skipped, like any stage, when nothing changed."""
     uri, collection = store_location(cfg)
-    config_hash = (cfg.section_hash("index", exclude={"index": SEARCH_TIME_ONLY})
-                   + f":{uri}:{collection}")
+    config_hash = cfg.section_hash("index", exclude=SEARCH_TIME_ONLY) + f":{uri}:{collection}"
     # A deleted local store is rebuilt even when the stage's fingerprint still matches.
     missing = is_local_uri(uri) and not Path(uri).exists()
 

@@ -50,6 +50,7 @@ class Retriever:
         # What the +rag variants and the server reply when no passage is left (for_run).
         self.no_passage_reply: str | None = None
         self._lock = threading.Lock()  # server threads share one embedder and connection
+        self._passage_vectors: dict[str, Any] = {}  # by text, for min_similarity
         self.embedder = embedder or Embedder(index.embedder, index.batch_size)
         self.scope = None
         margin = self.settings.scope_margin
@@ -112,11 +113,12 @@ class Retriever:
         ranks), so their passages are embedded afresh, as the index stage embedded them."""
         if self.settings.mode == "vector":
             return [[h for h in hits if h.score >= floor] for hits in found]
-        texts = list(dict.fromkeys(h.passage.text for hits in found for h in hits))
-        if not texts:
-            return found
-        with self._lock:
-            embedded = dict(zip(texts, self.embedder.embed(texts), strict=True))
+        embedded = self._passage_vectors
+        with self._lock:  # each passage is embedded once per retriever, not once per search
+            new = list(dict.fromkeys(h.passage.text for hits in found for h in hits
+                                     if h.passage.text not in embedded))
+            if new:
+                embedded.update(zip(new, self.embedder.embed(new), strict=True))
         return [[h for h in hits if float(vector @ embedded[h.passage.text]) >= floor]
                 for vector, hits in zip(vectors, found, strict=True)]
 
