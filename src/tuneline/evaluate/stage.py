@@ -60,6 +60,7 @@ PACKAGED_PROBE = "probes/general.jsonl"
 FREE_TEXT_SETS = (REFERENCE_SET, REFERENCE_RECALL_SET)  # graded against a reference reply
 REPLY_JUDGMENTS = "reply_judgments.jsonl"  # the judge's correctness and groundedness verdicts
 JUDGE_CORRECTNESS, GROUNDEDNESS = "judge_correctness", "groundedness"
+SIMILARITY_FLOOR = "similarity_floor"  # what index.retrieval.min_similarity 'auto' derived
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,8 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
             answers.update(rag_answers)
         details = {"generation_tokens_per_second": speed, "cached_answers": cached,
                    "answers_cut": cut}
+        if SIMILARITY_FLOOR in retrieval:
+            details[SIMILARITY_FLOOR] = retrieval[SIMILARITY_FLOOR]
         _warn_of_cut_answers(cut)
         if champion is not None:
             details["champion"] = champion.reference
@@ -416,10 +419,12 @@ def _warn_of_cut_answers(cut: dict[str, int]) -> None:
                   "if answers this long are expected.", file=sys.stderr, flush=True)
 
 
-def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
+def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]],
+                            details: dict[str, Any] | None = None,
                             ) -> tuple[list[int], list[list[Any]], list[list[dict[str, str]]]]:
     """What the +rag variants are asked: the indices of the curated items (not the general
-    probe), their retrieval hits, and each one's question with its passages."""
+    probe), their retrieval hits, and each one's question with its passages. The floor that
+    min_similarity 'auto' derived goes to `details` and is printed."""
     from tuneline.rag.prompt import rag_messages
     from tuneline.rag.retrieve import Retriever
 
@@ -430,6 +435,10 @@ def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]]
         withhold_answers(retriever, items, chosen, hits, cfg.index.retrieval.top_k)
     finally:
         retriever.close()
+    if retriever.derived_floor is not None:
+        print(f"evaluate: {retriever.derived_floor.describe()}")
+        if details is not None:
+            details[SIMILARITY_FLOOR] = retriever.derived_floor.as_dict()
     max_chars = cfg.index.retrieval.max_passage_chars
     conversations = [rag_messages(prompt_messages(items[i]), [h.passage for h in found],
                                   max_chars)
@@ -447,7 +456,8 @@ def _answer_with_retrieval(
     from tuneline.evaluate.retrieval import retrieval_metrics
     from tuneline.rag.retrieve import no_passage_reply
 
-    chosen, hits, conversations = retrieval_conversations(cfg, items)
+    notes: dict[str, Any] = {}
+    chosen, hits, conversations = retrieval_conversations(cfg, items, notes)
     max_chars = cfg.index.retrieval.max_passage_chars
     reply = no_passage_reply(cfg)
     asked = [n for n, found in enumerate(hits) if found or reply is None]
@@ -468,4 +478,4 @@ def _answer_with_retrieval(
     for i, passages in zip(chosen, hits, strict=True):  # what groundedness is judged against
         if items[i]["set"] in FREE_TEXT_SETS:
             found["items"][i]["passages"] = [h.passage.text[:max_chars] for h in passages]
-    return answers, found
+    return answers, found | notes

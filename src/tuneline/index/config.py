@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tuneline.config_base import Section
 
@@ -27,16 +27,24 @@ class RetrievalConfig(Section):
         "names (another year) (tuneline.rag.matching). No passage left: the prompt says "
         "none was found, and a tuned model declines.",
     )
-    min_similarity: float | None = Field(
-        None, ge=-1, le=1, description="Show a passage only if its cosine similarity to the "
-        "question (the index's embedder) reaches this floor; a question left with none is "
-        "declined (decline_without_passages). For documents, whose questions retrieval "
-        "cannot match by name: on the Python FAQ's dev sets (3 seeds) 0.5 declined 39% of "
-        "the questions whose answer was withheld (0% without), and 1 answerable question in "
-        "35 (docs/rag.md#a-similarity-floor). It depends on the embedder and the documents: "
-        "choose it on your dev sets. null: every hit is shown. Curate's training copies "
-        "ignore it.",
+    min_similarity: float | Literal["auto"] | None = Field(
+        None, description="Show a passage only if its cosine similarity to the question (the "
+        "index's embedder) reaches this floor, in [-1, 1]; a question left with none is "
+        "declined (decline_without_passages). For documents, whose questions retrieval cannot "
+        "match by name. 'auto' derives it from the run's training questions "
+        "(tuneline.rag.floor): as low as declines at most 1 in 20 of those shown a passage "
+        "quoting their reply, and no higher than declines half of them with those passages "
+        "left out (docs/rag.md#a-similarity-floor). null: every hit is shown. Curate's "
+        "training copies ignore it.",
     )
+
+    @field_validator("min_similarity")
+    @classmethod
+    def _a_cosine(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not -1 <= value <= 1:
+            raise ValueError("a cosine similarity is in [-1, 1]")
+        return value
+
     decline_without_passages: bool = Field(
         True, description="With match_question or min_similarity: when no passage is left, "
         "the +rag variants and the server reply with synthesize.unanswerable.answer instead "

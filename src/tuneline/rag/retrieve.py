@@ -7,13 +7,16 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneline.config import PipelineConfig
 from tuneline.errors import ConfigError
 from tuneline.index.config import IndexConfig
 from tuneline.rag.matching import FieldValues, matching_hits
 from tuneline.rag.passages import Hit, Passage
+
+if TYPE_CHECKING:
+    from tuneline.rag.floor import DerivedFloor
 
 INDEX_INFO = "index.json"
 # The index stage's list of every match field value (for index.retrieval.match_question).
@@ -51,6 +54,13 @@ class Retriever:
         self.no_passage_reply: str | None = None
         self._lock = threading.Lock()  # server threads share one embedder and connection
         self._passage_vectors: dict[str, Any] = {}  # by text, for min_similarity
+        floor = self.settings.min_similarity
+        self._floor: float | None = floor if isinstance(floor, float) else None
+        # min_similarity 'auto': derived on the first floored search (derived_floor) from
+        # these training chats and the abstention they decline with (for_run sets them).
+        self.floor_source: tuple[Path, str] | None = None
+        self.derived_floor: DerivedFloor | None = None
+        self._floor_lock = threading.Lock()
         self.embedder = embedder or Embedder(index.embedder, index.batch_size)
         self.scope = None
         margin = self.settings.scope_margin
@@ -74,7 +84,28 @@ class Retriever:
         retriever = cls(cfg.index, uri, collection, known=_known_values(cfg),
                         template_questions=_trained_phrasings(cfg))
         retriever.no_passage_reply = no_passage_reply(cfg)
+        if cfg.index.retrieval.min_similarity == "auto":
+            retriever.floor_source = (cfg.run.runs_dir / cfg.run.name / "curate" / "train.jsonl",
+                                      cfg.synthesize.unanswerable.answer)
         return retriever
+
+    def similarity_floor(self) -> float | None:
+        """The floor floored searches apply: index.retrieval.min_similarity, or the one
+        'auto' derives from the run's training questions (once, on first use)."""
+        if self.settings.min_similarity != "auto":
+            return self._floor
+        with self._floor_lock:
+            if self.derived_floor is None:
+                from tuneline.rag.floor import derive_floor
+
+                if self.floor_source is None or not self.floor_source[0].is_file():
+                    where = self.floor_source[0] if self.floor_source else "the run's curate"
+                    raise ConfigError([f"index.retrieval.min_similarity: auto derives the floor "
+                                       f"from the training questions in {where}, which is "
+                                       "missing; run `tuneline curate` first or set a number"])
+                self.derived_floor = derive_floor(self, *self.floor_source)
+                self._floor = self.derived_floor.value
+        return self._floor
 
     def search(self, questions: Sequence[str], k: int | None = None,
                floor: bool = True) -> list[list[Hit]]:
@@ -82,9 +113,12 @@ class Retriever:
         `floor`, only those reaching index.retrieval.min_similarity."""
         if not questions:
             return []
+        return self.search_embedded(questions, self.embed(questions), k, floor)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """The embeddings of `texts` (server threads share the embedder)."""
         with self._lock:
-            vectors = self.embedder.embed(list(questions))
-        return self.search_embedded(questions, vectors, k, floor)
+            return self.embedder.embed(list(texts))
 
     def search_embedded(self, questions: Sequence[str], vectors: Any,
                         k: int | None = None, floor: bool = True) -> list[list[Hit]]:
@@ -102,25 +136,26 @@ class Retriever:
                     in_scope = self.scope.in_scope(questions)
             found = [matching_hits(question, hits, self.known)[:k] if scoped else []
                      for question, hits, scoped in zip(questions, found, in_scope, strict=True)]
-        if floor and self.settings.min_similarity is not None:
-            found = self._similar_enough(vectors, found, self.settings.min_similarity)
+        minimum = self.similarity_floor() if floor else None
+        if minimum is not None:
+            found = [[h for h, similarity in zip(hits, self.similarities(vector, hits),
+                                                 strict=True) if similarity >= minimum]
+                     for vector, hits in zip(vectors, found, strict=True)]
         return found
 
-    def _similar_enough(self, vectors: Any, found: list[list[Hit]],
-                        floor: float) -> list[list[Hit]]:
-        """The hits whose passage's cosine similarity to the question reaches `floor`. A
-        vector search's score is that cosine; other modes score otherwise (BM25, fused
-        ranks), so their passages are embedded afresh, as the index stage embedded them."""
+    def similarities(self, vector: Any, hits: Sequence[Hit]) -> list[float]:
+        """The cosine similarity of each hit's passage to the question's `vector`. A vector
+        search's score is that cosine; other modes score otherwise (BM25, fused ranks), so
+        their passages are embedded afresh, as the index stage embedded them."""
         if self.settings.mode == "vector":
-            return [[h for h in hits if h.score >= floor] for hits in found]
+            return [h.score for h in hits]
         embedded = self._passage_vectors
         with self._lock:  # each passage is embedded once per retriever, not once per search
-            new = list(dict.fromkeys(h.passage.text for hits in found for h in hits
+            new = list(dict.fromkeys(h.passage.text for h in hits
                                      if h.passage.text not in embedded))
             if new:
                 embedded.update(zip(new, self.embedder.embed(new), strict=True))
-        return [[h for h in hits if float(vector @ embedded[h.passage.text]) >= floor]
-                for vector, hits in zip(vectors, found, strict=True)]
+        return [float(vector @ embedded[h.passage.text]) for h in hits]
 
     def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
         """The stored passage matching `where` (e.g. a gold record's source, file and line)."""

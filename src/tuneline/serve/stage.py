@@ -47,6 +47,9 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
         from tuneline.rag.retrieve import Retriever
 
         retriever = Retriever.for_run(cfg)
+        retriever.similarity_floor()  # 'auto' derives it now, not on the first request
+        if retriever.derived_floor is not None:
+            announce(retriever.derived_floor.describe())
     configure_json_logging()
     if settings.tracing:
         from tuneline.serve.tracing import configure_tracing

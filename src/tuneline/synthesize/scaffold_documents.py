@@ -103,7 +103,10 @@ def render_documents_config(plan: DocumentsPlan, config_path: Path) -> str:
         "", "synthesize:", "  conversations:",
         "    - {source: faq, prompt: question, response: answer}", "",
         "index:", "  enabled: true", "  sources: [docs]",
-        f"  retrieval: {{mode: hybrid, top_k: {PASSAGES}, max_passage_chars: {CHUNK_CHARS}}}",
+        "  # A passage less similar to the question than a floor derived from the training",
+        "  # questions is not shown; a question left with none is declined (docs/rag.md).",
+        f"  retrieval: {{mode: hybrid, top_k: {PASSAGES}, max_passage_chars: {CHUNK_CHARS}, "
+        "min_similarity: auto}",
         "",
         "curate:", "  heldout_fraction: 0.2", "  val_fraction: 0.05", "  dev_fraction: 0.1",
         "  # Half the training questions are also trained with the passages retrieved for",
