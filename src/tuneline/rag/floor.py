@@ -95,14 +95,17 @@ def derive_floor(retriever: Any, train_file: Path, abstention: str) -> DerivedFl
     top_k = retriever.settings.top_k
     wide = retriever.search_embedded(questions, vectors, SEARCHED_PER_SHOWN * top_k,
                                      floor=False)
+    shown = [hits[:top_k] for hits in wide]
+    left = [[h for h in hits if not quotes(h.passage.text, reply)][:top_k]
+            for (_, reply), hits in zip(pairs, wide, strict=True)]
+    shown_scores = retriever.similarities(vectors, shown)
+    left_scores = retriever.similarities(vectors, left)
     answerable: list[float] = []
     withheld: list[float] = []
-    for (_, reply), vector, hits in zip(pairs, vectors, wide, strict=True):
-        shown = hits[:top_k]
-        if not any(quotes(h.passage.text, reply) for h in shown):
+    for (_, reply), hits, scores, kept in zip(pairs, shown, shown_scores, left_scores,
+                                              strict=True):
+        if not any(quotes(h.passage.text, reply) for h in hits):
             continue
-        answerable.append(max(retriever.similarities(vector, shown)))
-        left = [h for h in hits if not quotes(h.passage.text, reply)][:top_k]
-        # Nothing left to show is declined at any floor.
-        withheld.append(max(retriever.similarities(vector, left), default=-1.0))
+        answerable.append(max(scores))
+        withheld.append(max(kept, default=-1.0))  # nothing left to show: declined at any floor
     return floor_from_similarities(answerable, withheld)

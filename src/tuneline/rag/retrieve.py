@@ -138,24 +138,27 @@ class Retriever:
                      for question, hits, scoped in zip(questions, found, in_scope, strict=True)]
         minimum = self.similarity_floor() if floor else None
         if minimum is not None:
-            found = [[h for h, similarity in zip(hits, self.similarities(vector, hits),
-                                                 strict=True) if similarity >= minimum]
-                     for vector, hits in zip(vectors, found, strict=True)]
+            found = [[h for h, similarity in zip(hits, scores, strict=True)
+                      if similarity >= minimum]
+                     for hits, scores in zip(found, self.similarities(vectors, found),
+                                             strict=True)]
         return found
 
-    def similarities(self, vector: Any, hits: Sequence[Hit]) -> list[float]:
-        """The cosine similarity of each hit's passage to the question's `vector`. A vector
-        search's score is that cosine; other modes score otherwise (BM25, fused ranks), so
-        their passages are embedded afresh, as the index stage embedded them."""
+    def similarities(self, vectors: Any, found: Sequence[Sequence[Hit]]) -> list[list[float]]:
+        """The cosine similarity of each hit's passage to its question (`vectors`, one per
+        list of hits). A vector search's score is that cosine; other modes score otherwise
+        (BM25, fused ranks), so their passages are embedded afresh, as the index stage
+        embedded them."""
         if self.settings.mode == "vector":
-            return [h.score for h in hits]
+            return [[h.score for h in hits] for hits in found]
         embedded = self._passage_vectors
         with self._lock:  # each passage is embedded once per retriever, not once per search
-            new = list(dict.fromkeys(h.passage.text for h in hits
+            new = list(dict.fromkeys(h.passage.text for hits in found for h in hits
                                      if h.passage.text not in embedded))
             if new:
                 embedded.update(zip(new, self.embedder.embed(new), strict=True))
-        return [float(vector @ embedded[h.passage.text]) for h in hits]
+        return [[float(vector @ embedded[h.passage.text]) for h in hits]
+                for vector, hits in zip(vectors, found, strict=True)]
 
     def find(self, vector: Any, where: dict[str, str]) -> Passage | None:
         """The stored passage matching `where` (e.g. a gold record's source, file and line)."""
