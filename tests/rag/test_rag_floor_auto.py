@@ -168,6 +168,8 @@ def test_evaluate_records_the_derived_floor_and_declines_what_it_leaves_bare(tmp
     evaluated = run_pipeline(cfg, until="evaluate").artifacts["evaluate"]
     floor = evaluated.manifest["details"]["similarity_floor"]
     assert floor["value"] is not None and floor["answerable"] >= MIN_QUESTIONS
+    assert f"Similarity floor (auto): {floor['value']:.3f}" in (
+        evaluated.path / "report.md").read_text()
     retriever = Retriever.for_run(cfg)
     assert retriever.similarity_floor() == floor["value"]
     predictions = [json.loads(line) for line in

@@ -207,12 +207,20 @@ def _evaluate(cfg: PipelineConfig, curated: Artifact, trained: Artifact,
         write_baseline(curated.path / "train.jsonl", predictions, with_rag, cfg.index.embedder,
                        tmp / BASELINE_DIR, cfg.run.seed)
     variant_metrics = {v: metrics[v] for v in variants}
-    notes = (left_out_note,) if left_out_note else ()
+    notes = tuple(note for note in (left_out_note, _floor_note(details)) if note)
     report = (render_report(variant_metrics, predictions, notes)
               if set(VARIANTS) <= set(variants)
               else partial_report(variant_metrics, details.get("skipped", {})))
     (tmp / REPORT).write_text(report, encoding="utf-8")
     return StageResult(counts={"questions": len(items)}, details=details)
+
+
+def _floor_note(details: dict[str, Any]) -> str | None:
+    """The report's line on the similarity floor min_similarity 'auto' derived, if any."""
+    from tuneline.rag.floor import DerivedFloor
+
+    derived = details.get(SIMILARITY_FLOOR)
+    return (DerivedFloor(**derived).describe().capitalize() + "." if derived else None)
 
 
 def prompt_messages(item: dict[str, Any]) -> list[dict[str, str]]:
