@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tuneline.rag.floor import MIN_QUESTIONS, floor_from_similarities
+from tuneline.index.config import RetrievalConfig
+from tuneline.rag.floor import MIN_QUESTIONS, floor_from_similarities, training_questions
 
 ENTRIES = [
     ("How do I water a cactus?", "Soak the soil of the cactus once every three weeks in "
@@ -69,7 +70,7 @@ def test_the_floor_is_the_lower_of_the_answerable_quantile_and_the_withheld_medi
     # They score as high as answerable ones: at most 1 in 20 answerable is declined.
     high = floor_from_similarities(answerable, [0.9] * 20)
     assert high.value == pytest.approx(0.6095)
-    assert (high.answerable, high.withheld) == (20, 20)
+    assert high.questions == 20
     assert "0.610" in high.describe() and "20 answerable" in high.describe()
 
 
@@ -77,6 +78,33 @@ def test_too_few_training_questions_derive_no_floor():
     few = floor_from_similarities([0.8] * (MIN_QUESTIONS - 1), [0.4] * 20)
     assert few.value is None
     assert f"fewer than {MIN_QUESTIONS}" in few.describe()
+
+
+def test_the_setting_takes_a_cosine_or_auto():
+    assert RetrievalConfig(min_similarity="auto").min_similarity == "auto"
+    assert RetrievalConfig(min_similarity=1).min_similarity == 1.0
+    for wrong in (1.5, -2, "high"):
+        with pytest.raises(ValueError, match="min_similarity"):
+            RetrievalConfig(min_similarity=wrong)
+
+
+def test_the_floor_reads_questions_asked_plainly_and_answered_each_once(tmp_path):
+    from tuneline.artifacts import write_jsonl
+    from tuneline.rag.prompt import rag_messages
+
+    def chat(question, reply, system=True):
+        head = [{"role": "system", "content": "Be brief."}] if system else []
+        return {"messages": [*head, {"role": "user", "content": question},
+                             {"role": "assistant", "content": reply}]}
+
+    water, patch = ENTRIES[0], ENTRIES[1]
+    with_passages = rag_messages([{"role": "user", "content": patch[0]}], [], 500)
+    rows = [chat(*water), chat(*water, system=False), chat(patch[0], DECLINE),
+            {"messages": [*with_passages, {"role": "assistant", "content": patch[1]}]},
+            chat("How do I tune a guitar by ear?", "I'm not sure, sorry.")]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    # The duplicate, the decline, the refusal and the copy with passages are left out.
+    assert training_questions(tmp_path / "train.jsonl", DECLINE) == [water]
 
 
 pytest.importorskip("lancedb")
@@ -126,7 +154,7 @@ def test_auto_derives_a_floor_from_the_training_questions_alone(curated):
     derived = retriever.derived_floor
     trained = [row for row in read_jsonl(artifact.path / "train.jsonl")]
     # Every training question is asked; each finds its own section among its passages.
-    assert derived.answerable == derived.withheld == len(trained) >= MIN_QUESTIONS
+    assert derived.questions == len(trained) >= MIN_QUESTIONS
     assert floor == derived.value == min(derived.answerable_quantile, derived.withheld_median)
     assert 0.2 < floor < 0.9
     # A question about none of the sections keeps no passage; a trained one keeps its own.
@@ -135,6 +163,24 @@ def test_auto_derives_a_floor_from_the_training_questions_alone(curated):
     unfloored = retriever.search([off_topic, on_topic], floor=False)
     assert kept[0] == [] and len(unfloored[0]) == 2
     assert any("three weeks" in hit.passage.text for hit in kept[1])
+
+
+def test_the_floor_comes_from_the_training_file_alone(curated, tmp_path):
+    cfg, artifact = curated
+    derived = Retriever.for_run(cfg)
+    derived.similarity_floor()
+    # The same training chats where no evaluated set lies beside them: the same floor.
+    (tmp_path / "train.jsonl").write_bytes((artifact.path / "train.jsonl").read_bytes())
+    alone = Retriever.for_run(cfg)
+    alone.floor_source = (tmp_path / "train.jsonl", DECLINE)
+    assert alone.similarity_floor() == derived.similarity_floor()
+    # Fewer training questions move it: it is derived from them.
+    rows = read_jsonl(tmp_path / "train.jsonl")
+    (tmp_path / "fewer.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:12]))
+    fewer = Retriever.for_run(cfg)
+    fewer.floor_source = (tmp_path / "fewer.jsonl", DECLINE)
+    assert fewer.similarity_floor() != derived.similarity_floor()
+    assert fewer.derived_floor.questions == 12
 
 
 def test_auto_changes_neither_the_index_nor_the_training_data(curated, tiny_model_dir):
@@ -167,7 +213,7 @@ def test_evaluate_records_the_derived_floor_and_declines_what_it_leaves_bare(tmp
     cfg = _config(tmp_path, tiny_model_dir)
     evaluated = run_pipeline(cfg, until="evaluate").artifacts["evaluate"]
     floor = evaluated.manifest["details"]["similarity_floor"]
-    assert floor["value"] is not None and floor["answerable"] >= MIN_QUESTIONS
+    assert floor["value"] is not None and floor["questions"] >= MIN_QUESTIONS
     assert f"Similarity floor (auto): {floor['value']:.3f}" in (
         evaluated.path / "report.md").read_text()
     retriever = Retriever.for_run(cfg)
@@ -181,3 +227,8 @@ def test_evaluate_records_the_derived_floor_and_declines_what_it_leaves_bare(tmp
     assert 0 < len(bare) < len(withheld)
     assert all(p[f"{v}_answer"] == DECLINE for p in bare for v in ("base+rag", "tuned+rag"))
     assert all(p["retrieved"] for p in predictions if p["set"] == "reference")
+    # Another floor is another evaluation; training is kept.
+    update = {"retrieval": cfg.index.retrieval.model_copy(update={"min_similarity": 0.9})}
+    again = run_pipeline(cfg.model_copy(update={"index": cfg.index.model_copy(update=update)}),
+                         until="evaluate")
+    assert again.artifacts["train"].skipped and not again.artifacts["evaluate"].skipped

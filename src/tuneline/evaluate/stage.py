@@ -220,7 +220,10 @@ def _floor_note(details: dict[str, Any]) -> str | None:
     from tuneline.rag.floor import DerivedFloor
 
     derived = details.get(SIMILARITY_FLOOR)
-    return (DerivedFloor(**derived).describe().capitalize() + "." if derived else None)
+    if not derived:
+        return None
+    described = DerivedFloor(**derived).describe()
+    return described[:1].upper() + described[1:] + "."
 
 
 def prompt_messages(item: dict[str, Any]) -> list[dict[str, str]]:
@@ -432,7 +435,7 @@ def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]],
                             ) -> tuple[list[int], list[list[Any]], list[list[dict[str, str]]]]:
     """What the +rag variants are asked: the indices of the curated items (not the general
     probe), their retrieval hits, and each one's question with its passages. The floor that
-    min_similarity 'auto' derived goes to `details` and is printed."""
+    min_similarity 'auto' derived goes to `details`."""
     from tuneline.rag.prompt import rag_messages
     from tuneline.rag.retrieve import Retriever
 
@@ -443,10 +446,8 @@ def retrieval_conversations(cfg: PipelineConfig, items: list[dict[str, Any]],
         withhold_answers(retriever, items, chosen, hits, cfg.index.retrieval.top_k)
     finally:
         retriever.close()
-    if retriever.derived_floor is not None:
-        print(f"evaluate: {retriever.derived_floor.describe()}")
-        if details is not None:
-            details[SIMILARITY_FLOOR] = retriever.derived_floor.as_dict()
+    if retriever.derived_floor is not None and details is not None:
+        details[SIMILARITY_FLOOR] = retriever.derived_floor.as_dict()
     max_chars = cfg.index.retrieval.max_passage_chars
     conversations = [rag_messages(prompt_messages(items[i]), [h.passage for h in found],
                                   max_chars)
@@ -466,6 +467,8 @@ def _answer_with_retrieval(
 
     notes: dict[str, Any] = {}
     chosen, hits, conversations = retrieval_conversations(cfg, items, notes)
+    if SIMILARITY_FLOOR in notes:
+        print(f"evaluate: {_floor_note(notes)}")
     max_chars = cfg.index.retrieval.max_passage_chars
     reply = no_passage_reply(cfg)
     asked = [n for n, found in enumerate(hits) if found or reply is None]

@@ -1,21 +1,4 @@
-"""`index.retrieval.min_similarity: auto`: a similarity floor derived from the run's own training
-questions, so that documents nobody tuned a floor for still get one.
-
-Each training question (asked without passages, answered, deduplicated) is searched as a user's
-would be. Where a shown passage quotes its reply (curate's `quotes`), the best cosine of the
-shown passages is what an answerable question scores; with every passage quoting the reply left
-out, as the evaluated `withheld` set is asked, the best cosine of what is shown instead is what
-a question the documents do not answer scores. The floor is the lower of:
-
-- the ANSWERABLE_DECLINED quantile of the answerable scores: at most 1 in 20 of them declined;
-- the median of the withheld scores: no higher than declines half of those.
-
-A training question is its section's heading, word for word, in an FAQ, so the answerable
-scores of users' questions run lower than these; the median caps what that would cost. Over
-four FAQs (Python, Django, Debian, fetchmail; 100 random 70/30 splits each, retrieval only),
-the floor declined 2-7% of the held-out answerable questions and 21-49% of the withheld ones
-(docs/log.md, 2026-12-08). Only training data is read: nothing evaluated shapes the floor.
-"""
+"""min_similarity: auto, a similarity floor derived from the run's own training questions."""
 
 from __future__ import annotations
 
@@ -26,7 +9,7 @@ from typing import Any
 
 ANSWERABLE_DECLINED = 0.05  # the share of answerable training questions the floor may decline
 WITHHELD_QUANTILE = 0.5  # the floor never rises above what declines this share withheld
-MIN_QUESTIONS = 10  # fewer answerable (or withheld) training questions: no floor is derived
+MIN_QUESTIONS = 10  # fewer answerable training questions: no floor is derived
 
 
 @dataclass(frozen=True)
@@ -34,8 +17,7 @@ class DerivedFloor:
     """What `min_similarity: auto` resolved to, and from what."""
 
     value: float | None  # None: too few training questions to derive one (`reason`)
-    answerable: int  # training questions shown a passage that quotes their reply
-    withheld: int  # of them, those searched again with those passages left out
+    questions: int  # training questions shown a passage that quotes their reply
     answerable_quantile: float | None
     withheld_median: float | None
     reason: str = ""
@@ -44,9 +26,9 @@ class DerivedFloor:
         if self.value is None:
             return f"similarity floor (auto): none, {self.reason}"
         return (f"similarity floor (auto): {self.value:.3f}, the lower of the "
-                f"{ANSWERABLE_DECLINED:.0%} quantile of {self.answerable} answerable training "
-                f"questions' best cosine ({self.answerable_quantile:.3f}) and the median of "
-                f"{self.withheld} with their answer withheld ({self.withheld_median:.3f})")
+                f"{ANSWERABLE_DECLINED:.0%} quantile of {self.questions} answerable training "
+                f"questions' best cosine ({self.answerable_quantile:.3f}) and their median "
+                f"with the passages quoting the answer withheld ({self.withheld_median:.3f})")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,17 +36,28 @@ class DerivedFloor:
 
 def floor_from_similarities(answerable: Sequence[float], withheld: Sequence[float]
                             ) -> DerivedFloor:
-    """The floor of the module docstring from the two lists of best cosines."""
+    """The floor from each answerable training question's best cosine as shown (`answerable`)
+    and as shown with every passage quoting its reply left out (`withheld`, as the evaluated
+    `withheld` set is asked): the lower of
+
+    - the ANSWERABLE_DECLINED quantile of `answerable`: at most 1 in 20 of them declined;
+    - the median of `withheld`: no higher than declines half of them withheld.
+
+    A training question is its section's heading, word for word, in an FAQ, so users'
+    questions score lower than these; the median caps what that costs where unrelated sections
+    of a one-topic corpus score high. Over four FAQs (100 random 70/30 splits each, retrieval
+    only) it declined no more held-out answerable questions than a floor chosen by hand on
+    one of them, and 21-49% of the withheld ones (docs/log.md, 2026-12-08)."""
     import numpy as np
 
-    if len(answerable) < MIN_QUESTIONS or len(withheld) < MIN_QUESTIONS:
-        return DerivedFloor(None, len(answerable), len(withheld), None, None,
-                            f"{len(answerable)} answerable and {len(withheld)} withheld "
-                            f"training questions, fewer than {MIN_QUESTIONS}")
+    if len(answerable) < MIN_QUESTIONS:
+        return DerivedFloor(None, len(answerable), None, None,
+                            f"{len(answerable)} training questions were shown a passage "
+                            f"quoting their answer, fewer than {MIN_QUESTIONS}")
     low = float(np.quantile(answerable, ANSWERABLE_DECLINED))
     median = float(np.quantile(withheld, WITHHELD_QUANTILE))
-    return DerivedFloor(round(min(low, median), 4), len(answerable), len(withheld),
-                        round(low, 4), round(median, 4))
+    return DerivedFloor(round(min(low, median), 4), len(answerable), round(low, 4),
+                        round(median, 4))
 
 
 def training_questions(train_file: Path, abstention: str) -> list[tuple[str, str]]:
@@ -84,7 +77,9 @@ def training_questions(train_file: Path, abstention: str) -> list[tuple[str, str
 
 
 def derive_floor(retriever: Any, train_file: Path, abstention: str) -> DerivedFloor:
-    """The floor for `retriever` from the training questions in `train_file`."""
+    """The floor for `retriever` from the training questions in `train_file`, each searched
+    as a user's question is (top_k, unfloored) and, for the withheld score, as evaluate asks
+    the `withheld` set (searched wider, the passages quoting the reply left out)."""
     from tuneline.curate.conversation_split import SEARCHED_PER_SHOWN, quotes
 
     pairs = training_questions(train_file, abstention)
@@ -93,9 +88,9 @@ def derive_floor(retriever: Any, train_file: Path, abstention: str) -> DerivedFl
     questions = [question for question, _ in pairs]
     vectors = retriever.embed(questions)
     top_k = retriever.settings.top_k
+    shown = retriever.search_embedded(questions, vectors, top_k, floor=False)
     wide = retriever.search_embedded(questions, vectors, SEARCHED_PER_SHOWN * top_k,
                                      floor=False)
-    shown = [hits[:top_k] for hits in wide]
     left = [[h for h in hits if not quotes(h.passage.text, reply)][:top_k]
             for (_, reply), hits in zip(pairs, wide, strict=True)]
     shown_scores = retriever.similarities(vectors, shown)

@@ -47,7 +47,11 @@ def build(cfg: PipelineConfig, model_ref: str | None = None, *, host: str | None
         from tuneline.rag.retrieve import Retriever
 
         retriever = Retriever.for_run(cfg)
-        retriever.similarity_floor()  # 'auto' derives it now, not on the first request
+        try:  # 'auto' derives the floor now, from this run's training data, not on a request
+            retriever.similarity_floor()
+        except Exception:
+            retriever.close()
+            raise
         if retriever.derived_floor is not None:
             announce(retriever.derived_floor.describe())
     configure_json_logging()
